@@ -1,0 +1,3 @@
+from mailpreflight.cli import main
+
+raise SystemExit(main())

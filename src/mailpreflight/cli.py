@@ -1,0 +1,64 @@
+"""Command line. The only place that turns errors into exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from mailpreflight import __version__
+from mailpreflight.errors import MailpreflightError
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailpreflight",
+        description="Why will this systemd mail service fail to start? Find out before it bites.",
+        epilog="example: mailpreflight show --root /mnt/guest spamd.service",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    show = verbs.add_parser("show", help="the unit as systemd loads it: files, drop-ins, parsed Exec lines",
+                            description="Show a unit as systemd would load it.")
+    show.add_argument("unit", metavar="UNIT")
+    show.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
+    show.add_argument("--format", choices=("text", "json"), default="text")
+    return parser
+
+
+def _show(args: argparse.Namespace) -> int:
+    from mailpreflight.render.show import render_json, render_text
+    from mailpreflight.units.loader import UnitLoader
+    from mailpreflight.units.rootfs import RootFS
+
+    fs = RootFS(args.root or "/")
+    if args.root and not fs.is_dir("/"):
+        raise MailpreflightError(f"--root {args.root}: not a directory")
+    unit = UnitLoader(fs).load(args.unit)
+    print(render_json(unit) if args.format == "json" else render_text(unit, fs))
+    if unit.load_error:
+        print(f"mailpreflight: {unit.load_error}", file=sys.stderr)
+        return CRITICAL
+    return OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors are UNKNOWN, --help/--version are OK
+        return OK if exc.code == 0 else UNKNOWN
+    try:
+        if args.verb == "show":
+            return _show(args)
+    except MailpreflightError as exc:
+        print(f"mailpreflight: {exc}", file=sys.stderr)
+        return UNKNOWN
+    except KeyboardInterrupt:
+        return UNKNOWN
+    except BrokenPipeError:
+        return OK
+    parser.error(f"unknown verb {args.verb}")
+    return UNKNOWN  # pragma: no cover

@@ -1,0 +1,71 @@
+"""`mailpreflight show`: a loaded unit as JSON (DESIGN.md contract) or as `systemctl cat` plus Exec lines."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mailpreflight.units.execline import EXEC_KEYS
+from mailpreflight.units.loader import Unit
+from mailpreflight.units.rootfs import RootFS
+
+SCHEMA_VERSION = 1
+
+
+def unit_to_json(unit: Unit) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "name": unit.id,
+        "requested": unit.requested,
+        "names": list(unit.names),
+        "load_state": unit.load_state.value,
+        "fragment_path": unit.fragment_path,
+        "dropin_paths": list(unit.dropin_paths),
+        "masked": unit.masked,
+        "load_error": str(unit.load_error) if unit.load_error else None,
+        "exec": {
+            key: [
+                {"path": c.path, "argv": list(c.argv), "ignore_failure": c.ignore_failure,
+                 "prefixes": list(c.prefixes), "source": str(c.source)}
+                for c in unit.exec[key]
+            ]
+            for key in EXEC_KEYS if key in unit.exec
+        },
+        "environment": [{"name": n, "value": v, "source": str(s)} for n, v, s in unit.environment],
+        "environment_files": [{"path": f.path, "optional": f.optional, "source": str(f.source)}
+                              for f in unit.environment_files],
+        "warnings": [str(d) for d in unit.diagnostics if d is not unit.load_error],
+        "systemd_version": unit.systemd_version,
+    }
+
+
+def render_json(unit: Unit) -> str:
+    return json.dumps(unit_to_json(unit), indent=2, ensure_ascii=False)
+
+
+def render_text(unit: Unit, fs: RootFS) -> str:
+    lines: list[str] = []
+    if unit.masked:
+        lines.append(f"# {unit.id} is masked ({unit.fragment_path} -> /dev/null or empty)")
+    for path in (unit.fragment_path, *unit.dropin_paths):
+        if path is None or unit.masked:
+            continue
+        lines.append(f"# {path}")
+        lines.append((fs.read_text(path) or "").rstrip("\n"))
+        lines.append("")
+    if unit.exec:
+        lines.append("# Parsed commands (as systemd will run them; $VARIABLES are expanded at start)")
+        for key in EXEC_KEYS:
+            for command in unit.exec.get(key, ()):
+                prefix = "".join(command.prefixes)
+                argv = " ".join(_quote(a) for a in command.argv)
+                lines.append(f"{key:14} {prefix:3} {argv}    ({command.source})")
+    for diagnostic in unit.diagnostics:
+        lines.append(f"{diagnostic.severity.value}: {diagnostic}")
+    return "\n".join(lines)
+
+
+def _quote(word: str) -> str:
+    if word and all(c.isalnum() or c in "/._-=:@%+,$" for c in word):
+        return word
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'

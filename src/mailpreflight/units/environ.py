@@ -1,0 +1,257 @@
+"""Service environment: Environment=, EnvironmentFile= and exec-time `$VAR` expansion (systemd.exec(5);
+config_parse_environ() in load-fragment.c, parse_env_file_internal() in env-file.c, replace_env_argv()
+in env-util.c of systemd 252).
+
+Environment files follow their own rules, unlike unit files: a shell-like state machine where "…"
+keeps backslashes except before " \\ ` $ and newline, '…' is literal, an unquoted backslash escapes any
+character (a backslash-newline joins lines), and trailing blanks of unquoted text are dropped.
+A later assignment of the same name replaces the earlier one in place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from mailpreflight.units.execline import extract_first_word
+from mailpreflight.units.specifiers import Expander, SpecifierError
+
+WHITESPACE = " \t\n\r"
+NEWLINE = "\n\r"
+SHELL_NEED_ESCAPE = '"\\`$'
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def env_name_is_valid(name: str) -> bool:
+    return bool(_ENV_NAME.match(name))
+
+
+def env_value_is_valid(value: str) -> bool:
+    """No control characters but tab and newline, and valid UTF-8."""
+    if any(0xDC80 <= ord(c) <= 0xDCFF for c in value):
+        return False
+    return not any((ord(c) < 32 and c not in "\t\n") or ord(c) == 127 for c in value)
+
+
+def env_assignment_is_valid(assignment: str) -> bool:
+    name, equals, value = assignment.partition("=")
+    return bool(equals) and env_name_is_valid(name) and env_value_is_valid(value)
+
+
+def _replace(env: list[tuple[str, str]], name: str, value: str) -> None:
+    """strv_env_replace(): a name keeps the position of its first assignment."""
+    for index, (existing, _) in enumerate(env):
+        if existing == name:
+            env[index] = (name, value)
+            return
+    env.append((name, value))
+
+
+@dataclass(frozen=True)
+class EnvFileResult:
+    env: tuple[tuple[str, str], ...]
+    warnings: tuple[tuple[int, str], ...]  # (line, message)
+    error: tuple[int, str] | None = None  # systemd refuses the file: the unit fails to start
+
+
+def parse_env_file(data: bytes, systemd_version: int = 252) -> EnvFileResult:
+    """EnvironmentFile= contents -> ordered (name, value) pairs, as systemd reads them at start."""
+    text = data.decode("utf-8", "surrogateescape")
+    env: list[tuple[str, str]] = []
+    warnings: list[tuple[int, str]] = []
+    state = "PRE_KEY"
+    key: list[str] = []
+    value: list[str] = []
+    key_ws: int | None = None
+    value_ws: int | None = None
+    line = 1
+    error: tuple[int, str] | None = None
+
+    def push() -> None:
+        nonlocal error
+        name = "".join(key[:key_ws] if key_ws is not None else key)
+        val = "".join(value)
+        if error is not None:
+            return
+        if any(0xDC80 <= ord(c) <= 0xDCFF for c in name + val):
+            error = (line, f"invalid UTF-8 in assignment of {name!r}")
+            return
+        if not env_assignment_is_valid(f"{name}={val}"):
+            warnings.append((line, f'Invalid variable assignment "{name}={val}", ignoring'))
+            return
+        _replace(env, name, val)
+
+    for char in text:
+        if state == "PRE_KEY":
+            if char in "#;":
+                state = "COMMENT"
+            elif char not in WHITESPACE:
+                state, key, key_ws = "KEY", [char], None
+            elif char in NEWLINE:
+                line += 1
+        elif state == "KEY":
+            if char in NEWLINE:
+                warnings.append((line, f"Missing '=' after {''.join(key).strip()!r}, ignoring line"))
+                state = "PRE_KEY"
+                line += 1
+            elif char == "=":
+                state, value, value_ws = "PRE_VALUE", [], None
+            else:
+                if char not in WHITESPACE:
+                    key_ws = None
+                elif key_ws is None:
+                    key_ws = len(key)
+                key.append(char)
+        elif state == "PRE_VALUE":
+            if char in NEWLINE:
+                push()
+                state = "PRE_KEY"
+                line += 1
+            elif char == "'":
+                state = "SINGLE_QUOTE_VALUE"
+            elif char == '"':
+                state = "DOUBLE_QUOTE_VALUE"
+            elif char == "\\":
+                state = "VALUE_ESCAPE"
+            elif char not in WHITESPACE:
+                state = "VALUE"
+                value.append(char)
+        elif state == "VALUE":
+            if char in NEWLINE:
+                if value_ws is not None:
+                    del value[value_ws:]
+                push()
+                state = "PRE_KEY"
+                line += 1
+            elif char == "\\":
+                state, value_ws = "VALUE_ESCAPE", None
+            else:
+                if char not in WHITESPACE:
+                    value_ws = None
+                elif value_ws is None:
+                    value_ws = len(value)
+                value.append(char)
+        elif state == "VALUE_ESCAPE":
+            state = "VALUE"
+            if char in NEWLINE:
+                line += 1  # an escaped newline joins the lines
+            else:
+                value.append(char)
+        elif state == "SINGLE_QUOTE_VALUE":
+            if char == "'":
+                state = "PRE_VALUE"
+            else:
+                line += char == "\n"
+                value.append(char)
+        elif state == "DOUBLE_QUOTE_VALUE":
+            if char == '"':
+                state = "PRE_VALUE"
+            elif char == "\\":
+                state = "DOUBLE_QUOTE_VALUE_ESCAPE"
+            else:
+                line += char == "\n"
+                value.append(char)
+        elif state == "DOUBLE_QUOTE_VALUE_ESCAPE":
+            state = "DOUBLE_QUOTE_VALUE"
+            if char in SHELL_NEED_ESCAPE:
+                value.append(char)
+            elif char != "\n":
+                value += ["\\", char]
+            else:
+                line += 1
+        elif state == "COMMENT":
+            if char == "\\":
+                state = "COMMENT_ESCAPE"
+            elif char in NEWLINE:
+                state = "PRE_KEY"
+                line += 1
+        elif state == "COMMENT_ESCAPE":
+            # Up to systemd 253 a backslash at the end of a comment also comments out the next line.
+            state = "COMMENT" if systemd_version < 254 or char not in NEWLINE else "PRE_KEY"
+            line += char == "\n"
+    if state in ("PRE_VALUE", "VALUE", "VALUE_ESCAPE", "SINGLE_QUOTE_VALUE", "DOUBLE_QUOTE_VALUE",
+                 "DOUBLE_QUOTE_VALUE_ESCAPE"):
+        if state == "VALUE" and value_ws is not None:
+            del value[value_ws:]
+        push()
+    return EnvFileResult(tuple(env), tuple(warnings), error)
+
+
+def parse_environment_value(value: str, expander: Expander, warnings: list[str]) -> list[tuple[str, str]]:
+    """One non-empty Environment= value -> assignments, in order (config_parse_environ())."""
+    result: list[tuple[str, str]] = []
+    pos = 0
+    while True:
+        try:
+            word, pos = extract_first_word(value, pos)
+        except ValueError:
+            warnings.append(f"Invalid syntax, ignoring: {value}")
+            return result
+        if word is None:
+            return result
+        try:
+            resolved = expander.expand(word.text)
+        except SpecifierError as exc:
+            warnings.append(f"Failed to resolve specifiers in {word.text}, ignoring: {exc}")
+            continue
+        if not env_assignment_is_valid(resolved):
+            warnings.append(f"Invalid environment assignment, ignoring: {resolved}")
+            continue
+        name, _, val = resolved.partition("=")
+        result.append((name, val))
+
+
+def merge(*layers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Later layers override earlier ones, keeping first positions (EnvironmentFile= beats Environment=)."""
+    env: list[tuple[str, str]] = []
+    for layer in layers:
+        for name, value in layer:
+            _replace(env, name, value)
+    return env
+
+
+def expand_argv(argv: Sequence[str], env: Iterable[tuple[str, str]]) -> list[str]:
+    """replace_env_argv(): a word `$NAME` becomes the value split into words (none if unset);
+    `${NAME}` anywhere in a word is replaced as it is; `$$` is a literal `$`."""
+    values = dict(env)
+    out: list[str] = []
+    for word in argv:
+        if word.startswith("$") and word[1:2] not in ("{", "$"):
+            found = values.get(word[1:])
+            if found is not None:
+                out.extend(_split_value(found))
+            continue
+        out.append(_replace_braced(word, values))
+    return out
+
+
+def _split_value(value: str) -> list[str]:
+    """strv_split_full(WHITESPACE, EXTRACT_RELAX|EXTRACT_UNQUOTE): quotes removed, no C escapes."""
+    words: list[str] = []
+    pos = 0
+    while True:
+        word, pos = extract_first_word(value, pos, cunescape=False, relax=True)
+        if word is None:
+            return words
+        words.append(word.text)
+
+
+def _replace_braced(word: str, values: dict[str, str]) -> str:
+    out: list[str] = []
+    pos = 0
+    while pos < len(word):
+        if word.startswith("$$", pos):
+            out.append("$")
+            pos += 2
+        elif word.startswith("${", pos):
+            end = word.find("}", pos + 2)
+            if end < 0:
+                out.append(word[pos:])
+                break
+            out.append(values.get(word[pos + 2:end], ""))
+            pos = end + 1
+        else:
+            out.append(word[pos])
+            pos += 1
+    return "".join(out)

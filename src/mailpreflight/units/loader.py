@@ -1,0 +1,415 @@
+"""Find and load a unit the way systemd 252 does: fragment, aliases, masks, templates, drop-ins.
+
+Sources: unit_file_build_name_map() and unit_file_find_fragment() in unit-file.c,
+unit_file_find_dropin_paths() in dropin.c, conf_files_list_strv() in conf-files.c, unit_load_fragment().
+"""
+
+from __future__ import annotations
+
+import posixpath
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+
+from mailpreflight.errors import MailpreflightError, UnitNotFoundError
+from mailpreflight.units import environ
+from mailpreflight.units.execline import EXEC_KEYS, ExecCommand, parse_exec
+from mailpreflight.units.rootfs import RootFS
+from mailpreflight.units.searchpath import search_paths_for, systemd_version
+from mailpreflight.units.specifiers import (
+    Expander,
+    ManagerContext,
+    SpecifierError,
+    host_facts_from_files,
+    host_facts_live,
+    system_manager,
+)
+from mailpreflight.units.syntax import (
+    SECTIONS_BY_TYPE,
+    Assignment,
+    Diagnostic,
+    Severity,
+    Source,
+    parse_unit_file,
+)
+from mailpreflight.units.unitname import UnitName, dropin_unit_names, parse_unit_name
+
+FOLLOW_MAX = 8
+ALIASABLE_TYPES = frozenset({"service", "socket", "target", "device", "timer", "path"})
+TEMPLATABLE_TYPES = frozenset({"service", "socket", "target", "timer", "path"})
+
+
+class LoadState(StrEnum):
+    LOADED = "loaded"
+    MASKED = "masked"
+    NOT_FOUND = "not-found"
+    BAD_SETTING = "bad-setting"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class EnvironmentFileRef:
+    path: str
+    optional: bool  # the `-` prefix: a missing file is fine
+    source: Source
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A unit as systemd would hold it after loading. Paths are guest paths."""
+
+    requested: str
+    id: str
+    names: tuple[str, ...]
+    load_state: LoadState
+    fragment_path: str | None
+    dropin_paths: tuple[str, ...]
+    assignments: tuple[Assignment, ...]
+    exec: dict[str, tuple[ExecCommand, ...]]
+    environment: tuple[tuple[str, str, Source], ...]
+    environment_files: tuple[EnvironmentFileRef, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    load_error: Diagnostic | None
+    search_paths: tuple[str, ...]
+    systemd_version: int
+
+    @property
+    def masked(self) -> bool:
+        return self.load_state is LoadState.MASKED
+
+    def values(self, section: str, key: str) -> list[Assignment]:
+        """Effective list of a list-type setting: everything after the last empty assignment."""
+        found: list[Assignment] = []
+        for assignment in self.assignments:
+            if assignment.section == section and assignment.key == key:
+                found = [] if assignment.value == "" else [*found, assignment]
+        return found
+
+    def last(self, section: str, key: str) -> Assignment | None:
+        """Effective value of a scalar setting: the last assignment wins."""
+        found = [a for a in self.assignments if a.section == section and a.key == key]
+        return found[-1] if found else None
+
+
+@cache
+def known_keys() -> dict[str, frozenset[str]]:
+    """Section -> keys systemd 252 knows (shipped data from `systemd --dump-configuration-items`)."""
+    table: dict[str, set[str]] = {}
+    section = ""
+    text = resources.files("mailpreflight.units").joinpath("keys-252.txt").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        if line.startswith("["):
+            section = line[1:-1]
+            table.setdefault(section, set())
+        else:
+            table[section].add(line)
+    return {name: frozenset(keys) for name, keys in table.items()}
+
+
+@dataclass
+class _NameMap:
+    """Every unit name in the search path -> absolute fragment path, or the alias name it points to."""
+
+    ids: dict[str, str] = field(default_factory=dict)
+    aliases_of: dict[str, list[str]] = field(default_factory=dict)
+    entries: set[str] = field(default_factory=set)  # search-dir entries: units and *.d/*.wants dirs
+
+
+class UnitLoader:
+    """Loads units from one tree. Build it once and load many units: the name map is cached."""
+
+    def __init__(self, fs: RootFS | None = None, search_paths: Iterable[str] | None = None,
+                 manager: ManagerContext | None = None, version: int | None = None) -> None:
+        self.fs = fs or RootFS("/")
+        self.version = version if version is not None else systemd_version(self.fs)
+        self.search_paths = tuple(search_paths) if search_paths is not None else tuple(
+            search_paths_for(self.fs, self.version))
+        self.manager = manager or system_manager(self._host_facts())
+        self._map: _NameMap | None = None
+
+    def _host_facts(self) -> dict[str, str]:
+        if not self.fs.is_offline:
+            return host_facts_live()
+        from mailpreflight.units.searchpath import os_release
+
+        hostname = (self.fs.read_text("/etc/hostname") or "").strip() or None
+        machine_id = (self.fs.read_text("/etc/machine-id") or "").strip() or None
+        return host_facts_from_files(hostname, machine_id, os_release(self.fs))
+
+    # -- the name map ---------------------------------------------------------------------------
+    def _name_map(self) -> _NameMap:
+        if self._map is None:
+            self._map = self._build_name_map()
+        return self._map
+
+    def _build_name_map(self) -> _NameMap:
+        result = _NameMap()
+        for directory in self.search_paths:
+            for entry in self.fs.listdir(directory):
+                path = posixpath.join(directory, entry)
+                valid = parse_unit_name(entry) is not None
+                if not valid and not entry.endswith((".wants", ".requires", ".d")):
+                    continue
+                result.entries.add(path)
+                if not valid or entry in result.ids:
+                    continue
+                target = self._classify_link(directory, entry)
+                if target is not None:
+                    result.ids[entry] = target
+        for name in result.ids:
+            fragment = self._resolve(result.ids, name)
+            if fragment is None or self.fs.is_null_or_empty(fragment):
+                continue
+            destination = posixpath.basename(fragment)
+            dest_name, src_name = parse_unit_name(destination), parse_unit_name(name)
+            if dest_name and dest_name.is_template and src_name and src_name.is_instance:
+                destination = dest_name.with_instance(src_name.instance or "")
+            result.aliases_of.setdefault(destination, []).append(name)
+        return result
+
+    def _classify_link(self, directory: str, entry: str) -> str | None:
+        """Map entry: a path for a file or a link leaving the search path (linked file, mask), or the
+        name an alias points to; None to skip it (self-alias, invalid alias)."""
+        path = posixpath.join(directory, entry)
+        info = self.fs.lstat(path)
+        if info is None or not stat.S_ISLNK(info.st_mode):
+            return path
+        raw = self.fs.readlink(path)
+        if raw is None:
+            return None
+        target = self.fs.normalize_link(directory, raw)
+        inside = any(target.startswith(d.rstrip("/") + "/") for d in self.search_paths)
+        if not inside:
+            return path
+        destination = posixpath.basename(target)
+        if destination == entry or not _alias_is_valid(entry, destination):
+            return None
+        return destination
+
+    @staticmethod
+    def _resolve(ids: dict[str, str], name: str) -> str | None:
+        """unit_ids_map_get(): follow aliases (at most 8 hops) to a fragment path."""
+        current: str | None = None
+        for _ in range(FOLLOW_MAX):
+            target = ids.get(current or name)
+            if target is None:
+                if current is None:
+                    return None
+                parsed = parse_unit_name(current)
+                template = parsed.template if parsed and parsed.is_instance else None
+                target = ids.get(template) if template else None
+                if target is None:
+                    return None
+            if target.startswith("/"):
+                return target
+            current = target
+        return None
+
+    # -- loading --------------------------------------------------------------------------------
+    def load(self, requested: str) -> Unit:
+        """Load one unit. Raises MailpreflightError for an invalid name, UnitNotFoundError if absent."""
+        name = _mangle(requested)
+        parsed = parse_unit_name(name)
+        if parsed is None:
+            raise MailpreflightError(f"{requested!r} is not a valid unit name",
+                                     hint="names look like spamd.service or postfix@-.service")
+        if parsed.is_template:
+            raise MailpreflightError(f"{name} is a template, not a unit",
+                                     hint=f"name an instance, e.g. {parsed.with_instance('NAME')}")
+        names_map = self._name_map()
+        fragment, names = self._find_fragment(parsed, names_map)
+        if fragment is None:
+            raise UnitNotFoundError(
+                f"unit {name} not found; searched {', '.join(self.search_paths)}"
+                + (f" under {self.fs.root}" if self.fs.is_offline else ""))
+        base = parse_unit_name(posixpath.basename(fragment))
+        unit_id = base.with_instance(parsed.instance or "") if base and base.is_template else (
+            posixpath.basename(fragment))
+        id_name = parse_unit_name(unit_id) or parsed
+        all_names = tuple(sorted(names | {unit_id}))
+        if self.fs.is_null_or_empty(fragment):
+            return self._unit(requested, id_name, all_names, LoadState.MASKED, fragment, (), [], None)
+        dropins = self._dropin_paths(unit_id, sorted(names - {unit_id}), parsed.type)
+        return self._parse(requested, id_name, all_names, fragment, dropins)
+
+    def _find_fragment(self, parsed: UnitName, names_map: _NameMap) -> tuple[str | None, set[str]]:
+        names: set[str] = set()
+        self._add_names(parsed, parsed.name, None, names, names_map)
+        fragment = self._resolve(names_map.ids, parsed.name)
+        if fragment is None and parsed.is_instance and parsed.template:
+            fragment = self._resolve(names_map.ids, parsed.template)
+        if fragment is not None and posixpath.basename(fragment) != parsed.name:
+            base = posixpath.basename(fragment)
+            self._add_names(parsed, base, base, names, names_map)
+        return fragment, {n for n in names if not (parse_unit_name(n) or parsed).is_template}
+
+    def _add_names(self, parsed: UnitName, name: str, fragment_base: str | None, names: set[str],
+                   names_map: _NameMap) -> None:
+        names.add(name)
+        for alias in names_map.aliases_of.get(name, []):
+            alias_name = parse_unit_name(alias)
+            if parsed.is_instance and alias_name and alias_name.is_template:
+                instance_name = alias_name.with_instance(parsed.instance or "")
+                other = self._resolve(names_map.ids, instance_name)
+                if other and fragment_base and posixpath.basename(other) != fragment_base:
+                    continue  # that instance has a fragment of its own: not an alias of ours
+                names.add(instance_name)
+            else:
+                names.add(alias)
+
+    def _dropin_paths(self, unit_id: str, aliases: list[str], unit_type: str) -> tuple[str, ...]:
+        entries = self._name_map().entries
+        directories: list[str] = []
+        for name in [unit_id, *aliases, unit_type]:
+            candidates = dropin_unit_names(name) if name != unit_type else [name]
+            for search_dir in self.search_paths:
+                for candidate in candidates:
+                    path = f"{search_dir}/{candidate}.d"
+                    if path in entries or (name == unit_type and self.fs.is_dir(path)):
+                        resolved = self.fs.chase(path)
+                        if resolved and resolved not in directories:
+                            directories.append(resolved)
+        chosen: dict[str, str] = {}
+        masked: set[str] = set()
+        for directory in directories:
+            for entry in self.fs.listdir(directory):
+                if not entry.endswith(".conf") or entry.startswith(".") or entry in chosen or entry in masked:
+                    continue
+                path = posixpath.join(directory, entry)
+                info = self.fs.lstat(path)
+                if info is None or not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
+                    continue
+                if self.fs.is_null_or_empty(path):
+                    masked.add(entry)
+                    continue
+                chosen[entry] = path
+        return tuple(chosen[name] for name in sorted(chosen))
+
+    def _parse(self, requested: str, id_name: UnitName, names: tuple[str, ...], fragment: str,
+               dropins: tuple[str, ...]) -> Unit:
+        sections = SECTIONS_BY_TYPE.get(id_name.type)
+        keys = known_keys()
+        assignments: list[Assignment] = []
+        diagnostics: list[Diagnostic] = []
+        for path in (fragment, *dropins):
+            try:
+                data = self.fs.read_bytes(path)
+            except OSError as exc:
+                failure = Diagnostic(Severity.ERROR, f"cannot read: {exc.strerror or exc}", Source(path, 0))
+                return self._unit(requested, id_name, names, LoadState.ERROR, fragment, dropins, assignments,
+                                  failure, diagnostics)
+            parsed = parse_unit_file(data, path, sections)
+            for assignment in parsed.assignments:
+                known = keys.get(assignment.section)
+                if known is not None and assignment.key not in known and not assignment.key.startswith("X-"):
+                    diagnostics.append(Diagnostic(
+                        Severity.WARNING,
+                        f"Unknown key '{assignment.key}' in section [{assignment.section}], ignoring.",
+                        assignment.source))
+                    continue
+                assignments.append(assignment)
+            diagnostics.extend(d for d in parsed.diagnostics if d is not parsed.fatal)
+            if parsed.fatal:
+                return self._unit(requested, id_name, names, LoadState.ERROR, fragment, dropins, assignments,
+                                  parsed.fatal, diagnostics)
+        return self._unit(requested, id_name, names, LoadState.LOADED, fragment, dropins, assignments, None,
+                          diagnostics)
+
+    def _unit(self, requested: str, id_name: UnitName, names: tuple[str, ...], state: LoadState,
+              fragment: str | None, dropins: tuple[str, ...], assignments: list[Assignment],
+              failure: Diagnostic | None, diagnostics: list[Diagnostic] | None = None) -> Unit:
+        """Interpret the settings the tool uses, in file order, as systemd's parsers would."""
+        diagnostics = list(diagnostics or [])
+        expander = Expander(id_name, self.manager)
+        exec_lists: dict[str, list[ExecCommand]] = {}
+        env: list[tuple[str, str, Source]] = []
+        env_files: list[EnvironmentFileRef] = []
+        kept: list[Assignment] = []
+        section = {"service": "Service", "socket": "Socket", "mount": "Mount", "swap": "Swap"}.get(
+            id_name.type, "")
+        for assignment in assignments:
+            kept.append(assignment)
+            if assignment.section != section:
+                continue
+            warnings: list[str] = []
+            key, value, source = assignment.key, assignment.value, assignment.source
+            if key in EXEC_KEYS or (section != "Service" and key.startswith("Exec")):
+                if not value:
+                    exec_lists[key] = []
+                    continue
+                result = parse_exec(key, value, source, expander, warnings, self.version)
+                exec_lists.setdefault(key, []).extend(result.commands)
+                if result.fatal and result.error:
+                    # systemd stops reading here: "Unit configuration has fatal error".
+                    diagnostics.extend(Diagnostic(Severity.WARNING, w, source) for w in warnings)
+                    failure, state = Diagnostic(Severity.ERROR, result.error, source), LoadState.BAD_SETTING
+                    break
+                if result.error:
+                    warnings.append(result.error)
+            elif key == "Environment":
+                if not value:
+                    env = []
+                    continue
+                for env_name, env_value in environ.parse_environment_value(value, expander, warnings):
+                    _replace_env(env, env_name, env_value, source)
+            elif key == "EnvironmentFile":
+                if not value:
+                    env_files = []
+                    continue
+                optional = value.startswith("-")
+                try:
+                    path = expander.expand(value[1:] if optional else value)
+                except SpecifierError as exc:
+                    warnings.append(f"Failed to resolve unit specifiers in '{value}', ignoring: {exc}")
+                    continue
+                if not path.startswith("/"):
+                    warnings.append(f"Path '{path}' is not absolute, ignoring.")
+                    continue
+                env_files.append(EnvironmentFileRef(path, optional, source))
+            diagnostics.extend(Diagnostic(Severity.WARNING, w, source) for w in warnings)
+        if failure is not None and failure not in diagnostics:
+            diagnostics.append(failure)
+        if expander.unknown_seen:
+            letters = " ".join(f"%{c}" for c in sorted(expander.unknown_seen))
+            diagnostics.append(Diagnostic(
+                Severity.WARNING, f"{letters} depend on the running host and were left unexpanded",
+                Source(fragment or "", 0)))
+        return Unit(
+            requested=requested, id=id_name.name, names=names, load_state=state, fragment_path=fragment,
+            dropin_paths=dropins, assignments=tuple(kept),
+            exec={k: tuple(v) for k, v in exec_lists.items() if v},
+            environment=tuple(env), environment_files=tuple(env_files), diagnostics=tuple(diagnostics),
+            load_error=failure, search_paths=self.search_paths, systemd_version=self.version,
+        )
+
+
+def _replace_env(env: list[tuple[str, str, Source]], name: str, value: str, source: Source) -> None:
+    for index, (existing, _, _) in enumerate(env):
+        if existing == name:
+            env[index] = (name, value, source)
+            return
+    env.append((name, value, source))
+
+
+def _mangle(name: str) -> str:
+    """Like systemctl: a name without a unit type suffix means a service."""
+    return name if parse_unit_name(name) or "." in name.rpartition("@")[2] else f"{name}.service"
+
+
+def _alias_is_valid(source: str, destination: str) -> bool:
+    """unit_validate_alias_symlink_and_warn()."""
+    src, dst = parse_unit_name(source), parse_unit_name(destination)
+    if src is None or dst is None or src.type not in ALIASABLE_TYPES or src.type != dst.type:
+        return False
+    if src.instance is not None and src.type not in TEMPLATABLE_TYPES:
+        return False
+    src_kind = "plain" if src.instance is None else "template" if src.is_template else "instance"
+    dst_kind = "plain" if dst.instance is None else "template" if dst.is_template else "instance"
+    if not (src_kind == dst_kind or (src_kind == "instance" and dst_kind == "template")):
+        return False
+    return not (dst_kind == "instance" and src.instance != dst.instance)

@@ -1,0 +1,122 @@
+"""A file tree seen as a guest sees it: "/" or an offline root (a mounted VM disk).
+
+Symlinks are resolved INSIDE the root: an absolute target is relative to the root and `..` never climbs
+above it (like systemd's chase() with a root). Paths given and returned are guest paths.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from dataclasses import dataclass
+
+MAX_LINKS = 32
+DEV_NULL = "/dev/null"
+
+
+@dataclass(frozen=True)
+class RootFS:
+    root: str = "/"
+
+    @property
+    def is_offline(self) -> bool:
+        return os.path.realpath(self.root) != "/"
+
+    def host(self, guest: str) -> str:
+        """The host path of a guest path (only for reading; never follow the result blindly)."""
+        return os.path.join(self.root, guest.lstrip("/")) if self.root != "/" else guest
+
+    def lstat(self, guest: str) -> os.stat_result | None:
+        try:
+            return os.lstat(self.host(guest))
+        except (OSError, ValueError):
+            return None
+
+    def readlink(self, guest: str) -> str | None:
+        try:
+            return os.readlink(self.host(guest))
+        except (OSError, ValueError):
+            return None
+
+    def chase(self, guest: str, follow_last: bool = True) -> str | None:
+        """Resolve symlinks component by component inside the root; None if a component is missing.
+
+        `/dev/null` is returned as is: under an offline root the guest's /dev is usually not populated,
+        yet a link to it is what masks a unit.
+        """
+        todo = [p for p in guest.split("/") if p]
+        done = "/"
+        hops = 0
+        while todo:
+            part = todo.pop(0)
+            if part == ".":
+                continue
+            if part == "..":
+                done = posixpath.dirname(done)
+                continue
+            candidate = posixpath.join(done, part)
+            if candidate == DEV_NULL:
+                done = candidate
+                continue
+            info = self.lstat(candidate)
+            if info is None:
+                return None
+            if stat.S_ISLNK(info.st_mode) and (todo or follow_last):
+                hops += 1
+                target = self.readlink(candidate)
+                if target is None or hops > MAX_LINKS:
+                    return None
+                if target.startswith("/"):
+                    done = "/"
+                todo = [p for p in target.split("/") if p] + todo
+                continue
+            done = candidate
+        return done
+
+    def normalize_link(self, link_dir: str, target: str) -> str:
+        """A symlink's target as an absolute, `..`-free guest path, without following the last part."""
+        joined = target if target.startswith("/") else posixpath.join(link_dir, target)
+        parent = self.chase(posixpath.dirname(posixpath.normpath(joined)))
+        base = posixpath.basename(posixpath.normpath(joined))
+        if parent is None:
+            return posixpath.normpath(joined)
+        return posixpath.join(parent, base)
+
+    def is_null_or_empty(self, guest: str) -> bool:
+        """What systemd treats as a mask: /dev/null (or any char device) or an empty regular file."""
+        resolved = self.chase(guest)
+        if resolved is None:
+            return False
+        if resolved == DEV_NULL:
+            return True
+        try:
+            info = os.stat(self.host(resolved))
+        except OSError:
+            return False
+        return stat.S_ISCHR(info.st_mode) or (stat.S_ISREG(info.st_mode) and info.st_size == 0)
+
+    def listdir(self, guest: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self.host(guest)))
+        except (OSError, ValueError):
+            return []
+
+    def is_dir(self, guest: str) -> bool:
+        return os.path.isdir(self.host(guest))
+
+    def read_bytes(self, guest: str, limit: int = 64 * 1024 * 1024) -> bytes:
+        """Read a file after resolving it inside the root. Raises OSError."""
+        resolved = self.chase(guest)
+        if resolved is None:
+            raise FileNotFoundError(guest)
+        if resolved == DEV_NULL:
+            return b""
+        with open(self.host(resolved), "rb") as handle:
+            return handle.read(limit)
+
+    def read_text(self, guest: str) -> str | None:
+        try:
+            return self.read_bytes(guest, 1024 * 1024).decode("utf-8", "replace")
+        except OSError:
+            return None

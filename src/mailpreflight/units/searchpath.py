@@ -1,0 +1,73 @@
+"""Unit search paths (systemd.unit(5) "Unit File Load Path"; path-lookup.c of systemd 252).
+
+`systemd-analyze unit-paths` prints a live system's list; tests compare against it and against the user
+manager's own UnitPath property.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from mailpreflight.units.rootfs import RootFS
+
+DEFAULT_SYSTEMD_VERSION = 252
+_SHARED_LIB = re.compile(r"libsystemd-(?:shared|core)-(\d+)")
+
+
+def system_search_paths(split_usr: bool) -> list[str]:
+    """The system manager's list, highest priority first. `split_usr`: Debian-built systemd < 255
+    also searches /lib/systemd/system (before /usr/lib)."""
+    distribution = ["/usr/lib/systemd/system"]
+    if split_usr:
+        distribution.insert(0, "/lib/systemd/system")
+    return [
+        "/etc/systemd/system.control", "/run/systemd/system.control", "/run/systemd/transient",
+        "/run/systemd/generator.early", "/etc/systemd/system", "/etc/systemd/system.attached",
+        "/run/systemd/system", "/run/systemd/system.attached", "/run/systemd/generator",
+        "/usr/local/lib/systemd/system", *distribution, "/run/systemd/generator.late",
+    ]
+
+
+def user_search_paths(env: Mapping[str, str]) -> list[str]:
+    """A user manager's list, from the XDG variables it runs with."""
+    home = env.get("HOME", "/root")
+    config = env.get("XDG_CONFIG_HOME", f"{home}/.config")
+    runtime = env.get("XDG_RUNTIME_DIR", "/run/user/0")
+    data_home = env.get("XDG_DATA_HOME", f"{home}/.local/share")
+    data_dirs = [d for d in env.get("XDG_DATA_DIRS", "/usr/local/share:/usr/share").split(":") if d]
+    return [
+        f"{config}/systemd/user.control", f"{runtime}/systemd/user.control", f"{runtime}/systemd/transient",
+        f"{runtime}/systemd/generator.early", f"{config}/systemd/user", "/etc/systemd/user",
+        f"{runtime}/systemd/user", "/run/systemd/user", f"{runtime}/systemd/generator",
+        f"{data_home}/systemd/user", *(f"{d}/systemd/user" for d in data_dirs),
+        "/usr/local/lib/systemd/user", "/usr/lib/systemd/user", f"{runtime}/systemd/generator.late",
+    ]
+
+
+def os_release(fs: RootFS) -> dict[str, str]:
+    """/etc/os-release (or /usr/lib/os-release) of the tree, as key -> unquoted value."""
+    text = fs.read_text("/etc/os-release") or fs.read_text("/usr/lib/os-release") or ""
+    result: dict[str, str] = {}
+    for line in text.splitlines():
+        key, equals, value = line.strip().partition("=")
+        if equals and key and not key.startswith("#"):
+            result[key] = value.strip().strip("\"'")
+    return result
+
+
+def systemd_version(fs: RootFS) -> int:
+    """The tree's systemd version from its private shared library's name; 252 if it cannot be told."""
+    for directory in ("/usr/lib/systemd", "/lib/systemd", "/usr/lib64/systemd"):
+        for name in fs.listdir(directory):
+            match = _SHARED_LIB.match(name)
+            if match:
+                return int(match.group(1))
+    return DEFAULT_SYSTEMD_VERSION
+
+
+def search_paths_for(fs: RootFS, version: int) -> list[str]:
+    """Debian and its derivatives built systemd with a split /usr layout until 255."""
+    release = os_release(fs)
+    family = {release.get("ID", ""), *release.get("ID_LIKE", "").split()}
+    return system_search_paths(split_usr=bool(family & {"debian", "ubuntu"}) and version < 255)

@@ -1,0 +1,191 @@
+"""Unit file syntax as systemd 252's config parser reads it (systemd.syntax(7), conf-parser.c).
+
+Facts checked against `systemd-analyze verify` of systemd 252 (see tests/corpus/cases/confparser.json):
+- lines end at \\n, \\r\\n, \\r or NUL; a line of 1 MiB (1048576 bytes) or more makes the whole file fail;
+- a line whose first non-blank character is `#` or `;` is a comment, also inside a continuation;
+- an unescaped trailing backslash joins the next line (the backslash becomes a space); the assignment is
+  attributed to the LAST physical line, as systemd's own messages do;
+- a UTF-8 BOM is dropped once; the comment test runs before that, so `<BOM>#x` is not a comment;
+- `[Section]` with bad characters or no closing `]`, and any line that is not UTF-8, fail the file;
+- unknown sections are ignored with a warning, `X-` sections silently; so are their assignments;
+- lines without `=` or without a key are ignored with a warning; `.include` is just such a line in 252.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+LONG_LINE_MAX = 1024 * 1024
+BOM = "\ufeff"
+WHITESPACE = " \t\n\r"
+_EOL = re.compile(rb"\r\n|[\r\n\0]")
+# string_is_safe(): no control characters, no quotes or backslashes.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\\"']")
+
+SECTIONS_BY_TYPE: dict[str, frozenset[str]] = {
+    "service": frozenset({"Unit", "Service", "Install"}),
+    "socket": frozenset({"Unit", "Socket", "Install"}),
+    "timer": frozenset({"Unit", "Timer", "Install"}),
+    "path": frozenset({"Unit", "Path", "Install"}),
+    "mount": frozenset({"Unit", "Mount", "Install"}),
+    "automount": frozenset({"Unit", "Automount", "Install"}),
+    "swap": frozenset({"Unit", "Swap", "Install"}),
+    "target": frozenset({"Unit", "Install"}),
+    "slice": frozenset({"Unit", "Slice", "Install"}),
+    "scope": frozenset({"Unit", "Scope", "Install"}),
+    "device": frozenset({"Unit", "Install"}),
+}
+
+
+class Severity(StrEnum):
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a value came from, as the guest sees the path."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    severity: Severity
+    message: str
+    source: Source
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    section: str
+    key: str
+    value: str
+    source: Source
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    """Assignments in file order; `fatal` is set when systemd would refuse the whole unit."""
+
+    path: str
+    assignments: tuple[Assignment, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    fatal: Diagnostic | None = None
+
+
+@dataclass
+class _State:
+    path: str
+    sections: frozenset[str] | None
+    section: str | None = None
+    section_ignored: bool = False
+    assignments: list[Assignment] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def warn(self, line: int, message: str) -> None:
+        self.diagnostics.append(Diagnostic(Severity.WARNING, message, Source(self.path, line)))
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """Physical lines as systemd's read_line() delimits them (a final EOL adds no empty line)."""
+    lines = _EOL.split(data)
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def _ends_in_escape(text: str) -> bool:
+    escaped = False
+    for char in text:
+        escaped = (not escaped) and char == "\\"
+    return escaped
+
+
+def parse_unit_file(data: bytes, path: str, sections: frozenset[str] | None = None) -> ParsedFile:
+    """Parse one unit file or drop-in. Never raises: problems become diagnostics or `fatal`."""
+    state = _State(path, sections)
+    continuation: str | None = None
+    bom_seen = False
+    lineno = 0
+    for raw in split_lines(data):
+        lineno += 1
+        if len(raw) >= LONG_LINE_MAX:
+            return _fail(state, lineno, "Line too long")
+        stripped = raw.lstrip(WHITESPACE.encode())
+        if stripped[:1] in (b"#", b";"):
+            continue
+        if not bom_seen and raw.startswith(BOM.encode()):
+            raw = raw[len(BOM.encode()):]
+            bom_seen = True
+        # Decoding per line keeps the byte-exact semantics of the C parser for valid UTF-8; an invalid
+        # line is rejected by systemd only once it reaches parse_line(), so keep it as surrogates till then.
+        text = raw.decode("utf-8", "surrogateescape")
+        if continuation is not None:
+            if len(continuation) + len(text) > LONG_LINE_MAX:
+                return _fail(state, lineno, "Continuation line too long")
+            text = continuation + text
+        if _ends_in_escape(text):
+            continuation = text[:-1] + " "
+            continue
+        continuation = None
+        failure = _parse_line(state, lineno, text)
+        if failure:
+            return _fail(state, lineno, failure)
+    if continuation is not None:
+        failure = _parse_line(state, lineno + 1, continuation)
+        if failure:
+            return _fail(state, lineno + 1, failure)
+    return ParsedFile(path, tuple(state.assignments), tuple(state.diagnostics))
+
+
+def _fail(state: _State, line: int, message: str) -> ParsedFile:
+    fatal = Diagnostic(Severity.ERROR, message, Source(state.path, line))
+    return ParsedFile(state.path, tuple(state.assignments), (*state.diagnostics, fatal), fatal)
+
+
+def _parse_line(state: _State, lineno: int, text: str) -> str | None:
+    """One logical line; returns an error message when the whole file fails."""
+    line = text.strip(WHITESPACE)
+    if not line:
+        return None
+    if any(0xDC80 <= ord(c) <= 0xDCFF for c in line):
+        printable = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return f"String is not UTF-8 clean, ignoring assignment: {printable}"
+    if line.startswith("["):
+        if not line.endswith("]"):
+            return f"Invalid section header '{line}'"
+        name = line[1:-1]
+        if _UNSAFE.search(name):
+            return f"Bad characters in section header '{line}'"
+        if state.sections is not None and name not in state.sections:
+            if not name.startswith("X-"):
+                state.warn(lineno, f"Unknown section '{name}'. Ignoring.")
+            state.section, state.section_ignored = None, True
+        else:
+            state.section, state.section_ignored = name, False
+        return None
+    if state.section is None:
+        if not state.section_ignored:
+            state.warn(lineno, "Assignment outside of section. Ignoring.")
+        return None
+    key, equals, value = line.partition("=")
+    if not equals:
+        state.warn(lineno, "Missing '=', ignoring line.")
+        return None
+    if not key:
+        state.warn(lineno, "Missing key name before '=', ignoring line.")
+        return None
+    state.assignments.append(
+        Assignment(state.section, key.strip(WHITESPACE), value.strip(WHITESPACE), Source(state.path, lineno))
+    )
+    return None
