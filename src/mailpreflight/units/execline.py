@@ -156,7 +156,7 @@ def extract_word_and_warn(text: str, pos: int, warnings: list[str]) -> tuple[str
             word, end = extract_first_word(text, pos, relax_escapes=True)
         except ValueError as exc:
             raise ValueError(f"Unbalanced quoting, ignoring: \"{text}\"") from exc
-        if word is not None and word.unknown_escapes:
+        if word is not None:
             warnings.append(f'Ignoring unknown escape sequences: "{word.text}"')
     return (word.text if word else None), end
 

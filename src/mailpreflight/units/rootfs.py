@@ -56,9 +56,8 @@ class RootFS:
                 done = posixpath.dirname(done)
                 continue
             candidate = posixpath.join(done, part)
-            if candidate == DEV_NULL:
-                done = candidate
-                continue
+            if candidate == "/dev" and todo == ["null"]:
+                return DEV_NULL  # whether or not the guest's /dev is populated
             info = self.lstat(candidate)
             if info is None:
                 return None

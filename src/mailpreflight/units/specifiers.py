@@ -130,6 +130,8 @@ class Expander:
 
     def expand(self, text: str, max_length: int = LONG_LINE_MAX) -> str:
         if "%" not in text:
+            if len(text) >= max_length:
+                raise SpecifierError("result too long")
             return text
         table = _unit_table(self.name)
         out: list[str] = []
