@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import corpus_cases
 
+from helpers import corpus_cases
 from mailpreflight.units.execline import parse_exec
 from mailpreflight.units.specifiers import Expander, system_manager
 from mailpreflight.units.syntax import Source
@@ -19,7 +19,8 @@ def run(value: str, unit: str = "foo.service") -> tuple[list[dict[str, Any]], st
     name = parse_unit_name(unit)
     assert name is not None
     warnings: list[str] = []
-    result = parse_exec("ExecStart", value, Source("t.service", 1), Expander(name, system_manager({})), warnings)
+    expander = Expander(name, system_manager({}))
+    result = parse_exec("ExecStart", value, Source("t.service", 1), expander, warnings)
     commands = [{"path": c.path, "argv": list(c.argv), "ignore": c.ignore_failure, "flags": sorted(c.flags)}
                 for c in result.commands]
     return commands, result.error, result.fatal, warnings

@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import make_tree
 
+from helpers import make_tree
 from mailpreflight.errors import MailpreflightError, UnitNotFoundError
 from mailpreflight.units.loader import LoadState, UnitLoader
 from mailpreflight.units.rootfs import RootFS
@@ -17,10 +17,6 @@ from mailpreflight.units.searchpath import system_search_paths
 SIMPLE = "[Service]\nExecStart=/bin/true\n"
 USR = "/usr/lib/systemd/system"
 ETC = "/etc/systemd/system"
-
-
-def load(root: Path, name: str, **tree: object) -> object:
-    return UnitLoader(RootFS(str(root)), version=252).load(name)
 
 
 def loader(root: Path) -> UnitLoader:
@@ -110,7 +106,8 @@ def test_dropin_same_name_higher_dir_hides_lower_and_order_is_by_name(tmp_path: 
     unit = loader(tmp_path).load("a.service")
     assert unit.dropin_paths == (f"{USR}/a.service.d/10-y.conf", "/run/systemd/system/a.service.d/30-z.conf",
                                  f"{ETC}/a.service.d/50-x.conf", f"{USR}/service.d/99-all.conf")
-    assert [c.path for c in unit.exec["ExecStartPre"]] == ["/bin/usr-y", "/bin/run-z", "/bin/etc-x", "/bin/all"]
+    order = [c.path for c in unit.exec["ExecStartPre"]]
+    assert order == ["/bin/usr-y", "/bin/run-z", "/bin/etc-x", "/bin/all"]
 
 
 def test_masked_dropin_name(tmp_path: Path) -> None:
