@@ -364,16 +364,9 @@ class UnitLoader:
                 if not value:
                     env_files = []
                     continue
-                optional = value.startswith("-")
-                try:
-                    path = expander.expand(value[1:] if optional else value)
-                except SpecifierError as exc:
-                    warnings.append(f"Failed to resolve unit specifiers in '{value}', ignoring: {exc}")
-                    continue
-                if not path.startswith("/"):
-                    warnings.append(f"Path '{path}' is not absolute, ignoring.")
-                    continue
-                env_files.append(EnvironmentFileRef(path, optional, source))
+                ref = _environment_file(value, source, expander, warnings)
+                if ref is not None:
+                    env_files.append(ref)
             diagnostics.extend(Diagnostic(Severity.WARNING, w, source) for w in warnings)
         if failure is not None and failure not in diagnostics:
             diagnostics.append(failure)
@@ -389,6 +382,21 @@ class UnitLoader:
             environment=tuple(env), environment_files=tuple(env_files), diagnostics=tuple(diagnostics),
             load_error=failure, search_paths=self.search_paths, systemd_version=self.version,
         )
+
+
+def _environment_file(value: str, source: Source, expander: Expander,
+                      warnings: list[str]) -> EnvironmentFileRef | None:
+    """config_parse_unit_env_file(): `[-]/absolute/path`, specifiers expanded."""
+    optional = value.startswith("-")
+    try:
+        path = expander.expand(value[1:] if optional else value)
+    except SpecifierError as exc:
+        warnings.append(f"Failed to resolve unit specifiers in '{value}', ignoring: {exc}")
+        return None
+    if not path.startswith("/"):
+        warnings.append(f"EnvironmentFile= path is not absolute, ignoring: {path}")
+        return None
+    return EnvironmentFileRef(path, optional, source)
 
 
 def _replace_env(env: list[tuple[str, str, Source]], name: str, value: str, source: Source) -> None:
