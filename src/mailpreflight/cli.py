@@ -25,19 +25,22 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("unit", metavar="UNIT")
     show.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
     show.add_argument("--format", choices=("text", "json"), default="text")
+    show.add_argument("--expand-env", action="store_true",
+                      help="also show argv with $VARS expanded from Environment= and EnvironmentFile=")
     return parser
 
 
 def _show(args: argparse.Namespace) -> int:
     from mailpreflight.render.show import render_json, render_text
-    from mailpreflight.units.loader import UnitLoader
+    from mailpreflight.units.loader import UnitLoader, exec_environment
     from mailpreflight.units.rootfs import RootFS
 
     fs = RootFS(args.root or "/")
     if args.root and not fs.is_dir("/"):
         raise MailpreflightError(f"--root {args.root}: not a directory")
     unit = UnitLoader(fs).load(args.unit)
-    print(render_json(unit) if args.format == "json" else render_text(unit, fs))
+    env = exec_environment(unit, fs) if args.expand_env else None
+    print(render_json(unit, env) if args.format == "json" else render_text(unit, fs, env))
     if unit.load_error:
         print(f"mailpreflight: {unit.load_error}", file=sys.stderr)
         return CRITICAL

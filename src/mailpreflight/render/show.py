@@ -6,14 +6,14 @@ import json
 from typing import Any
 
 from mailpreflight.units.execline import EXEC_KEYS
-from mailpreflight.units.loader import Unit
+from mailpreflight.units.loader import ExecEnvironment, Unit, expand_command
 from mailpreflight.units.rootfs import RootFS
 
 SCHEMA_VERSION = 1
 
 
-def unit_to_json(unit: Unit) -> dict[str, Any]:
-    return {
+def unit_to_json(unit: Unit, env: ExecEnvironment | None = None) -> dict[str, Any]:
+    data = {
         "schema_version": SCHEMA_VERSION,
         "name": unit.id,
         "requested": unit.requested,
@@ -26,7 +26,8 @@ def unit_to_json(unit: Unit) -> dict[str, Any]:
         "exec": {
             key: [
                 {"path": c.path, "argv": list(c.argv), "ignore_failure": c.ignore_failure,
-                 "prefixes": list(c.prefixes), "source": str(c.source)}
+                 "prefixes": list(c.prefixes), "source": str(c.source),
+                 **({"argv_expanded": list(expand_command(c, env.variables))} if env else {})}
                 for c in unit.exec[key]
             ]
             for key in EXEC_KEYS if key in unit.exec
@@ -37,13 +38,17 @@ def unit_to_json(unit: Unit) -> dict[str, Any]:
         "warnings": [str(d) for d in unit.diagnostics if d is not unit.load_error],
         "systemd_version": unit.systemd_version,
     }
+    if env is not None:
+        data["exec_environment"] = {"variables": dict(env.variables),
+                                    "problems": [str(p) for p in env.problems]}
+    return data
 
 
-def render_json(unit: Unit) -> str:
-    return json.dumps(unit_to_json(unit), indent=2, ensure_ascii=False)
+def render_json(unit: Unit, env: ExecEnvironment | None = None) -> str:
+    return json.dumps(unit_to_json(unit, env), indent=2, ensure_ascii=False)
 
 
-def render_text(unit: Unit, fs: RootFS) -> str:
+def render_text(unit: Unit, fs: RootFS, env: ExecEnvironment | None = None) -> str:
     lines: list[str] = []
     if unit.masked:
         lines.append(f"# {unit.id} is masked ({unit.fragment_path} -> /dev/null or empty)")
@@ -60,7 +65,11 @@ def render_text(unit: Unit, fs: RootFS) -> str:
                 prefix = "".join(command.prefixes)
                 argv = " ".join(_quote(a) for a in command.argv)
                 lines.append(f"{key:14} {prefix:3} {argv}    ({command.source})")
-    for diagnostic in unit.diagnostics:
+                if env is not None and ":" not in command.prefixes:
+                    expanded = expand_command(command, env.variables)
+                    if expanded != command.argv:
+                        lines.append(f"{'':14} {'=>':3} {' '.join(_quote(a) for a in expanded)}")
+    for diagnostic in (*unit.diagnostics, *(env.problems if env else ())):
         lines.append(f"{diagnostic.severity.value}: {diagnostic}")
     return "\n".join(lines)
 

@@ -424,3 +424,52 @@ def _alias_is_valid(source: str, destination: str) -> bool:
     if not (src_kind == dst_kind or (src_kind == "instance" and dst_kind == "template")):
         return False
     return not (dst_kind == "instance" and src.instance != dst.instance)
+
+
+@dataclass(frozen=True)
+class ExecEnvironment:
+    """What a service's processes get from Environment= and EnvironmentFile=, read from the tree now."""
+
+    variables: tuple[tuple[str, str], ...]
+    problems: tuple[Diagnostic, ...]  # errors make systemd fail the start (Result=resources)
+
+
+def exec_environment(unit: Unit, fs: RootFS) -> ExecEnvironment:
+    """Environment= then EnvironmentFile= (files win, as in systemd.exec(5)); file paths may be globs."""
+    import glob
+
+    file_env: list[tuple[str, str]] = []
+    problems: list[Diagnostic] = []
+    for ref in unit.environment_files:
+        pattern = fs.host(ref.path)
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(ref.path) else [pattern]
+        guest_paths = ["/" + posixpath.relpath(m, fs.root) if fs.root != "/" else m for m in matches]
+        if not guest_paths and not ref.optional:
+            problems.append(Diagnostic(Severity.ERROR, f"no file matches EnvironmentFile={ref.path}", ref.source))
+        for guest in guest_paths:
+            try:
+                data = fs.read_bytes(guest)
+            except OSError as exc:
+                if not ref.optional:
+                    problems.append(Diagnostic(
+                        Severity.ERROR,
+                        f"EnvironmentFile={guest} cannot be read ({exc.strerror or exc}): the start will fail",
+                        ref.source))
+                continue
+            parsed = environ.parse_env_file(data, unit.systemd_version)
+            problems.extend(Diagnostic(Severity.WARNING, message, Source(guest, line))
+                            for line, message in parsed.warnings)
+            if parsed.error:
+                problems.append(Diagnostic(Severity.ERROR, parsed.error[1] + ": the start will fail",
+                                           Source(guest, parsed.error[0])))
+                continue
+            file_env = environ.merge(file_env, parsed.env)
+    variables = environ.merge([(n, v) for n, v, _ in unit.environment], file_env)
+    return ExecEnvironment(tuple(variables), tuple(problems))
+
+
+def expand_command(command: ExecCommand, variables: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    """argv as the process will see it; the `:` prefix turns expansion off."""
+    if ":" in command.prefixes:
+        return command.argv
+    return tuple(environ.expand_argv(command.argv, variables))
