@@ -20,6 +20,7 @@ from mailpreflight.units.specifiers import Expander, SpecifierError
 WHITESPACE = " \t\n\r"
 NEWLINE = "\n\r"
 SHELL_NEED_ESCAPE = '"\\`$'
+ARG_MAX = 2 * 1024 * 1024  # sysconf(_SC_ARG_MAX) on Linux with the default 8 MiB stack
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -27,11 +28,15 @@ def env_name_is_valid(name: str) -> bool:
     return bool(_ENV_NAME.match(name))
 
 
+def utf8_is_valid(text: str) -> bool:
+    """systemd's utf8_is_valid(): also refuses the noncharacters U+xFFFE and U+xFFFF of every plane
+    (text decoded with surrogateescape carries undecodable bytes as lone surrogates)."""
+    return not any(0xD800 <= ord(c) <= 0xDFFF or (ord(c) & 0xFFFE) == 0xFFFE for c in text)
+
+
 def env_value_is_valid(value: str) -> bool:
-    """No control characters but tab and newline, and valid UTF-8."""
-    if any(0xDC80 <= ord(c) <= 0xDCFF for c in value):
-        return False
-    return not any((ord(c) < 32 and c not in "\t\n") or ord(c) == 127 for c in value)
+    """Valid UTF-8 of a sane length; control characters are allowed in values (systemd 252)."""
+    return utf8_is_valid(value) and len(value.encode("utf-8", "surrogateescape")) <= ARG_MAX - 3
 
 
 def env_assignment_is_valid(assignment: str) -> bool:
@@ -74,11 +79,14 @@ def parse_env_file(data: bytes, systemd_version: int = 252) -> EnvFileResult:
         val = "".join(value)
         if error is not None:
             return
-        if any(0xDC80 <= ord(c) <= 0xDCFF for c in name + val):
-            error = (line, f"invalid UTF-8 in assignment of {name!r}")
+        if not utf8_is_valid(name):
+            error = (line, "invalid UTF-8 in key, refusing the file")
+            return
+        if not utf8_is_valid(val):
+            error = (line, f"invalid UTF-8 value for {name}, refusing the file")
             return
         if not env_assignment_is_valid(f"{name}={val}"):
-            warnings.append((line, f'Invalid variable assignment "{name}={val}", ignoring'))
+            warnings.append((line, f'Ignoring invalid environment assignment "{name}={val}"'))
             return
         _replace(env, name, val)
 

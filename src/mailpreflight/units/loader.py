@@ -235,9 +235,10 @@ class UnitLoader:
             raise UnitNotFoundError(f"unit {name}: {fragment} is a link to a file that does not exist"
                                     + (f" under {self.fs.root}" if self.fs.is_offline else ""))
         all_names = tuple(sorted(names | {unit_id}))
-        if self.fs.is_null_or_empty(fragment):
-            return self._unit(requested, id_name, all_names, LoadState.MASKED, fragment, (), [], None)
         dropins = self._dropin_paths(unit_id, sorted(names - {unit_id}), parsed.type)
+        if self.fs.is_null_or_empty(fragment):
+            # systemd still lists the drop-ins of a masked unit, but reads none of its settings.
+            return self._unit(requested, id_name, all_names, LoadState.MASKED, fragment, dropins, None)
         return self._parse(requested, id_name, all_names, fragment, dropins)
 
     def _find_fragment(self, parsed: UnitName, names_map: _NameMap) -> tuple[str | None, set[str]]:
@@ -295,93 +296,124 @@ class UnitLoader:
 
     def _parse(self, requested: str, id_name: UnitName, names: tuple[str, ...], fragment: str,
                dropins: tuple[str, ...]) -> Unit:
+        """Read the fragment, then each drop-in, applying settings in order as systemd does.
+
+        A fatal problem in the fragment stops loading (LoadState error or bad-setting). In a drop-in,
+        systemd ignores config_parse()'s failure: only the rest of that drop-in is lost.
+        """
+        settings = _Settings(Expander(id_name, self.manager), self.version, id_name.type)
         sections = SECTIONS_BY_TYPE.get(id_name.type)
-        keys = known_keys()
-        assignments: list[Assignment] = []
-        diagnostics: list[Diagnostic] = []
+        state, failure = LoadState.LOADED, None
         for path in (fragment, *dropins):
             try:
                 data = self.fs.read_bytes(path)
             except OSError as exc:
-                failure = Diagnostic(Severity.ERROR, f"cannot read: {exc.strerror or exc}", Source(path, 0))
-                return self._unit(requested, id_name, names, LoadState.ERROR, fragment, dropins, assignments,
-                                  failure, diagnostics)
+                problem = Diagnostic(Severity.ERROR, f"cannot read: {exc.strerror or exc}", Source(path, 0))
+                if path == fragment:
+                    state, failure = LoadState.ERROR, problem
+                    break
+                settings.diagnostics.append(problem)
+                continue
             parsed = parse_unit_file(data, path, sections)
-            for assignment in parsed.assignments:
-                known = keys.get(assignment.section)
-                if known is not None and assignment.key not in known and not assignment.key.startswith("X-"):
-                    diagnostics.append(Diagnostic(
-                        Severity.WARNING,
-                        f"Unknown key '{assignment.key}' in section [{assignment.section}], ignoring.",
-                        assignment.source))
-                    continue
-                assignments.append(assignment)
-            diagnostics.extend(d for d in parsed.diagnostics if d is not parsed.fatal)
-            if parsed.fatal:
-                return self._unit(requested, id_name, names, LoadState.ERROR, fragment, dropins, assignments,
-                                  parsed.fatal, diagnostics)
-        return self._unit(requested, id_name, names, LoadState.LOADED, fragment, dropins, assignments, None,
-                          diagnostics)
+            fatal = settings.apply(parsed.assignments)
+            settings.diagnostics.extend(d for d in parsed.diagnostics if d is not parsed.fatal)
+            if fatal is None and parsed.fatal is not None:
+                fatal = (parsed.fatal, LoadState.ERROR)
+            if fatal is None:
+                continue
+            if path == fragment:
+                (failure, state) = fatal
+                settings.diagnostics.append(failure)
+                break
+            settings.diagnostics.append(Diagnostic(
+                Severity.WARNING, f"{fatal[0].message}; systemd skips the rest of this drop-in",
+                fatal[0].source))
+        return self._unit(requested, id_name, names, state, fragment, dropins, failure, settings)
 
     def _unit(self, requested: str, id_name: UnitName, names: tuple[str, ...], state: LoadState,
-              fragment: str | None, dropins: tuple[str, ...], assignments: list[Assignment],
-              failure: Diagnostic | None, diagnostics: list[Diagnostic] | None = None) -> Unit:
-        """Interpret the settings the tool uses, in file order, as systemd's parsers would."""
-        diagnostics = list(diagnostics or [])
-        expander = Expander(id_name, self.manager)
-        exec_lists: dict[str, list[ExecCommand]] = {}
-        env: list[tuple[str, str, Source]] = []
-        env_files: list[EnvironmentFileRef] = []
-        kept: list[Assignment] = []
-        section = {"service": "Service", "socket": "Socket", "mount": "Mount", "swap": "Swap"}.get(
-            id_name.type, "")
-        for assignment in assignments:
-            kept.append(assignment)
-            if assignment.section != section:
-                continue
-            warnings: list[str] = []
-            key, value, source = assignment.key, assignment.value, assignment.source
-            if key in EXEC_KEYS or (section != "Service" and key.startswith("Exec")):
-                if not value:
-                    exec_lists[key] = []
-                    continue
-                result = parse_exec(key, value, source, expander, warnings, self.version)
-                exec_lists.setdefault(key, []).extend(result.commands)
-                if result.fatal and result.error:
-                    # systemd stops reading here: "Unit configuration has fatal error".
-                    diagnostics.extend(Diagnostic(Severity.WARNING, w, source) for w in warnings)
-                    failure, state = Diagnostic(Severity.ERROR, result.error, source), LoadState.BAD_SETTING
-                    break
-                if result.error:
-                    warnings.append(result.error)
-            elif key == "Environment":
-                if not value:
-                    env = []
-                    continue
-                for env_name, env_value in environ.parse_environment_value(value, expander, warnings):
-                    _replace_env(env, env_name, env_value, source)
-            elif key == "EnvironmentFile":
-                if not value:
-                    env_files = []
-                    continue
-                ref = _environment_file(value, source, expander, warnings)
-                if ref is not None:
-                    env_files.append(ref)
-            diagnostics.extend(Diagnostic(Severity.WARNING, w, source) for w in warnings)
-        if failure is not None and failure not in diagnostics:
-            diagnostics.append(failure)
-        if expander.unknown_seen:
-            letters = " ".join(f"%{c}" for c in sorted(expander.unknown_seen))
+              fragment: str | None, dropins: tuple[str, ...], failure: Diagnostic | None,
+              settings: _Settings | None = None) -> Unit:
+        settings = settings or _Settings(Expander(id_name, self.manager), self.version, id_name.type)
+        diagnostics = list(settings.diagnostics)
+        unknown = settings.expander.unknown_seen
+        if unknown:
+            letters = " ".join(f"%{c}" for c in sorted(unknown))
             diagnostics.append(Diagnostic(
                 Severity.WARNING, f"{letters} depend on the running host and were left unexpanded",
                 Source(fragment or "", 0)))
         return Unit(
             requested=requested, id=id_name.name, names=names, load_state=state, fragment_path=fragment,
-            dropin_paths=dropins, assignments=tuple(kept),
-            exec={k: tuple(v) for k, v in exec_lists.items() if v},
-            environment=tuple(env), environment_files=tuple(env_files), diagnostics=tuple(diagnostics),
-            load_error=failure, search_paths=self.search_paths, systemd_version=self.version,
+            dropin_paths=dropins, assignments=tuple(settings.kept),
+            exec={k: tuple(v) for k, v in settings.exec_lists.items() if v},
+            environment=tuple(settings.env), environment_files=tuple(settings.env_files),
+            diagnostics=tuple(diagnostics), load_error=failure, search_paths=self.search_paths,
+            systemd_version=self.version,
         )
+
+
+_EXEC_SECTIONS = {"service": "Service", "socket": "Socket", "mount": "Mount", "swap": "Swap"}
+
+
+@dataclass
+class _Settings:
+    """The settings the tool interprets, accumulated over the unit's files in order."""
+
+    expander: Expander
+    version: int
+    unit_type: str
+    kept: list[Assignment] = field(default_factory=list)
+    exec_lists: dict[str, list[ExecCommand]] = field(default_factory=dict)
+    env: list[tuple[str, str, Source]] = field(default_factory=list)
+    env_files: list[EnvironmentFileRef] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def apply(self, assignments: Iterable[Assignment]) -> tuple[Diagnostic, LoadState] | None:
+        """Apply one file's assignments; returns the fatal problem that stops this file, if any."""
+        keys = known_keys()
+        section = _EXEC_SECTIONS.get(self.unit_type, "")
+        for assignment in assignments:
+            known = keys.get(assignment.section)
+            if known is not None and assignment.key not in known:
+                if not assignment.key.startswith("X-"):
+                    self.diagnostics.append(Diagnostic(
+                        Severity.WARNING,
+                        f"Unknown key '{assignment.key}' in section [{assignment.section}], ignoring.",
+                        assignment.source))
+                continue
+            self.kept.append(assignment)
+            if assignment.section != section:
+                continue
+            warnings: list[str] = []
+            fatal = self._apply_one(assignment, warnings)
+            self.diagnostics.extend(Diagnostic(Severity.WARNING, w, assignment.source) for w in warnings)
+            if fatal:
+                return Diagnostic(Severity.ERROR, fatal, assignment.source), LoadState.BAD_SETTING
+        return None
+
+    def _apply_one(self, assignment: Assignment, warnings: list[str]) -> str | None:
+        key, value, source = assignment.key, assignment.value, assignment.source
+        if key in EXEC_KEYS or key.startswith("Exec"):
+            if not value:
+                self.exec_lists[key] = []
+                return None
+            result = parse_exec(key, value, source, self.expander, warnings, self.version)
+            self.exec_lists.setdefault(key, []).extend(result.commands)
+            if result.error and not result.fatal:
+                warnings.append(result.error)
+            return result.error if result.fatal else None
+        if key == "Environment":
+            if not value:
+                self.env = []
+            for name, env_value in environ.parse_environment_value(value, self.expander, warnings):
+                _replace_env(self.env, name, env_value, source)
+        elif key == "EnvironmentFile":
+            if not value:
+                self.env_files = []
+                return None
+            ref = _environment_file(value, source, self.expander, warnings)
+            if ref is not None:
+                self.env_files.append(ref)
+        return None
 
 
 def _environment_file(value: str, source: Source, expander: Expander,

@@ -105,16 +105,15 @@ def split_lines(data: bytes) -> list[bytes]:
 
 
 def _ends_in_escape(text: str) -> bool:
-    escaped = False
-    for char in text:
-        escaped = (not escaped) and char == "\\"
-    return escaped
+    """An odd run of trailing backslashes: the last one escapes the line end."""
+    return (len(text) - len(text.rstrip("\\"))) % 2 == 1
 
 
 def parse_unit_file(data: bytes, path: str, sections: frozenset[str] | None = None) -> ParsedFile:
     """Parse one unit file or drop-in. Never raises: problems become diagnostics or `fatal`."""
     state = _State(path, sections)
-    continuation: str | None = None
+    continuation: list[str] = []  # pieces of a continued line, each ending in the space that replaced "\\"
+    continued_length = 0
     bom_seen = False
     lineno = 0
     for raw in split_lines(data):
@@ -130,19 +129,21 @@ def parse_unit_file(data: bytes, path: str, sections: frozenset[str] | None = No
         # Decoding per line keeps the byte-exact semantics of the C parser for valid UTF-8; an invalid
         # line is rejected by systemd only once it reaches parse_line(), so keep it as surrogates till then.
         text = raw.decode("utf-8", "surrogateescape")
-        if continuation is not None:
-            if len(continuation) + len(text) > LONG_LINE_MAX:
-                return _fail(state, lineno, "Continuation line too long")
-            text = continuation + text
+        if continuation and continued_length + len(text) > LONG_LINE_MAX:
+            return _fail(state, lineno, "Continuation line too long")
+        # A piece ends in a space, so the escape state at each join is "not escaped": looking at the
+        # new piece alone is enough (and keeps long continuations linear).
         if _ends_in_escape(text):
-            continuation = text[:-1] + " "
+            continuation.append(text[:-1] + " ")
+            continued_length += len(text)
             continue
-        continuation = None
-        failure = _parse_line(state, lineno, text)
+        logical = "".join(continuation) + text if continuation else text
+        continuation, continued_length = [], 0
+        failure = _parse_line(state, lineno, logical)
         if failure:
             return _fail(state, lineno, failure)
-    if continuation is not None:
-        failure = _parse_line(state, lineno + 1, continuation)
+    if continuation:
+        failure = _parse_line(state, lineno + 1, "".join(continuation))
         if failure:
             return _fail(state, lineno + 1, failure)
     return ParsedFile(path, tuple(state.assignments), tuple(state.diagnostics))
@@ -158,7 +159,7 @@ def _parse_line(state: _State, lineno: int, text: str) -> str | None:
     line = text.strip(WHITESPACE)
     if not line:
         return None
-    if any(0xDC80 <= ord(c) <= 0xDCFF for c in line):
+    if any(0xD800 <= ord(c) <= 0xDFFF or (ord(c) & 0xFFFE) == 0xFFFE for c in line):  # utf8_is_valid()
         printable = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         return f"String is not UTF-8 clean, ignoring assignment: {printable}"
     if line.startswith("["):
@@ -168,7 +169,8 @@ def _parse_line(state: _State, lineno: int, text: str) -> str | None:
         if _UNSAFE.search(name):
             return f"Bad characters in section header '{line}'"
         if state.sections is not None and name not in state.sections:
-            if not name.startswith("X-"):
+            # "-Name" in the known list: a section accepted silently and ignored.
+            if not name.startswith("X-") and f"-{name}" not in state.sections:
                 state.warn(lineno, f"Unknown section '{name}'. Ignoring.")
             state.section, state.section_ignored = None, True
         else:

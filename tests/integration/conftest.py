@@ -1,0 +1,69 @@
+"""Fixtures for tests that talk to a real systemd user manager over a real D-Bus session bus."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from systemd_lab import SYSTEMD, UserManagerLab, cgroup2_mount
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # a conftest sees the whole session's items: mark only the ones below this directory
+    for item in items:
+        if HERE in item.path.resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    if shutil.which("unshare") is None:
+        return "unshare (util-linux) not found"
+    if not os.access(SYSTEMD, os.X_OK):
+        return f"{SYSTEMD} not found"
+    if not Path("/usr/lib/systemd/user/dbus.socket").exists():
+        return "/usr/lib/systemd/user/dbus.socket missing (install dbus-user-session)"
+    for module, dist in (("pystemd", "pystemd"), ("dbus", "dbus-python")):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            return f"{dist} not importable ({e})"
+    if cgroup2_mount() is None:
+        return "no cgroup2 mount"
+    return None
+
+
+@pytest.fixture(scope="session")
+def systemd_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserManagerLab]:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(f"systemd lab unavailable: {reason}")
+    with UserManagerLab(tmp_path_factory.mktemp("sdlab")) as lab:
+        yield lab
+
+
+@pytest.fixture
+def lab_units(systemd_lab: UserManagerLab) -> Iterator[Path]:
+    """The lab's unit dir; whatever a test adds there is removed afterwards, then daemon-reload."""
+    unit_dir = systemd_lab.unit_dir
+    before = set(_tree(unit_dir))
+    yield unit_dir
+    for path in sorted(set(_tree(unit_dir)) - before, key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)  # a directory the test added holds only what it added
+        else:
+            path.unlink(missing_ok=True)
+    systemd_lab.reload()
+    systemd_lab.systemctl("reset-failed")  # no failed state carried into the next test
+
+
+def _tree(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):  # does not follow symlinks
+        yield from (Path(dirpath, n) for n in dirnames + filenames)
