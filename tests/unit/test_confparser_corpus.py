@@ -37,9 +37,9 @@ def test_confparser_case(case: dict[str, Any], tmp_path: Path) -> None:
     if "sections" in case:  # the C test's own table of sections and keys
         parsed = parse_unit_file(data, "t.conf", frozenset(case["sections"]))
         known = case.get("known_keys", {})
-        assignments = [(a.section, a.key, a.value, a.source.line) for a in parsed.assignments
+        assignments = [(a.section, a.key, a.value, a.source.systemd_line) for a in parsed.assignments
                        if a.key in known.get(a.section, ())]
-        diagnostics = [(d.source.line, d.message) for d in parsed.diagnostics]
+        diagnostics = [(d.source.systemd_line, d.message) for d in parsed.diagnostics]
         fatal = parsed.fatal is not None
         load_state = "error" if fatal else "loaded"
     else:  # a real unit file, through the real loader
@@ -47,8 +47,8 @@ def test_confparser_case(case: dict[str, Any], tmp_path: Path) -> None:
         unit_dir.mkdir(parents=True)
         (unit_dir / "t.service").write_bytes(data)
         unit = UnitLoader(RootFS(str(tmp_path)), version=252).load("t.service")
-        assignments = [(a.section, a.key, a.value, a.source.line) for a in unit.assignments]
-        diagnostics = [(d.source.line, d.message) for d in unit.diagnostics]
+        assignments = [(a.section, a.key, a.value, a.source.systemd_line) for a in unit.assignments]
+        diagnostics = [(d.source.systemd_line, d.message) for d in unit.diagnostics]
         fatal = unit.load_error is not None
         load_state = unit.load_state.value
     expected = [(s, k, expand(case, v), line) for s, k, v, line in case["assignments"]]

@@ -75,6 +75,6 @@ def test_same_findings_as_systemd(tmp_path: Path, name: str) -> None:
     path.write_bytes(CASES[name].encode("utf-8", "surrogateescape"))
     expected, outcome = systemd_says(path)
     unit = UnitLoader(RootFS(str(tmp_path)), version=252).load("t.service")
-    ours = {(d.source.line, _gist(d.message)) for d in unit.diagnostics if d.source.line}
+    ours = {(d.source.systemd_line, _gist(d.message)) for d in unit.diagnostics if d.source.line}
     assert unit.load_state.value == outcome
     assert ours == expected | OURS_ONLY.get(name, set())

@@ -278,20 +278,17 @@ class UnitLoader:
                         resolved = self.fs.chase(path)
                         if resolved and resolved not in directories:
                             directories.append(resolved)
+        # conf_files_list_strv() without CONF_FILES_FILTER_MASKED: the first dir with a name wins; a
+        # /dev/null link or empty file there masks that name further down and is listed, but adds nothing.
         chosen: dict[str, str] = {}
-        masked: set[str] = set()
         for directory in directories:
             for entry in self.fs.listdir(directory):
-                if not entry.endswith(".conf") or entry.startswith(".") or entry in chosen or entry in masked:
+                if not entry.endswith(".conf") or entry.startswith(".") or entry in chosen:
                     continue
                 path = posixpath.join(directory, entry)
                 info = self.fs.lstat(path)
-                if info is None or not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
-                    continue
-                if self.fs.is_null_or_empty(path):
-                    masked.add(entry)
-                    continue
-                chosen[entry] = path
+                if info is not None and (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
+                    chosen[entry] = path
         return tuple(chosen[name] for name in sorted(chosen))
 
     def _parse(self, requested: str, id_name: UnitName, names: tuple[str, ...], fragment: str,

@@ -67,7 +67,11 @@ def systemd_version(fs: RootFS) -> int:
 
 
 def search_paths_for(fs: RootFS, version: int) -> list[str]:
-    """Debian and its derivatives built systemd with a split /usr layout until 255."""
+    """Debian and its derivatives built systemd with a split /usr layout until 255. A tree that does
+    not say what it is gets /lib/systemd/system too when that is a real directory of its own."""
     release = os_release(fs)
+    if not release:
+        lib = fs.chase("/lib/systemd/system")
+        return system_search_paths(split_usr=lib is not None and lib != fs.chase("/usr/lib/systemd/system"))
     family = {release.get("ID", ""), *release.get("ID_LIKE", "").split()}
     return system_search_paths(split_usr=bool(family & {"debian", "ubuntu"}) and version < 255)

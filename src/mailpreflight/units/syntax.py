@@ -46,10 +46,19 @@ class Severity(StrEnum):
 
 @dataclass(frozen=True)
 class Source:
-    """Where a value came from, as the guest sees the path."""
+    """Where a value came from, as the guest sees the path.
+
+    `line` is where the assignment starts (what an admin looks for); for a continued line systemd's own
+    messages name the last physical line instead, kept in `end_line`.
+    """
 
     file: str
     line: int
+    end_line: int | None = None
+
+    @property
+    def systemd_line(self) -> int:
+        return self.end_line if self.end_line is not None else self.line
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
@@ -57,12 +66,15 @@ class Source:
 
 @dataclass(frozen=True)
 class Diagnostic:
+    """A problem, located as systemd would locate it (so it matches the journal)."""
+
     severity: Severity
     message: str
     source: Source
 
     def __str__(self) -> str:
-        return f"{self.source}: {self.message}"
+        return f"{self.source.file}:{self.source.systemd_line}: {self.message}" if self.source.line else (
+            f"{self.source.file}: {self.message}")
 
 
 @dataclass(frozen=True)
@@ -92,8 +104,8 @@ class _State:
     assignments: list[Assignment] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
-    def warn(self, line: int, message: str) -> None:
-        self.diagnostics.append(Diagnostic(Severity.WARNING, message, Source(self.path, line)))
+    def warn(self, where: Source, message: str) -> None:
+        self.diagnostics.append(Diagnostic(Severity.WARNING, message, where))
 
 
 def split_lines(data: bytes) -> list[bytes]:
@@ -114,12 +126,13 @@ def parse_unit_file(data: bytes, path: str, sections: frozenset[str] | None = No
     state = _State(path, sections)
     continuation: list[str] = []  # pieces of a continued line, each ending in the space that replaced "\\"
     continued_length = 0
+    first_line = 0
     bom_seen = False
     lineno = 0
     for raw in split_lines(data):
         lineno += 1
         if len(raw) >= LONG_LINE_MAX:
-            return _fail(state, lineno, "Line too long")
+            return _fail(state, Source(path, lineno), "Line too long")
         stripped = raw.lstrip(WHITESPACE.encode())
         if stripped[:1] in (b"#", b";"):
             continue
@@ -130,31 +143,34 @@ def parse_unit_file(data: bytes, path: str, sections: frozenset[str] | None = No
         # line is rejected by systemd only once it reaches parse_line(), so keep it as surrogates till then.
         text = raw.decode("utf-8", "surrogateescape")
         if continuation and continued_length + len(text) > LONG_LINE_MAX:
-            return _fail(state, lineno, "Continuation line too long")
+            return _fail(state, Source(path, first_line, lineno), "Continuation line too long")
         # A piece ends in a space, so the escape state at each join is "not escaped": looking at the
         # new piece alone is enough (and keeps long continuations linear).
+        if not continuation:
+            first_line = lineno
         if _ends_in_escape(text):
             continuation.append(text[:-1] + " ")
             continued_length += len(text)
             continue
         logical = "".join(continuation) + text if continuation else text
         continuation, continued_length = [], 0
-        failure = _parse_line(state, lineno, logical)
+        failure = _parse_line(state, Source(path, first_line, lineno), logical)
         if failure:
-            return _fail(state, lineno, failure)
+            return _fail(state, Source(path, first_line, lineno), failure)
     if continuation:
-        failure = _parse_line(state, lineno + 1, "".join(continuation))
+        where = Source(path, first_line, lineno + 1)
+        failure = _parse_line(state, where, "".join(continuation))
         if failure:
-            return _fail(state, lineno + 1, failure)
+            return _fail(state, where, failure)
     return ParsedFile(path, tuple(state.assignments), tuple(state.diagnostics))
 
 
-def _fail(state: _State, line: int, message: str) -> ParsedFile:
-    fatal = Diagnostic(Severity.ERROR, message, Source(state.path, line))
+def _fail(state: _State, where: Source, message: str) -> ParsedFile:
+    fatal = Diagnostic(Severity.ERROR, message, where)
     return ParsedFile(state.path, tuple(state.assignments), (*state.diagnostics, fatal), fatal)
 
 
-def _parse_line(state: _State, lineno: int, text: str) -> str | None:
+def _parse_line(state: _State, where: Source, text: str) -> str | None:
     """One logical line; returns an error message when the whole file fails."""
     line = text.strip(WHITESPACE)
     if not line:
@@ -171,23 +187,23 @@ def _parse_line(state: _State, lineno: int, text: str) -> str | None:
         if state.sections is not None and name not in state.sections:
             # "-Name" in the known list: a section accepted silently and ignored.
             if not name.startswith("X-") and f"-{name}" not in state.sections:
-                state.warn(lineno, f"Unknown section '{name}'. Ignoring.")
+                state.warn(where, f"Unknown section '{name}'. Ignoring.")
             state.section, state.section_ignored = None, True
         else:
             state.section, state.section_ignored = name, False
         return None
     if state.section is None:
         if not state.section_ignored:
-            state.warn(lineno, "Assignment outside of section. Ignoring.")
+            state.warn(where, "Assignment outside of section. Ignoring.")
         return None
     key, equals, value = line.partition("=")
     if not equals:
-        state.warn(lineno, "Missing '=', ignoring line.")
+        state.warn(where, "Missing '=', ignoring line.")
         return None
     if not key:
-        state.warn(lineno, "Missing key name before '=', ignoring line.")
+        state.warn(where, "Missing key name before '=', ignoring line.")
         return None
     state.assignments.append(
-        Assignment(state.section, key.strip(WHITESPACE), value.strip(WHITESPACE), Source(state.path, lineno))
+        Assignment(state.section, key.strip(WHITESPACE), value.strip(WHITESPACE), where)
     )
     return None
