@@ -325,6 +325,11 @@ class UnitLoader:
             settings.diagnostics.append(Diagnostic(
                 Severity.WARNING, f"{fatal[0].message}; systemd skips the rest of this drop-in",
                 fatal[0].source))
+        if state is LoadState.LOADED and id_name.type == "service":
+            failure = _verify_service(settings, fragment)
+            if failure is not None:
+                state = LoadState.BAD_SETTING
+                settings.diagnostics.append(failure)
         return self._unit(requested, id_name, names, state, fragment, dropins, failure, settings)
 
     def _unit(self, requested: str, id_name: UnitName, names: tuple[str, ...], state: LoadState,
@@ -411,6 +416,34 @@ class _Settings:
             if ref is not None:
                 self.env_files.append(ref)
         return None
+
+
+def _verify_service(settings: _Settings, fragment: str) -> Diagnostic | None:
+    """service_verify() of systemd 252: combinations that make systemd refuse a loaded service."""
+    def last(section: str, key: str) -> str:
+        found = [a.value for a in settings.kept if a.section == section and a.key == key]
+        return found[-1] if found else ""
+
+    start = settings.exec_lists.get("ExecStart", [])
+    stop = settings.exec_lists.get("ExecStop", [])
+    declared = last("Service", "Type")
+    service_type = declared or ("dbus" if last("Service", "BusName") else "simple" if start else "oneshot")
+    problem = None
+    if not start and not stop and last("Unit", "SuccessAction") in ("", "none"):
+        problem = "Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing."
+    elif service_type != "oneshot" and not start:
+        problem = "Service has no ExecStart= setting, which is only allowed for Type=oneshot services. Refusing."
+    elif service_type != "oneshot" and len(start) > 1:
+        problem = ("Service has more than one ExecStart= setting, which is only allowed for Type=oneshot "
+                   "services. Refusing.")
+    elif service_type == "oneshot" and last("Service", "Restart") in ("always", "on-success"):
+        problem = ("Service has Restart= set to either always or on-success, which isn't allowed for "
+                   "Type=oneshot services. Refusing.")
+    elif service_type == "dbus" and not last("Service", "BusName"):
+        problem = "Service is of type D-Bus but no D-Bus service name has been specified. Refusing."
+    elif last("Service", "PAMName") and last("Service", "KillMode") not in ("", "control-group", "mixed"):
+        problem = "Service has PAM enabled. Kill mode must be set to 'control-group' or 'mixed'. Refusing."
+    return Diagnostic(Severity.ERROR, problem, Source(fragment, 0)) if problem else None
 
 
 def _environment_file(value: str, source: Source, expander: Expander,

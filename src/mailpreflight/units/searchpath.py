@@ -36,9 +36,11 @@ def user_search_paths(env: Mapping[str, str]) -> list[str]:
     runtime = env.get("XDG_RUNTIME_DIR", "/run/user/0")
     data_home = env.get("XDG_DATA_HOME", f"{home}/.local/share")
     data_dirs = [d for d in env.get("XDG_DATA_DIRS", "/usr/local/share:/usr/share").split(":") if d]
+    config_dirs = [d for d in env.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":") if d]
     return [
         f"{config}/systemd/user.control", f"{runtime}/systemd/user.control", f"{runtime}/systemd/transient",
-        f"{runtime}/systemd/generator.early", f"{config}/systemd/user", "/etc/systemd/user",
+        f"{runtime}/systemd/generator.early", f"{config}/systemd/user",
+        *(f"{d}/systemd/user" for d in config_dirs), "/etc/systemd/user",
         f"{runtime}/systemd/user", "/run/systemd/user", f"{runtime}/systemd/generator",
         f"{data_home}/systemd/user", *(f"{d}/systemd/user" for d in data_dirs),
         "/usr/local/lib/systemd/user", "/usr/lib/systemd/user", f"{runtime}/systemd/generator.late",
