@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from mailpreflight.units.execline import extract_first_word
 from mailpreflight.units.specifiers import Expander, SpecifierError
+from mailpreflight.units.syntax import utf8_is_valid
 
 WHITESPACE = " \t\n\r"
 NEWLINE = "\n\r"
@@ -26,12 +27,6 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 def env_name_is_valid(name: str) -> bool:
     return bool(_ENV_NAME.match(name))
-
-
-def utf8_is_valid(text: str) -> bool:
-    """systemd's utf8_is_valid(): also refuses the noncharacters U+xFFFE and U+xFFFF of every plane
-    (text decoded with surrogateescape carries undecodable bytes as lone surrogates)."""
-    return not any(0xD800 <= ord(c) <= 0xDFFF or (ord(c) & 0xFFFE) == 0xFFFE for c in text)
 
 
 def env_value_is_valid(value: str) -> bool:

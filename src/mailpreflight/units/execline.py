@@ -12,12 +12,15 @@ config_parse_exec() in load-fragment.c, extract_first_word() in extract-word.c, 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from mailpreflight.units.specifiers import PATH_MAX, Expander, SpecifierError
 from mailpreflight.units.syntax import Source
 
 WHITESPACE = " \t\n\r"
+_PLAIN = re.compile(r"[^ \t\n\r'\"\\]+")
+_IN_QUOTE = {"'": re.compile(r"[^'\\]+"), '"': re.compile(r'[^"\\]+')}
 _SIMPLE_ESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, '"': 34, "'": 39,
                    "s": 32}
 # Prefix characters and the flag names systemd's ExecXxxEx D-Bus properties use for them.
@@ -103,6 +106,12 @@ def extract_first_word(text: str, pos: int, *, relax_escapes: bool = False, cune
         return Word(out.decode("utf-8", "surrogateescape"), unknown)
 
     while pos < length:
+        # Copy runs of ordinary characters at once; only quotes, backslashes and blanks need a look.
+        run = (_PLAIN if quote is None else _IN_QUOTE[quote]).match(text, pos)
+        if run is not None and run.end() > pos:
+            out += text[pos:run.end()].encode("utf-8", "surrogateescape")
+            pos = run.end()
+            continue
         char = text[pos]
         if char == "\\":
             if pos + 1 >= length:
@@ -126,22 +135,16 @@ def extract_first_word(text: str, pos: int, *, relax_escapes: bool = False, cune
             out += ("\\" + text[pos + 1]).encode("utf-8", "surrogateescape")
             unknown = True
             pos += 2
-        elif quote is not None:
-            if char == quote:
-                quote = None
-            else:
-                out += char.encode("utf-8", "surrogateescape")
+        elif quote is not None:  # the closing quote
+            quote = None
             pos += 1
         elif char in ("'", '"'):
             quote = char
             pos += 1
-        elif char in WHITESPACE:
+        else:  # a blank ends the word
             while pos < length and text[pos] in WHITESPACE:
                 pos += 1
             return word(), pos
-        else:
-            out += char.encode("utf-8", "surrogateescape")
-            pos += 1
     if quote is not None and not relax:
         raise ValueError("unbalanced quoting")
     return word(), length

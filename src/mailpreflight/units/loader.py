@@ -231,7 +231,7 @@ class UnitLoader:
         unit_id = base.with_instance(parsed.instance or "") if base and base.is_template else (
             posixpath.basename(fragment))
         id_name = parse_unit_name(unit_id) or parsed
-        if self.fs.chase(fragment) is None:
+        if self.fs.lstat(fragment) is None or self.fs.chase(fragment) is None:
             raise UnitNotFoundError(f"unit {name}: {fragment} is a link to a file that does not exist"
                                     + (f" under {self.fs.root}" if self.fs.is_offline else ""))
         all_names = tuple(sorted(names | {unit_id}))

@@ -6,6 +6,8 @@ above it (like systemd's chase() with a root). Paths given and returned are gues
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import posixpath
 import stat
@@ -43,8 +45,30 @@ class RootFS:
         """Resolve symlinks component by component inside the root; None if a component is missing.
 
         `/dev/null` is returned as is: under an offline root the guest's /dev is usually not populated,
-        yet a link to it is what masks a unit.
+        yet a link to it is what masks a unit. Directories are resolved once and remembered (a loader
+        reads thousands of files from the same few directories).
         """
+        parent, _, base = guest.rpartition("/")
+        if not base or base in (".", "..") or "/." in parent or "//" in guest:
+            return self._chase(guest, follow_last)
+        resolved_parent = self._chase_dir(parent or "/")
+        if resolved_parent is None:
+            return None
+        candidate = posixpath.join(resolved_parent, base)
+        if candidate == DEV_NULL:
+            return DEV_NULL
+        info = self.lstat(candidate)
+        if info is None:
+            return None
+        if follow_last and stat.S_ISLNK(info.st_mode):
+            return self._chase(candidate, follow_last)
+        return candidate
+
+    @functools.lru_cache(maxsize=8192)  # noqa: B019 - RootFS is immutable and lives as long as its loader
+    def _chase_dir(self, guest: str) -> str | None:
+        return self._chase(guest, True)
+
+    def _chase(self, guest: str, follow_last: bool) -> str | None:
         todo = [p for p in guest.split("/") if p]
         done = "/"
         hops = 0
@@ -112,7 +136,10 @@ class RootFS:
         if resolved == DEV_NULL:
             return b""
         with open(self.host(resolved), "rb") as handle:
-            return handle.read(limit)
+            # read(limit) would allocate `limit` bytes up front: check the size instead.
+            if os.fstat(handle.fileno()).st_size > limit:
+                raise OSError(errno.EFBIG, f"larger than {limit} bytes", guest)
+            return handle.read()
 
     def read_text(self, guest: str) -> str | None:
         try:

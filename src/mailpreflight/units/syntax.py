@@ -21,6 +21,16 @@ LONG_LINE_MAX = 1024 * 1024
 BOM = "\ufeff"
 WHITESPACE = " \t\n\r"
 _EOL = re.compile(rb"\r\n|[\r\n\0]")
+# utf8_is_valid(): surrogates (undecodable bytes, kept by surrogateescape) and the noncharacters U+xFFFE and
+# U+xFFFF of every plane are refused.
+NOT_UTF8 = re.compile("[\ud800-\udfff" + "".join(
+    chr(plane * 0x10000 + 0xFFFE) + "-" + chr(plane * 0x10000 + 0xFFFF) for plane in range(17)) + "]")
+
+
+def utf8_is_valid(text: str) -> bool:
+    return NOT_UTF8.search(text) is None
+
+
 # string_is_safe(): no control characters, no quotes or backslashes.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\\\"']")
 
@@ -175,7 +185,7 @@ def _parse_line(state: _State, where: Source, text: str) -> str | None:
     line = text.strip(WHITESPACE)
     if not line:
         return None
-    if any(0xD800 <= ord(c) <= 0xDFFF or (ord(c) & 0xFFFE) == 0xFFFE for c in line):  # utf8_is_valid()
+    if NOT_UTF8.search(line):
         printable = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         return f"String is not UTF-8 clean, ignoring assignment: {printable}"
     if line.startswith("["):
