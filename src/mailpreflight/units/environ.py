@@ -241,6 +241,8 @@ def _split_value(value: str) -> list[str]:
 
 
 def _replace_braced(word: str, values: dict[str, str]) -> str:
+    """`${NAME}` replaced; `${NAME:...}` is syntax systemd 252 does not support: kept as written,
+    though references inside it are still replaced; an unclosed `${` stays."""
     out: list[str] = []
     pos = 0
     while pos < len(word):
@@ -248,12 +250,13 @@ def _replace_braced(word: str, values: dict[str, str]) -> str:
             out.append("$")
             pos += 2
         elif word.startswith("${", pos):
-            end = word.find("}", pos + 2)
-            if end < 0:
-                out.append(word[pos:])
-                break
-            out.append(values.get(word[pos + 2:end], ""))
-            pos = end + 1
+            close, colon = word.find("}", pos + 2), word.find(":", pos + 2)
+            if close < 0 or 0 <= colon < close:
+                out.append("${")
+                pos += 2
+                continue
+            out.append(values.get(word[pos + 2:close], ""))
+            pos = close + 1
         else:
             out.append(word[pos])
             pos += 1

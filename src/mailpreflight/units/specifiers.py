@@ -43,7 +43,8 @@ def system_manager(host: Mapping[str, str] | None = None) -> ManagerContext:
     return ManagerContext(
         dirs={"t": "/run", "S": "/var/lib", "C": "/var/cache", "L": "/var/log", "E": "/etc",
               "T": "/tmp", "V": "/var/tmp"},
-        user={"u": "root", "U": "0", "g": "root", "G": "0", "h": "/root", "s": "/bin/sh"},
+        # %s: root's shell as systemd was built (Debian and openSUSE: /bin/bash; upstream's default /bin/sh).
+        user={"u": "root", "U": "0", "g": "root", "G": "0", "h": "/root", "s": "/bin/bash"},
         host=dict(host or {}),
     )
 
@@ -103,6 +104,14 @@ def _last_component(prefix: str) -> str:
     return prefix[prefix.rfind("-") + 1:]
 
 
+def _unescaped_last_component(prefix: str) -> str:
+    last = _last_component(prefix)
+    if not last:
+        # systemd 252 hits an assertion here and PID 1 aborts while loading the unit.
+        raise ValueError("systemd 252 crashes expanding %J when the unit prefix ends in '-'")
+    return unescape(last)
+
+
 def _unit_table(name: UnitName) -> dict[str, Callable[[], str]]:
     instance = name.instance or ""
     stem = name.name[: -len(name.type) - 1]
@@ -114,7 +123,7 @@ def _unit_table(name: UnitName) -> dict[str, Callable[[], str]]:
         "i": lambda: instance,
         "I": lambda: unescape(instance),
         "j": lambda: _last_component(name.prefix),
-        "J": lambda: unescape(_last_component(name.prefix)),
+        "J": lambda: _unescaped_last_component(name.prefix),
         "f": lambda: path_unescape(instance if name.instance else name.prefix),
         "d": lambda: f"/run/credentials/{name.name}",
     }

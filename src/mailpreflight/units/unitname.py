@@ -55,6 +55,18 @@ def parse_unit_name(name: str) -> UnitName | None:
     return UnitName(name, prefix, instance, unit_type)
 
 
+def instance_is_valid(instance: str) -> bool:
+    return bool(instance) and len(instance) < UNIT_NAME_MAX and set(instance) <= _VALID_INSTANCE_CHARS
+
+
+def path_escape(path: str) -> str:
+    """unit_name_path_escape() / `systemd-escape --path`: "/" is "-", otherwise slashes are trimmed."""
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise ValueError(f"{path!r} is not a normalized path")
+    return "-" if not parts else escape("/".join(parts))
+
+
 def prefix_is_valid(prefix: str) -> bool:
     return bool(prefix) and len(prefix) < UNIT_NAME_MAX and set(prefix) <= _VALID_CHARS
 
@@ -87,6 +99,8 @@ def path_unescape(text: str) -> str:
     if text == "-":
         return "/"
     path = unescape(text)
+    if path.startswith("/"):
+        raise ValueError(f"{text!r} does not unescape to a normalized path")
     parts = path.split("/")
     if any(part in (".", "..") for part in parts) or "//" in path or path.endswith("/"):
         raise ValueError(f"{text!r} does not unescape to a normalized path")

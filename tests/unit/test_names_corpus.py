@@ -1,0 +1,136 @@
+"""Unit names, specifiers, exec-time expansion and name resolution under a root: the corpus tables
+unitname.json, specifiers.json, envexpand.json and installroot.json."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import corpus_cases, make_tree
+from mailpreflight.errors import MailpreflightError
+from mailpreflight.units import unitname as un
+from mailpreflight.units.environ import expand_argv
+from mailpreflight.units.execline import ExecCommand
+from mailpreflight.units.loader import UnitLoader, expand_command
+from mailpreflight.units.rootfs import RootFS
+from mailpreflight.units.specifiers import Expander, SpecifierError, system_manager
+from mailpreflight.units.syntax import Source
+
+UNITNAME = corpus_cases("unitname.json")
+SPECIFIERS = corpus_cases("specifiers.json")
+ENVEXPAND = corpus_cases("envexpand.json")
+INSTALLROOT = corpus_cases("installroot.json")
+
+
+def _parsed(name: str) -> un.UnitName:
+    parsed = un.parse_unit_name(name)
+    if parsed is None:
+        raise ValueError(name)
+    return parsed
+
+
+def _is_valid(name: str, flags: str) -> bool:
+    parsed = un.parse_unit_name(name)
+    if parsed is None:
+        return False
+    kinds = {"plain": parsed.instance is None, "template": parsed.is_template, "instance": parsed.is_instance}
+    return flags == "any" or any(kinds[f] for f in flags.split("|"))
+
+
+def _replace_instance(name: str, instance: str) -> str:
+    parsed = _parsed(name)
+    if parsed.instance is None or not un.instance_is_valid(instance):
+        raise ValueError(name)
+    return parsed.with_instance(instance)
+
+
+OPS: dict[str, Callable[[dict[str, Any]], object]] = {
+    "is_valid": lambda c: _is_valid(c["input"], c.get("flags", "any")),
+    "prefix_is_valid": lambda c: un.prefix_is_valid(c["input"]),
+    "instance_is_valid": lambda c: un.instance_is_valid(c["input"]),
+    "template": lambda c: _parsed(c["input"]).template if _parsed(c["input"]).is_instance else _fail(),
+    "instance": lambda c: _parsed(c["input"]).instance,
+    "prefix": lambda c: _parsed(c["input"]).prefix,
+    "prefix_and_instance": lambda c: c["input"][: -len(_parsed(c["input"]).type) - 1],
+    "replace_instance": lambda c: _replace_instance(c["input"], c["args"][0]),
+    "escape": lambda c: un.escape(c["input"]),
+    "unescape": lambda c: un.unescape(c["input"]),
+    "path_escape": lambda c: un.path_escape(c["input"]),
+    "path_unescape": lambda c: un.path_unescape(c["input"]),
+    "instance_unescape": lambda c: un.unescape(_parsed(c["input"]).instance or ""),
+    "dropin_dirs": lambda c: [f"{n}.d" for n in un.dropin_unit_names(c["input"])] + [f"{_parsed(c['input']).type}.d"],
+}
+# Name operations systemd has for mount/device units and for systemctl's argument mangling; the loader
+# never needs them, so their cases are not run.
+NOT_NEEDED = {"build", "change_suffix", "from_path", "from_path_instance", "mangle", "template_escape", "to_path"}
+
+
+def _fail() -> str:
+    raise ValueError("no such part")
+
+
+RUN_UNITNAME = [c for c in UNITNAME if c["op"] not in NOT_NEEDED]
+
+
+@pytest.mark.parametrize("case", RUN_UNITNAME, ids=[c["id"] for c in RUN_UNITNAME])
+def test_unitname_case(case: dict[str, Any]) -> None:
+    op = OPS[case["op"]]
+    if case.get("error"):
+        with pytest.raises(ValueError):
+            result = op(case)
+            if result is None or result is False:
+                raise ValueError("refused")
+        return
+    assert op(case) == case["expected"]
+
+
+def test_only_mount_and_mangling_ops_are_left_out() -> None:
+    assert {c["op"] for c in UNITNAME} - set(OPS) <= NOT_NEEDED
+    assert len(RUN_UNITNAME) >= 100
+
+
+RUN_SPECIFIERS = [c for c in SPECIFIERS if c.get("context") != "name"]
+
+
+@pytest.mark.parametrize("case", RUN_SPECIFIERS, ids=[c["id"] for c in RUN_SPECIFIERS])
+def test_specifier_case(case: dict[str, Any]) -> None:
+    expander = Expander(_parsed(case["unit"]), system_manager({}))
+    if case.get("error"):
+        with pytest.raises(SpecifierError):
+            expander.expand(case["template"])
+        return
+    assert expander.expand(case["template"]) == case["expected"]
+
+
+@pytest.mark.parametrize("case", ENVEXPAND, ids=[c["id"] for c in ENVEXPAND])
+def test_envexpand_case(case: dict[str, Any]) -> None:
+    env = list(case["env"].items())
+    if case.get("no_env_expand"):
+        command = ExecCommand("ExecStart", case["argv"][0], tuple(case["argv"]), (":",), Source("/x", 1))
+        assert list(expand_command(command, env)) == case["argv_after"]
+    else:
+        assert expand_argv(case["argv"], env) == case["argv_after"]
+
+
+@pytest.mark.parametrize("case", INSTALLROOT, ids=[c["id"] for c in INSTALLROOT])
+def test_installroot_case(case: dict[str, Any], tmp_path: Path) -> None:
+    make_tree(tmp_path, {f"/{path}": spec for path, spec in case["tree"].items()})
+    loader = UnitLoader(RootFS(str(tmp_path)), version=252)
+    for name, expected in case["expected"].items():
+        if un.parse_unit_name(name) and _parsed(name).is_template:
+            with pytest.raises(MailpreflightError, match="template"):  # like systemd's manager
+                loader.load(name)
+            continue
+        if expected.get("fragment") is None or expected.get("fragment_resolves_to", "") is None:
+            with pytest.raises(MailpreflightError):
+                loader.load(name)
+            continue
+        unit = loader.load(name)
+        assert unit.fragment_path == expected["fragment"], name
+        assert unit.masked == expected["masked"], name
+        if "names" in expected and not unit.masked:
+            templates = {n for n in expected["names"] if _parsed(n).is_template}  # never names of a unit
+            assert sorted(unit.names) == sorted(set(expected["names"]) - templates), name
