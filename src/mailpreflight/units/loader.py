@@ -18,7 +18,7 @@ from mailpreflight.errors import MailpreflightError, UnitNotFoundError
 from mailpreflight.units import environ
 from mailpreflight.units.execline import EXEC_KEYS, ExecCommand, parse_exec
 from mailpreflight.units.rootfs import RootFS
-from mailpreflight.units.searchpath import search_paths_for, systemd_version
+from mailpreflight.units.searchpath import os_release, search_paths_for, systemd_version
 from mailpreflight.units.specifiers import (
     Expander,
     ManagerContext,
@@ -135,8 +135,6 @@ class UnitLoader:
     def _host_facts(self) -> dict[str, str]:
         if not self.fs.is_offline:
             return host_facts_live()
-        from mailpreflight.units.searchpath import os_release
-
         hostname = (self.fs.read_text("/etc/hostname") or "").strip() or None
         machine_id = (self.fs.read_text("/etc/machine-id") or "").strip() or None
         return host_facts_from_files(hostname, machine_id, os_release(self.fs))
