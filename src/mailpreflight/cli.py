@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from mailpreflight import __version__
 from mailpreflight.errors import MailpreflightError
+
+if TYPE_CHECKING:
+    from mailpreflight.units.rootfs import RootFS
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 
@@ -27,17 +31,43 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--format", choices=("text", "json"), default="text")
     show.add_argument("--expand-env", action="store_true",
                       help="also show argv with $VARS expanded from Environment= and EnvironmentFile=")
+    deps = verbs.add_parser("deps", help="network endpoints each unit's start path needs, and the risks (static)",
+                            description="Find the network dependencies and start-up risks of units, without any "
+                                        "network traffic.")
+    deps.add_argument("units", nargs="*", metavar="UNIT", help="default: every service with a network dependency")
+    deps.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
+    deps.add_argument("--format", choices=("text", "json"), default="text")
+    deps.add_argument("--sa-version", metavar="VERSION",
+                      help="SpamAssassin version (e.g. 4.000001) instead of reading Mail/SpamAssassin.pm")
     return parser
 
 
-def _show(args: argparse.Namespace) -> int:
-    from mailpreflight.render.show import render_json, render_text
-    from mailpreflight.units.loader import UnitLoader, exec_environment
+def _root(args: argparse.Namespace) -> RootFS:
     from mailpreflight.units.rootfs import RootFS
 
     fs = RootFS(args.root or "/")
     if args.root and not fs.is_dir("/"):
         raise MailpreflightError(f"--root {args.root}: not a directory")
+    return fs
+
+
+def _deps(args: argparse.Namespace) -> int:
+    from mailpreflight.deps.analyze import analyze_names, analyze_tree
+    from mailpreflight.render.deps import exit_status, render_json, render_text
+    from mailpreflight.units.loader import UnitLoader
+
+    loader = UnitLoader(_root(args))
+    results = analyze_names(loader, args.units, args.sa_version) if args.units else analyze_tree(
+        loader, args.sa_version)
+    print(render_json(results) if args.format == "json" else render_text(results))
+    return exit_status(results)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from mailpreflight.render.show import render_json, render_text
+    from mailpreflight.units.loader import UnitLoader, exec_environment
+
+    fs = _root(args)
     unit = UnitLoader(fs).load(args.unit)
     env = exec_environment(unit, fs) if args.expand_env else None
     print(render_json(unit, env) if args.format == "json" else render_text(unit, fs, env))
@@ -56,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.verb == "show":
             return _show(args)
+        if args.verb == "deps":
+            return _deps(args)
     except MailpreflightError as exc:
         print(f"mailpreflight: {exc}", file=sys.stderr)
         return UNKNOWN

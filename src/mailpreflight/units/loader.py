@@ -208,6 +208,15 @@ class UnitLoader:
             current = target
         return None
 
+    def service_names(self) -> list[str]:
+        """Every loadable (non-template) service name in the search path, sorted."""
+        names = []
+        for name in self._name_map().ids:
+            parsed = parse_unit_name(name)
+            if parsed is not None and parsed.type == "service" and not parsed.is_template:
+                names.append(name)
+        return sorted(names)
+
     # -- loading --------------------------------------------------------------------------------
     def load(self, requested: str) -> Unit:
         """Load one unit. Raises MailpreflightError for an invalid name, UnitNotFoundError if absent."""

@@ -1,0 +1,85 @@
+"""`deps`: a unit's commands, the network endpoints each needs, and the start-up risks — statically."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailpreflight.deps.base import RuleContext
+from mailpreflight.deps.discover import discover
+from mailpreflight.deps.registry import DAEMONS, UNIT_RULES, command_rules, rule_for
+from mailpreflight.deps.risks import CommandDeps, findings_for
+from mailpreflight.deps.saupdate import plan
+from mailpreflight.errors import MailpreflightError
+from mailpreflight.model import Dependency, Finding
+from mailpreflight.units.loader import LoadState, Unit, UnitLoader
+from mailpreflight.units.rootfs import RootFS
+from mailpreflight.units.timeouts import StartTimeout, start_timeout
+
+
+@dataclass(frozen=True)
+class UnitDeps:
+    unit: Unit
+    commands: tuple[CommandDeps, ...]
+    findings: tuple[Finding, ...]
+    timeout: StartTimeout
+
+    @property
+    def has_network(self) -> bool:
+        return any(entry.dependencies for entry in self.commands)
+
+
+def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
+    context = RuleContext(unit, fs)
+    commands = discover(unit, fs) if unit.load_state is LoadState.LOADED else []
+    rules = command_rules(sa_version)
+    entries: list[CommandDeps] = []
+    for command in commands:
+        rule = rule_for(command.tool, rules)
+        found = _unique(rule.dependencies(command, context))
+        sa_plan = plan(command, fs, sa_version) if command.tool == "sa-update" else None
+        entries.append(CommandDeps(command, tuple(found), sa_plan))
+    for unit_rule in UNIT_RULES:
+        extra = _unique(unit_rule.dependencies(commands, context))
+        if extra and entries:
+            index = _daemon_index(entries)
+            entry = entries[index]
+            entries[index] = CommandDeps(entry.command, tuple(_unique([*entry.dependencies, *extra])), entry.plan)
+    timeout = start_timeout(unit, fs)
+    return UnitDeps(unit, tuple(entries), tuple(findings_for(unit, fs, entries, timeout)), timeout)
+
+
+def analyze_names(loader: UnitLoader, names: list[str], sa_version: str | None = None) -> list[UnitDeps]:
+    return [analyze(loader.load(name), loader.fs, sa_version) for name in names]
+
+
+def analyze_tree(loader: UnitLoader, sa_version: str | None = None) -> list[UnitDeps]:
+    """Every service in the tree that has a network dependency (templates and broken units are skipped)."""
+    results = []
+    for name in loader.service_names():
+        try:
+            result = analyze(loader.load(name), loader.fs, sa_version)
+        except MailpreflightError:
+            continue
+        if result.has_network:
+            results.append(result)
+    return results
+
+
+def _daemon_index(entries: list[CommandDeps]) -> int:
+    """Where unit-level (runtime) dependencies belong: the daemon's ExecStart, else the last command."""
+    for index, entry in enumerate(entries):
+        if entry.command.key == "ExecStart" and entry.command.tool in DAEMONS:
+            return index
+    starts = [i for i, e in enumerate(entries) if e.command.key == "ExecStart"]
+    return starts[0] if starts else len(entries) - 1
+
+
+def _unique(deps: list[Dependency]) -> list[Dependency]:
+    seen: set[tuple[str, str, str]] = set()
+    result = []
+    for dep in deps:
+        key = (dep.kind.value, dep.target, dep.role.value)
+        if key not in seen:
+            seen.add(key)
+            result.append(dep)
+    return result

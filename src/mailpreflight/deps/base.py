@@ -1,0 +1,34 @@
+"""The interface every dependency rule implements, and what a rule may look at."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from mailpreflight.model import Dependency, FoundCommand
+from mailpreflight.units.loader import Unit
+from mailpreflight.units.rootfs import RootFS
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """Everything a rule may read: the loaded unit and the tree it lives in (never the network)."""
+
+    unit: Unit
+    fs: RootFS
+
+
+class CommandRule(Protocol):
+    """Turns one command the unit runs into dependencies (role start for ExecStartPre/ExecCondition/
+    one-shot work, runtime for what a daemon needs while it runs)."""
+
+    tools: frozenset[str]  # program base names handled, e.g. {"sa-update"}
+
+    def dependencies(self, command: FoundCommand, context: RuleContext) -> list[Dependency]: ...
+
+
+class UnitRule(Protocol):
+    """Dependencies a unit has because of what it IS (e.g. spamd loading the Razor2 plugin), not because
+    of one command line."""
+
+    def dependencies(self, commands: list[FoundCommand], context: RuleContext) -> list[Dependency]: ...

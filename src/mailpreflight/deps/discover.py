@@ -1,0 +1,331 @@
+"""Every program a unit's start path runs, found statically: Exec lines, wrappers, `sh -c` scripts and shell
+scripts the Exec line points to (read from the tree, one level deep). Nothing is ever executed."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from mailpreflight.model import FoundCommand
+from mailpreflight.units.loader import Unit, exec_environment, expand_command
+from mailpreflight.units.rootfs import RootFS
+from mailpreflight.units.shell import read_shell
+from mailpreflight.units.syntax import Source
+
+START_PATH_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost")
+SHELLS = frozenset({"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "busybox-sh"})
+DEFAULT_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+MAX_DEPTH = 4
+# Shell builtins and helpers that never use the network: reporting them would only bury what matters.
+QUIET = frozenset({"true", ":", "[", "test", "echo", "printf", "exit", "return", "shift", "set", "unset", "local",
+                   "export", "readonly", "read", "cd", "umask", "trap", "wait", "sleep", "logger", "mkdir", "chown",
+                   "chmod", "rm", "touch", "cat"})
+SCRIPT_MAX_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Where we are while unwrapping one Exec command."""
+
+    key: str
+    source: Source
+    tolerated: bool
+    why: tuple[str, ...]
+    via: tuple[str, ...]
+    user: str | None
+    env: Mapping[str, str]
+    depth: int = 0
+    read_script: bool = True  # scripts are read one level deep only
+
+
+def discover(unit: Unit, fs: RootFS) -> list[FoundCommand]:
+    """The commands of ExecCondition/ExecStartPre/ExecStart/ExecStartPost, in the order they run."""
+    environment = exec_environment(unit, fs)
+    env = dict(environment.variables)
+    user_setting = unit.last("Service", "User")
+    user = user_setting.value if user_setting and user_setting.value else None
+    found: list[FoundCommand] = []
+    for key in START_PATH_KEYS:
+        for command in unit.exec.get(key, ()):
+            why: tuple[str, ...] = ("'-' prefix",) if command.ignore_failure else ()
+            if key == "ExecCondition":
+                why += ("ExecCondition: exit 1-254 skips the unit rather than failing it",)
+            context = _Context(key, command.source, bool(why), why, (), user, env)
+            found.extend(_unwrap(list(expand_command(command, env.items())), context, fs))
+    return found
+
+
+def _unwrap(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand]:
+    if not argv or context.depth > MAX_DEPTH:
+        return []
+    tool = posixpath.basename(argv[0])
+    if tool in QUIET and context.via:
+        return []
+    handler = _WRAPPERS.get(tool)
+    if handler is not None:
+        inner = handler(argv, context)
+        if inner is not None:
+            inner_argv, inner_context = inner
+            return _unwrap(inner_argv, replace(inner_context, depth=context.depth + 1), fs)
+    if tool in SHELLS:
+        return _shell(argv, context, fs)
+    script = _script_path(argv[0], fs, context.env) if context.read_script else None
+    own = FoundCommand(tool, tuple(argv), context.key, context.source, context.tolerated, context.why,
+                       context.via, context.user, dict(context.env))
+    if script is None:
+        return [own]
+    # A shell script: report the script itself, then what it runs.
+    text = _read_script(fs, script)
+    if text is None:
+        return [own]
+    inner_context = replace(context, via=(*context.via, script), read_script=False)
+    return [own, *_script_commands(text, script, argv[1:], inner_context, fs, first_line_offset=0)]
+
+
+def _shell(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand]:
+    """`sh -c SCRIPT [NAME ARGS...]`, or `sh FILE ARGS...` (a script file read from the tree)."""
+    words = argv[1:]
+    script: str | None = None
+    args: list[str] = []
+    while words:
+        word = words.pop(0)
+        if word == "-c" or (word.startswith("-") and "c" in word[1:] and not word.startswith("--")):
+            if words:
+                script = words.pop(0)
+                args = words[1:]  # $0 is the first word after the script
+            break
+        if word.startswith("-") and word != "-":
+            continue  # -e, -x, -l, --login, ...
+        path = _script_path(word, fs, context.env)
+        text = _read_script(fs, path) if path and context.read_script else None
+        if path is None or text is None:
+            return [_plain(argv, context)]
+        inner = replace(context, via=(*context.via, path), read_script=False)
+        return _script_commands(text, path, words, inner, fs, first_line_offset=0)
+    if script is None:
+        return [_plain(argv, context)]
+    inner = replace(context, via=(*context.via, f"{posixpath.basename(argv[0])} -c"))
+    return _script_commands(script, None, args, inner, fs, first_line_offset=0)
+
+
+def _script_commands(text: str, path: str | None, args: Sequence[str], context: _Context, fs: RootFS,
+                     first_line_offset: int) -> list[FoundCommand]:
+    env = dict(context.env)
+    env.update({str(i): a for i, a in enumerate(args, 1)})
+    reading = read_shell(text, env)
+    found: list[FoundCommand] = []
+    for command in reading.commands:
+        source = Source(path, command.line + first_line_offset) if path else context.source
+        inner = replace(
+            context, source=source, tolerated=context.tolerated or command.tolerated,
+            why=context.why + tuple(command.why), env={**env, **command.assignments})
+        found.extend(_unwrap(list(command.argv), replace(inner, depth=context.depth + 1), fs))
+    return found
+
+
+def _plain(argv: list[str], context: _Context) -> FoundCommand:
+    return FoundCommand(posixpath.basename(argv[0]), tuple(argv), context.key, context.source, context.tolerated,
+                        context.why, context.via, context.user, dict(context.env))
+
+
+def _script_path(program: str, fs: RootFS, env: Mapping[str, str]) -> str | None:
+    """The guest path of a shell script the program names, if it is one."""
+    candidates = [program] if program.startswith("/") else [
+        f"{d}/{program}" for d in env.get("PATH", ":".join(DEFAULT_PATH)).split(":") if d.startswith("/")]
+    for candidate in candidates:
+        resolved = fs.chase(candidate)
+        if resolved is None:
+            continue
+        try:
+            head = fs.read_bytes(resolved, SCRIPT_MAX_BYTES)[:128]
+        except OSError:
+            return None
+        if not head.startswith(b"#!"):
+            return None
+        interpreter = head[2:].split(b"\n", 1)[0].split()
+        names = [posixpath.basename(w.decode("utf-8", "replace")) for w in interpreter[:2]]
+        is_shell = bool(names) and (names[0] in SHELLS or (names[0] == "env" and len(names) > 1
+                                                            and names[1] in SHELLS))
+        return candidate if is_shell else None
+    return None
+
+
+def _read_script(fs: RootFS, path: str) -> str | None:
+    try:
+        return fs.read_bytes(path, SCRIPT_MAX_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+# -- wrappers: each returns the wrapped argv and the context it runs in, or None if it wraps nothing ----
+def _after_options(words: list[str], with_value: frozenset[str], stop_at_double_dash: bool = True) -> list[str]:
+    """Skip leading options (and the values of those that take one); returns the rest."""
+    rest = list(words)
+    while rest and rest[0].startswith("-") and rest[0] != "-":
+        word = rest.pop(0)
+        if word == "--" and stop_at_double_dash:
+            break
+        name = word.split("=", 1)[0]
+        if name in with_value and "=" not in word and rest:
+            rest.pop(0)
+    return rest
+
+
+def _env(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:
+    rest = list(argv[1:])
+    env = dict(context.env)
+    while rest:
+        word = rest[0]
+        if word in ("-i", "--ignore-environment", "-"):
+            env = {}
+        elif word in ("-u", "--unset") and len(rest) > 1:
+            env.pop(rest.pop(1), None)
+        elif word.startswith("--unset="):
+            env.pop(word.split("=", 1)[1], None)
+        elif word in ("-C", "--chdir", "-S", "--split-string") and len(rest) > 1:
+            rest.pop(1)
+        elif word == "--":
+            rest.pop(0)
+            break
+        elif "=" in word and not word.startswith("-"):
+            name, _, value = word.partition("=")
+            env[name] = value
+        elif not word.startswith("-"):
+            break
+        rest.pop(0)
+    return (rest, replace(context, env=env, via=(*context.via, "env"))) if rest else None
+
+
+Handler = Callable[[list[str], "_Context"], "tuple[list[str], _Context] | None"]
+
+
+def _simple(with_value: frozenset[str], positional: int = 0) -> Handler:
+    """A wrapper `tool [options] [N positional args] COMMAND...` (timeout, nice, ionice, setpriv, ...)."""
+    def handler(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:
+        rest = _after_options(argv[1:], with_value)[positional:]
+        name = posixpath.basename(argv[0])
+        return (rest, replace(context, via=(*context.via, name))) if rest else None
+    return handler
+
+
+def _runuser(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:
+    """runuser -u USER -- CMD | runuser [-] USER -c SCRIPT (and su alike)."""
+    name = posixpath.basename(argv[0])
+    rest = list(argv[1:])
+    user: str | None = None
+    script: str | None = None
+    shell = "/bin/sh"
+    positional: list[str] = []
+    while rest:
+        word = rest.pop(0)
+        if word in ("-u", "--user") and rest:
+            user = rest.pop(0)
+        elif word.startswith("--user="):
+            user = word.split("=", 1)[1]
+        elif word in ("-c", "--command") and rest:
+            script = rest.pop(0)
+        elif word.startswith("--command="):
+            script = word.split("=", 1)[1]
+        elif word in ("-s", "--shell", "-g", "--group", "-G", "--supp-group", "-w",
+                      "--whitelist-environment") and rest:
+            value = rest.pop(0)
+            shell = value if word in ("-s", "--shell") else shell
+        elif word == "--":
+            positional += rest
+            break
+        elif word in ("-", "-l", "--login", "-m", "-p", "--preserve-environment", "-f", "-P", "--pty"):
+            continue
+        else:
+            positional.append(word)
+    via = (*context.via, name)
+    if script is not None:
+        who = user or (positional[0] if positional else "root")
+        return [shell, "-c", script], replace(context, user=who, via=via)
+    if user is not None and positional:
+        return positional, replace(context, user=user, via=via)
+    return None
+
+
+def _sudo(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:
+    rest = list(argv[1:])
+    user = "root"
+    while rest and rest[0].startswith("-"):
+        word = rest.pop(0)
+        if word == "--":
+            break
+        if word in ("-u", "--user") and rest:
+            user = rest.pop(0)
+        elif word in ("-g", "--group", "-C", "--close-from", "-h", "--host", "-p", "--prompt", "-r", "--role",
+                      "-t", "--type", "-D", "--chdir") and rest:
+            rest.pop(0)
+    return (rest, replace(context, user=user, via=(*context.via, "sudo"))) if rest else None
+
+
+def _chpst(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:
+    rest = list(argv[1:])
+    user = context.user
+    while rest and rest[0].startswith("-"):
+        word = rest.pop(0)
+        if word in ("-u", "-U", "-e", "-/", "-n", "-l", "-L", "-m", "-d", "-o", "-p", "-f", "-c", "-r", "-t") \
+                and rest:
+            value = rest.pop(0)
+            if word in ("-u", "-U"):
+                user = value.lstrip(":").split(":", 1)[0]
+    return (rest, replace(context, user=user, via=(*context.via, "chpst"))) if rest else None
+
+
+def _start_stop_daemon(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:
+    rest = list(argv[1:])
+    executable: str | None = None
+    user = context.user
+    args: list[str] = []
+    while rest:
+        word = rest.pop(0)
+        if word == "--":
+            args = rest
+            break
+        name, equals, value = word.partition("=")
+        takes = name in ("-x", "--exec", "-a", "--startas", "-c", "--chuid", "-u", "--user", "-p", "--pidfile",
+                         "-n", "--name", "-d", "--chdir", "-r", "--chroot", "-N", "--nicelevel", "-g", "--group",
+                         "-k", "--umask", "-P", "--procsched", "-I", "--iosched", "-R", "--retry", "-s",
+                         "--signal", "--remove-pidfile", "--notify-timeout", "--output")
+        if takes and not equals and rest:
+            value = rest.pop(0)
+        if name in ("-x", "--exec", "-a", "--startas"):
+            executable = value
+        elif name in ("-c", "--chuid"):
+            user = value.split(":", 1)[0]
+    if executable is None:
+        return None
+    return [executable, *args], replace(context, user=user, via=(*context.via, "start-stop-daemon"))
+
+
+def _flock(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:
+    rest = _after_options(argv[1:], frozenset({"-w", "--timeout", "-E", "--conflict-exit-code"}))
+    if len(rest) >= 3 and rest[1] in ("-c", "--command"):
+        return ["/bin/sh", "-c", rest[2]], replace(context, via=(*context.via, "flock"))
+    return (rest[1:], replace(context, via=(*context.via, "flock"))) if len(rest) > 1 else None
+
+
+_WRAPPERS: dict[str, Handler] = {
+    "env": _env,
+    "timeout": _simple(frozenset({"-s", "--signal", "-k", "--kill-after"}), positional=1),
+    "nice": _simple(frozenset({"-n", "--adjustment"})),
+    "ionice": _simple(frozenset({"-c", "--class", "-n", "--classdata", "-p", "--pid", "-P", "--pgid", "-u",
+                                 "--uid"})),
+    "setpriv": _simple(frozenset({"--reuid", "--regid", "--groups", "--inh-caps", "--ambient-caps",
+                                  "--bounding-set", "--securebits", "--pdeathsig", "--selinux-label",
+                                  "--apparmor-profile", "--ruid", "--euid", "--rgid", "--egid"})),
+    "nohup": _simple(frozenset()),
+    "stdbuf": _simple(frozenset({"-i", "-o", "-e", "--input", "--output", "--error"})),
+    "chrt": _simple(frozenset(), positional=1),
+    "taskset": _simple(frozenset(), positional=1),
+    "systemd-cat": _simple(frozenset({"-t", "--identifier", "-p", "--priority", "--stderr-priority"})),
+    "runuser": _runuser,
+    "su": _runuser,
+    "sudo": _sudo,
+    "chpst": _chpst,
+    "start-stop-daemon": _start_stop_daemon,
+    "flock": _flock,
+}

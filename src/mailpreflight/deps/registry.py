@@ -1,0 +1,26 @@
+"""Which rule reads which command. Commands no rule knows still get their URLs and host:port words
+reported, with low confidence."""
+
+from __future__ import annotations
+
+from mailpreflight.deps.base import CommandRule, UnitRule
+from mailpreflight.deps.fetchmail import FetchmailRule
+from mailpreflight.deps.freshclam import FreshclamRule
+from mailpreflight.deps.postfix import PostfixRule
+from mailpreflight.deps.saupdate import SaUpdateRule
+from mailpreflight.deps.spamassassin_plugins import TOOLS as SPAM_DAEMONS
+from mailpreflight.deps.spamassassin_plugins import SpamAssassinPluginsRule
+from mailpreflight.deps.urls import UnknownCommandRule, UrlFetchRule
+
+UNIT_RULES: tuple[UnitRule, ...] = (SpamAssassinPluginsRule(),)
+# Daemons whose ExecStart carries the unit-level (runtime) dependencies.
+DAEMONS = frozenset(SPAM_DAEMONS) | {"freshclam", "fetchmail", "postfix", "master", "clamd", "dovecot"}
+FALLBACK: CommandRule = UnknownCommandRule()
+
+
+def command_rules(sa_version: str | None = None) -> tuple[CommandRule, ...]:
+    return (SaUpdateRule(sa_version), FreshclamRule(), FetchmailRule(), PostfixRule(), UrlFetchRule())
+
+
+def rule_for(tool: str, rules: tuple[CommandRule, ...]) -> CommandRule:
+    return next((rule for rule in rules if tool in rule.tools), FALLBACK)

@@ -1,0 +1,166 @@
+"""Start-up risks a unit's own text creates, found statically. Codes are stable: scripts and docs use them
+(docs/findings.md)."""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+
+from mailpreflight.deps.saupdate import SaUpdatePlan, worst_cases
+from mailpreflight.model import Dependency, Finding, FoundCommand, Role, Severity
+from mailpreflight.units.loader import Unit
+from mailpreflight.units.rootfs import RootFS
+from mailpreflight.units.timeouts import StartTimeout
+
+NETWORK_ONLINE = "network-online.target"
+SLOW_BOOT_SECONDS = 300.0
+# Users distributions run sa-update as (their cron jobs and timers do).
+SA_USERS = ("debian-spamd", "spamd", "sa-update")
+
+
+@dataclass(frozen=True)
+class CommandDeps:
+    command: FoundCommand
+    dependencies: tuple[Dependency, ...]
+    plan: SaUpdatePlan | None = None  # set for sa-update
+
+
+def findings_for(unit: Unit, fs: RootFS, commands: list[CommandDeps], timeout: StartTimeout) -> list[Finding]:
+    found: list[Finding] = []
+    for entry in commands:
+        found += _untolerated(unit, entry)
+        if entry.plan is not None:
+            found += _sa_update(unit, fs, entry, timeout)
+    found += _network_online(unit, commands)
+    return found
+
+
+def _untolerated(unit: Unit, entry: CommandDeps) -> list[Finding]:
+    command = entry.command
+    start = [d for d in entry.dependencies if d.role is Role.START]
+    script_checked = command.tolerated and all("status checked" in why for why in command.tolerated_why)
+    if not start or (command.tolerated and not script_checked):
+        return []
+    if script_checked:
+        return [Finding(
+            "MP101", Severity.WARNING, unit.id,
+            f"{command.tool} needs the network to start {unit.id}; the script checks its exit status itself, "
+            "so a network failure may still fail the start",
+            "make sure the check accepts the tool's network-failure status, or use the mailpreflight guard",
+            (f"{command.source}: {' '.join(command.argv)}", f"{len(start)} network endpoints, e.g. {start[0].target}"),
+        )]
+    return [Finding(
+        "MP101", Severity.CRITICAL, unit.id,
+        f"{command.tool} needs the network to start {unit.id}, and its failure fails the start",
+        f"prefix the line with '-' or let `mailpreflight dropin install {unit.id}` wrap it in a bounded guard",
+        (f"{command.source}: {' '.join(command.argv)}", f"{len(start)} network endpoints, e.g. {start[0].target}"),
+    )]
+
+
+def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout) -> list[Finding]:
+    command, plan = entry.command, entry.plan
+    assert plan is not None
+    found: list[Finding] = []
+    checked = any("status checked" in why for why in command.tolerated_why)
+    if not command.tolerated and not checked and plan.args.install is None:
+        found.append(Finding(
+            "MP102", Severity.CRITICAL, unit.id,
+            "sa-update exits 1 when no new rules are published (most days), and that fails the start",
+            "treat exit 1 as success: '-' prefix, `sa-update || [ $? -eq 1 ]`, or the mailpreflight guard",
+            (f"{command.source}: {' '.join(command.argv)}", "sa-update exit codes: sa-update.raw l.1257-1271"),
+        ))
+    scenarios = worst_cases(plan)
+    worst = max(scenarios, key=lambda s: s.seconds)
+    if timeout.limited and worst.seconds > timeout.seconds:
+        covered = " although its exit status is tolerated" if command.tolerated else ""
+        found.append(Finding(
+            "MP103", Severity.CRITICAL, unit.id,
+            f"sa-update can run {worst.seconds:.0f} s ({worst.name}), longer than the {timeout.seconds:.0f} s "
+            f"TimeoutStartSec: the start fails with Result=timeout{covered}",
+            "'|| true' and '-' cover exit codes, never a timeout: bound sa-update's run time (the guard's "
+            "--timeout) below TimeoutStartSec, or move updates to a timer",
+            (f"{command.source}: {' '.join(command.argv)}", worst.detail,
+             f"TimeoutStartSec from {timeout.learned_from}"),
+        ))
+    elif not timeout.limited and worst.seconds > SLOW_BOOT_SECONDS:
+        found.append(Finding(
+            "MP104", Severity.WARNING, unit.id,
+            f"sa-update can block the start for {worst.seconds:.0f} s ({worst.name}); there is no start timeout",
+            "bound it with the guard's --timeout, or run updates from a timer instead of the start path",
+            (f"{command.source}", worst.detail, timeout.learned_from),
+        ))
+    found += _sa_user(unit, fs, command, plan)
+    found += _sa_rule_dirs(unit, fs, plan)
+    return found
+
+
+def _sa_user(unit: Unit, fs: RootFS, command: FoundCommand, plan: SaUpdatePlan) -> list[Finding]:
+    if command.user not in (None, "root", "0"):
+        return []
+    passwd = fs.read_text("/etc/passwd") or ""
+    users = {line.split(":", 1)[0]: line for line in passwd.splitlines() if ":" in line}
+    expected = next((u for u in SA_USERS if u in users), None)
+    owner = None
+    info = fs.lstat(fs.chase(plan.updatedir.rsplit("/", 1)[0]) or "/nonexistent")
+    if info is not None and stat.S_ISDIR(info.st_mode) and info.st_uid != 0:
+        owner = str(info.st_uid)
+    if expected is None and owner is None:
+        return []
+    evidence = [f"{command.source}: runs as root"]
+    if expected:
+        evidence.append(f"/etc/passwd has user {expected}")
+    if owner:
+        evidence.append(f"{plan.updatedir.rsplit('/', 1)[0]} is owned by uid {owner}")
+    return [Finding(
+        "MP105", Severity.WARNING, unit.id,
+        "sa-update runs as root, but this system keeps its rules as a dedicated user: files written as root "
+        "break the distribution's own updates later",
+        f"run it as {expected or 'the owner of the update dir'} (User=, or runuser -u ... --)",
+        tuple(evidence),
+    )]
+
+
+def _sa_rule_dirs(unit: Unit, fs: RootFS, plan: SaUpdatePlan) -> list[Finding]:
+    base = plan.updatedir.rsplit("/", 1)[0]
+    versions = [d for d in fs.listdir(base) if d[:1].isdigit() and fs.is_dir(f"{base}/{d}")]
+    found: list[Finding] = []
+    if plan.sa_version and plan.sa_version not in versions and plan.args.updatedir is None:
+        found.append(Finding(
+            "MP106", Severity.WARNING, unit.id,
+            f"no downloaded rules for the installed SpamAssassin {plan.sa_version} in {base}: spamd falls back "
+            "to the rules shipped with the package until sa-update succeeds once",
+            "run sa-update once by hand and check its exit status",
+            (f"installed version from {plan.version_source}", f"{base} holds: {', '.join(versions) or 'nothing'}"),
+        ))
+    stale = [v for v in versions if v != plan.sa_version]
+    if stale and plan.sa_version:
+        found.append(Finding(
+            "MP107", Severity.INFO, unit.id,
+            f"rule directories of other SpamAssassin versions remain in {base}: {', '.join(stale)}",
+            "leftovers of an upgrade; they are not used and can be removed",
+            tuple(f"{base}/{v}" for v in stale),
+        ))
+    return found
+
+
+def _network_online(unit: Unit, commands: list[CommandDeps]) -> list[Finding]:
+    wants = {a.value for key in ("Wants", "Requires", "BindsTo") for a in unit.values("Unit", key)}
+    after = {a.value for a in unit.values("Unit", "After")}
+    wanted = any(NETWORK_ONLINE in v.split() for v in wants)
+    ordered = any(NETWORK_ONLINE in v.split() for v in after)
+    needs_network = any(d.role is Role.START for e in commands for d in e.dependencies)
+    if ordered and not wanted:
+        return [Finding("MP110", Severity.WARNING, unit.id,
+                        f"After={NETWORK_ONLINE} without Wants=: the unit waits for the network only if "
+                        "something else pulls the target in",
+                        f"add Wants={NETWORK_ONLINE} next to the After=", ())]
+    if wanted and not ordered:
+        return [Finding("MP111", Severity.WARNING, unit.id,
+                        f"Wants={NETWORK_ONLINE} without After=: the target is started but not waited for",
+                        f"add After={NETWORK_ONLINE}", ())]
+    if needs_network and not wanted and not ordered:
+        return [Finding("MP112", Severity.WARNING, unit.id,
+                        "commands in the start path need the network, but the unit neither wants nor waits "
+                        f"for {NETWORK_ONLINE}: at boot they may run before the network is up",
+                        f"add Wants={NETWORK_ONLINE} and After={NETWORK_ONLINE}", ())]
+    return []

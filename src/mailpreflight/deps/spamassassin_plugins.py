@@ -1,0 +1,256 @@
+"""Network plugins of SpamAssassin (in spamd, spamassassin or amavisd): Razor2, Pyzor, DCC.
+
+Facts:
+- SpamAssassin reads the site config dir (Debian builds use /etc/spamassassin, openSUSE and upstream
+  /etc/mail/spamassassin; spamd/spamassassin `--siteconfigpath` overrides): all `*.pre` files, then the
+  rules, then the site `*.cf` files, each set in file-name order. Keys ignore case, `#` starts a comment
+  (unless escaped), `loadplugin`/`tryplugin NAME [FILE]` load a plugin; a later `use_razor2`/`use_pyzor`/
+  `use_dcc` wins (all default to 1). `ifplugin NAME` ... `endif` lines count only when NAME is loaded.
+- `-L`/`--local` (spamd, spamassassin) and amavisd's `$sa_local_tests_only = 1` mean local tests only:
+  no network plugin runs.
+- Razor2 (razor-agents Razor2::Client::Config): home from `razor_config`'s directory or `razorhome`, else the
+  user's ~/.razor; `razordiscovery` defaults to discovery.razor.cloudmark.com, TCP 2703; cached server
+  lists servers.{discovery,nomination,catalogue}.lst, one server a line, re-discovered after
+  `rediscovery_wait` (2 days).
+- Pyzor: servers file `<homedir>/servers` (`pyzor_options --homedir DIR`, default ~/.pyzor), lines
+  `host:port`, `#` comments; SpamAssassin 4's `pyzor_server_file` (Perl client) reads the same format.
+  Default public.pyzor.org:24441, UDP.
+- DCC: UDP 6277; the server list lives in the binary `<dcc_home>/map` (default /var/dcc), so we name the
+  public DCC servers.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from mailpreflight.deps.base import RuleContext
+from mailpreflight.deps.urls import (
+    dns_a_deps,
+    hostport,
+    parse_port,
+    split_hostport,
+    unique,
+    unit_user,
+    user_home,
+)
+from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
+from mailpreflight.units.rootfs import RootFS
+from mailpreflight.units.searchpath import os_release
+
+TOOLS = frozenset({"spamd", "spamassassin", "amavisd", "amavisd-new", "amavis"})
+PLUGIN_PREFIX = "mail::spamassassin::plugin::"
+RAZOR_PORT, PYZOR_PORT, DCC_PORT = 2703, 24441, 6277
+RAZOR_DISCOVERY = "discovery.razor.cloudmark.com"
+RAZOR_LISTS = ("listfile_discovery", "listfile_nomination", "listfile_catalogue")
+# Homes of the users that run SpamAssassin on Debian (amavis, debian-spamd) and openSUSE (vscan), and root.
+RAZOR_HOMES = ("/etc/razor", "/var/lib/amavis/.razor", "/var/spool/amavis/.razor", "/var/lib/spamassassin/.razor",
+               "/root/.razor")
+PYZOR_FILES = ("/etc/pyzor/servers", "/root/.pyzor/servers", "/var/lib/spamassassin/.pyzor/servers",
+               "/var/lib/amavis/.pyzor/servers", "/var/spool/amavis/.pyzor/servers")
+PYZOR_DEFAULT = ("public.pyzor.org", PYZOR_PORT)
+DCC_SERVERS = "dcc.dcc-servers.net"
+_SWITCHES = {"Razor2": "use_razor2", "Pyzor": "use_pyzor", "DCC": "use_dcc"}
+_SETTINGS = frozenset({"razor_config", "pyzor_options", "pyzor_server_file", "dcc_home"})
+_AMAVIS_LOCAL = re.compile(r"^\s*\$sa_local_tests_only\s*=\s*(\d+)")
+
+
+@dataclass
+class SiteConfig:
+    """What the site config says about the network plugins."""
+
+    directory: str
+    plugins: dict[str, str] = field(default_factory=dict)  # "Razor2" -> "file:line" of loadplugin
+    switches: dict[str, tuple[bool, str]] = field(default_factory=dict)  # use_razor2 -> (on, "file:line")
+    settings: dict[str, tuple[str, str]] = field(default_factory=dict)  # razor_config -> (value, "file:line")
+
+    def enabled(self, plugin: str) -> bool:
+        return plugin in self.plugins and self.switches.get(_SWITCHES[plugin], (True, ""))[0]
+
+
+def _bool(value: str) -> bool | None:
+    lowered = value.lower()
+    return True if lowered in ("1", "yes") else False if lowered in ("0", "no") else None
+
+
+def read_site_config(fs: RootFS, directory: str) -> SiteConfig:
+    config = SiteConfig(directory)
+    names = fs.listdir(directory)
+    for name in [n for n in names if n.endswith(".pre")] + [n for n in names if n.endswith(".cf")]:
+        path = posixpath.join(directory, name)
+        _read_file(fs.read_text(path) or "", path, config)
+    return config
+
+
+def _read_file(text: str, path: str, config: SiteConfig) -> None:
+    skipping: list[bool] = []  # one entry per open if/ifplugin: True = its lines are ignored
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = re.sub(r"(?<!\\)#.*$", "", raw).strip()
+        key, _, value = line.partition(" ")
+        key, value = key.lower(), value.strip()
+        if key == "ifplugin":
+            skipping.append(_short(value) not in config.plugins)
+            continue
+        if key == "if":
+            skipping.append(False)  # an expression we do not evaluate: assume it holds
+            continue
+        if key == "else" and skipping:
+            skipping[-1] = not skipping[-1]
+            continue
+        if key == "endif":
+            if skipping:
+                skipping.pop()
+            continue
+        if not key or any(skipping):
+            continue
+        where = f"{path}:{number}"
+        if key in ("loadplugin", "tryplugin") and value:
+            config.plugins.setdefault(_short(value.split()[0]), where)
+        elif key in _SWITCHES.values() and _bool(value) is not None:
+            config.switches[key] = (bool(_bool(value)), where)
+        elif key in _SETTINGS and value:
+            config.settings[key] = (value, where)
+
+
+def _short(plugin: str) -> str:
+    lowered = plugin.lower()
+    name = plugin[len(PLUGIN_PREFIX):] if lowered.startswith(PLUGIN_PREFIX) else plugin
+    return {"razor2": "Razor2", "pyzor": "Pyzor", "dcc": "DCC"}.get(name.lower(), name)
+
+
+def site_dir(fs: RootFS, commands: Sequence[FoundCommand]) -> str | None:
+    for command in commands:
+        for index, word in enumerate(command.argv):
+            if word.startswith("--siteconfigpath="):
+                return word.split("=", 1)[1]
+            if word == "--siteconfigpath" and index + 1 < len(command.argv):
+                return command.argv[index + 1]
+    debian = "debian" in (os_release(fs).get("ID", "") + " " + os_release(fs).get("ID_LIKE", ""))
+    order = ("/etc/spamassassin", "/etc/mail/spamassassin") if debian else (
+        "/etc/mail/spamassassin", "/etc/spamassassin")
+    return next((d for d in order if fs.is_dir(d)), None)
+
+
+def _local_only(fs: RootFS, commands: Sequence[FoundCommand]) -> str | None:
+    """Why no network test runs, if that is so."""
+    for command in commands:
+        words = [w for word in command.argv[1:] for w in word.split()]
+        if command.tool in ("spamd", "spamassassin") and ("--local" in words or any(
+                w.startswith("-") and not w.startswith("--") and "L" in w[1:] for w in words)):
+            return f"{command.tool} runs with -L/--local ({command.source})"
+    if not any(c.tool in ("amavisd", "amavisd-new", "amavis") for c in commands):
+        return None
+    # openSUSE: /etc/amavisd.conf; Debian: /etc/amavis/conf.d/* in name order (later files win).
+    amavis_files = ["/etc/amavisd.conf", "/etc/amavis/amavisd.conf"] + [
+        posixpath.join("/etc/amavis/conf.d", n) for n in fs.listdir("/etc/amavis/conf.d")]
+    local: tuple[bool, str] = (False, "")
+    for path in amavis_files:
+        for number, line in enumerate((fs.read_text(path) or "").splitlines(), 1):
+            match = _AMAVIS_LOCAL.match(line)
+            if match:
+                local = (match.group(1) != "0", f"{path}:{number}")
+    return f"$sa_local_tests_only at {local[1]}" if local[0] else None
+
+
+class SpamAssassinPluginsRule:
+    """Razor2, Pyzor and DCC endpoints of a unit that runs SpamAssassin (UnitRule)."""
+
+    tools = TOOLS
+
+    def dependencies(self, commands: list[FoundCommand], context: RuleContext) -> list[Dependency]:
+        relevant = [c for c in commands if c.tool in TOOLS]
+        if not relevant or _local_only(context.fs, relevant):
+            return []
+        directory = site_dir(context.fs, relevant)
+        if directory is None:
+            return []
+        config = read_site_config(context.fs, directory)
+        homes = [h for h in (user_home(context.fs, unit_user(c, context.unit)) for c in relevant) if h]
+        deps: list[Dependency] = []
+        if config.enabled("Razor2"):
+            deps.extend(_razor(context.fs, config, homes))
+        if config.enabled("Pyzor"):
+            deps.extend(_pyzor(context.fs, config, homes))
+        if config.enabled("DCC"):
+            home = config.settings.get("dcc_home", ("/var/dcc", ""))[0]
+            deps.append(Dependency(DepKind.UDP, hostport(DCC_SERVERS, DCC_PORT), Role.RUNTIME, "dcc default",
+                                   note=f"dcc servers (from {home}/map); DCC plugin at {config.plugins['DCC']}"))
+        deps = unique(deps)
+        return deps + dns_a_deps(deps)
+
+
+def _kv_file(text: str) -> dict[str, tuple[str, int]]:
+    """razor-agent.conf: `key = value` lines, `#` comment lines."""
+    result: dict[str, tuple[str, int]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        if key.strip() and value.strip():
+            result[key.strip()] = (value.strip(), number)
+    return result
+
+
+def _razor(fs: RootFS, config: SiteConfig, homes: list[str]) -> list[Dependency]:
+    plugin = f"Razor2 plugin at {config.plugins['Razor2']}"
+    conf_path: str | None = None
+    home: str | None = None
+    if "razor_config" in config.settings:
+        conf_path = config.settings["razor_config"][0]
+        home = posixpath.dirname(conf_path)
+    else:
+        for candidate in [posixpath.join(h, ".razor") for h in homes] + list(RAZOR_HOMES):
+            if fs.is_dir(candidate):
+                home = candidate
+                conf_path = posixpath.join(candidate, "razor-agent.conf")
+                break
+    conf = _kv_file(fs.read_text(conf_path) or "") if conf_path else {}
+    if "razorhome" in conf:
+        home = conf["razorhome"][0]
+    discovery = conf.get("razordiscovery")
+    deps = [Dependency(
+        DepKind.TCP, hostport(discovery[0] if discovery else RAZOR_DISCOVERY, RAZOR_PORT), Role.RUNTIME,
+        f"{conf_path}:{discovery[1]}" if discovery else "razor default",
+        note=f"{plugin}; asked when the cached server lists are missing or older than rediscovery_wait")]
+    for key in RAZOR_LISTS if home else ():
+        name = conf.get(key, (f"servers.{key.split('_')[1]}.lst", 0))[0]
+        path = name if name.startswith("/") else posixpath.join(home or "", name)
+        for number, line in enumerate((fs.read_text(path) or "").splitlines(), 1):
+            entry = line.split("#", 1)[0].strip()
+            parts = split_hostport(entry) if entry else None
+            port = parse_port(parts[1], RAZOR_PORT) if parts else None
+            if parts and port:
+                deps.append(Dependency(DepKind.TCP, hostport(parts[0], port), Role.RUNTIME, f"{path}:{number}",
+                                       note=f"{plugin}; cached razor server list"))
+    return deps
+
+
+def _pyzor(fs: RootFS, config: SiteConfig, homes: list[str]) -> list[Dependency]:
+    plugin = f"Pyzor plugin at {config.plugins['Pyzor']}"
+    candidates: list[str] = []
+    if "pyzor_server_file" in config.settings:
+        candidates.append(config.settings["pyzor_server_file"][0])
+    options = config.settings.get("pyzor_options", ("", ""))[0].split()
+    for index, word in enumerate(options):
+        if word.startswith("--homedir="):
+            candidates.append(posixpath.join(word.split("=", 1)[1], "servers"))
+        elif word == "--homedir" and index + 1 < len(options):
+            candidates.append(posixpath.join(options[index + 1], "servers"))
+    candidates += [posixpath.join(h, ".pyzor", "servers") for h in homes] + list(PYZOR_FILES)
+    for path in candidates:
+        text = fs.read_text(path) if path.startswith("/") else None
+        if text is None:
+            continue
+        deps: list[Dependency] = []
+        for number, line in enumerate(text.splitlines(), 1):
+            entry = line.strip()
+            parts = split_hostport(entry) if entry and not entry.startswith("#") else None
+            port = parse_port(parts[1], PYZOR_PORT) if parts else None
+            if parts and port:
+                deps.append(Dependency(DepKind.UDP, hostport(parts[0], port), Role.RUNTIME, f"{path}:{number}",
+                                       note=plugin))
+        if deps:
+            return deps
+    return [Dependency(DepKind.UDP, hostport(*PYZOR_DEFAULT), Role.RUNTIME, "pyzor default", note=plugin)]
