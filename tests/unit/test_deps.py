@@ -227,6 +227,14 @@ def test_wrappers_are_seen_through(tmp_path: Path, pre: str, user: str | None, v
     assert entry.dependencies
 
 
+def test_errexit_flag_of_the_shell(tmp_path: Path) -> None:
+    root = sa_root(tmp_path, SPAMD.format(pre="ExecStartPre=/bin/sh -ec 'sa-update; echo done'"))
+    entry = sa_command(run(root))
+    assert not entry.command.tolerated  # with -e, sa-update failing ends the script
+    root2 = sa_root(tmp_path / "b", SPAMD.format(pre="ExecStartPre=/bin/sh -c 'sa-update; echo done'"))
+    assert sa_command(run(root2)).command.tolerated_why == ("not the last command",)
+
+
 def test_start_stop_daemon_exec(tmp_path: Path) -> None:
     unit = ("[Service]\nType=forking\nExecStart=/sbin/start-stop-daemon --start --pidfile /run/f.pid "
             "--exec /usr/bin/curl -- -fsS https://rules.example.org/x\n")

@@ -88,15 +88,18 @@ def _shell(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand]
     words = argv[1:]
     script: str | None = None
     args: list[str] = []
+    errexit = False
     while words:
         word = words.pop(0)
-        if word == "-c" or (word.startswith("-") and "c" in word[1:] and not word.startswith("--")):
+        short = word.startswith("-") and not word.startswith("--")
+        errexit = errexit or (short and "e" in word[1:]) or (word == "-o" and words[:1] == ["errexit"])
+        if word == "-c" or (short and "c" in word[1:]):
             if words:
                 script = words.pop(0)
                 args = words[1:]  # $0 is the first word after the script
             break
         if word.startswith("-") and word != "-":
-            continue  # -e, -x, -l, --login, ...
+            continue  # -x, -l, --login, ...
         path = _script_path(word, fs, context.env)
         text = _read_script(fs, path) if path and context.read_script else None
         if path is None or text is None:
@@ -106,7 +109,8 @@ def _shell(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand]
     if script is None:
         return [_plain(argv, context)]
     inner = replace(context, via=(*context.via, f"{posixpath.basename(argv[0])} -c"))
-    return _script_commands(script, None, args, inner, fs, first_line_offset=0)
+    # `sh -e -c ...`: the same as a script starting with `set -e` (and the line numbers stay).
+    return _script_commands(("set -e; " if errexit else "") + script, None, args, inner, fs, first_line_offset=0)
 
 
 def _script_commands(text: str, path: str | None, args: Sequence[str], context: _Context, fs: RootFS,
