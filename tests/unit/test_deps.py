@@ -227,6 +227,14 @@ def test_wrappers_are_seen_through(tmp_path: Path, pre: str, user: str | None, v
     assert entry.dependencies
 
 
+@pytest.mark.parametrize(("pre", "severity"), [
+    ("ExecStartPre=/usr/bin/sa-update --allowplugins", "critical"),
+    ("ExecStartPre=-/usr/bin/sa-update -channel x", "warning"),
+])
+def test_command_lines_sa_update_refuses(tmp_path: Path, pre: str, severity: str) -> None:
+    assert codes(run(sa_root(tmp_path, SPAMD.format(pre=pre))))["MP108"] == severity
+
+
 def test_errexit_flag_of_the_shell(tmp_path: Path) -> None:
     root = sa_root(tmp_path, SPAMD.format(pre="ExecStartPre=/bin/sh -ec 'sa-update; echo done'"))
     entry = sa_command(run(root))

@@ -69,6 +69,15 @@ def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout
             "treat exit 1 as success: '-' prefix, `sa-update || [ $? -eq 1 ]`, or the mailpreflight guard",
             (f"{command.source}: {' '.join(command.argv)}", "sa-update exit codes: sa-update.raw l.1257-1271"),
         ))
+    never = _never_updates(plan)
+    if never:
+        severity = Severity.WARNING if command.tolerated else Severity.CRITICAL
+        fails = "the rules are never updated" if command.tolerated else "the start fails every time"
+        found.append(Finding(
+            "MP108", severity, unit.id, f"{never}: {fails}",
+            "fix the sa-update command line (see sa-update(1))",
+            (f"{command.source}: {' '.join(command.argv)}",),
+        ))
     scenarios = worst_cases(plan)
     worst = max(scenarios, key=lambda s: s.seconds)
     if timeout.limited and worst.seconds > timeout.seconds:
@@ -92,6 +101,15 @@ def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout
     found += _sa_user(unit, fs, command, plan)
     found += _sa_rule_dirs(unit, fs, plan)
     return found
+
+
+def _never_updates(plan: SaUpdatePlan) -> str | None:
+    """Command lines sa-update refuses before doing anything."""
+    if plan.args.allowplugins and not plan.args.reallyallowplugins:
+        return "sa-update refuses --allowplugins without --reallyallowplugins and exits 2 (sa-update.raw l.226-231)"
+    if plan.args.unknown:
+        return f"sa-update does not accept {' '.join(plan.args.unknown)} and exits 64 (l.182-216, 1820-1822)"
+    return None
 
 
 def _sa_user(unit: Unit, fs: RootFS, command: FoundCommand, plan: SaUpdatePlan) -> list[Finding]:
