@@ -39,7 +39,55 @@ def build_parser() -> argparse.ArgumentParser:
     deps.add_argument("--format", choices=("text", "json"), default="text")
     deps.add_argument("--sa-version", metavar="VERSION",
                       help="SpamAssassin version (e.g. 4.000001) instead of reading Mail/SpamAssassin.pm")
+    check = verbs.add_parser("check", help="probe what the units need and predict whether they will start",
+                             description="Probe every network dependency of the units' start paths, concurrently "
+                                         "under one deadline, and predict whether each unit will start.")
+    check.add_argument("units", nargs="*", metavar="UNIT", help="default: every service with a network dependency")
+    check.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
+    check.add_argument("--timeout", type=float, default=5.0, metavar="S", help="per probe (default 5)")
+    check.add_argument("--deadline", type=float, default=60.0, metavar="S", help="for the whole check (default 60)")
+    check.add_argument("--format", choices=("text", "json", "nagios", "prometheus"), default="text")
+    check.add_argument("--output", metavar="FILE", help="write the output there atomically (textfile collector)")
+    check.add_argument("--resolv-conf", metavar="FILE", help="nameservers to probe with (default /etc/resolv.conf)")
+    check.add_argument("--guest-dns", action="store_true", help="with --root: use the guest's resolv.conf")
+    check.add_argument("--sa-version", metavar="VERSION", help="SpamAssassin version instead of the installed one")
     return parser
+
+
+def _check(args: argparse.Namespace) -> int:
+    from mailpreflight.checks.judge import CheckOptions, check
+    from mailpreflight.deps.analyze import analyze_names, analyze_tree
+    from mailpreflight.probes.dns import read_resolv_conf
+    from mailpreflight.probes.runner import progress_stream
+    from mailpreflight.render import check as render
+    from mailpreflight.units.loader import UnitLoader
+
+    if args.timeout <= 0 or args.deadline <= 0:
+        raise MailpreflightError("--timeout and --deadline must be positive")
+    fs = _root(args)
+    if args.guest_dns and not args.root:
+        raise MailpreflightError("--guest-dns needs --root")
+    if args.guest_dns:
+        resolv_text, resolv_source = fs.read_text("/etc/resolv.conf") or "", f"{args.root}/etc/resolv.conf"
+    else:
+        resolv_source = args.resolv_conf or "/etc/resolv.conf"
+        try:
+            with open(resolv_source, encoding="utf-8", errors="replace") as handle:
+                resolv_text = handle.read()
+        except OSError as exc:
+            raise MailpreflightError(f"cannot read {resolv_source}: {exc.strerror}") from exc
+    loader = UnitLoader(fs)
+    results = analyze_names(loader, args.units, args.sa_version) if args.units else analyze_tree(
+        loader, args.sa_version)
+    options = CheckOptions(args.timeout, args.deadline, progress=progress_stream())
+    report = check(results, options, read_resolv_conf(resolv_text, resolv_source))
+    text = {"json": render.render_json, "nagios": render.render_nagios, "prometheus": render.render_prometheus,
+            }.get(args.format, lambda r: render.render_text(r, colour=sys.stdout.isatty() and not args.output))(report)
+    if args.output:
+        render.write_atomically(args.output, text if text.endswith("\n") else text + "\n")
+    else:
+        print(text)
+    return render.EXIT[report.status]
 
 
 def _root(args: argparse.Namespace) -> RootFS:
@@ -88,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _show(args)
         if args.verb == "deps":
             return _deps(args)
+        if args.verb == "check":
+            return _check(args)
     except MailpreflightError as exc:
         print(f"mailpreflight: {exc}", file=sys.stderr)
         return UNKNOWN

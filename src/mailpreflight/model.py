@@ -84,3 +84,70 @@ class Finding:
     message: str
     hint: str
     evidence: tuple[str, ...] = ()
+
+
+class ProbeStatus(StrEnum):
+    OK = "ok"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one probe saw. Probes never raise: a network failure is a result with evidence.
+
+    `error` classes: nxdomain, no-answer, servfail, dns-refused, dns-timeout, name-not-resolved, refused,
+    blocked-locally, connect-timeout, read-timeout, unreachable, tls, http-status, too-large, redirect-loop,
+    udp-no-reply, deadline, error.
+    """
+
+    kind: DepKind
+    target: str
+    status: ProbeStatus
+    error: str | None
+    detail: str
+    elapsed_s: float
+    answers: tuple[str, ...] = ()  # TXT strings, addresses, or the final URL and status of an HTTP probe
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ProbeStatus.OK
+
+
+class Prediction(StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"  # it succeeds, but some endpoints are dead
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class CommandVerdict:
+    command: FoundCommand
+    predicted: Prediction
+    predicted_exit: str  # the exit status class expected: "0", "1", "0|1", "4", "non-zero"
+    predicted_seconds: float  # worst case under what the probes saw, modelled on the tool's own timeouts
+    reason: str
+    probes: tuple[str, ...] = ()  # "kind target" of the probes this verdict rests on
+
+
+@dataclass(frozen=True)
+class UnitVerdict:
+    name: str
+    start_predicted: Prediction  # ok or fail
+    reason: str
+    commands: tuple[CommandVerdict, ...]
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARNING = "warning"
+    CRITICAL = "critical"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Report:
+    status: Status
+    units: tuple[UnitVerdict, ...]
+    probes: tuple[ProbeResult, ...]
+    findings: tuple[Finding, ...]
+    elapsed_s: float

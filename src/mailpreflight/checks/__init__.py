@@ -1,0 +1,1 @@
+"""`check`: probe what the units need and predict whether they start."""

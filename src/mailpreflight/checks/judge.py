@@ -1,0 +1,164 @@
+"""`check`: probe every dependency of the units' start paths (concurrently, one deadline), predict what each
+command and each unit will do, and say why."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from mailpreflight.checks.saupdate_live import SaUpdateProbe
+from mailpreflight.deps.analyze import UnitDeps
+from mailpreflight.deps.risks import CommandDeps
+from mailpreflight.model import (
+    CommandVerdict,
+    DepKind,
+    Dependency,
+    Finding,
+    Prediction,
+    ProbeResult,
+    Report,
+    Role,
+    Severity,
+    Status,
+    UnitVerdict,
+)
+from mailpreflight.probes import dns as dnsprobe
+from mailpreflight.probes import http as httpprobe
+from mailpreflight.probes import net
+from mailpreflight.probes.runner import ProbeRunner
+
+START_KEYS = ("ExecCondition", "ExecStartPre", "ExecStartPost")
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    timeout: float = 5.0  # per probe
+    deadline: float = 60.0  # for the whole check
+    resolver: dnsprobe.ResolverConfig | None = None
+    progress: TextIO | None = None
+
+
+def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.ResolverConfig) -> Report:
+    started = time.monotonic()
+    runner = ProbeRunner(options.deadline, options.progress)
+    try:
+        # Everything static at once: the sa-update chains add what depends on earlier answers.
+        sa_probes: dict[int, SaUpdateProbe] = {}
+        tasks: dict[tuple[DepKind, str], Callable[[], ProbeResult]] = {}
+        for result in results:
+            for entry in result.commands:
+                if entry.plan is not None:
+                    probe = SaUpdateProbe(entry.plan, runner, resolver, options.timeout)
+                    sa_probes[id(entry)] = probe
+                    continue
+                for dep in entry.dependencies:
+                    tasks[(dep.kind, dep.target)] = _task(dep, resolver, options.timeout)
+        for probe in sa_probes.values():
+            probe.prefetch()
+        runner.run(tasks)
+        units = tuple(_unit(result, runner, sa_probes) for result in results)
+    finally:
+        runner.close()
+    probes = tuple(runner.results.values())
+    findings = tuple(_findings(results, units, runner))
+    return Report(_status(units, findings), units, probes, findings, round(time.monotonic() - started, 2))
+
+
+def _task(dep: Dependency, resolver: dnsprobe.ResolverConfig, timeout: float) -> Callable[[], ProbeResult]:
+    if dep.kind is DepKind.DNS:
+        rdtype, _, name = dep.target.partition(" ")
+        return lambda: dnsprobe.query(name, rdtype, resolver, timeout)
+    if dep.kind in (DepKind.HTTP, DepKind.HTTPS):
+        return lambda: httpprobe.fetch(dep.target, timeout)[0]
+    if dep.kind is DepKind.TCP:
+        return lambda: net.tcp(dep.target, timeout)
+    payload = None if "24441" in dep.target else b"\0"
+    return lambda: net.udp(dep.target, timeout, payload)
+
+
+def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdateProbe]) -> UnitVerdict:
+    verdicts = []
+    for entry in result.commands:
+        if not entry.dependencies and id(entry) not in sa_probes:
+            continue  # needs no network: nothing to predict here
+        probe = sa_probes.get(id(entry))
+        verdicts.append(probe.evaluate(entry.command) if probe else _generic(entry, runner))
+    timeout = result.timeout
+    service_type = result.unit.last("Service", "Type")
+    oneshot = service_type is not None and service_type.value == "oneshot"
+    for verdict in verdicts:
+        command = verdict.command
+        in_start_path = command.key in START_KEYS or (command.key == "ExecStart" and oneshot)
+        if not in_start_path:
+            continue
+        if timeout.limited and verdict.predicted_seconds > timeout.seconds:
+            return UnitVerdict(result.unit.id, Prediction.FAIL,
+                               f"{command.tool} ({command.source}) needs about {verdict.predicted_seconds:.0f} s, "
+                               f"more than TimeoutStartSec={timeout.seconds:.0f} s: the start fails with "
+                               f"Result=timeout" + (" — '|| true' or '-' do not help" if command.tolerated else ""),
+                               tuple(verdicts))
+        if verdict.predicted is Prediction.FAIL and not command.tolerated:
+            if command.key == "ExecCondition":
+                return UnitVerdict(result.unit.id, Prediction.FAIL,
+                                   f"ExecCondition {command.tool} fails: the unit is skipped", tuple(verdicts))
+            return UnitVerdict(result.unit.id, Prediction.FAIL,
+                               f"{command.tool} ({command.source}) is expected to exit {verdict.predicted_exit}: "
+                               f"{verdict.reason}", tuple(verdicts))
+        if command.tool == "sa-update" and "1" in verdict.predicted_exit.split("|") and not command.tolerated \
+                and not any("status checked" in w for w in command.tolerated_why):
+            return UnitVerdict(result.unit.id, Prediction.FAIL,
+                               f"sa-update ({command.source}) will exit 1 (no new rules), which fails the start",
+                               tuple(verdicts))
+    return UnitVerdict(result.unit.id, Prediction.OK, "every start-path command is expected to succeed in time",
+                       tuple(verdicts))
+
+
+def _generic(entry: CommandDeps, runner: ProbeRunner) -> CommandVerdict:
+    command = entry.command
+    keys = [(d.kind.value, d.target) for d in entry.dependencies]
+    seen = [runner.results[k] for k in keys if k in runner.results]
+    start_failures = [r for d, r in zip(entry.dependencies, seen, strict=False) if d.role is Role.START and not r.ok]
+    other_failures = [r for r in seen if not r.ok and r not in start_failures]
+    used = tuple(f"{k} {t}" for k, t in keys)
+    if start_failures:
+        worst = max(r.elapsed_s for r in start_failures)
+        reason = "; ".join(f"{r.kind.value} {r.target}: {r.error}" for r in start_failures)
+        return CommandVerdict(command, Prediction.FAIL, "non-zero", round(worst, 1), reason, used)
+    if other_failures:
+        reason = "runtime endpoints unreachable: " + "; ".join(f"{r.target}: {r.error}" for r in other_failures)
+        return CommandVerdict(command, Prediction.DEGRADED, "0", 0.0, reason, used)
+    reason = "all endpoints answered" if seen else "needs no network"
+    return CommandVerdict(command, Prediction.OK, "0", round(max((r.elapsed_s for r in seen), default=0.0), 1),
+                          reason, used)
+
+
+def _findings(results: list[UnitDeps], units: tuple[UnitVerdict, ...], runner: ProbeRunner) -> list[Finding]:
+    found: list[Finding] = []
+    for result, verdict in zip(results, units, strict=True):
+        if verdict.start_predicted is Prediction.FAIL:
+            found.append(Finding("MP201", Severity.CRITICAL, verdict.name, f"{verdict.name} will fail to start: "
+                                 f"{verdict.reason}", f"mailpreflight dropin install {verdict.name}; see the "
+                                 "failed probes and `mailpreflight firewall` for what to allow",
+                                 tuple(f"{c.command.source}: {c.reason}" for c in verdict.commands
+                                       if c.predicted is not Prediction.OK)))
+        for command in verdict.commands:
+            if command.predicted is Prediction.DEGRADED:
+                found.append(Finding("MP202", Severity.WARNING, verdict.name,
+                                     f"{command.command.tool} works, but some of its endpoints are dead: "
+                                     f"{command.reason}", "tell the endpoint's operator, or allow it in the firewall",
+                                     (str(command.command.source),)))
+        for finding in result.findings:  # static risks: what happens if the network fails
+            severity = Severity.WARNING if finding.severity is Severity.CRITICAL else finding.severity
+            found.append(Finding(finding.code, severity, finding.unit, f"risk: {finding.message}", finding.hint,
+                                 finding.evidence))
+    return found
+
+
+def _status(units: tuple[UnitVerdict, ...], findings: tuple[Finding, ...]) -> Status:
+    if any(u.start_predicted is Prediction.FAIL for u in units):
+        return Status.CRITICAL
+    if any(f.severity in (Severity.WARNING, Severity.CRITICAL) for f in findings):
+        return Status.WARNING
+    return Status.OK

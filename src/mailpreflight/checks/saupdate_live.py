@@ -1,0 +1,227 @@
+"""sa-update's real chain, probed: revision TXT -> mirrors TXT -> MIRRORED.BY -> each mirror's files for that
+revision; then the exit status and run time sa-update itself will have, modelled on its own behaviour
+(see deps/saupdate.py for the source citations)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailpreflight.deps.saupdate import (
+    DOWNLOAD_WORST,
+    LOCAL_DNS_REFUSAL_SECONDS,
+    MIRROR_RETRY_SLEEP,
+    ChannelState,
+    Mirror,
+    SaUpdatePlan,
+    read_mirrored_by,
+)
+from mailpreflight.model import CommandVerdict, DepKind, FoundCommand, Prediction, ProbeResult
+from mailpreflight.probes import dns as dnsprobe
+from mailpreflight.probes import http as httpprobe
+from mailpreflight.probes.runner import ProbeRunner
+
+MIRRORED_BY_MAX_BYTES = 64 * 1024
+FAST = 0.2  # seconds a refused/404/TLS failure costs
+
+
+@dataclass(frozen=True)
+class ChannelOutcome:
+    channel: str
+    result: str  # "updated", "nothing-new", "failed"
+    seconds: float
+    reason: str
+    dead_mirrors: int = 0
+
+
+class SaUpdateProbe:
+    """Evaluates one sa-update command against the live network through a shared ProbeRunner."""
+
+    def __init__(self, plan: SaUpdatePlan, runner: ProbeRunner, resolver: dnsprobe.ResolverConfig,
+                 timeout: float) -> None:
+        self.plan = plan
+        self.runner = runner
+        self.resolver = resolver
+        self.timeout = timeout
+        self.used: list[str] = []
+
+    # -- probes -----------------------------------------------------------------------------------
+    def _dns(self, name: str, rdtype: str) -> ProbeResult:
+        target = f"{rdtype} {name}"
+        self.used.append(f"dns {target}")
+        return self.runner.run({(DepKind.DNS, target): lambda: dnsprobe.query(name, rdtype, self.resolver,
+                                                                               self.timeout)})[("dns", target)]
+
+    def _http(self, url: str, method: str = "HEAD") -> tuple[ProbeResult, bytes | None]:
+        kind = DepKind.HTTPS if url.lower().startswith("https:") else DepKind.HTTP
+        self.used.append(f"{kind.value} {url}")
+        proxy = self.plan.proxies.get("https_proxy" if kind is DepKind.HTTPS else "http_proxy")
+        proxies = {kind.value: proxy} if proxy else {}
+        bodies: dict[str, bytes | None] = {}
+
+        def task() -> ProbeResult:
+            result, body = httpprobe.fetch(url, self.timeout, proxies, method, MIRRORED_BY_MAX_BYTES)
+            bodies[url] = body
+            return result
+
+        result = self.runner.run({(kind, url): task})[(kind.value, url)]
+        return result, bodies.get(url)
+
+    def prefetch(self) -> None:
+        """Ask everything that does not depend on an earlier answer at once (one timeout for all)."""
+        tasks: dict[tuple[DepKind, str], Callable[[], ProbeResult]] = {}
+        for channel in self.plan.channels:
+            for name in (channel.version_query, channel.mirrors_query):
+                tasks[(DepKind.DNS, f"TXT {name}")] = _dns_task(name, "TXT", self.resolver, self.timeout)
+            for mirror in channel.mirrors:
+                host = _host(mirror.url)
+                if not self._proxied(mirror.url) and not _is_ip(host):
+                    for rdtype in ("A", "AAAA"):
+                        tasks[(DepKind.DNS, f"{rdtype} {host}")] = _dns_task(host, rdtype, self.resolver, self.timeout)
+        self.runner.run(tasks)
+
+    # -- the chain --------------------------------------------------------------------------------
+    def evaluate(self, command: FoundCommand) -> CommandVerdict:
+        if self.plan.args.install:
+            return CommandVerdict(command, Prediction.OK, "0|1", 0.0, "--install: no network used")
+        outcomes = [self._channel(channel) for channel in self.plan.channels]
+        seconds = sum(o.seconds for o in outcomes)
+        failed = [o for o in outcomes if o.result == "failed"]
+        succeeded = [o for o in outcomes if o.result == "updated"]
+        if not failed:
+            exit_class = "0" if succeeded else "1"
+        else:
+            exit_class = "3" if succeeded else "4"
+        dead = sum(o.dead_mirrors for o in outcomes)
+        predicted = Prediction.FAIL if failed else Prediction.DEGRADED if dead else Prediction.OK
+        reason = "; ".join(f"{o.channel}: {o.reason}" for o in outcomes)
+        return CommandVerdict(command, predicted, exit_class, round(seconds, 1), reason, tuple(dict.fromkeys(self.used)))
+
+    def _channel(self, channel: ChannelState) -> ChannelOutcome:
+        version = self._dns(channel.version_query, "TXT")
+        dns_cost = self._dns_cost(version)
+        if not version.ok:
+            if version.error in ("dns-timeout", "blocked-locally", "unreachable", "deadline"):
+                mirrors_txt = self._dns(channel.mirrors_query, "TXT")
+                return ChannelOutcome(channel.channel, "failed", dns_cost + self._dns_cost(mirrors_txt),
+                                      f"no DNS answer for TXT {channel.version_query} ({version.error}); "
+                                      f"sa-update gives up after its own retries")
+            mirrors_txt = self._dns(channel.mirrors_query, "TXT")
+            if mirrors_txt.ok:
+                return ChannelOutcome(channel.channel, "nothing-new", dns_cost + mirrors_txt.elapsed_s,
+                                      f"no revision published for this version, mirrors.{channel.channel} exists: "
+                                      "exit 1 (no update)")
+            return ChannelOutcome(channel.channel, "failed", dns_cost + self._dns_cost(mirrors_txt),
+                                  f"neither TXT {channel.version_query} nor TXT {channel.mirrors_query} answer "
+                                  f"({version.error}, {mirrors_txt.error})")
+        match = re.match(r"\d+", version.answers[0] if version.answers else "")
+        if match is None:
+            return ChannelOutcome(channel.channel, "failed", dns_cost, f"TXT answer {version.answers} has no revision")
+        revision = int(match.group(0))
+        if channel.installed_revision is not None and channel.installed_revision >= revision:
+            return ChannelOutcome(channel.channel, "nothing-new", dns_cost,
+                                  f"revision {revision} already installed: exit 1 (no update)")
+        mirrors, seconds, note = self._mirror_list(channel)
+        seconds += dns_cost
+        if not mirrors:
+            return ChannelOutcome(channel.channel, "failed", seconds, note)
+        return self._mirrors(channel, mirrors, revision, seconds, note)
+
+    def _mirror_list(self, channel: ChannelState) -> tuple[list[Mirror], float, str]:
+        if not channel.needs_mirror_refresh:
+            return list(channel.mirrors), 0.0, "cached MIRRORED.BY"
+        listing = self._dns(channel.mirrors_query, "TXT")
+        cost = self._dns_cost(listing)
+        for url in listing.answers if listing.ok else ():
+            result, body = self._http(url.strip(), method="GET")
+            cost += self._http_cost(result)
+            fresh = read_mirrored_by(body.decode("utf-8", "replace")) if body else []
+            if fresh:
+                return fresh, cost, f"MIRRORED.BY fetched from {url}"
+        if channel.mirrored_by_age is not None and channel.mirrors:
+            return list(channel.mirrors), cost, "MIRRORED.BY could not be refreshed: sa-update goes on with the old one"
+        return [], cost, "no mirror list: MIRRORED.BY neither cached nor fetchable (channel fails)"
+
+    def _mirrors(self, channel: ChannelState, mirrors: list[Mirror], revision: int, seconds: float,
+                 note: str) -> ChannelOutcome:
+        suffixes = (".tar.gz", ".tar.gz.asc") if self.plan.args.gpg else (".tar.gz", ".tar.gz.sha512")
+        files = {m.url: [f"{m.url}/{revision}{s}" for s in suffixes] for m in mirrors}
+        self.runner.run({(_kind(u), u): _http_task(u, self.timeout, self._proxies(u))
+                         for urls in files.values() for u in urls})
+        good, dead_costs, problems = 0, [], []
+        for mirror in mirrors:
+            cost, problem = self._mirror_cost(mirror, files[mirror.url])
+            if problem is None:
+                good += 1
+            else:
+                dead_costs.append(cost)
+                problems.append(f"{mirror.url}: {problem}")
+        pauses = MIRROR_RETRY_SLEEP * (len(dead_costs) if good else max(len(dead_costs) - 1, 0))
+        seconds += sum(dead_costs) + pauses
+        detail = f"{note}; {good} of {len(mirrors)} mirrors serve revision {revision}"
+        if problems:
+            detail += " (" + "; ".join(problems) + ")"
+        if good:
+            return ChannelOutcome(channel.channel, "updated", seconds, detail, len(dead_costs))
+        return ChannelOutcome(channel.channel, "failed", seconds, detail, len(dead_costs))
+
+    def _mirror_cost(self, mirror: Mirror, urls: list[str]) -> tuple[float, str | None]:
+        """How long sa-update spends on this mirror and why it fails there (None: it works)."""
+        host = _host(mirror.url)
+        if not self._proxied(mirror.url) and not _is_ip(host):
+            lookups = [self._dns(host, rdtype) for rdtype in ("A", "AAAA")]
+            if not any(r.ok for r in lookups):
+                return sum(self._dns_cost(r) for r in lookups), f"no address for {host} ({lookups[0].error})"
+        cost = 0.0
+        for url in urls:
+            result, _ = self._http(url)
+            cost += self._http_cost(result)
+            if not result.ok:
+                return cost, f"{url.rsplit('/', 1)[-1]}: {result.error} ({result.detail})"
+        return cost, None
+
+    # -- time model -------------------------------------------------------------------------------
+    def _dns_cost(self, result: ProbeResult) -> float:
+        """What the same query costs Net::DNS (sa-update's resolver), not what it cost our probe."""
+        if result.error in ("dns-timeout", "deadline"):
+            return self.plan.resolver.query_worst_seconds
+        if result.error == "blocked-locally":
+            return LOCAL_DNS_REFUSAL_SECONDS
+        return result.elapsed_s
+
+    def _http_cost(self, result: ProbeResult) -> float:
+        if result.error in ("connect-timeout", "read-timeout", "deadline"):
+            return DOWNLOAD_WORST[self.plan.downloader]
+        return result.elapsed_s if result.ok else max(result.elapsed_s, FAST)
+
+    def _proxied(self, url: str) -> bool:
+        return bool(self._proxies(url))
+
+    def _proxies(self, url: str) -> dict[str, str]:
+        kind = _kind(url)
+        proxy = self.plan.proxies.get("https_proxy" if kind is DepKind.HTTPS else "http_proxy")
+        return {kind.value: proxy} if proxy else {}
+
+
+def _kind(url: str) -> DepKind:
+    return DepKind.HTTPS if url.lower().startswith("https:") else DepKind.HTTP
+
+
+def _host(url: str) -> str:
+    netloc = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+    if netloc.startswith("["):
+        return netloc[1:].split("]", 1)[0]
+    return netloc.split(":", 1)[0]
+
+
+def _is_ip(host: str) -> bool:
+    return bool(re.fullmatch(r"[\d.]+", host)) or ":" in host
+
+
+def _dns_task(name: str, rdtype: str, resolver: dnsprobe.ResolverConfig, timeout: float) -> Callable[[], ProbeResult]:
+    return lambda: dnsprobe.query(name, rdtype, resolver, timeout)
+
+
+def _http_task(url: str, timeout: float, proxies: dict[str, str]) -> Callable[[], ProbeResult]:
+    return lambda: httpprobe.fetch(url, timeout, proxies)[0]

@@ -1,0 +1,1 @@
+"""Reachability probes: DNS (dnspython), HTTP (requests), TCP, UDP. Probes never raise."""

@@ -1,0 +1,101 @@
+"""DNS probes with dnspython: the question is asked of each configured nameserver in turn, over UDP with a
+TCP retry when the answer is truncated, and every server's outcome is kept as evidence."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
+from mailpreflight.model import DepKind, ProbeResult, ProbeStatus
+from mailpreflight.probes.errors import classify_oserror
+
+
+@dataclass(frozen=True)
+class ResolverConfig:
+    nameservers: tuple[str, ...]
+    source: str  # the resolv.conf it came from
+    port: int = 53  # resolv.conf cannot say otherwise; tests run servers on loopback ports
+
+
+def read_resolv_conf(text: str, source: str) -> ResolverConfig:
+    servers = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            servers.append(words[1].split("%", 1)[0])
+    # glibc's default when resolv.conf names no server
+    return ResolverConfig(tuple(servers) or ("127.0.0.1",), source)
+
+
+def _txt(rdata: object) -> str:
+    strings = getattr(rdata, "strings", None)
+    if strings is not None:
+        return " ".join(s.decode("utf-8", "replace") for s in strings)
+    return str(rdata)
+
+
+def query(name: str, rdtype: str, resolver: ResolverConfig, timeout: float) -> ProbeResult:
+    """Ask for `rdtype` records of `name`; ok with the answers, or the error class of the last server."""
+    target = f"{rdtype} {name}"
+    started = time.monotonic()
+    tried: list[str] = []
+    error = "error"
+    try:
+        message = dns.message.make_query(dns.name.from_text(name), dns.rdatatype.from_text(rdtype))
+    except (dns.exception.DNSException, ValueError) as exc:
+        return ProbeResult(DepKind.DNS, target, ProbeStatus.FAIL, "error", f"bad query: {exc}", 0.0)
+    per_server = max(timeout / max(len(resolver.nameservers), 1), 0.5)
+    for server in resolver.nameservers:
+        outcome, answers, detail = _ask(message, server, rdtype, per_server, resolver.port)
+        tried.append(f"{server}: {detail}")
+        if outcome == "ok":
+            return ProbeResult(DepKind.DNS, target, ProbeStatus.OK, None, "; ".join(tried),
+                               time.monotonic() - started, tuple(answers))
+        error = outcome
+        if outcome in ("nxdomain", "no-answer"):
+            break  # an authoritative "no": other servers give the same answer
+    return ProbeResult(DepKind.DNS, target, ProbeStatus.FAIL, error, "; ".join(tried), time.monotonic() - started)
+
+
+def _ask(message: dns.message.Message, server: str, rdtype: str, timeout: float,
+         port: int) -> tuple[str, list[str], str]:
+    try:
+        response = dns.query.udp(message, server, port=port, timeout=timeout, ignore_unexpected=True)
+        if response.flags & dns.flags.TC:
+            response = dns.query.tcp(message, server, port=port, timeout=timeout)
+    except dns.exception.Timeout:
+        return "dns-timeout", [], f"no answer within {timeout:.1f} s"
+    except OSError as exc:
+        kind = classify_oserror(exc)
+        return ("dns-refused" if kind == "refused" else kind), [], f"{exc.strerror or exc}"
+    except dns.exception.DNSException as exc:
+        return "error", [], f"bad response: {exc}"
+    rcode = response.rcode()
+    if rcode == dns.rcode.NXDOMAIN:
+        return "nxdomain", [], "NXDOMAIN"
+    if rcode == dns.rcode.SERVFAIL:
+        return "servfail", [], "SERVFAIL"
+    if rcode == dns.rcode.REFUSED:
+        return "dns-refused", [], "REFUSED"
+    if rcode != dns.rcode.NOERROR:
+        return "error", [], dns.rcode.to_text(rcode)
+    wanted = dns.rdatatype.from_text(rdtype)
+    answers = [_txt(rdata) if wanted == dns.rdatatype.TXT else str(rdata)
+               for rrset in response.answer if rrset.rdtype == wanted for rdata in rrset]
+    if not answers:
+        return "no-answer", [], "no record of that type"
+    return "ok", answers, ", ".join(answers)
+
+
+def resolve_host(host: str, resolver: ResolverConfig, timeout: float) -> Sequence[ProbeResult]:
+    """A and AAAA of a host name (what sa-update checks per mirror)."""
+    return [query(host, rdtype, resolver, timeout) for rdtype in ("A", "AAAA")]

@@ -1,0 +1,85 @@
+"""TCP connect and UDP request/response probes."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from mailpreflight.model import DepKind, ProbeResult, ProbeStatus
+from mailpreflight.probes.errors import classify_oserror
+
+
+def split_hostport(target: str) -> tuple[str, int] | None:
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _addresses(host: str, port: int, kind: int) -> list[tuple[int, tuple[str, int]]] | str:
+    try:
+        infos = socket.getaddrinfo(host, port, type=kind)
+    except socket.gaierror as exc:
+        return f"name-not-resolved: {exc.strerror}"
+    except (OSError, UnicodeError) as exc:
+        return f"error: {exc}"
+    return [(int(family), (str(address[0]), int(address[1]))) for family, _, _, _, address in infos]
+
+
+def tcp(target: str, timeout: float) -> ProbeResult:
+    started = time.monotonic()
+    parsed = split_hostport(target)
+    if parsed is None:
+        return ProbeResult(DepKind.TCP, target, ProbeStatus.FAIL, "error", "not host:port", 0.0)
+    found = _addresses(*parsed, socket.SOCK_STREAM)
+    if isinstance(found, str):
+        error, _, detail = found.partition(": ")
+        return ProbeResult(DepKind.TCP, target, ProbeStatus.FAIL, error, detail, time.monotonic() - started)
+    error, detail = "error", "no address"
+    for family, address in found:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.connect(address)
+            except TimeoutError:
+                error, detail = "connect-timeout", f"{address[0]}: no connection within {timeout:.1f} s"
+                continue
+            except OSError as exc:
+                error, detail = classify_oserror(exc), f"{address[0]}: {exc.strerror or exc}"
+                continue
+            return ProbeResult(DepKind.TCP, target, ProbeStatus.OK, None, f"connected to {address[0]}",
+                               time.monotonic() - started, (address[0],))
+    return ProbeResult(DepKind.TCP, target, ProbeStatus.FAIL, error, detail, time.monotonic() - started)
+
+
+def pyzor_ping(thread: int) -> bytes:
+    """A Pyzor `ping` request (its servers answer even an unsigned one with a status line)."""
+    return (f"Op: ping\nThread: {thread}\nPV: 2.1\nUser: anonymous\nTime: {int(time.time())}\n\n").encode()
+
+
+def udp(target: str, timeout: float, payload: bytes | None = None) -> ProbeResult:
+    """Send one datagram and wait for any answer. No answer cannot tell a drop from a silent server."""
+    started = time.monotonic()
+    parsed = split_hostport(target)
+    if parsed is None:
+        return ProbeResult(DepKind.UDP, target, ProbeStatus.FAIL, "error", "not host:port", 0.0)
+    found = _addresses(*parsed, socket.SOCK_DGRAM)
+    if isinstance(found, str):
+        error, _, detail = found.partition(": ")
+        return ProbeResult(DepKind.UDP, target, ProbeStatus.FAIL, error, detail, time.monotonic() - started)
+    family, address = found[0]
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+            sock.send(payload or pyzor_ping(int(started) % 65536))
+            answer = sock.recv(2048)
+        except TimeoutError:
+            return ProbeResult(DepKind.UDP, target, ProbeStatus.FAIL, "udp-no-reply",
+                               f"{address[0]}: no reply within {timeout:.1f} s", time.monotonic() - started)
+        except OSError as exc:
+            return ProbeResult(DepKind.UDP, target, ProbeStatus.FAIL, classify_oserror(exc),
+                               f"{address[0]}: {exc.strerror or exc}", time.monotonic() - started)
+    first = answer.split(b"\n", 1)[0].decode("utf-8", "replace")
+    return ProbeResult(DepKind.UDP, target, ProbeStatus.OK, None, f"{address[0]} replied: {first[:80]}",
+                       time.monotonic() - started, (address[0],))

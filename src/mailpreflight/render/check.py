@@ -1,0 +1,146 @@
+"""`mailpreflight check` output over one Report: text, json (DESIGN.md contract), nagios, prometheus."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from typing import Any
+
+from mailpreflight.model import Prediction, Report, Status
+from mailpreflight.render.deps import finding_json
+
+SCHEMA_VERSION = 1
+EXIT = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
+_COLOURS = {"ok": "\033[32m", "degraded": "\033[33m", "fail": "\033[31m", "warning": "\033[33m",
+            "critical": "\033[31m", "info": ""}
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": report.status.value,
+        "elapsed_s": report.elapsed_s,
+        "units": [{
+            "name": unit.name,
+            "start": {"predicted": unit.start_predicted.value, "reason": unit.reason},
+            "commands": [{
+                "tool": c.command.tool, "argv": list(c.command.argv), "source": str(c.command.source),
+                "key": c.command.key, "tolerated": c.command.tolerated, "predicted": c.predicted.value,
+                "predicted_exit": c.predicted_exit, "predicted_seconds": c.predicted_seconds, "reason": c.reason,
+                "probes": list(c.probes),
+            } for c in unit.commands],
+        } for unit in report.units],
+        "probes": [{"kind": p.kind.value, "target": p.target, "status": p.status.value, "error": p.error,
+                    "detail": p.detail, "elapsed_s": round(p.elapsed_s, 3), "answers": list(p.answers)}
+                   for p in report.probes],
+        "findings": [finding_json(f) for f in report.findings],
+    }
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(to_json(report), indent=2, ensure_ascii=False)
+
+
+def render_text(report: Report, colour: bool = False) -> str:
+    def paint(word: str) -> str:
+        return f"{_COLOURS.get(word, '')}{word}\033[0m" if colour and _COLOURS.get(word) else word
+
+    lines = [f"mailpreflight check: {paint(report.status.value.upper() if not colour else report.status.value)} "
+             f"({len(report.units)} units, {len(report.probes)} probes, {report.elapsed_s:.1f} s)", ""]
+    for unit in report.units:
+        lines.append(f"{unit.name}: start {paint(unit.start_predicted.value)} — {unit.reason}")
+        for c in unit.commands:
+            lines.append(f"  {c.command.key:13} {c.command.tool:12} {paint(c.predicted.value):8} exit {c.predicted_exit:4} "
+                         f"~{c.predicted_seconds:5.0f} s  {c.command.source}")
+            if c.predicted is not Prediction.OK:
+                lines.append(f"  {'':13} {c.reason}")
+        lines.append("")
+    failed = [p for p in report.probes if not p.ok]
+    if failed:
+        lines.append("failed probes:")
+        lines += [f"  {p.kind.value:5} {p.target:60} {p.error:16} {p.detail}" for p in failed]
+        lines.append("")
+    for finding in report.findings:
+        lines.append(f"{paint(finding.severity.value)} {finding.code} {finding.unit}: {finding.message}")
+        lines.append(f"    fix: {finding.hint}")
+    return "\n".join(lines).rstrip()
+
+
+def render_nagios(report: Report) -> str:
+    """Monitoring plugin guidelines: `SERVICE STATUS: text | perfdata`, then long output."""
+    failing = [u.name for u in report.units if u.start_predicted is Prediction.FAIL]
+    dead = sum(1 for p in report.probes if not p.ok)
+    if failing:
+        summary = f"{len(failing)} unit(s) will fail to start: {', '.join(failing)}"
+    elif report.status is Status.WARNING:
+        summary = f"units will start; {dead} endpoint(s) unreachable or risks found"
+    else:
+        summary = f"{len(report.units)} unit(s) will start"
+    perf = [f"'units'={len(report.units)};;;0", f"'units_failing'={len(failing)};;1;0",
+            f"'probes_failed'={dead};1;;0", f"'elapsed'={report.elapsed_s}s;;;0"]
+    for unit in report.units:
+        for c in unit.commands:
+            label = re.sub(r"[='\s]", "_", f"{unit.name}_{c.command.tool}_seconds")
+            perf.append(f"'{label}'={c.predicted_seconds}s;;;0")
+    # "|" separates performance data in plugin output: keep it out of the texts.
+    long_output = [f"{u.name}: {u.start_predicted.value}: {u.reason}" for u in report.units]
+    long_output += [f"{f.severity.value.upper()} {f.code} {f.unit}: {f.message}" for f in report.findings]
+    first = f"MAILPREFLIGHT {report.status.value.upper()}: {summary.replace('|', '/')} | {' '.join(perf)}"
+    return "\n".join([first, *(line.replace("|", "/") for line in long_output)])
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_prometheus(report: Report) -> str:
+    """Prometheus text exposition (textfile collector)."""
+    lines = [
+        "# HELP mailpreflight_status Overall status: 0 ok, 1 warning, 2 critical, 3 unknown.",
+        "# TYPE mailpreflight_status gauge",
+        f"mailpreflight_status {EXIT[report.status]}",
+        "# HELP mailpreflight_unit_start_ok 1 if the unit is predicted to start, else 0.",
+        "# TYPE mailpreflight_unit_start_ok gauge",
+    ]
+    lines += [f'mailpreflight_unit_start_ok{{unit="{_label(u.name)}"}} {int(u.start_predicted is Prediction.OK)}'
+              for u in report.units]
+    lines += ["# HELP mailpreflight_command_predicted_seconds Worst-case run time of a start-path command.",
+              "# TYPE mailpreflight_command_predicted_seconds gauge"]
+    for unit in report.units:
+        for c in unit.commands:
+            lines.append(f'mailpreflight_command_predicted_seconds{{unit="{_label(unit.name)}",'
+                         f'tool="{_label(c.command.tool)}",source="{_label(str(c.command.source))}"}} '
+                         f"{c.predicted_seconds}")
+    lines += ["# HELP mailpreflight_probe_ok 1 if the endpoint answered, else 0.", "# TYPE mailpreflight_probe_ok gauge"]
+    lines += [f'mailpreflight_probe_ok{{kind="{p.kind.value}",target="{_label(p.target)}",'
+              f'error="{_label(p.error or "")}"}} {int(p.ok)}' for p in report.probes]
+    lines += ["# HELP mailpreflight_findings Findings by severity.", "# TYPE mailpreflight_findings gauge"]
+    for severity in ("info", "warning", "critical"):
+        count = sum(1 for f in report.findings if f.severity.value == severity)
+        lines.append(f'mailpreflight_findings{{severity="{severity}"}} {count}')
+    lines += ["# HELP mailpreflight_check_duration_seconds How long the check took.",
+              "# TYPE mailpreflight_check_duration_seconds gauge", f"mailpreflight_check_duration_seconds {report.elapsed_s}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Temp file in the same directory, fsync, rename, fsync the directory: readers never see half a file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temp = tempfile.mkstemp(prefix=".mailpreflight-", dir=directory)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
