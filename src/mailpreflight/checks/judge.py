@@ -13,8 +13,8 @@ from mailpreflight.deps.analyze import UnitDeps
 from mailpreflight.deps.risks import CommandDeps
 from mailpreflight.model import (
     CommandVerdict,
-    DepKind,
     Dependency,
+    DepKind,
     Finding,
     Prediction,
     ProbeResult,

@@ -89,14 +89,13 @@ class SaUpdateProbe:
         seconds = sum(o.seconds for o in outcomes)
         failed = [o for o in outcomes if o.result == "failed"]
         succeeded = [o for o in outcomes if o.result == "updated"]
-        if not failed:
-            exit_class = "0" if succeeded else "1"
-        else:
-            exit_class = "3" if succeeded else "4"
+        # sa-update.raw l.1257-1271: 0 updated, 1 nothing new, 3 some channels failed, 4 all failed
+        exit_class = ("3" if succeeded else "4") if failed else ("0" if succeeded else "1")
         dead = sum(o.dead_mirrors for o in outcomes)
         predicted = Prediction.FAIL if failed else Prediction.DEGRADED if dead else Prediction.OK
         reason = "; ".join(f"{o.channel}: {o.reason}" for o in outcomes)
-        return CommandVerdict(command, predicted, exit_class, round(seconds, 1), reason, tuple(dict.fromkeys(self.used)))
+        used = tuple(dict.fromkeys(self.used))
+        return CommandVerdict(command, predicted, exit_class, round(seconds, 1), reason, used)
 
     def _channel(self, channel: ChannelState) -> ChannelOutcome:
         version = self._dns(channel.version_query, "TXT")

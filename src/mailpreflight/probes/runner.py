@@ -70,7 +70,7 @@ class ProbeRunner:
 def _safe_result(future: Future[ProbeResult], key: tuple[str, str]) -> ProbeResult:
     try:
         return future.result()
-    except Exception as exc:  # noqa: BLE001 - a probe bug must not lose the other results
+    except Exception as exc:
         return ProbeResult(DepKind(key[0]), key[1], ProbeStatus.FAIL, "error", f"probe failed: {exc!r}", 0.0)
 
 

@@ -52,8 +52,8 @@ def render_text(report: Report, colour: bool = False) -> str:
     for unit in report.units:
         lines.append(f"{unit.name}: start {paint(unit.start_predicted.value)} — {unit.reason}")
         for c in unit.commands:
-            lines.append(f"  {c.command.key:13} {c.command.tool:12} {paint(c.predicted.value):8} exit {c.predicted_exit:4} "
-                         f"~{c.predicted_seconds:5.0f} s  {c.command.source}")
+            lines.append(f"  {c.command.key:13} {c.command.tool:12} {paint(c.predicted.value):8} "
+                         f"exit {c.predicted_exit:4} ~{c.predicted_seconds:5.0f} s  {c.command.source}")
             if c.predicted is not Prediction.OK:
                 lines.append(f"  {'':13} {c.reason}")
         lines.append("")
@@ -113,7 +113,8 @@ def render_prometheus(report: Report) -> str:
             lines.append(f'mailpreflight_command_predicted_seconds{{unit="{_label(unit.name)}",'
                          f'tool="{_label(c.command.tool)}",source="{_label(str(c.command.source))}"}} '
                          f"{c.predicted_seconds}")
-    lines += ["# HELP mailpreflight_probe_ok 1 if the endpoint answered, else 0.", "# TYPE mailpreflight_probe_ok gauge"]
+    lines += ["# HELP mailpreflight_probe_ok 1 if the endpoint answered, else 0.",
+              "# TYPE mailpreflight_probe_ok gauge"]
     lines += [f'mailpreflight_probe_ok{{kind="{p.kind.value}",target="{_label(p.target)}",'
               f'error="{_label(p.error or "")}"}} {int(p.ok)}' for p in report.probes]
     lines += ["# HELP mailpreflight_findings Findings by severity.", "# TYPE mailpreflight_findings gauge"]
@@ -121,7 +122,8 @@ def render_prometheus(report: Report) -> str:
         count = sum(1 for f in report.findings if f.severity.value == severity)
         lines.append(f'mailpreflight_findings{{severity="{severity}"}} {count}')
     lines += ["# HELP mailpreflight_check_duration_seconds How long the check took.",
-              "# TYPE mailpreflight_check_duration_seconds gauge", f"mailpreflight_check_duration_seconds {report.elapsed_s}"]
+              "# TYPE mailpreflight_check_duration_seconds gauge",
+              f"mailpreflight_check_duration_seconds {report.elapsed_s}"]
     return "\n".join(lines) + "\n"
 
 
