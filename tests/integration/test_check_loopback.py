@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import shutil
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from helpers import make_tree
@@ -20,11 +22,12 @@ from mailpreflight.checks.judge import CheckOptions, check
 from mailpreflight.deps.analyze import analyze
 from mailpreflight.model import Prediction, Report
 from mailpreflight.probes.dns import ResolverConfig
-from mailpreflight.render.check import render_nagios, render_prometheus
+from mailpreflight.render.check import render_json, render_nagios, render_prometheus
 from mailpreflight.units.loader import UnitLoader
 from mailpreflight.units.rootfs import RootFS
 
 REVISION = "1913500"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port(kind: int) -> int:
@@ -168,6 +171,15 @@ def test_unknown_channel_fails(tmp_path: Path, dns_server: ResolverConfig) -> No
     report = run_check(root, dns_server)
     assert sa_verdict(report) == ("fail", "4", "fail")
     assert "nxdomain" in report.units[0].commands[0].reason
+
+
+def test_json_contract(tmp_path: Path, dns_server: ResolverConfig, mirrors: tuple[int, Path]) -> None:
+    port = mirrors[0]
+    root = root_with(tmp_path, "halfdead.lab.test", "/usr/bin/sa-update --channel {channel}",
+                     f"http://127.0.0.1:{port}/m1\nhttp://127.0.0.1:{port}/dead\n")
+    document = json.loads(render_json(run_check(root, dns_server)))
+    jsonschema.validate(document, json.loads((REPO / "docs/schemas/check.schema.json").read_text()))
+    assert document["units"][0]["start"] == {"predicted": "ok", "reason": document["units"][0]["start"]["reason"]}
 
 
 def test_monitoring_outputs(tmp_path: Path, dns_server: ResolverConfig) -> None:
