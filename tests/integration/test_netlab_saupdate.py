@@ -1,0 +1,260 @@
+"""Ground truth: what the real sa-update (Debian 12, 4.0.1) does behind each firewall, in a NetLab.
+
+These exit statuses and durations are what mailpreflight's predictions (`predicted_exit`,
+`predicted_seconds`) are checked against.  Every selected case runs at the same time, each in its own NetLab,
+so the module takes as long as its slowest case (dns-drop-upstream, ~150 s), not the sum.  Deselecting a case
+(`-k "not upstream"`) also keeps it from running.
+
+The measured table is printed to the terminal when the runs finish (no `-s` needed) and written as JSON to
+`<pytest basetemp>/netlab_saupdate.json` (e.g. /tmp/pytest-of-root/pytest-current/netlab_saupdate.json);
+each lab's logs (dnsmasq queries, HTTP requests) stay in `<basetemp>/netlab0/<case>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from netlab import (
+    CHANNEL_DIR,
+    LAB_RULE_FILE,
+    MIRROR_HOSTS,
+    SA_UPDATE,
+    NetLab,
+    Records,
+    Result,
+    SigningKey,
+    unavailable_reason,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+REVISION = Records().revision
+WEEK = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Case:
+    firewall: str
+    records: Records = field(default_factory=Records)
+    cached_mirrors: tuple[str, ...] | None = None  # pre-seeded MIRRORED.BY
+    cache_age: float = 0.0  # its age in seconds
+    installed: str | None = None  # pre-seeded `# UPDATE version`
+    runs: int = 1  # sa-update runs in a row, same updatedir
+
+
+CASES: dict[str, Case] = {
+    "open": Case("open", runs=2),
+    "no-version-txt": Case("open", Records(revision=None)),
+    "no-channel-records": Case("open", Records(revision=None, mirrors_url=None)),
+    "current-http-drop": Case("http-drop", installed=REVISION),
+    "dns-drop-local": Case("dns-drop-local"),
+    "http-reject": Case("http-reject"),
+    "http-reject-cached": Case("http-reject", cached_mirrors=MIRROR_HOSTS),
+    "http-drop": Case("http-drop"),
+    "http-drop-cached": Case("http-drop", cached_mirrors=MIRROR_HOSTS),
+    "http-drop-stale-cache": Case("http-drop", cached_mirrors=MIRROR_HOSTS, cache_age=WEEK + 3600),
+    "mirror1-drop": Case("mirror1-drop"),
+    "dns-drop-upstream": Case("dns-drop-upstream"),
+}
+
+
+def case(name: str) -> Callable[[F], F]:
+    """Ties a test to the case it asserts; the fixture runs only the cases of selected tests."""
+    def mark(fn: F) -> F:
+        fn.netlab_case = name  # type: ignore[attr-defined]
+        return fn
+    return mark
+
+
+@dataclass
+class Outcome:
+    results: list[Result] = field(default_factory=list)
+    updatedir: Path | None = None
+    error: BaseException | None = None
+
+    def get(self) -> list[Result]:
+        if self.error is not None:
+            raise self.error
+        return self.results
+
+
+def mirrors_tried(result: Result) -> list[str]:
+    # -vv prints "fetching <url>" before every download (l.1611); verbosity changes nothing else
+    return re.findall(rf"^fetching http://(\w+)\.lab\.test/{REVISION}\.tar\.gz$", result.stdout, re.M)
+
+
+def _run_case(name: str, spec: Case, workdir: Path, key: SigningKey) -> Outcome:
+    outcome = Outcome(updatedir=workdir / "updatedir")
+    assert outcome.updatedir is not None
+    try:
+        with NetLab(workdir / "lab", records=spec.records, signing_key=key) as lab:
+            lab.seed_updatedir(outcome.updatedir, mirrors=spec.cached_mirrors, age=spec.cache_age,
+                               version=spec.installed)
+            lab.firewall(spec.firewall)
+            for _ in range(spec.runs):
+                outcome.results.append(lab.sa_update(["-vv"], outcome.updatedir))
+    except Exception as e:  # reported by that case's test, not by every test
+        outcome.error = e
+    return outcome
+
+
+@pytest.fixture(scope="module")
+def measured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Outcome]]:
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"network lab unavailable: {reason}")
+    wanted = sorted({n for item in request.session.items
+                     if (n := getattr(getattr(item, "function", None), "netlab_case", None))})
+    base = tmp_path_factory.mktemp("netlab")
+    key = SigningKey.create(base / "signer")  # one key (gpg-agent) for all labs; each lab imports it
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
+            futures = {n: pool.submit(_run_case, n, CASES[n], base / n, key) for n in wanted}
+            outcomes = {n: f.result() for n, f in futures.items()}
+    finally:
+        key.close()
+    _report(request, tmp_path_factory.getbasetemp() / "netlab_saupdate.json", outcomes)
+    yield outcomes
+
+
+def _report(request: pytest.FixtureRequest, path: Path, outcomes: dict[str, Outcome]) -> None:
+    record: dict[str, Any] = {}
+    lines = [f"sa-update ground truth (real {SA_UPDATE}; JSON: {path}):",
+             f"  {'case':<22} {'firewall':<18} run  exit  seconds  mirrors tried"]
+    for name, outcome in outcomes.items():
+        if outcome.error is not None:
+            record[name] = {"error": repr(outcome.error)}
+            lines.append(f"  {name:<22} ERROR {outcome.error!r}")
+            continue
+        record[name] = {"case": asdict(CASES[name]), "runs": [
+            {**asdict(r), "mirrors_tried": mirrors_tried(r)} for r in outcome.results]}
+        for i, r in enumerate(outcome.results, 1):
+            tried = ",".join(mirrors_tried(r)) or "-"
+            lines.append(f"  {name:<22} {CASES[name].firewall:<18} {i:>3}  {r.returncode:>4}  {r.seconds:7.1f}  "
+                         f"{tried}{'  TIMED OUT' if r.timed_out else ''}")
+    path.write_text(json.dumps(record, indent=2, default=str))
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    if capman is None:
+        print("\n".join(lines))
+        return
+    with capman.global_and_fixture_disabled():  # show the table without -s
+        print("\n" + "\n".join(lines))
+
+
+def _one(measured: dict[str, Outcome], name: str, run: int = 0) -> Result:
+    result = measured[name].get()[run]
+    assert not result.timed_out, result
+    return result
+
+
+def _installed(outcome: Outcome) -> bool:
+    assert outcome.updatedir is not None
+    cf = outcome.updatedir / f"{CHANNEL_DIR}.cf"
+    return (outcome.updatedir / CHANNEL_DIR / LAB_RULE_FILE).is_file() and cf.read_text().startswith(
+        f"# UPDATE version {REVISION}\n")
+
+
+# -- one test per case: (exit status, seconds) ---------------------------------------------------------------
+
+@case("open")
+def test_open_installs_then_reports_nothing_new(measured: dict[str, Outcome]) -> None:
+    first, second = _one(measured, "open", 0), _one(measured, "open", 1)
+    assert first.returncode == 0, first
+    assert first.seconds < 15
+    assert _installed(measured["open"])
+    assert second.returncode == 1, second  # "no update" on a normal day: a bare ExecStartPre would fail
+    assert second.seconds < 15
+
+
+@case("no-version-txt")
+def test_no_version_txt_but_mirrors_txt_is_no_update(measured: dict[str, Outcome]) -> None:
+    r = _one(measured, "no-version-txt")
+    assert (r.returncode, r.stderr) == (1, ""), r  # l.557-563: silent "no updates available"
+    assert r.seconds < 15
+
+
+@case("no-channel-records")
+def test_no_channel_records_fails_the_channel(measured: dict[str, Outcome]) -> None:
+    r = _one(measured, "no-channel-records")
+    assert r.returncode == 4, r
+    assert "no 'mirrors.updates.spamassassin.org' record found" in r.stderr
+    assert r.seconds < 15
+
+
+@case("current-http-drop")
+def test_current_version_needs_no_http(measured: dict[str, Outcome]) -> None:
+    r = _one(measured, "current-http-drop")
+    assert r.returncode == 1, r  # l.571-575: installed >= DNS revision, HTTP never tried
+    assert r.seconds < 15
+
+
+@case("dns-drop-local")
+def test_dns_drop_local(measured: dict[str, Outcome]) -> None:
+    r = _one(measured, "dns-drop-local")
+    assert r.returncode == 4, r
+    assert 5 <= r.seconds <= 20
+
+
+@case("http-reject")
+def test_http_reject(measured: dict[str, Outcome]) -> None:
+    r = _one(measured, "http-reject")
+    assert r.returncode == 4, r
+    assert r.seconds < 10
+
+
+@case("http-reject-cached")
+def test_http_reject_with_cached_mirrors(measured: dict[str, Outcome]) -> None:
+    r = _one(measured, "http-reject-cached")
+    assert r.returncode == 4, r
+    assert 2 <= r.seconds < 12  # one 2 s sleep between the two mirrors (l.796)
+    assert sorted(mirrors_tried(r)) == sorted(MIRROR_HOSTS)
+
+
+@case("http-drop")
+def test_http_drop_no_cache(measured: dict[str, Outcome]) -> None:
+    r = _one(measured, "http-drop")
+    assert r.returncode == 4, r
+    assert 30 <= r.seconds <= 45  # curl --connect-timeout 30 for MIRRORED.BY, then the channel fails
+
+
+@case("http-drop-cached")
+def test_http_drop_with_fresh_cached_mirrors(measured: dict[str, Outcome]) -> None:
+    r = _one(measured, "http-drop-cached")
+    assert r.returncode == 4, r
+    assert 62 <= r.seconds <= 77  # 30 s per mirror + 2 s between them
+    assert sorted(mirrors_tried(r)) == sorted(MIRROR_HOSTS)
+
+
+@case("http-drop-stale-cache")
+def test_http_drop_with_stale_cached_mirrors(measured: dict[str, Outcome]) -> None:
+    r = _one(measured, "http-drop-stale-cache")
+    assert r.returncode == 4, r
+    assert "unable to refresh mirrors file" in r.stderr  # l.699-702: goes on with the old file
+    assert 92 <= r.seconds <= 107  # 30 s refresh + 2 x 30 s mirrors + 2 s: past the 90 s start timeout
+
+
+@case("mirror1-drop")
+def test_mirror1_drop_falls_over_to_mirror2(measured: dict[str, Outcome]) -> None:
+    r = _one(measured, "mirror1-drop")
+    assert r.returncode == 0, r  # degraded, not failed
+    assert _installed(measured["mirror1-drop"])
+    tried = mirrors_tried(r)
+    if tried == ["mirror1", "mirror2"]:  # coin toss (equal weights): the dead mirror first
+        assert 32 <= r.seconds <= 47
+    else:
+        assert tried == ["mirror2"], r
+        assert r.seconds < 15
+
+
+@case("dns-drop-upstream")
+def test_dns_drop_upstream_slow(measured: dict[str, Outcome]) -> None:
+    """SLOW (~150 s): two TXT queries x Net::DNS 5+10+20+40 s, then the channel fails."""
+    r = _one(measured, "dns-drop-upstream")
+    assert r.returncode == 4, r
+    assert 150 <= r.seconds <= 170
