@@ -48,7 +48,7 @@ LAB_RULES = (
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # perl -T refuses writable PATH dirs
 MIRROR_HOSTS = ("mirror1", "mirror2")  # -> .3, .4 (the DNS server and mirrors.lab.test keep .1)
 SCENARIOS = ("open", "dns-drop-local", "dns-drop-upstream", "http-drop", "http-reject", "mirror1-drop")
-REQUIRED_TOOLS = ("ip", "nft", "dnsmasq", "gpg", "gpgconf", "curl", "perl")
+REQUIRED_TOOLS = ("ip", "nft", "dnsmasq", "gpg", "gpgconf", "curl", "perl", "openssl")
 
 _counter = itertools.count()
 _ETC_NETNS = Path("/etc/netns")
@@ -75,6 +75,7 @@ class Records:
     revision: str | None = "1913500"
     mirrors_url: str | None = "http://mirrors.lab.test/MIRRORED.BY"
     mirrored_by: tuple[str, ...] = MIRROR_HOSTS  # the mirrors MIRRORED.BY lists, served over HTTP
+    https_hosts: tuple[str, ...] = ()  # of those, listed as https:// and served with an untrusted certificate
 
 
 @dataclass(frozen=True)
@@ -146,10 +147,11 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def mirrored_by_text(hosts: Sequence[str]) -> str:
+def mirrored_by_text(hosts: Sequence[str], https: Sequence[str] = ()) -> str:
     # format: l.725-756 (one URL per line, key=value options, trailing / stripped); equal weights, so the
     # first mirror tried is a coin toss (choose_mirror, l.1756-1785)
-    return "# mailpreflight lab\n" + "".join(f"http://{h}.lab.test/ weight=5\n" for h in hosts)
+    return "# mailpreflight lab\n" + "".join(
+        f"{'https' if h in https else 'http'}://{h}.lab.test/ weight=5\n" for h in hosts)
 
 
 def rules_tarball() -> bytes:
@@ -228,6 +230,8 @@ class NetLab:
         self._write_docroot()
         self._start_dnsmasq()
         self._start_http()
+        if self.records.https_hosts:
+            self._start_https()
         imported = self.run([SA_UPDATE, "--gpghomedir", str(self.gpghomedir), "--import",
                              str(self.signing_key.pubkey)], timeout=120)
         if imported.returncode != 0:
@@ -260,7 +264,8 @@ class NetLab:
     def _write_docroot(self) -> None:
         assert self.signing_key is not None
         self.docroot.mkdir(parents=True, exist_ok=True)
-        (self.docroot / "MIRRORED.BY").write_text(mirrored_by_text(self.records.mirrored_by))
+        (self.docroot / "MIRRORED.BY").write_text(
+            mirrored_by_text(self.records.mirrored_by, self.records.https_hosts))
         rev = self.records.revision
         if rev is None:
             return
@@ -294,6 +299,21 @@ class NetLab:
         # 0.0.0.0 in the inet ns = exactly the lab's addresses (.1 mirrors.lab.test, .3 mirror1, .4 mirror2)
         argv = [sys.executable, "-m", "http.server", "--bind", "0.0.0.0", "--directory", str(self.docroot), "80"]
         self._spawn_inet("http", argv, tcp_port=80)
+
+    def _start_https(self) -> None:
+        """The same files over HTTPS with a self-signed certificate no client trusts (a broken mirror)."""
+        key, cert = self.workdir / "tls-key.pem", self.workdir / "tls-cert.pem"
+        _sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=untrusted.lab.test", "-keyout", str(key), "-out", str(cert))
+        server = (
+            "import functools, http.server, ssl, sys\n"
+            "handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n"
+            "srv = http.server.ThreadingHTTPServer(('0.0.0.0', 443), handler)\n"
+            "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[2], sys.argv[3])\n"
+            "srv.socket = ctx.wrap_socket(srv.socket, server_side=True)\n"
+            "srv.serve_forever()\n")
+        self._spawn_inet("https", [sys.executable, "-c", server, str(self.docroot), str(cert), str(key)],
+                         tcp_port=443)
 
     def _spawn_inet(self, name: str, argv: list[str], *, udp_port: int = 0, tcp_port: int = 0) -> None:
         log = self.workdir / f"{name}.out"

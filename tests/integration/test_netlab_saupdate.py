@@ -34,6 +34,7 @@ from netlab import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+MAILPREFLIGHT = Path(__file__).resolve().parents[2] / ".venv/bin/mailpreflight"
 REVISION = Records().revision
 WEEK = 7 * 24 * 3600
 
@@ -61,6 +62,8 @@ CASES: dict[str, Case] = {
     "http-drop-stale-cache": Case("http-drop", cached_mirrors=MIRROR_HOSTS, cache_age=WEEK + 3600),
     "mirror1-drop": Case("mirror1-drop"),
     "dns-drop-upstream": Case("dns-drop-upstream"),
+    "mirrored-by-missing": Case("open", Records(mirrors_url="http://mirrors.lab.test/MISSING.BY")),
+    "https-bad-cert": Case("open", Records(https_hosts=MIRROR_HOSTS)),
 }
 
 
@@ -77,6 +80,7 @@ class Outcome:
     results: list[Result] = field(default_factory=list)
     updatedir: Path | None = None
     error: BaseException | None = None
+    check: dict[str, Any] | None = None  # `mailpreflight check --format json`, run just before sa-update
 
     def get(self) -> list[Result]:
         if self.error is not None:
@@ -89,14 +93,37 @@ def mirrors_tried(result: Result) -> list[str]:
     return re.findall(rf"^fetching http://(\w+)\.lab\.test/{REVISION}\.tar\.gz$", result.stdout, re.M)
 
 
+def guest_root(workdir: Path, lab: NetLab) -> Path:
+    """The guest `check` reads: spamd runs sa-update the openSUSE way, with the lab's GPG options; its
+    update dir inside the root is the very directory the real sa-update then uses."""
+    assert lab.signing_key is not None
+    root = workdir / "root"
+    perl = root / "usr/share/perl5/Mail"
+    perl.mkdir(parents=True)
+    (perl / "SpamAssassin.pm").write_text(Path("/usr/share/perl5/Mail/SpamAssassin.pm").read_text(errors="replace"))
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/curl").write_text("#!/bin/false\n")  # sa-update's downloader is the lab's curl
+    (root / "etc/systemd/system").mkdir(parents=True)
+    (root / "etc/os-release").write_text("ID=debian\nVERSION_ID=12\n")
+    (root / "etc/systemd/system/spamd.service").write_text(
+        "[Unit]\nWants=network-online.target\nAfter=network-online.target\n[Service]\n"
+        f'ExecStartPre=/bin/bash -c "sa-update --gpgkey {lab.signing_key.fingerprint} --gpghomedir '
+        f'{lab.gpghomedir} --updatedir /var/lib/sa-lab -vv || true"\nExecStart=/usr/sbin/spamd\n')
+    return root
+
+
 def _run_case(name: str, spec: Case, workdir: Path, key: SigningKey) -> Outcome:
-    outcome = Outcome(updatedir=workdir / "updatedir")
+    outcome = Outcome(updatedir=workdir / "root/var/lib/sa-lab")
     assert outcome.updatedir is not None
     try:
         with NetLab(workdir / "lab", records=spec.records, signing_key=key) as lab:
+            root = guest_root(workdir, lab)
             lab.seed_updatedir(outcome.updatedir, mirrors=spec.cached_mirrors, age=spec.cache_age,
                                version=spec.installed)
             lab.firewall(spec.firewall)
+            checked = lab.run([str(MAILPREFLIGHT), "check", "--root", str(root), "spamd.service", "--format",
+                               "json", "--timeout", "3"], timeout=120)
+            outcome.check = json.loads(checked.stdout) if checked.stdout.strip() else {"stderr": checked.stderr}
             for _ in range(spec.runs):
                 outcome.results.append(lab.sa_update(["-vv"], outcome.updatedir))
     except Exception as e:  # reported by that case's test, not by every test
@@ -104,13 +131,27 @@ def _run_case(name: str, spec: Case, workdir: Path, key: SigningKey) -> Outcome:
     return outcome
 
 
+def _wanted_cases(items: list[pytest.Item]) -> set[str]:
+    """The cases the selected tests of this module need (a test without a case of its own needs them all)."""
+    wanted: set[str] = set()
+    for item in items:
+        if Path(str(item.path)).name != Path(__file__).name:
+            continue
+        named = getattr(getattr(item, "function", None), "netlab_case", None)
+        param = getattr(getattr(item, "callspec", None), "params", {}).get("name")
+        if named or param:
+            wanted.add(named or param)
+        else:
+            return set(CASES)
+    return wanted
+
+
 @pytest.fixture(scope="module")
 def measured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Outcome]]:
     reason = unavailable_reason()
     if reason:
         pytest.skip(f"network lab unavailable: {reason}")
-    wanted = sorted({n for item in request.session.items
-                     if (n := getattr(getattr(item, "function", None), "netlab_case", None))})
+    wanted = sorted(_wanted_cases(request.session.items))
     base = tmp_path_factory.mktemp("netlab")
     key = SigningKey.create(base / "signer")  # one key (gpg-agent) for all labs; each lab imports it
     try:
@@ -258,3 +299,46 @@ def test_dns_drop_upstream_slow(measured: dict[str, Outcome]) -> None:
     r = _one(measured, "dns-drop-upstream")
     assert r.returncode == 4, r
     assert 150 <= r.seconds <= 170
+
+
+# -- check's prediction against what the real sa-update then did, case by case -----------------------------
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_check_predicts_what_sa_update_does(measured: dict[str, Outcome], name: str) -> None:
+    outcome = measured[name]
+    real = outcome.get()[0]
+    assert outcome.check is not None and "units" in outcome.check, outcome.check
+    command = next(c for c in outcome.check["units"][0]["commands"] if c["tool"] == "sa-update")
+    assert command["predicted_exit"] == str(real.returncode), (command, real)
+    assert command["predicted"] == ("fail" if real.returncode >= 3 else "degraded" if name == "mirror1-drop"
+                                    else "ok"), command
+    # predicted_seconds is the worst case (e.g. the dead mirror first); runs here carry ~3 s of start-up
+    assert real.seconds <= command["predicted_seconds"] + 6 + 0.1 * real.seconds, (command, real)
+    if name != "mirror1-drop" or len(mirrors_tried(real)) == 2:
+        assert command["predicted_seconds"] <= real.seconds + 2, (command, real)
+
+
+def test_check_sees_the_start_timeout(measured: dict[str, Outcome]) -> None:
+    """`|| true` covers sa-update's exit 4, not its 150 s behind an upstream DNS drop (> 90 s)."""
+    for name in ("dns-drop-upstream", "http-drop-stale-cache"):
+        unit = measured[name].check["units"][0]  # type: ignore[index]
+        assert unit["start"]["predicted"] == "fail", unit
+        assert "Result=timeout" in unit["start"]["reason"]
+    for name in ("http-drop-cached", "dns-drop-local", "http-reject", "https-bad-cert"):
+        assert measured[name].check["units"][0]["start"]["predicted"] == "ok", name  # type: ignore[index]
+
+
+@case("mirrored-by-missing")
+def test_mirrored_by_missing(measured: dict[str, Outcome]) -> None:
+    r = _one(measured, "mirrored-by-missing")
+    assert r.returncode == 4, r  # the mirror list URL answers 404 and nothing is cached
+    assert r.seconds < 15
+
+
+@case("https-bad-cert")
+def test_https_mirrors_with_an_untrusted_certificate(measured: dict[str, Outcome]) -> None:
+    r = _one(measured, "https-bad-cert")
+    assert r.returncode == 4, r  # curl refuses both mirrors' certificates
+    assert r.seconds < 20
+    probes = measured["https-bad-cert"].check["probes"]  # type: ignore[index]
+    assert any(p["error"] == "tls" for p in probes)

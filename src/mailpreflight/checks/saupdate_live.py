@@ -101,19 +101,19 @@ class SaUpdateProbe:
         version = self._dns(channel.version_query, "TXT")
         dns_cost = self._dns_cost(version)
         if not version.ok:
-            if version.error in ("dns-timeout", "blocked-locally", "unreachable", "deadline"):
-                mirrors_txt = self._dns(channel.mirrors_query, "TXT")
-                return ChannelOutcome(channel.channel, "failed", dns_cost + self._dns_cost(mirrors_txt),
-                                      f"no DNS answer for TXT {channel.version_query} ({version.error}); "
-                                      f"sa-update gives up after its own retries")
+            # l.555-567: without a revision, TXT mirrors.<channel> decides: present = "no update" (exit 1,
+            # also when the revision query merely timed out), absent = the channel fails.
             mirrors_txt = self._dns(channel.mirrors_query, "TXT")
+            seconds = dns_cost + self._dns_cost(mirrors_txt)
             if mirrors_txt.ok:
-                return ChannelOutcome(channel.channel, "nothing-new", dns_cost + mirrors_txt.elapsed_s,
-                                      f"no revision published for this version, mirrors.{channel.channel} exists: "
-                                      "exit 1 (no update)")
-            return ChannelOutcome(channel.channel, "failed", dns_cost + self._dns_cost(mirrors_txt),
+                return ChannelOutcome(channel.channel, "nothing-new", seconds,
+                                      f"no revision for this version (TXT {channel.version_query}: {version.error}), "
+                                      f"mirrors.{channel.channel} exists: exit 1 (no update)")
+            return ChannelOutcome(channel.channel, "failed", seconds,
                                   f"neither TXT {channel.version_query} nor TXT {channel.mirrors_query} answer "
-                                  f"({version.error}, {mirrors_txt.error})")
+                                  f"({version.error}, {mirrors_txt.error})"
+                                  + ("; sa-update waits out Net::DNS's retries" if "timeout" in str(version.error)
+                                     else ""))
         match = re.match(r"\d+", version.answers[0] if version.answers else "")
         if match is None:
             return ChannelOutcome(channel.channel, "failed", dns_cost, f"TXT answer {version.answers} has no revision")
