@@ -34,24 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
     deps = verbs.add_parser("deps", help="network endpoints each unit's start path needs, and the risks (static)",
                             description="Find the network dependencies and start-up risks of units, without any "
                                         "network traffic.")
-    deps.add_argument("units", nargs="*", metavar="UNIT", help="default: every service with a network dependency")
-    deps.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
-    deps.add_argument("--format", choices=("text", "json"), default="text")
-    deps.add_argument("--sa-version", metavar="VERSION",
-                      help="SpamAssassin version (e.g. 4.000001) instead of reading Mail/SpamAssassin.pm")
+    _unit_selection(deps, formats=("text", "json"))
     check = verbs.add_parser("check", help="probe what the units need and predict whether they will start",
                              description="Probe every network dependency of the units' start paths, concurrently "
                                          "under one deadline, and predict whether each unit will start.")
-    check.add_argument("units", nargs="*", metavar="UNIT", help="default: every service with a network dependency")
-    check.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
+    _unit_selection(check, formats=("text", "json", "nagios", "prometheus"))
     check.add_argument("--timeout", type=float, default=5.0, metavar="S", help="per probe (default 5)")
     check.add_argument("--deadline", type=float, default=60.0, metavar="S", help="for the whole check (default 60)")
-    check.add_argument("--format", choices=("text", "json", "nagios", "prometheus"), default="text")
     check.add_argument("--output", metavar="FILE", help="write the output there atomically (textfile collector)")
     check.add_argument("--resolv-conf", metavar="FILE", help="nameservers to probe with (default /etc/resolv.conf)")
     check.add_argument("--guest-dns", action="store_true", help="with --root: use the guest's resolv.conf")
-    check.add_argument("--sa-version", metavar="VERSION", help="SpamAssassin version instead of the installed one")
     return parser
+
+
+def _unit_selection(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
+    """What deps and check share: which units, from which tree, how to print, which SpamAssassin."""
+    parser.add_argument("units", nargs="*", metavar="UNIT", help="default: every service with a network dependency")
+    parser.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
+    parser.add_argument("--format", choices=formats, default="text")
+    parser.add_argument("--sa-version", metavar="VERSION",
+                        help="SpamAssassin version (e.g. 4.000001) instead of reading Mail/SpamAssassin.pm")
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -26,15 +26,24 @@ def _addresses(host: str, port: int, kind: int) -> list[tuple[int, tuple[str, in
     return [(int(family), (str(address[0]), int(address[1]))) for family, _, _, _, address in infos]
 
 
-def tcp(target: str, timeout: float) -> ProbeResult:
-    started = time.monotonic()
+def _resolve(kind: DepKind, target: str, socktype: int,
+             started: float) -> list[tuple[int, tuple[str, int]]] | ProbeResult:
+    """The addresses of host:port, or the failed result to return."""
     parsed = split_hostport(target)
     if parsed is None:
-        return ProbeResult(DepKind.TCP, target, ProbeStatus.FAIL, "error", "not host:port", 0.0)
-    found = _addresses(*parsed, socket.SOCK_STREAM)
+        return ProbeResult(kind, target, ProbeStatus.FAIL, "error", "not host:port", 0.0)
+    found = _addresses(*parsed, socktype)
     if isinstance(found, str):
         error, _, detail = found.partition(": ")
-        return ProbeResult(DepKind.TCP, target, ProbeStatus.FAIL, error, detail, time.monotonic() - started)
+        return ProbeResult(kind, target, ProbeStatus.FAIL, error, detail, time.monotonic() - started)
+    return found
+
+
+def tcp(target: str, timeout: float) -> ProbeResult:
+    started = time.monotonic()
+    found = _resolve(DepKind.TCP, target, socket.SOCK_STREAM, started)
+    if isinstance(found, ProbeResult):
+        return found
     error, detail = "error", "no address"
     for family, address in found:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -60,13 +69,9 @@ def pyzor_ping(thread: int) -> bytes:
 def udp(target: str, timeout: float, payload: bytes | None = None) -> ProbeResult:
     """Send one datagram and wait for any answer. No answer cannot tell a drop from a silent server."""
     started = time.monotonic()
-    parsed = split_hostport(target)
-    if parsed is None:
-        return ProbeResult(DepKind.UDP, target, ProbeStatus.FAIL, "error", "not host:port", 0.0)
-    found = _addresses(*parsed, socket.SOCK_DGRAM)
-    if isinstance(found, str):
-        error, _, detail = found.partition(": ")
-        return ProbeResult(DepKind.UDP, target, ProbeStatus.FAIL, error, detail, time.monotonic() - started)
+    found = _resolve(DepKind.UDP, target, socket.SOCK_DGRAM, started)
+    if isinstance(found, ProbeResult):
+        return found
     family, address = found[0]
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
