@@ -44,7 +44,45 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--output", metavar="FILE", help="write the output there atomically (textfile collector)")
     check.add_argument("--resolv-conf", metavar="FILE", help="nameservers to probe with (default /etc/resolv.conf)")
     check.add_argument("--guest-dns", action="store_true", help="with --root: use the guest's resolv.conf")
+    dropin = verbs.add_parser("dropin", help="install/remove/show the drop-in that guards network ExecStartPre",
+                              description="Make a unit's network ExecStartPre warn instead of fail, bounded in "
+                                          "time: one drop-in in /etc/systemd/system/UNIT.d/.")
+    dropin.add_argument("action", choices=("install", "remove", "show"))
+    dropin.add_argument("unit", metavar="UNIT")
+    dropin.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
+    dropin.add_argument("--timeout", type=float, default=60.0, metavar="S", help="the guard's bound (default 60)")
+    dropin.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
+    dropin.add_argument("--no-reload", action="store_true", help="do not ask systemd to daemon-reload")
+    verbs.add_parser("guard", help="run a command so that it can neither fail nor hang the unit (drop-ins use it)",
+                     add_help=False)
     return parser
+
+
+def _dropin(args: argparse.Namespace) -> int:
+    from mailpreflight import dropin
+    from mailpreflight.units.loader import UnitLoader
+
+    loader = UnitLoader(_root(args))
+    if args.action == "show":
+        text, current = dropin.show(loader, args.unit)
+        print(text.rstrip("\n"))
+        if current is not None:
+            print(f"# {'current' if current else 'OUTDATED: the unit changed since; run `dropin install` again'}")
+        return OK if current in (True, None) else WARNING
+    if args.timeout <= 0:
+        raise MailpreflightError("--timeout must be positive")
+    change = (dropin.install(loader, args.unit, args.timeout, args.dry_run) if args.action == "install"
+              else dropin.remove(loader, args.unit, args.dry_run))
+    if change.diff:
+        print(change.diff, end="")
+    for message in change.messages:
+        print(f"mailpreflight: {message}", file=sys.stderr)
+    if change.changed and not args.root and not args.no_reload:
+        from mailpreflight.live.reload import daemon_reload
+
+        problem = daemon_reload()
+        print(f"mailpreflight: {problem}" if problem else "mailpreflight: systemd reloaded", file=sys.stderr)
+    return OK
 
 
 def _unit_selection(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
@@ -128,9 +166,14 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["guard"]:  # hot path at every service start: no parser, no other imports
+        from mailpreflight.guard import main as guard_main
+
+        return guard_main(arguments[1:])
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(arguments)
     except SystemExit as exc:  # argparse: usage errors are UNKNOWN, --help/--version are OK
         return OK if exc.code == 0 else UNKNOWN
     try:
@@ -140,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _deps(args)
         if args.verb == "check":
             return _check(args)
+        if args.verb == "dropin":
+            return _dropin(args)
     except MailpreflightError as exc:
         print(f"mailpreflight: {exc}", file=sys.stderr)
         return UNKNOWN

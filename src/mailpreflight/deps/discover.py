@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from mailpreflight.model import FoundCommand
+from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit, exec_environment, expand_command
 from mailpreflight.units.rootfs import RootFS
 from mailpreflight.units.shell import read_shell
@@ -48,12 +49,18 @@ def discover(unit: Unit, fs: RootFS) -> list[FoundCommand]:
     found: list[FoundCommand] = []
     for key in START_PATH_KEYS:
         for command in unit.exec.get(key, ()):
-            why: tuple[str, ...] = ("'-' prefix",) if command.ignore_failure else ()
-            if key == "ExecCondition":
-                why += ("ExecCondition: exit 1-254 skips the unit rather than failing it",)
-            context = _Context(key, command.source, bool(why), why, (), user, env)
-            found.extend(_unwrap(list(expand_command(command, env.items())), context, fs))
+            found.extend(discover_command(command, fs, env, user))
     return found
+
+
+def discover_command(command: ExecCommand, fs: RootFS, env: Mapping[str, str],
+                     user: str | None) -> list[FoundCommand]:
+    """What one Exec command runs, through wrappers, shells and scripts."""
+    why: tuple[str, ...] = ("'-' prefix",) if command.ignore_failure else ()
+    if command.key == "ExecCondition":
+        why += ("ExecCondition: exit 1-254 skips the unit rather than failing it",)
+    context = _Context(command.key, command.source, bool(why), why, (), user, env)
+    return _unwrap(list(expand_command(command, env.items())), context, fs)
 
 
 def _unwrap(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand]:

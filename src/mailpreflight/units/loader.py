@@ -218,8 +218,11 @@ class UnitLoader:
         return sorted(names)
 
     # -- loading --------------------------------------------------------------------------------
-    def load(self, requested: str) -> Unit:
-        """Load one unit. Raises MailpreflightError for an invalid name, UnitNotFoundError if absent."""
+    def load(self, requested: str, skip_dropins: frozenset[str] = frozenset()) -> Unit:
+        """Load one unit. Raises MailpreflightError for an invalid name, UnitNotFoundError if absent.
+
+        `skip_dropins`: guest paths of drop-ins to leave out (the unit as it would be without them).
+        """
         name = _mangle(requested)
         parsed = parse_unit_name(name)
         if parsed is None:
@@ -242,7 +245,8 @@ class UnitLoader:
             raise UnitNotFoundError(f"unit {name}: {fragment} is a link to a file that does not exist"
                                     + (f" under {self.fs.root}" if self.fs.is_offline else ""))
         all_names = tuple(sorted(names | {unit_id}))
-        dropins = self._dropin_paths(unit_id, sorted(names - {unit_id}), parsed.type)
+        dropins = tuple(p for p in self._dropin_paths(unit_id, sorted(names - {unit_id}), parsed.type)
+                        if p not in skip_dropins)
         if self.fs.is_null_or_empty(fragment):
             # systemd still lists the drop-ins of a masked unit, but reads none of its settings.
             return self._unit(requested, id_name, all_names, LoadState.MASKED, fragment, dropins, None)

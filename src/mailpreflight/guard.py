@@ -1,0 +1,433 @@
+"""`guard`: run one network ExecStartPre so that it can neither fail nor hang the unit's start.
+
+An installed drop-in rewrites `ExecStartPre=sa-update ...` as
+`ExecStartPre=-/ABS/PATH/mailpreflight guard --timeout S -- sa-update ...`. The command runs in its own
+process group with stdin from /dev/null and our stdout/stderr inherited; at the deadline the whole group gets
+SIGTERM, then SIGKILL after --grace. A failure or a timeout is reported as ONE journald warning line (the
+`<4>` prefix of sd-daemon(3)), with a quick probe of the command's endpoints when there is budget for it.
+
+Guard runs at every service start, so this module imports only the standard library at the top; the probe
+machinery (requests, dnspython, the dependency rules) is imported only when a failure needs a diagnosis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
+
+if TYPE_CHECKING:
+    from mailpreflight.model import Dependency, ProbeResult
+
+USAGE_ERROR = 3
+TIMED_OUT = 124  # as coreutils timeout(1)
+CANNOT_EXECUTE, NOT_FOUND = 126, 127  # as a POSIX shell
+WARNING, NOTICE = "<4>", "<5>"  # journald priority prefixes (sd-daemon(3)); StandardError=journal parses them
+# Statuses that mean success besides 0. sa-update exits 1 when there are no new rules (sa-update.raw
+# l.1257-1271): that is an ordinary day, not a failure.
+DEFAULT_OK: Mapping[str, frozenset[int]] = {"sa-update": frozenset({0, 1})}
+MAX_PROBES = 8
+RESOLV_CONF = "/etc/resolv.conf"
+# Probe errors that mean "could not reach it" (model.ProbeResult lists every class). nxdomain, no-answer,
+# http-status and the like are answers: reported as "failing", except a TXT without answer (below).
+UNREACHABLE = frozenset({"dns-timeout", "servfail", "dns-refused", "name-not-resolved", "refused", "blocked-locally",
+                         "connect-timeout", "read-timeout", "unreachable", "udp-no-reply", "deadline"})
+
+
+class Outcome(NamedTuple):
+    """How the command ended."""
+
+    returncode: int | None  # as Popen has it: negative = killed by that signal; None = never started
+    elapsed: float
+    timed_out: bool = False
+    killed: bool = False  # SIGKILL was needed after the grace period
+    stopped_by: int | None = None  # a signal guard itself received and passed on
+    error: str | None = None  # why it could not be started (strerror)
+    errnum: int = 0  # its errno
+
+    @property
+    def status(self) -> int:
+        """The exit status a shell would report: 128+N for signal N, 124 timeout, 126/127 cannot run."""
+        if self.error is not None:
+            return NOT_FOUND if self.errnum == errno.ENOENT else CANNOT_EXECUTE
+        if self.timed_out:
+            return TIMED_OUT
+        if self.stopped_by is not None:
+            return 128 + self.stopped_by
+        assert self.returncode is not None
+        return 128 - self.returncode if self.returncode < 0 else self.returncode
+
+
+class Options(NamedTuple):
+    timeout: float
+    grace: float
+    ok_status: frozenset[int] | None
+    strict: bool
+    diagnose_budget: float
+    command: list[str]
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Stopped(BaseException):
+    """Raised by our SIGTERM/SIGINT handler wherever the main thread is waiting (a BaseException so that no
+    `except Exception` on the way swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
+
+
+def _seconds(minimum_exclusive: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text)  # ValueError -> argparse's "invalid value"
+        if not math.isfinite(value) or value < 0 or (minimum_exclusive and value == 0):
+            raise argparse.ArgumentTypeError(f"{'positive' if minimum_exclusive else 'non-negative'} seconds expected")
+        return value
+    return parse
+
+
+def _statuses(text: str) -> frozenset[int]:
+    try:
+        found = frozenset(int(word) for word in text.split(",") if word.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of exit statuses: {text!r}") from None
+    if not found or any(not 0 <= status <= 255 for status in found):
+        raise argparse.ArgumentTypeError(f"exit statuses are 0-255: {text!r}")
+    return found
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    """`[--timeout S] [--grace S] [--ok-status N,...] [--strict] [--diagnose-budget S] -- COMMAND [ARG...]`.
+
+    Split at the first `--` ourselves: everything after it is the command, untouched (argparse's handling of
+    `--` and REMAINDER differs between Python versions). Raises _UsageError; SystemExit(0) for --help."""
+    parser = _Parser(prog="mailpreflight guard", usage="%(prog)s [OPTIONS] -- COMMAND [ARG...]",
+                     description="Run COMMAND so that it can neither fail nor hang a unit's start.")
+    parser.add_argument("--timeout", type=_seconds(True), default=60.0, metavar="S",
+                        help="SIGTERM the command's process group after S seconds (default 60)")
+    parser.add_argument("--grace", type=_seconds(False), default=5.0, metavar="S",
+                        help="then SIGKILL it after S more seconds (default 5)")
+    parser.add_argument("--ok-status", type=_statuses, metavar="N,...",
+                        help="exit statuses that also count as success besides 0 (default for sa-update: 1)")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with the command's status (124 on timeout) instead of always 0")
+    parser.add_argument("--diagnose-budget", type=_seconds(False), default=3.0, metavar="S",
+                        help="seconds to probe the command's endpoints after a failure (default 3; 0: never)")
+    if "--" not in argv:
+        if any(word in ("-h", "--help") for word in argv):
+            parser.parse_args(["--help"])
+        raise _UsageError("expected -- COMMAND [ARG...]")
+    split = list(argv).index("--")
+    args = parser.parse_args(list(argv[:split]))
+    command = list(argv[split + 1:])
+    if not command:
+        raise _UsageError("no COMMAND after --")
+    return Options(args.timeout, args.grace, args.ok_status, args.strict, args.diagnose_budget, command)
+
+
+def ok_statuses(argv0: str, given: frozenset[int] | None) -> frozenset[int]:
+    if given is not None:
+        return given | {0}
+    return DEFAULT_OK.get(os.path.basename(argv0), frozenset({0}))
+
+
+# --- running the command ----------------------------------------------------------------------------------
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise _Stopped(signum)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(OSError):  # ESRCH: every member is gone already
+        os.killpg(pgid, signum)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Is any process of the group still running? killpg(0) also counts zombies, which an init that does not
+    reap (containers) keeps around: where /proc is readable, zombies do not count."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: a member exists
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                state, _, group = handle.read().rsplit(b")", 1)[1].split()[:3]  # after "pid (comm)"
+            if int(group) == pgid and state not in (b"Z", b"X"):
+                return True
+        except (OSError, ValueError):  # gone meanwhile, or not the format expected
+            continue
+    return False
+
+
+def _stop_group(process: subprocess.Popen[bytes], signum: int, grace: float) -> bool:
+    """Send signum to the group, give it `grace` seconds, then SIGKILL what is left. True if SIGKILL was sent."""
+    pgid = process.pid  # start_new_session: the leader's pid is the group's id
+    _signal_group(pgid, signum)
+    end = time.monotonic() + grace
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(grace)
+    # the leader may go first and leave members (a backgrounded child) still running
+    while process.returncode is not None and _group_alive(pgid) and time.monotonic() < end:
+        time.sleep(0.05)
+    if process.returncode is None or _group_alive(pgid):
+        _signal_group(pgid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(1.0)  # a process in uninterruptible sleep must not hang us either
+        return True
+    return False
+
+
+def run_command(argv: Sequence[str], timeout: float, grace: float) -> Outcome:
+    """Run argv (no shell, PATH search as execvp) in its own process group; never longer than timeout+grace
+    (+1 s for a process that ignores even SIGKILL), and stopped with us when we receive SIGTERM/SIGINT."""
+    started = time.monotonic()
+    try:
+        # Own session: at the deadline the whole group (sa-update and its curl/gpg children) can be stopped
+        # without signalling ourselves. stdout/stderr are inherited: output goes to the journal unchanged.
+        process = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, start_new_session=True)
+    except OSError as exc:
+        return Outcome(None, time.monotonic() - started, error=exc.strerror or str(exc), errnum=exc.errno or 0)
+    except ValueError as exc:  # a NUL byte in argv
+        return Outcome(None, time.monotonic() - started, error=str(exc), errnum=errno.EINVAL)
+    # A signal in the instant before these handlers are set kills guard with the default action; the unit's
+    # stop kills the whole cgroup anyway.
+    previous = {signum: signal.signal(signum, _raise_stopped) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            returncode = process.wait(timeout)
+            return Outcome(returncode, time.monotonic() - started)
+        except subprocess.TimeoutExpired:
+            timed_out, signum = True, int(signal.SIGTERM)
+        except _Stopped as stop:
+            timed_out, signum = False, stop.signum
+        for handled in previous:  # stopping now; a second signal must not interrupt the clean-up
+            signal.signal(handled, signal.SIG_IGN)
+        killed = _stop_group(process, signum, grace)
+        return Outcome(process.returncode, time.monotonic() - started, timed_out=timed_out, killed=killed,
+                       stopped_by=None if timed_out else signum)
+    finally:
+        for handled, handler in previous.items():
+            signal.signal(handled, handler)
+
+
+# --- diagnosis ----------------------------------------------------------------------------------------------
+
+
+def _probe_order(dep: Dependency) -> int:
+    from mailpreflight.model import DepKind
+
+    # DNS first: when names do not resolve, nothing else can work, and DNS probes are the quickest.
+    return {DepKind.DNS: 0, DepKind.HTTP: 1, DepKind.HTTPS: 1, DepKind.TCP: 2}[dep.kind]
+
+
+def dependencies(argv: Sequence[str], env: Mapping[str, str]) -> list[Dependency]:
+    """What the registry rule for the tool says argv needs, at most MAX_PROBES, DNS first. UDP endpoints are
+    left out: one datagram without a reply cannot tell a drop from a silent server. So are URLs the tool
+    fetches through a proxy: the rules list the proxy itself (TCP), which is what the tool connects to."""
+    from mailpreflight.deps.base import RuleContext
+    from mailpreflight.deps.registry import command_rules, rule_for
+    from mailpreflight.model import DepKind, FoundCommand
+    from mailpreflight.units.loader import LoadState, Unit
+    from mailpreflight.units.rootfs import RootFS
+    from mailpreflight.units.syntax import Source
+
+    tool = os.path.basename(argv[0])
+    command = FoundCommand(tool, tuple(argv), "ExecStartPre", Source("guard", 0), True, env=dict(env))
+    # Guard does not know its unit; the rules only ask it for Type=, which does not matter for ExecStartPre.
+    unit = Unit(requested=tool, id=f"{tool}.guard", names=(), load_state=LoadState.LOADED, fragment_path=None,
+                dropin_paths=(), assignments=(), exec={}, environment=(), environment_files=(), diagnostics=(),
+                load_error=None, search_paths=(), systemd_version=0)
+    fs = RootFS("/")
+    found = rule_for(tool, command_rules()).dependencies(command, RuleContext(unit, fs))
+    wanted: dict[tuple[str, str], Dependency] = {}
+    for dep in sorted((d for d in found if d.kind is not DepKind.UDP and "via proxy" not in d.note),
+                      key=_probe_order):
+        wanted.setdefault((dep.kind.value, dep.target), dep)
+    return list(wanted.values())[:MAX_PROBES]
+
+
+def probe(deps: Sequence[Dependency], budget: float, resolv_conf: str = RESOLV_CONF) -> list[ProbeResult]:
+    """Probe deps concurrently; returns within about `budget` seconds (unfinished ones are `deadline`)."""
+    from mailpreflight.model import DepKind
+    from mailpreflight.probes import dns, http, net
+    from mailpreflight.probes.runner import ProbeRunner, Task
+
+    try:
+        with open(resolv_conf, encoding="utf-8", errors="replace") as handle:
+            resolver = dns.read_resolv_conf(handle.read(), resolv_conf)
+    except OSError:
+        resolver = dns.read_resolv_conf("", resolv_conf)
+    timeout = max(budget * 0.8, 0.1)  # let the probes' own timeouts name the error before the runner's deadline
+
+    def task(dep: Dependency) -> Task:
+        if dep.kind is DepKind.DNS:
+            rdtype, _, name = dep.target.partition(" ")
+            return lambda: dns.query(name, rdtype, resolver, timeout)
+        if dep.kind in (DepKind.HTTP, DepKind.HTTPS):
+            return lambda: http.fetch(dep.target, timeout)[0]
+        return lambda: net.tcp(dep.target, timeout)
+
+    runner = ProbeRunner(budget)
+    try:
+        results = runner.run({(dep.kind, dep.target): task(dep) for dep in deps})
+    finally:
+        runner.close()
+    found: list[ProbeResult] = [results[(dep.kind.value, dep.target)] for dep in deps
+                                if (dep.kind.value, dep.target) in results]
+    return found
+
+
+def summarize(results: Sequence[ProbeResult], budget: float) -> str:
+    if not results:
+        return "no network endpoint known to probe"
+
+    def named(result: ProbeResult) -> str:
+        error = f"no answer within {budget:g} s" if result.error == "deadline" else result.error
+        return f"{result.target} ({error})"
+
+    down = [r for r in results if not r.ok and r.error in UNREACHABLE]
+    # A TXT question without an answer is how sa-update learns there is nothing new (sa-update.raw l.560-567).
+    failing = [r for r in results if not r.ok and r.error not in UNREACHABLE
+               and not (r.target.startswith("TXT ") and r.error in ("nxdomain", "no-answer"))]
+    parts = []
+    if down:
+        parts.append("unreachable: " + ", ".join(named(r) for r in down))
+    if failing:
+        parts.append("failing: " + ", ".join(named(r) for r in failing))
+    return "; ".join(parts) or f"all {len(results)} endpoints probed answered"
+
+
+def diagnose(argv: Sequence[str], env: Mapping[str, str], budget: float, resolv_conf: str = RESOLV_CONF) -> str:
+    """One phrase naming the endpoints argv could not reach. In-process; never raises."""
+    started = time.monotonic()
+    try:
+        deps = dependencies(argv, env)
+        if not deps:
+            return "no network endpoint known to probe"
+        remaining = budget - (time.monotonic() - started)
+        if remaining <= 0.05:
+            return "no diagnosis (no time left to probe)"
+        return summarize(probe(deps, remaining, resolv_conf), remaining)
+    except Exception:  # a broken probe machinery must not turn into a failing guard
+        return "no diagnosis"
+
+
+def diagnose_within(argv: Sequence[str], env: Mapping[str, str], budget: float,
+                    resolv_conf: str = RESOLV_CONF) -> str:
+    """diagnose() in a forked child, killed at the budget: a probe thread stuck in getaddrinfo() or a crash in
+    the probe libraries can then neither delay guard's exit (Python joins pool threads at exit) nor raise."""
+    import select
+
+    started = time.monotonic()
+    try:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+    except OSError:
+        return "no diagnosis"
+    if pid == 0:  # the child: never return into the caller's code
+        code = 1
+        try:
+            os.close(read_end)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            # leave time to write the answer before the parent gives up
+            text = diagnose(argv, env, budget - (time.monotonic() - started) - 0.15, resolv_conf)
+            os.write(write_end, text.encode("utf-8", "replace"))
+            code = 0
+        finally:
+            os._exit(code)  # no atexit, no joining of probe threads still stuck
+    os.close(write_end)
+    chunks: list[bytes] = []
+    try:
+        while (left := budget - (time.monotonic() - started)) > 0:
+            readable, _, _ = select.select([read_end], [], [], left)
+            if not readable:
+                break
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)  # gone already, or over budget
+        os.waitpid(pid, 0)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    return text if text else "no diagnosis"
+
+
+# --- the verb ------------------------------------------------------------------------------------------------
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def describe(name: str, outcome: Outcome, timeout: float, grace: float) -> str:
+    """What happened, as the start of the warning line."""
+    if outcome.error is not None:
+        return f"{name} cannot run: {outcome.error}"
+    if outcome.timed_out:
+        how = f"SIGKILL after {grace:g} s grace" if outcome.killed else "SIGTERM"
+        return f"{name} timed out after {outcome.elapsed:.1f} s (limit {timeout:g} s), stopped with {how}"
+    assert outcome.returncode is not None
+    if outcome.returncode < 0:
+        return f"{name} was killed by {_signal_name(-outcome.returncode)} after {outcome.elapsed:.1f} s"
+    return f"{name} exited {outcome.returncode} after {outcome.elapsed:.1f} s"
+
+
+def main(argv: list[str]) -> int:
+    """`mailpreflight guard [OPTIONS] -- COMMAND [ARG...]`: exit 0 (with --strict the command's status, 0 when
+    it counts as success; 124 on timeout, 126/127 when it cannot run), 3 on a usage error."""
+    try:
+        options = parse_args(argv)
+    except _UsageError as exc:
+        print(f"mailpreflight guard: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except SystemExit as exc:  # --help
+        return 0 if exc.code in (0, None) else USAGE_ERROR
+    name = os.path.basename(options.command[0])
+    outcome = run_command(options.command, options.timeout, options.grace)
+    if outcome.stopped_by is not None:  # the unit is being stopped: no diagnosis, just say so
+        print(f"{NOTICE}mailpreflight guard: {name} stopped by {_signal_name(outcome.stopped_by)} after "
+              f"{outcome.elapsed:.1f} s", file=sys.stderr, flush=True)
+        return outcome.status if options.strict else 0
+    failed = (outcome.error is not None or outcome.timed_out
+              or outcome.status not in ok_statuses(options.command[0], options.ok_status))
+    if not failed:
+        return 0
+    line = describe(name, outcome, options.timeout, options.grace)
+    if outcome.error is None and options.diagnose_budget > 0:
+        line += "; " + diagnose_within(options.command, os.environ, options.diagnose_budget)
+    line += f"; exit status {outcome.status} passed on" if options.strict else "; the unit starts anyway"
+    print(f"{WARNING}mailpreflight guard: {line}", file=sys.stderr, flush=True)
+    return outcome.status if options.strict else 0
