@@ -131,3 +131,32 @@ def test_remove_leaves_foreign_files_alone(tmp_path: Path) -> None:
     loader = root(tmp_path, **{DROPIN: "[Service]\nNice=5\n"})
     with pytest.raises(MailpreflightError, match="not written by mailpreflight"):
         dropin.remove(loader, "spamd", dry_run=False)
+
+
+def test_reload_reports_instead_of_failing_when_systemd_is_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailpreflight.live.reload import daemon_reload
+
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/mailpreflight-test-bus")
+    message = daemon_reload()
+    assert message is not None and "daemon-reload" in message
+
+
+def test_cli_dropin_cycle(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root(tmp_path)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mailpreflight", "dropin", *args, "--root", str(tmp_path)],
+                              capture_output=True, text=True, timeout=60)
+
+    dry = cli("install", "spamd", "--dry-run")
+    assert dry.returncode == 0 and "+ExecStartPre=-" in dry.stdout and " guard --timeout 60 -- " in dry.stdout
+    assert not (tmp_path / DROPIN.lstrip("/")).exists()
+    assert cli("install", "spamd").returncode == 0 and (tmp_path / DROPIN.lstrip("/")).exists()
+    shown = cli("show", "spamd")
+    assert shown.returncode == 0 and shown.stdout.rstrip().endswith("# current")
+    assert cli("remove", "spamd").returncode == 0 and not (tmp_path / DROPIN.lstrip("/")).exists()
+    missing = cli("install", "nothere")
+    assert missing.returncode == 3 and "Traceback" not in missing.stderr
