@@ -192,3 +192,22 @@ def test_monitoring_outputs(tmp_path: Path, dns_server: ResolverConfig) -> None:
     assert 'mailpreflight_unit_start_ok{unit="spamd.service"} 0' in text
     assert "mailpreflight_status 2" in text
     assert Prediction.FAIL.value == "fail"
+
+
+@pytest.mark.parametrize(("prefix", "start"), [("", "fail"), ("-", "ok")])
+def test_other_tools_in_the_start_path(tmp_path: Path, dns_server: ResolverConfig, mirrors: tuple[int, Path],
+                                       prefix: str, start: str) -> None:
+    closed = free_port(socket.SOCK_STREAM)
+    make_tree(tmp_path, {"/etc/systemd/system/fetchrules.service":
+                         f"[Unit]\nWants=network-online.target\nAfter=network-online.target\n[Service]\n"
+                         f"Type=oneshot\nExecStartPre={prefix}/usr/bin/curl -fsS -o /tmp/r "
+                         f"http://127.0.0.1:{closed}/rules\nExecStart=/usr/bin/curl -fsS "
+                         f"http://127.0.0.1:{mirrors[0]}/m1/{REVISION}.tar.gz\n"})
+    fs = RootFS(str(tmp_path))
+    report = check([analyze(UnitLoader(fs).load("fetchrules.service"), fs)], CheckOptions(timeout=2, deadline=20),
+                   dns_server)
+    unit = report.units[0]
+    verdicts = [(c.command.key, c.predicted.value, c.predicted_exit) for c in unit.commands]
+    assert verdicts == [("ExecStartPre", "fail", "non-zero"), ("ExecStart", "ok", "0")]
+    assert "refused" in unit.commands[0].reason
+    assert unit.start_predicted.value == start

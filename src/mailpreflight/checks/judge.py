@@ -117,11 +117,12 @@ def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdatePr
 
 def _generic(entry: CommandDeps, runner: ProbeRunner) -> CommandVerdict:
     command = entry.command
-    keys = [(d.kind.value, d.target) for d in entry.dependencies]
-    seen = [runner.results[k] for k in keys if k in runner.results]
-    start_failures = [r for d, r in zip(entry.dependencies, seen, strict=False) if d.role is Role.START and not r.ok]
-    other_failures = [r for r in seen if not r.ok and r not in start_failures]
-    used = tuple(f"{k} {t}" for k, t in keys)
+    pairs = [(d, runner.results[(d.kind.value, d.target)]) for d in entry.dependencies
+             if (d.kind.value, d.target) in runner.results]
+    seen = [r for _, r in pairs]
+    start_failures = [r for d, r in pairs if d.role is Role.START and not r.ok]
+    other_failures = [r for d, r in pairs if d.role is not Role.START and not r.ok]
+    used = tuple(f"{d.kind.value} {d.target}" for d in entry.dependencies)
     if start_failures:
         worst = max(r.elapsed_s for r in start_failures)
         reason = "; ".join(f"{r.kind.value} {r.target}: {r.error}" for r in start_failures)
