@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     dropin.add_argument("--timeout", type=float, default=60.0, metavar="S", help="the guard's bound (default 60)")
     dropin.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
     dropin.add_argument("--no-reload", action="store_true", help="do not ask systemd to daemon-reload")
+    explain = verbs.add_parser("explain", help="why did the unit fail to start? systemd's record + a fresh check",
+                               description="Explain the last start attempt of a unit from systemd's own record, "
+                                           "the journal of that start and a fresh check of what it needs.")
+    explain.add_argument("unit", metavar="UNIT")
+    explain.add_argument("--format", choices=("text", "json"), default="text")
+    explain.add_argument("--backend", choices=("auto", "pystemd", "dbus-python"), default="auto")
+    explain.add_argument("--user", action="store_true", help="a user manager (systemctl --user)")
+    explain.add_argument("--timeout", type=float, default=5.0, metavar="S", help="per probe (default 5)")
     verbs.add_parser("guard", help="run a command so that it can neither fail nor hang the unit (drop-ins use it)",
                      add_help=False)
     return parser
@@ -83,6 +91,47 @@ def _dropin(args: argparse.Namespace) -> int:
         problem = daemon_reload()
         print(f"mailpreflight: {problem}" if problem else "mailpreflight: systemd reloaded", file=sys.stderr)
     return OK
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import os
+
+    from mailpreflight import explain
+    from mailpreflight.checks.judge import CheckOptions, check
+    from mailpreflight.deps.analyze import analyze
+    from mailpreflight.live.backend import open_backend
+    from mailpreflight.probes.dns import read_resolv_conf
+    from mailpreflight.units.loader import UnitLoader
+    from mailpreflight.units.rootfs import RootFS
+    from mailpreflight.units.searchpath import user_search_paths
+    from mailpreflight.units.specifiers import user_manager
+
+    backend = open_backend(args.backend, args.user)
+    live = backend.unit(args.unit)
+    if args.user:
+        import pwd
+
+        me = pwd.getpwuid(os.getuid())
+        who = {"u": me.pw_name, "U": str(me.pw_uid), "g": me.pw_name, "G": str(me.pw_gid), "s": me.pw_shell}
+        loader = UnitLoader(RootFS("/"), user_search_paths(os.environ), user_manager(os.environ, who))
+    else:
+        loader = UnitLoader(RootFS("/"))
+    unit = report = None
+    try:
+        unit = loader.load(live.id)
+        with open("/etc/resolv.conf", encoding="utf-8", errors="replace") as handle:
+            resolver = read_resolv_conf(handle.read(), "/etc/resolv.conf")
+        report = check([analyze(unit, loader.fs)], CheckOptions(timeout=args.timeout, deadline=60), resolver)
+    except (MailpreflightError, OSError) as exc:
+        print(f"mailpreflight: no fresh check: {exc}", file=sys.stderr)
+    result = explain.explain(live, unit, report, explain.journal(live, args.user))
+    if args.format == "json":
+        import json
+
+        print(json.dumps(explain.to_json(result), indent=2, ensure_ascii=False))
+    else:
+        print(explain.render_text(result))
+    return OK if result.failure is None else CRITICAL
 
 
 def _unit_selection(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
@@ -185,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.verb == "dropin":
             return _dropin(args)
+        if args.verb == "explain":
+            return _explain(args)
     except MailpreflightError as exc:
         print(f"mailpreflight: {exc}", file=sys.stderr)
         return UNKNOWN
