@@ -302,9 +302,10 @@ class _DbusPython:
 class UserManagerLab:
     """`systemd --user` + its own session bus, rooted in `workdir`.  Use as a context manager."""
 
-    def __init__(self, workdir: Path, *, log_level: str = "info") -> None:
+    def __init__(self, workdir: Path, *, log_level: str = "info", netns: str | None = None) -> None:
         self.workdir = Path(workdir).resolve()
         self.log_level = log_level
+        self.netns = netns  # run the manager (and so its services) inside this network namespace
         rt = self.workdir / "run"
         self.env: dict[str, str] = {
             "XDG_RUNTIME_DIR": str(rt),
@@ -376,6 +377,7 @@ class UserManagerLab:
         with self.launcher_log.open("wb") as out:
             res.proc = subprocess.Popen(
                 ["/bin/sh", "-c", _OUTER, "sh", str(res.cgroup / "cgroup.procs"),
+                 *(["ip", "netns", "exec", self.netns] if self.netns else []),
                  "unshare", "--mount", "--cgroup", "--propagation", "private",
                  "/bin/sh", "-c", _INNER, "sh", str(self.workdir / "kmsg.fifo"), SYSTEMD, self.log_level,
                  os.readlink("/proc/self/ns/cgroup")],

@@ -84,3 +84,25 @@ def test_both_backends_return_identical_data(started: UserManagerLab) -> None:
                  for kind in ("pystemd", "dbus-python")]
         assert units[0] == units[1], name
         assert units[0]["exec"]["ExecStartPre"], name
+
+
+def test_files_backend_agrees_on_what_the_files_say(started: UserManagerLab) -> None:
+    import pwd
+
+    from mailpreflight.live.backend import FilesBackend
+    from mailpreflight.units.loader import UnitLoader
+    from mailpreflight.units.rootfs import RootFS
+    from mailpreflight.units.specifiers import user_manager
+
+    me = pwd.getpwuid(os.getuid())
+    who = {"u": me.pw_name, "U": str(me.pw_uid), "g": me.pw_name, "G": str(me.pw_gid), "s": me.pw_shell}
+    files = FilesBackend(UnitLoader(RootFS("/"), started.unit_paths(), user_manager(started.env, who)))
+    live = open_backend("pystemd", user=True, address=started.env["DBUS_SESSION_BUS_ADDRESS"])
+    for name in UNITS:
+        ours, theirs = files.unit(name), live.unit(name)
+        assert (ours.id, ours.fragment_path, ours.dropin_paths) == (theirs.id, theirs.fragment_path,
+                                                                   theirs.dropin_paths)
+        for key, runs in ours.exec.items():
+            assert [(r.path, r.argv, r.ignore, r.flags) for r in runs] == [
+                (r.path, r.argv, r.ignore, r.flags) for r in theirs.exec.get(key, ())], (name, key)
+        assert ours.timeout_start_s == theirs.timeout_start_s, name

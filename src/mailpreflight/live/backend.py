@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.units.execline import EXEC_KEYS
+from mailpreflight.units.execline import EXEC_KEYS, PREFIX_FLAGS
+from mailpreflight.units.loader import UnitLoader
+from mailpreflight.units.timeouts import start_timeout
 
 DEST = "org.freedesktop.systemd1"
 MANAGER_PATH = "/org/freedesktop/systemd1"
@@ -225,3 +227,34 @@ def open_backend(kind: str = "auto", user: bool = False, address: str | None = N
     raise BackendError(f"cannot reach systemd on {target}: {'; '.join(errors)}",
                        hint="install the live extra (pip install 'mailpreflight[live]') and run on the host, "
                             "or use `check --root` offline")
+
+
+class FilesBackend:
+    """The same shape from the unit files alone (offline, --root): no runtime state, nothing has run."""
+
+    name = "files"
+
+    def __init__(self, loader: UnitLoader) -> None:
+        self.loader = loader
+
+    def unit(self, name: str) -> LiveUnit:
+        unit = self.loader.load(name)
+        timeout = start_timeout(unit, self.loader.fs)
+        service_type = unit.last("Service", "Type")
+        return LiveUnit(
+            id=unit.id, load_state=unit.load_state.value, active_state="unknown", sub_state="unknown", result="",
+            invocation_id="", fragment_path=unit.fragment_path or "", dropin_paths=unit.dropin_paths,
+            wants=tuple(v for a in unit.values("Unit", "Wants") for v in a.value.split()),
+            after=tuple(v for a in unit.values("Unit", "After") for v in a.value.split()),
+            environment=tuple(f"{n}={v}" for n, v, _ in unit.environment),
+            timeout_start_s=timeout.seconds if timeout.limited else None,
+            service_type=service_type.value if service_type else "simple", need_daemon_reload=False,
+            exec={key: tuple(ExecRun(c.path, c.argv, c.ignore_failure, _flags(c.prefixes), 0, 0, 0, 0, 0)
+                             for c in unit.exec.get(key, ())) for key in EXEC_KEYS})
+
+
+def _flags(prefixes: tuple[str, ...]) -> tuple[str, ...]:
+    """systemd's ExecXxxEx flag names, in systemd's fixed order ('@' has none)."""
+    order = ("ignore-failure", "privileged", "no-setuid", "ambient", "no-env-expand", "via-shell")
+    names = {PREFIX_FLAGS[p] for p in prefixes if p != "@"}
+    return tuple(f for f in order if f in names)
