@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--backend", choices=("auto", "pystemd", "dbus-python"), default="auto")
     explain.add_argument("--user", action="store_true", help="a user manager (systemctl --user)")
     explain.add_argument("--timeout", type=float, default=5.0, metavar="S", help="per probe (default 5)")
+    firewall = verbs.add_parser("firewall", help="the outgoing allow-list the mail units need (nft, iptables, "
+                                "firewalld)", description="Print firewall rules that allow exactly what the units' "
+                                "start and runtime dependencies need, DNS included.")
+    _unit_selection(firewall, formats=("nft", "iptables", "firewalld"))
+    firewall.add_argument("--resolve", action="store_true",
+                          help="put the current addresses of host names into the rules (with the time)")
     verbs.add_parser("guard", help="run a command so that it can neither fail nor hang the unit (drop-ins use it)",
                      add_help=False)
     return parser
@@ -132,6 +138,27 @@ def _explain(args: argparse.Namespace) -> int:
     else:
         print(explain.render_text(result))
     return OK if result.failure is None else CRITICAL
+
+
+def _firewall(args: argparse.Namespace) -> int:
+    from mailpreflight import firewall
+    from mailpreflight.deps.analyze import analyze_names, analyze_tree
+    from mailpreflight.probes.dns import read_resolv_conf
+    from mailpreflight.units.loader import UnitLoader
+
+    if args.format == "text":
+        args.format = "nft"
+    fs = _root(args)
+    loader = UnitLoader(fs)
+    results = analyze_names(loader, args.units, args.sa_version) if args.units else analyze_tree(
+        loader, args.sa_version)
+    resolvers = read_resolv_conf(fs.read_text("/etc/resolv.conf") or "", "/etc/resolv.conf").nameservers
+    rules = firewall.allow_list(results, resolvers)
+    addresses, when = firewall.resolve(rules) if args.resolve else (None, "")
+    render = {"nft": firewall.render_nft, "iptables": firewall.render_iptables,
+              "firewalld": firewall.render_firewalld}[args.format]
+    print(render(rules, addresses, when), end="")
+    return OK
 
 
 def _unit_selection(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
@@ -236,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _dropin(args)
         if args.verb == "explain":
             return _explain(args)
+        if args.verb == "firewall":
+            return _firewall(args)
     except MailpreflightError as exc:
         print(f"mailpreflight: {exc}", file=sys.stderr)
         return UNKNOWN
