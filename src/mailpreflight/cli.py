@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--output", metavar="FILE", help="write the output there atomically (textfile collector)")
     check.add_argument("--resolv-conf", metavar="FILE", help="nameservers to probe with (default /etc/resolv.conf)")
     check.add_argument("--guest-dns", action="store_true", help="with --root: use the guest's resolv.conf")
+    check.add_argument("--guest-firewall", action="store_true",
+                       help="with --root, as root: probe again behind the guest's own nftables/iptables rules")
     dropin = verbs.add_parser("dropin", help="install/remove/show the drop-in that guards network ExecStartPre",
                               description="Make a unit's network ExecStartPre warn instead of fail, bounded in "
                                           "time: one drop-in in /etc/systemd/system/UNIT.d/.")
@@ -161,6 +163,31 @@ def _firewall(args: argparse.Namespace) -> int:
     return OK
 
 
+def _guest_firewall(args: argparse.Namespace, fs: RootFS, outside: dict[str, object], text: str) -> str:
+    """Probe again from a namespace that holds the guest's own outgoing rules; add what they block."""
+    import json
+
+    from mailpreflight import guestfw
+
+    if not args.root:
+        raise MailpreflightError("--guest-firewall needs --root")
+    ruleset = guestfw.find_ruleset(fs)
+    argv = [*args.units, "--root", args.root, "--timeout", str(args.timeout), "--deadline", str(args.deadline)]
+    with guestfw.guest_namespace(ruleset) as namespace:
+        inside = guestfw.check_inside(namespace, argv)
+    endpoints = guestfw.compare(outside, inside)
+    if args.format == "json":
+        document = json.loads(text)
+        document["guest_firewall"] = {"config": ruleset.guest_path, "kind": ruleset.kind, "endpoints": endpoints}
+        return json.dumps(document, indent=2, ensure_ascii=False)
+    blocked = [e for e in endpoints if e["verdict"].startswith("blocked")]
+    lines = [text, "", f"behind the guest's own firewall ({ruleset.guest_path}, {ruleset.kind}):"]
+    lines += [f"  {e['kind']:5} {e['target']:55} {e['verdict']}" for e in endpoints]
+    if blocked:
+        lines.append(f"  -> {len(blocked)} endpoint(s) the services need are blocked by the guest's own rules")
+    return "\n".join(lines)
+
+
 def _unit_selection(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
     """What deps and check share: which units, from which tree, how to print, which SpamAssassin."""
     parser.add_argument("units", nargs="*", metavar="UNIT", help="default: every service with a network dependency")
@@ -199,6 +226,8 @@ def _check(args: argparse.Namespace) -> int:
     report = check(results, options, read_resolv_conf(resolv_text, resolv_source))
     text = {"json": render.render_json, "nagios": render.render_nagios, "prometheus": render.render_prometheus,
             }.get(args.format, lambda r: render.render_text(r, colour=sys.stdout.isatty() and not args.output))(report)
+    if args.guest_firewall:
+        text = _guest_firewall(args, fs, render.to_json(report), text)
     if args.output:
         render.write_atomically(args.output, text if text.endswith("\n") else text + "\n")
     else:

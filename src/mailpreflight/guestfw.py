@@ -1,0 +1,147 @@
+"""`check --root DIR --guest-firewall`: will the GUEST's own outgoing rules let its services through?
+
+The guest's ruleset (nftables file or iptables-save file) is loaded into a throwaway network namespace with
+the real nft/iptables engine; that namespace reaches the network through the host (or, in tests, through a
+lab namespace); the same `check` then runs inside it and outside, and each endpoint is reported as allowed,
+blocked by the guest's rules, or unreachable anyway. Everything is removed afterwards, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from mailpreflight.errors import MailpreflightError
+from mailpreflight.units.rootfs import RootFS
+
+NFT_FILES = ("/etc/nftables.conf", "/etc/sysconfig/nftables.conf")
+IPTABLES_FILES = ("/etc/iptables/rules.v4", "/etc/sysconfig/iptables")
+UNSUPPORTED = ("/etc/firewalld/zones", "/etc/ufw/user.rules")
+SUBNET = "198.19.254"  # benchmark range: the sandbox link between the guest namespace and its uplink
+
+
+@dataclass(frozen=True)
+class GuestRuleset:
+    kind: str  # nft or iptables
+    guest_path: str
+    host_path: str
+
+
+def find_ruleset(fs: RootFS) -> GuestRuleset:
+    for kind, paths in (("nft", NFT_FILES), ("iptables", IPTABLES_FILES)):
+        for path in paths:
+            if fs.chase(path) is not None and fs.lstat(fs.chase(path) or path) is not None:
+                return GuestRuleset(kind, path, fs.host(fs.chase(path) or path))
+    other = [p for p in UNSUPPORTED if fs.chase(p) is not None]
+    raise MailpreflightError(
+        "no supported guest firewall configuration: looked for " + ", ".join(NFT_FILES + IPTABLES_FILES)
+        + (f"; found {', '.join(other)}, which is not supported (firewalld/ufw)" if other else ""))
+
+
+def _ip(*args: str) -> None:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise MailpreflightError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def guest_namespace(ruleset: GuestRuleset, uplink_ns: str | None = None,
+                    resolv_conf: str = "/etc/resolv.conf") -> Iterator[str]:
+    """A namespace whose only way out is a veth to the uplink (the host, or `uplink_ns`), with the guest's
+    ruleset loaded. The guest side is named eth0, as most guest rulesets expect."""
+    if os.geteuid() != 0:
+        raise MailpreflightError("--guest-firewall needs root (network namespaces, nft/iptables)")
+    name = f"mpguest-{os.getpid()}"
+    host_if, etc = f"mpg{os.getpid() % 100000}h", Path("/etc/netns") / name
+    nat_table = f"mailpreflight_guest_{os.getpid()}"
+    forwarding: str | None = None
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    for sig in previous:
+        signal.signal(sig, interrupted)
+    try:
+        _ip("netns", "add", name)
+        uplink = ["-n", uplink_ns] if uplink_ns else []
+        _ip(*uplink, "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", name)
+        _ip(*uplink, "addr", "add", f"{SUBNET}.1/30", "dev", host_if)
+        _ip(*uplink, "link", "set", host_if, "up")
+        _ip("-n", name, "addr", "add", f"{SUBNET}.2/30", "dev", "eth0")
+        _ip("-n", name, "link", "set", "lo", "up")
+        _ip("-n", name, "link", "set", "eth0", "up")
+        _ip("-n", name, "route", "add", "default", "via", f"{SUBNET}.1")
+        if uplink_ns is None:  # out through the host: forward and masquerade, undone below
+            forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+            Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
+            _nft_host(f"table ip {nat_table} {{ chain post {{ type nat hook postrouting priority 100; "
+                      f"ip saddr {SUBNET}.0/30 masquerade; }} }}")
+        etc.mkdir(parents=True, exist_ok=True)  # the host's resolver answers the probes' DNS questions
+        shutil.copyfile(resolv_conf, etc / "resolv.conf")
+        _load(name, ruleset)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+        if uplink_ns:
+            subprocess.run(["ip", "-n", uplink_ns, "link", "del", host_if], capture_output=True, timeout=30)
+        if forwarding is not None:
+            subprocess.run(["nft", "delete", "table", "ip", nat_table], capture_output=True, timeout=30)
+            Path("/proc/sys/net/ipv4/ip_forward").write_text(forwarding)
+        shutil.rmtree(etc, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _nft_host(ruleset: str) -> None:
+    done = subprocess.run(["nft", "-f", "-"], input=ruleset, text=True, capture_output=True, timeout=30)
+    if done.returncode != 0:
+        raise MailpreflightError(f"cannot set up forwarding for the guest namespace: {done.stderr.strip()}")
+
+
+def _load(namespace: str, ruleset: GuestRuleset) -> None:
+    argv = ["nft", "-f", ruleset.host_path] if ruleset.kind == "nft" else ["iptables-restore", ruleset.host_path]
+    done = subprocess.run(["ip", "netns", "exec", namespace, *argv], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise MailpreflightError(f"{ruleset.guest_path}: the guest's ruleset does not load: "
+                                 f"{done.stderr.strip().splitlines()[0] if done.stderr.strip() else done.returncode}")
+
+
+def check_inside(namespace: str, check_argv: list[str]) -> dict[str, Any]:
+    """Run the same check inside the guest namespace; its JSON report."""
+    done = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-m", "mailpreflight", "check",
+                           *check_argv, "--format", "json"], capture_output=True, text=True, timeout=600)
+    try:
+        report: dict[str, Any] = json.loads(done.stdout)
+    except json.JSONDecodeError as exc:
+        raise MailpreflightError(f"check inside the guest namespace failed: {done.stderr.strip()[:200]}") from exc
+    return report
+
+
+def compare(outside: dict[str, Any], inside: dict[str, Any]) -> list[dict[str, str]]:
+    """Each endpoint: allowed, blocked by the guest's rules, or unreachable anyway."""
+    seen = {(p["kind"], p["target"]): p for p in inside["probes"]}
+    verdicts = []
+    for probe in outside["probes"]:
+        behind = seen.get((probe["kind"], probe["target"]))
+        if behind is None:
+            continue
+        if probe["status"] != "ok":
+            verdict = "unreachable anyway"
+        elif behind["status"] == "ok":
+            verdict = "allowed"
+        else:
+            verdict = "blocked by the guest's firewall"
+        verdicts.append({"kind": probe["kind"], "target": probe["target"], "verdict": verdict,
+                         "inside_error": behind.get("error") or "", "outside_error": probe.get("error") or ""})
+    return verdicts

@@ -1,0 +1,64 @@
+"""`check --guest-firewall`: the guest's own nftables ruleset, loaded into a throwaway namespace that reaches
+the lab, blocks HTTP; the mirrors are reported as blocked by it, DNS as allowed; nothing is left behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from netlab import MIRROR_HOSTS, NetLab, unavailable_reason
+
+from mailpreflight import guestfw
+from mailpreflight.units.rootfs import RootFS
+
+REPO = Path(__file__).resolve().parents[2]
+GUEST_RULES = """#!/usr/sbin/nft -f
+flush ruleset
+table inet filter {
+  chain output {
+    type filter hook output priority 0; policy accept;
+    oifname "eth0" tcp dport { 80, 443 } drop comment "no web from the mail server"
+  }
+}
+"""
+
+
+def test_guest_rules_block_http(tmp_path: Path) -> None:
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"network lab unavailable: {reason}")
+    with NetLab(tmp_path / "lab") as lab:
+        assert lab.signing_key is not None
+        root = tmp_path / "root"
+        for directory in ("usr/share/perl5/Mail", "usr/bin", "etc/systemd/system"):
+            (root / directory).mkdir(parents=True)
+        (root / "usr/share/perl5/Mail/SpamAssassin.pm").write_text(
+            Path("/usr/share/perl5/Mail/SpamAssassin.pm").read_text(errors="replace"))
+        (root / "usr/bin/curl").write_text("#!/bin/false\n")
+        (root / "etc/os-release").write_text("ID=debian\nVERSION_ID=12\n")
+        (root / "etc/nftables.conf").write_text(GUEST_RULES)
+        (root / "etc/systemd/system/spamd.service").write_text(
+            "[Service]\nExecStartPre=-/usr/bin/sa-update --updatedir /var/lib/sa-lab\nExecStart=/usr/sbin/spamd\n")
+        lab.seed_updatedir(root / "var/lib/sa-lab", mirrors=MIRROR_HOSTS)
+        argv = ["spamd.service", "--root", str(root), "--timeout", "2"]
+        outside = lab.run([str(REPO / ".venv/bin/mailpreflight"), "check", *argv, "--format", "json"], timeout=60)
+        resolv = tmp_path / "lab-resolv.conf"
+        resolv.write_text(f"nameserver {lab.dns_addr}\n")
+        ruleset = guestfw.find_ruleset(RootFS(str(root)))
+        assert (ruleset.kind, ruleset.guest_path) == ("nft", "/etc/nftables.conf")
+        with guestfw.guest_namespace(ruleset, uplink_ns=lab.inet_ns, resolv_conf=str(resolv)) as namespace:
+            inside = guestfw.check_inside(namespace, argv)
+        verdicts = {e["target"]: e["verdict"] for e in guestfw.compare(json.loads(outside.stdout), inside)}
+        assert verdicts["TXT 1.0.4.updates.spamassassin.org"] == "allowed"
+        mirror_files = [t for t in verdicts if t.startswith("http://mirror1.lab.test/")]
+        assert mirror_files and all(verdicts[t] == "blocked by the guest's firewall" for t in mirror_files)
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert namespace not in listed and not Path("/etc/netns", namespace).exists()
+
+
+def test_unsupported_or_missing_configuration(tmp_path: Path) -> None:
+    (tmp_path / "etc/firewalld/zones").mkdir(parents=True)
+    with pytest.raises(guestfw.MailpreflightError, match="not supported"):
+        guestfw.find_ruleset(RootFS(str(tmp_path)))
