@@ -182,7 +182,8 @@ def _guest_firewall(args: argparse.Namespace, fs: RootFS, outside: dict[str, obj
         return json.dumps(document, indent=2, ensure_ascii=False)
     blocked = [e for e in endpoints if e["verdict"].startswith("blocked")]
     lines = [text, "", f"behind the guest's own firewall ({ruleset.guest_path}, {ruleset.kind}):"]
-    lines += [f"  {e['kind']:5} {e['target']:55} {e['verdict']}" for e in endpoints]
+    lines += [f"  {e['kind']:5} {e['target']:55} {e['verdict']}"
+              + (f"  <- {e['blocking_rule']}" if e["blocking_rule"] else "") for e in endpoints]
     if blocked:
         lines.append(f"  -> {len(blocked)} endpoint(s) the services need are blocked by the guest's own rules")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,12 @@ NFT_FILES = ("/etc/nftables.conf", "/etc/sysconfig/nftables.conf")
 IPTABLES_FILES = ("/etc/iptables/rules.v4", "/etc/sysconfig/iptables")
 UNSUPPORTED = ("/etc/firewalld/zones", "/etc/ufw/user.rules")
 SUBNET = "198.19.254"  # benchmark range: the sandbox link between the guest namespace and its uplink
+# Marks every outgoing packet for nft's tracer before the guest's chains see it, so `nft monitor trace`
+# can name the rule that drops it.
+TRACE_TABLE = ("table inet mailpreflight_trace {\n chain out {\n  type filter hook output priority -500;\n"
+               "  meta nftrace set 1\n }\n}\n")
+_PACKET = re.compile(r"^trace id (\S+) .* packet: .*?ip6? daddr (\S+) .*?(tcp|udp) .*?dport (\d+)")
+_VERDICT = re.compile(r"^trace id (\S+) (\S+ \S+ \S+) (rule .* \(verdict (?:drop|reject)\)|policy drop)")
 
 
 @dataclass(frozen=True)
@@ -118,19 +125,53 @@ def _load(namespace: str, ruleset: GuestRuleset) -> None:
 
 
 def check_inside(namespace: str, check_argv: list[str]) -> dict[str, Any]:
-    """Run the same check inside the guest namespace; its JSON report."""
-    done = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-m", "mailpreflight", "check",
-                           *check_argv, "--format", "json"], capture_output=True, text=True, timeout=600)
+    """Run the same check inside the guest namespace; its JSON report, with `blocking_rules`: for each
+    (address, port) the guest's rule that dropped it, as nft's tracer saw it (empty if it cannot tell)."""
+    traced = subprocess.run(["ip", "netns", "exec", namespace, "nft", "-f", "-"], input=TRACE_TABLE, text=True,
+                            capture_output=True, timeout=30).returncode == 0
+    monitor = subprocess.Popen(["ip", "netns", "exec", namespace, "nft", "monitor", "trace"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) if traced else None
+    try:
+        done = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-m", "mailpreflight", "check",
+                               *check_argv, "--format", "json"], capture_output=True, text=True, timeout=600)
+    finally:
+        trace = ""
+        if monitor is not None:
+            monitor.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                trace = monitor.communicate(timeout=10)[0]
     try:
         report: dict[str, Any] = json.loads(done.stdout)
     except json.JSONDecodeError as exc:
         raise MailpreflightError(f"check inside the guest namespace failed: {done.stderr.strip()[:200]}") from exc
+    report["blocking_rules"] = blocking_rules(trace)
     return report
+
+
+def blocking_rules(trace: str) -> dict[str, str]:
+    """"address:port" -> "table chain rule ..." that dropped or rejected packets to it."""
+    packets: dict[str, str] = {}
+    found: dict[str, str] = {}
+    for line in trace.splitlines():
+        packet = _PACKET.match(line)
+        if packet and packet.group(1) not in packets:
+            packets[packet.group(1)] = f"{packet.group(2)}:{packet.group(4)}"
+            continue
+        verdict = _VERDICT.match(line)
+        if verdict and verdict.group(1) in packets:
+            found.setdefault(packets[verdict.group(1)], f"{verdict.group(2)} {verdict.group(3)}")
+    return found
 
 
 def compare(outside: dict[str, Any], inside: dict[str, Any]) -> list[dict[str, str]]:
     """Each endpoint: allowed, blocked by the guest's rules, or unreachable anyway."""
     seen = {(p["kind"], p["target"]): p for p in inside["probes"]}
+    addresses: dict[str, list[str]] = {}
+    for probe in inside["probes"]:
+        rdtype, _, name = probe["target"].partition(" ")
+        if probe["kind"] == "dns" and rdtype in ("A", "AAAA"):
+            addresses.setdefault(name, []).extend(probe.get("answers", []))
+    rules: dict[str, str] = inside.get("blocking_rules", {})
     verdicts = []
     for probe in outside["probes"]:
         behind = seen.get((probe["kind"], probe["target"]))
@@ -142,6 +183,25 @@ def compare(outside: dict[str, Any], inside: dict[str, Any]) -> list[dict[str, s
             verdict = "allowed"
         else:
             verdict = "blocked by the guest's firewall"
+        rule = ""
+        if verdict.startswith("blocked"):
+            host, port = _host_port(probe["kind"], probe["target"])
+            for address in [host, *addresses.get(host, [])]:
+                rule = rules.get(f"{address}:{port}", "")
+                if rule:
+                    break
         verdicts.append({"kind": probe["kind"], "target": probe["target"], "verdict": verdict,
-                         "inside_error": behind.get("error") or "", "outside_error": probe.get("error") or ""})
+                         "inside_error": behind.get("error") or "", "outside_error": probe.get("error") or "",
+                         "blocking_rule": rule})
     return verdicts
+
+
+def _host_port(kind: str, target: str) -> tuple[str, int]:
+    if kind in ("http", "https"):
+        netloc = target.split("://", 1)[-1].split("/", 1)[0]
+        host, _, port = netloc.rpartition(":") if netloc.count(":") == 1 else (netloc, "", "")
+        return host, int(port) if port.isdigit() else (443 if kind == "https" else 80)
+    if kind == "dns":
+        return "", 53
+    host, _, port = target.rpartition(":")
+    return host.strip("[]"), int(port) if port.isdigit() else 0

@@ -54,6 +54,9 @@ def test_guest_rules_block_http(tmp_path: Path) -> None:
         assert verdicts["TXT 1.0.4.updates.spamassassin.org"] == "allowed"
         mirror_files = [t for t in verdicts if t.startswith("http://mirror1.lab.test/")]
         assert mirror_files and all(verdicts[t] == "blocked by the guest's firewall" for t in mirror_files)
+        rules = {e["target"]: e["blocking_rule"] for e in guestfw.compare(json.loads(outside.stdout), inside)}
+        assert 'no web from the mail server' in rules[mirror_files[0]]  # nft's tracer names the guest's rule
+        assert rules[mirror_files[0]].startswith("inet filter output rule")
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert namespace not in listed and not Path("/etc/netns", namespace).exists()
 
