@@ -65,3 +65,12 @@ def test_unsupported_or_missing_configuration(tmp_path: Path) -> None:
     (tmp_path / "etc/firewalld/zones").mkdir(parents=True)
     with pytest.raises(guestfw.MailpreflightError, match="not supported"):
         guestfw.find_ruleset(RootFS(str(tmp_path)))
+
+
+def test_cli_says_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "etc/systemd/system").mkdir(parents=True)
+    (tmp_path / "etc/systemd/system/quiet.service").write_text("[Service]\nExecStart=/bin/true\n")
+    done = subprocess.run([str(REPO / ".venv/bin/mailpreflight"), "check", "--root", str(tmp_path), "quiet.service",
+                           "--guest-firewall"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3 and "no supported guest firewall configuration" in done.stderr
+    assert "Traceback" not in done.stderr
