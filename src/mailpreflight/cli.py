@@ -298,6 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MailpreflightError as exc:
         print(f"mailpreflight: {exc}", file=sys.stderr)
         return UNKNOWN
+    except ModuleNotFoundError as exc:  # a broken or partial installation: say what is missing
+        print(f"mailpreflight: the Python module {exc.name!r} is missing; reinstall with "
+              f"`pip install mailpreflight` (and the `live` extra for explain)", file=sys.stderr)
+        return UNKNOWN
     except KeyboardInterrupt:
         return UNKNOWN
     except BrokenPipeError:

@@ -1,0 +1,49 @@
+"""`pip install .` gives a working tool: the wheel carries its data files and console script, and the tool
+runs without the live extra (no pystemd, no dbus-python)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                           str(out), str(REPO)], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        pytest.fail(f"pip wheel failed: {done.stderr.strip()[-400:]}")
+    return next(out.glob("mailpreflight-*.whl"))
+
+
+def test_wheel_contents(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "mailpreflight/units/keys-252.txt" in names  # read at run time by the loader
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "mailpreflight = mailpreflight.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_installed_without_the_live_extra(wheel: Path, tmp_path: Path) -> None:
+    target = tmp_path / "venv"
+    venv.create(target, with_pip=True)
+    python = target / "bin" / "python"
+    # the wheel with its own dependencies (dnspython, requests), without the live extra
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr
+    shown = subprocess.run([str(target / "bin" / "mailpreflight"), "show", "--root",
+                            str(REPO / "units/examples/opensuse-leap15-mail"), "spamd.service", "--format", "json"],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert '"sa-update || true"' in shown.stdout
+    explained = subprocess.run([str(target / "bin" / "mailpreflight"), "explain", "spamd.service"],
+                               capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert explained.returncode == 3 and "pip install 'mailpreflight[live]'" in explained.stderr
