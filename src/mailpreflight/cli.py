@@ -14,13 +14,24 @@ if TYPE_CHECKING:
     from mailpreflight.units.rootfs import RootFS
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+EXAMPLES = """examples:
+  mailpreflight check                                   will the mail services start? (probes the network)
+  mailpreflight check --root /mnt/guest spamd.service   the same for a mounted VM guest, before booting it
+  mailpreflight deps --root /mnt/guest                  what every service needs from the network (no traffic)
+  mailpreflight show spamd.service --format json        the unit exactly as systemd loads it
+  mailpreflight dropin install spamd.service --dry-run  the fix: network ExecStartPre warns instead of fails
+  mailpreflight explain spamd.service                   why did the last start fail?
+  mailpreflight firewall --format nft --resolve         the outgoing allow-list the services need
+
+exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (monitoring-plugin convention)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailpreflight",
         description="Why will this systemd mail service fail to start? Find out before it bites.",
-        epilog="example: mailpreflight show --root /mnt/guest spamd.service",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
