@@ -47,3 +47,14 @@ def test_installed_without_the_live_extra(wheel: Path, tmp_path: Path) -> None:
     explained = subprocess.run([str(target / "bin" / "mailpreflight"), "explain", "spamd.service"],
                                capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert explained.returncode == 3 and "pip install 'mailpreflight[live]'" in explained.stderr
+
+
+def test_pipx_install(wheel: Path, tmp_path: Path) -> None:
+    env = {"PIPX_HOME": str(tmp_path / "pipx"), "PIPX_BIN_DIR": str(tmp_path / "bin"), "PATH": "/usr/bin:/bin",
+           "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "pipx", "install", str(wheel)], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    version = subprocess.run([str(tmp_path / "bin" / "mailpreflight"), "--version"], capture_output=True, text=True,
+                             timeout=60)
+    assert version.stdout.strip() == "mailpreflight 0.1.0"
