@@ -241,7 +241,10 @@ def _check(args: argparse.Namespace) -> int:
     if args.guest_firewall:
         text = _guest_firewall(args, fs, render.to_json(report), text)
     if args.output:
-        render.write_atomically(args.output, text if text.endswith("\n") else text + "\n")
+        try:
+            render.write_atomically(args.output, text if text.endswith("\n") else text + "\n")
+        except OSError as exc:  # a stale textfile must not look like a fresh one: fail loudly (exit 3)
+            raise MailpreflightError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
     else:
         print(text)
     return render.EXIT[report.status]
