@@ -159,8 +159,6 @@ def _firewall(args: argparse.Namespace) -> int:
     from mailpreflight.probes.dns import read_resolv_conf
     from mailpreflight.units.loader import UnitLoader
 
-    if args.format == "text":
-        args.format = "nft"
     fs = _root(args)
     loader = UnitLoader(fs)
     results = analyze_names(loader, args.units, args.sa_version) if args.units else analyze_tree(
@@ -204,7 +202,7 @@ def _unit_selection(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -
     """What deps and check share: which units, from which tree, how to print, which SpamAssassin."""
     parser.add_argument("units", nargs="*", metavar="UNIT", help="default: every service with a network dependency")
     parser.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
-    parser.add_argument("--format", choices=formats, default="text")
+    parser.add_argument("--format", choices=formats, default=formats[0])
     parser.add_argument("--sa-version", metavar="VERSION",
                         help="SpamAssassin version (e.g. 4.000001) instead of reading Mail/SpamAssassin.pm")
 
