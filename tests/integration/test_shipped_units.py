@@ -52,6 +52,7 @@ MAKE_INACCESSIBLE = (
 PYTHON_PREFIX = Path(sys.base_prefix).resolve()
 HOME_DIRS = (Path("/root"), Path("/home"), Path("/run/user"))
 PYTHON_IN_HOME = any(d == PYTHON_PREFIX or d in PYTHON_PREFIX.parents for d in HOME_DIRS)
+REPO_IN_TMP = any(Path(d) in REPO.resolve().parents for d in ("/tmp", "/var/tmp"))
 
 QUIET_UNIT = "[Unit]\nDescription=a unit with no network dependency\n[Service]\nType=oneshot\nExecStart=/bin/true\n"
 
@@ -113,6 +114,11 @@ def _lab_copy(name: str, root: Path, prom_dir: Path | None = None) -> str:
             continue
         if line == "ProtectHome=yes" and PYTHON_IN_HOME:
             lines += ["ProtectHome=tmpfs", f"BindReadOnlyPaths={PYTHON_PREFIX}"]
+            continue
+        if line == "PrivateTmp=yes" and REPO_IN_TMP:
+            # a checkout under /tmp (CI clones may live there) vanishes behind the private /tmp: bind it back,
+            # read-only, so ReadWritePaths= still decides what the service may write
+            lines += [line, f"BindReadOnlyPaths={REPO}"]
             continue
         if prom_dir is not None:
             line = line.replace(SHIPPED_PROM_DIR, str(prom_dir))
