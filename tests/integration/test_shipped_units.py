@@ -53,6 +53,9 @@ PYTHON_PREFIX = Path(sys.base_prefix).resolve()
 HOME_DIRS = (Path("/root"), Path("/home"), Path("/run/user"))
 PYTHON_IN_HOME = any(d == PYTHON_PREFIX or d in PYTHON_PREFIX.parents for d in HOME_DIRS)
 REPO_IN_TMP = any(Path(d) in REPO.resolve().parents for d in ("/tmp", "/var/tmp"))
+# the interpreter and a checkout under a home directory (a CI clone may live there) are bound back in
+HIDDEN_IN_HOME = [p for p in (PYTHON_PREFIX, REPO.resolve())
+                  if any(d == p or d in p.parents for d in HOME_DIRS)]
 
 QUIET_UNIT = "[Unit]\nDescription=a unit with no network dependency\n[Service]\nType=oneshot\nExecStart=/bin/true\n"
 
@@ -112,8 +115,8 @@ def _lab_copy(name: str, root: Path, prom_dir: Path | None = None) -> str:
         key = line.split("=", 1)[0].strip()
         if key in USER_MANAGER_CANNOT:
             continue
-        if line == "ProtectHome=yes" and PYTHON_IN_HOME:
-            lines += ["ProtectHome=tmpfs", f"BindReadOnlyPaths={PYTHON_PREFIX}"]
+        if line == "ProtectHome=yes" and HIDDEN_IN_HOME:
+            lines += ["ProtectHome=tmpfs", *(f"BindReadOnlyPaths={p}" for p in HIDDEN_IN_HOME)]
             continue
         if line == "PrivateTmp=yes" and REPO_IN_TMP:
             # a checkout under /tmp (CI clones may live there) vanishes behind the private /tmp: bind it back,
