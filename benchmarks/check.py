@@ -21,28 +21,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
-from netlab import CHANNEL_DIR, NetLab, SigningKey, unavailable_reason  # noqa: E402
-
-
-def unit_root(base: Path, lab: NetLab) -> Path:
-    """A guest root whose spamd runs sa-update before starting, with the lab's SpamAssassin version."""
-    root = base / "root"
-    (root / "etc/systemd/system").mkdir(parents=True)
-    (root / "etc/os-release").write_text("ID=debian\nVERSION_ID=12\n")
-    (root / "usr/bin").mkdir(parents=True)
-    (root / "usr/bin/curl").write_text("#!/bin/false\n")
-    (root / "usr/share/perl5/Mail").mkdir(parents=True)
-    (root / "usr/share/perl5/Mail/SpamAssassin.pm").write_text(
-        Path("/usr/share/perl5/Mail/SpamAssassin.pm").read_text(errors="replace"))
-    (root / "etc/systemd/system/spamd.service").write_text(
-        "[Unit]\nWants=network-online.target\nAfter=network-online.target\n[Service]\n"
-        'ExecStartPre=/bin/bash -c "sa-update --updatedir /var/lib/sa-lab || true"\nExecStart=/usr/sbin/spamd\n')
-    return root
+from netlab import CHANNEL_DIR, NetLab, SigningKey, unavailable_reason, write_guest_root  # noqa: E402
 
 
 def one(n: int, base: Path, key: SigningKey, timeout: float) -> dict[str, float | int | str]:
     with NetLab(base / "lab", signing_key=key) as lab:
-        root = unit_root(base, lab)
+        root = write_guest_root(base / "root", (
+            "[Unit]\nWants=network-online.target\nAfter=network-online.target\n[Service]\n"
+            'ExecStartPre=/bin/bash -c "sa-update --updatedir /var/lib/sa-lab || true"\nExecStart=/usr/sbin/spamd\n'))
         updatedir = root / "var/lib/sa-lab"
         mirrors = "".join(f"http://{lab.mirror_addrs['mirror1']}/m{i}/ weight=1\n" for i in range(n))
         (updatedir / CHANNEL_DIR).mkdir(parents=True)

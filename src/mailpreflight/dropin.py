@@ -17,6 +17,7 @@ from mailpreflight import __version__
 from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.discover import discover_command
 from mailpreflight.deps.registry import command_rules, rule_for
+from mailpreflight.deps.risks import NETWORK_ONLINE
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.model import Role
 from mailpreflight.units.execline import ExecCommand
@@ -30,7 +31,6 @@ BACKUP_SUFFIX = ".mailpreflight-backup"
 ETC_UNITS = "/etc/systemd/system"
 DEFAULT_GUARD_TIMEOUT = 60.0
 GUARD_GRACE = 5.0
-NETWORK_ONLINE = "network-online.target"
 
 
 def quote_word(word: str) -> str:
@@ -135,11 +135,12 @@ def plan(loader: UnitLoader, name: str, timeout: float = DEFAULT_GUARD_TIMEOUT, 
 
 
 def _argv_of(command: ExecCommand) -> list[str]:
-    """The argv to write back; with '@' the program path comes first again."""
-    return [command.path, *command.argv[1:]] if "@" in command.prefixes else list(command.argv)
+    """The words to write back after the prefixes; with '@' the program path precedes argv[0]."""
+    return [command.path, *command.argv] if "@" in command.prefixes else list(command.argv)
 
 
 def _wrapped(command: ExecCommand, program: str, timeout: float) -> str:
+    """The guard runs the program by its path; an '@' argv[0] cannot be passed on and is dropped."""
     keep = "".join(p for p in command.prefixes if p in (":", "+", "!", "!!"))
     original = [command.path, *command.argv[1:]] if "@" in command.prefixes else list(command.argv)
     return exec_line("-" + keep, [program, "guard", "--timeout", f"{timeout:g}", "--", *original])

@@ -9,11 +9,11 @@ import signal
 import subprocess
 from dataclasses import dataclass
 
+from mailpreflight.deps.discover import START_PATH_KEYS
 from mailpreflight.live.backend import CLD_DUMPED, CLD_EXITED, CLD_KILLED, ExecRun, LiveUnit
 from mailpreflight.model import Report
 from mailpreflight.units.loader import Unit
 
-START_ORDER = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost")
 SYSTEMD_EXIT = {  # systemd.exec(5) "Process Exit Codes"
     200: "could not change to the working directory", 203: "could not execute the program (missing or not "
     "executable)", 209: "could not set up standard output", 216: "could not look up the group",
@@ -54,7 +54,7 @@ class Explanation:
 
 def find_failure(live: LiveUnit) -> Failure | None:
     """The first start-path command that failed in the last attempt, as systemd recorded it."""
-    for key in START_ORDER:
+    for key in START_PATH_KEYS:
         for index, run in enumerate(live.exec.get(key, ())):
             if run.start_us == 0:
                 continue
@@ -126,7 +126,7 @@ def differences(live: LiveUnit, unit: Unit | None) -> tuple[str, ...]:
         found.append(f"systemd uses {live.fragment_path}, the files say {unit.fragment_path}")
     if tuple(unit.dropin_paths) != live.dropin_paths:
         found.append(f"drop-ins: systemd has {list(live.dropin_paths)}, the files have {list(unit.dropin_paths)}")
-    for key in START_ORDER:
+    for key in START_PATH_KEYS:
         ours = [list(c.argv) for c in unit.exec.get(key, ())]
         theirs = [list(r.argv) for r in live.exec.get(key, ())]
         if ours != theirs:

@@ -154,6 +154,21 @@ def mirrored_by_text(hosts: Sequence[str], https: Sequence[str] = ()) -> str:
         f"{'https' if h in https else 'http'}://{h}.lab.test/ weight=5\n" for h in hosts)
 
 
+def write_guest_root(root: Path, spamd_service: str, *, resolv_conf: str | None = None) -> Path:
+    """A small guest tree for `mailpreflight --root`: this host's SpamAssassin version (the one the lab's TXT
+    names are made for), curl as sa-update's downloader, Debian's identity, and the given spamd.service."""
+    for directory in ("usr/share/perl5/Mail", "usr/bin", "etc/systemd/system"):
+        (root / directory).mkdir(parents=True, exist_ok=True)
+    (root / "usr/share/perl5/Mail/SpamAssassin.pm").write_text(
+        Path("/usr/share/perl5/Mail/SpamAssassin.pm").read_text(errors="replace"))
+    (root / "usr/bin/curl").write_text("#!/bin/false\n")  # a placeholder: the lab runs the host's curl
+    (root / "etc/os-release").write_text("ID=debian\nVERSION_ID=12\n")
+    (root / "etc/systemd/system/spamd.service").write_text(spamd_service)
+    if resolv_conf is not None:
+        (root / "etc/resolv.conf").write_text(resolv_conf)
+    return root
+
+
 def rules_tarball() -> bytes:
     # flat archive: sa-update extracts entries by name into its temp dir and skips only "/" (l.1346-1356)
     buf = io.BytesIO()

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from netlab import MIRROR_HOSTS, NetLab, unavailable_reason
+from netlab import MIRROR_HOSTS, NetLab, unavailable_reason, write_guest_root
 
 REPO = Path(__file__).resolve().parents[2]
 MAILPREFLIGHT = str(REPO / ".venv/bin/mailpreflight")
@@ -21,18 +21,11 @@ LOCKDOWN = ("table inet mailpreflight_out {\n chain output {\n  type filter hook
 
 def guest(tmp_path: Path, lab: NetLab) -> Path:
     assert lab.signing_key is not None
-    root = tmp_path / "root"
-    for directory in ("usr/share/perl5/Mail", "usr/bin", "etc/systemd/system"):
-        (root / directory).mkdir(parents=True)
-    (root / "usr/share/perl5/Mail/SpamAssassin.pm").write_text(
-        Path("/usr/share/perl5/Mail/SpamAssassin.pm").read_text(errors="replace"))
-    (root / "usr/bin/curl").write_text("#!/bin/false\n")
-    (root / "etc/os-release").write_text("ID=debian\nVERSION_ID=12\n")
-    (root / "etc/resolv.conf").write_text(f"nameserver {lab.dns_addr}\n")
-    (root / "etc/systemd/system/spamd.service").write_text(
+    root = write_guest_root(tmp_path / "root", (
         "[Unit]\nWants=network-online.target\nAfter=network-online.target\n[Service]\nTimeoutStartSec=120\n"
         f'ExecStartPre=/bin/bash -c "sa-update --gpgkey {lab.signing_key.fingerprint} --gpghomedir '
-        f'{lab.gpghomedir} --updatedir /var/lib/sa-lab || true"\nExecStart=/usr/sbin/spamd\n')
+        f'{lab.gpghomedir} --updatedir /var/lib/sa-lab || true"\nExecStart=/usr/sbin/spamd\n'),
+        resolv_conf=f"nameserver {lab.dns_addr}\n")
     lab.seed_updatedir(root / "var/lib/sa-lab", mirrors=MIRROR_HOSTS)  # a fresh cached mirror list
     return root
 

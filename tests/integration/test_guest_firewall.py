@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from netlab import MIRROR_HOSTS, NetLab, unavailable_reason
+from netlab import MIRROR_HOSTS, NetLab, unavailable_reason, write_guest_root
 
 from mailpreflight import guestfw
 from mailpreflight.units.rootfs import RootFS
@@ -31,16 +31,9 @@ def test_guest_rules_block_http(tmp_path: Path) -> None:
         pytest.skip(f"network lab unavailable: {reason}")
     with NetLab(tmp_path / "lab") as lab:
         assert lab.signing_key is not None
-        root = tmp_path / "root"
-        for directory in ("usr/share/perl5/Mail", "usr/bin", "etc/systemd/system"):
-            (root / directory).mkdir(parents=True)
-        (root / "usr/share/perl5/Mail/SpamAssassin.pm").write_text(
-            Path("/usr/share/perl5/Mail/SpamAssassin.pm").read_text(errors="replace"))
-        (root / "usr/bin/curl").write_text("#!/bin/false\n")
-        (root / "etc/os-release").write_text("ID=debian\nVERSION_ID=12\n")
+        root = write_guest_root(tmp_path / "root", "[Service]\nExecStartPre=-/usr/bin/sa-update --updatedir "
+                                "/var/lib/sa-lab\nExecStart=/usr/sbin/spamd\n")
         (root / "etc/nftables.conf").write_text(GUEST_RULES)
-        (root / "etc/systemd/system/spamd.service").write_text(
-            "[Service]\nExecStartPre=-/usr/bin/sa-update --updatedir /var/lib/sa-lab\nExecStart=/usr/sbin/spamd\n")
         lab.seed_updatedir(root / "var/lib/sa-lab", mirrors=MIRROR_HOSTS)
         argv = ["spamd.service", "--root", str(root), "--timeout", "2"]
         outside = lab.run([str(REPO / ".venv/bin/mailpreflight"), "check", *argv, "--format", "json"], timeout=60)

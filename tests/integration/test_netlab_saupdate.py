@@ -31,6 +31,7 @@ from netlab import (
     Result,
     SigningKey,
     unavailable_reason,
+    write_guest_root,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -97,19 +98,10 @@ def guest_root(workdir: Path, lab: NetLab) -> Path:
     """The guest `check` reads: spamd runs sa-update the openSUSE way, with the lab's GPG options; its
     update dir inside the root is the very directory the real sa-update then uses."""
     assert lab.signing_key is not None
-    root = workdir / "root"
-    perl = root / "usr/share/perl5/Mail"
-    perl.mkdir(parents=True)
-    (perl / "SpamAssassin.pm").write_text(Path("/usr/share/perl5/Mail/SpamAssassin.pm").read_text(errors="replace"))
-    (root / "usr/bin").mkdir(parents=True)
-    (root / "usr/bin/curl").write_text("#!/bin/false\n")  # sa-update's downloader is the lab's curl
-    (root / "etc/systemd/system").mkdir(parents=True)
-    (root / "etc/os-release").write_text("ID=debian\nVERSION_ID=12\n")
-    (root / "etc/systemd/system/spamd.service").write_text(
+    return write_guest_root(workdir / "root", (
         "[Unit]\nWants=network-online.target\nAfter=network-online.target\n[Service]\n"
         f'ExecStartPre=/bin/bash -c "sa-update --gpgkey {lab.signing_key.fingerprint} --gpghomedir '
-        f'{lab.gpghomedir} --updatedir /var/lib/sa-lab -vv || true"\nExecStart=/usr/sbin/spamd\n')
-    return root
+        f'{lab.gpghomedir} --updatedir /var/lib/sa-lab -vv || true"\nExecStart=/usr/sbin/spamd\n'))
 
 
 def _run_case(name: str, spec: Case, workdir: Path, key: SigningKey) -> Outcome:

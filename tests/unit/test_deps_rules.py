@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers import CORPUS, make_tree
-from mailpreflight.deps.base import RuleContext
+from mailpreflight.deps.base import RuleContext, command_role
 from mailpreflight.deps.fetchmail import FetchmailRule, parse_argv, parse_rc, tokenize
 from mailpreflight.deps.freshclam import FreshclamRule, parse_config, server_url
 from mailpreflight.deps.postfix import PostfixRule, destination_deps, expand, read_main_cf
@@ -17,7 +17,6 @@ from mailpreflight.deps.spamassassin_plugins import SpamAssassinPluginsRule, sit
 from mailpreflight.deps.urls import (
     UnknownCommandRule,
     UrlFetchRule,
-    command_role,
     hostport_words,
     split_hostport,
 )

@@ -160,3 +160,12 @@ def test_cli_dropin_cycle(tmp_path: Path) -> None:
     assert cli("remove", "spamd").returncode == 0 and not (tmp_path / DROPIN.lstrip("/")).exists()
     missing = cli("install", "nothere")
     assert missing.returncode == 3 and "Traceback" not in missing.stderr
+
+
+def test_unchanged_lines_keep_their_prefixes_and_argv0(tmp_path: Path) -> None:
+    unit = ("[Service]\nExecStartPre=@/usr/bin/install x-install -d /run/spamd\nExecStartPre=+-/bin/true\n"
+            "ExecStartPre=/bin/bash -c \"sa-update || true\"\nExecStart=/usr/sbin/spamd\n")
+    dropin.install(root(tmp_path, unit), "spamd", 60, dry_run=False, program=PROGRAM)
+    pre = UnitLoader(RootFS(str(tmp_path))).load("spamd").exec["ExecStartPre"]
+    assert [(c.path, c.argv, c.prefixes) for c in pre[:2]] == [
+        ("/usr/bin/install", ("x-install", "-d", "/run/spamd"), ("@",)), ("/bin/true", ("/bin/true",), ("+", "-"))]

@@ -10,6 +10,7 @@ from typing import TextIO
 
 from mailpreflight.checks.saupdate_live import SaUpdateProbe
 from mailpreflight.deps.analyze import UnitDeps
+from mailpreflight.deps.base import command_role
 from mailpreflight.deps.risks import CommandDeps
 from mailpreflight.model import (
     CommandVerdict,
@@ -28,8 +29,6 @@ from mailpreflight.probes import dns as dnsprobe
 from mailpreflight.probes import http as httpprobe
 from mailpreflight.probes import net
 from mailpreflight.probes.runner import ProbeRunner
-
-START_KEYS = ("ExecCondition", "ExecStartPre", "ExecStartPost")
 
 
 @dataclass(frozen=True)
@@ -86,12 +85,9 @@ def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdatePr
         probe = sa_probes.get(id(entry))
         verdicts.append(probe.evaluate(entry.command) if probe else _generic(entry, runner))
     timeout = result.timeout
-    service_type = result.unit.last("Service", "Type")
-    oneshot = service_type is not None and service_type.value == "oneshot"
     for verdict in verdicts:
         command = verdict.command
-        in_start_path = command.key in START_KEYS or (command.key == "ExecStart" and oneshot)
-        if not in_start_path:
+        if command_role(command, result.unit) is not Role.START:
             continue
         if timeout.limited and verdict.predicted_seconds > timeout.seconds:
             return UnitVerdict(result.unit.id, Prediction.FAIL,

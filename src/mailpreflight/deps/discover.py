@@ -7,6 +7,7 @@ import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from mailpreflight.deps.base import SYSTEMD_PATH
 from mailpreflight.model import FoundCommand
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit, exec_environment, expand_command
@@ -14,9 +15,8 @@ from mailpreflight.units.rootfs import RootFS
 from mailpreflight.units.shell import read_shell
 from mailpreflight.units.syntax import Source
 
-START_PATH_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost")
+START_PATH_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost")  # in the order they run
 SHELLS = frozenset({"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "busybox-sh"})
-DEFAULT_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 MAX_DEPTH = 4
 # Shell builtins and helpers that never use the network: reporting them would only bury what matters.
 QUIET = frozenset({"true", ":", "[", "test", "echo", "printf", "exit", "return", "shift", "set", "unset", "local",
@@ -143,7 +143,7 @@ def _plain(argv: list[str], context: _Context) -> FoundCommand:
 def _script_path(program: str, fs: RootFS, env: Mapping[str, str]) -> str | None:
     """The guest path of a shell script the program names, if it is one."""
     candidates = [program] if program.startswith("/") else [
-        f"{d}/{program}" for d in env.get("PATH", ":".join(DEFAULT_PATH)).split(":") if d.startswith("/")]
+        f"{d}/{program}" for d in env.get("PATH", ":".join(SYSTEMD_PATH)).split(":") if d.startswith("/")]
     for candidate in candidates:
         resolved = fs.chase(candidate)
         if resolved is None:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, replace
 
-from mailpreflight.deps.base import RuleContext
-from mailpreflight.deps.urls import command_role, hostport, parse_port, unit_user, user_home
+from mailpreflight.deps.base import RuleContext, command_role
+from mailpreflight.deps.urls import hostport, parse_port, unit_user, user_home
 from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
 from mailpreflight.units.rootfs import RootFS
 

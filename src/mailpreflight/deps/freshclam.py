@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mailpreflight.deps.base import RuleContext
-from mailpreflight.deps.urls import command_role, hostport, parse_port, split_hostport, unique
+from mailpreflight.deps.base import RuleContext, command_role
+from mailpreflight.deps.urls import hostport, parse_port, split_hostport, unique
 from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
 from mailpreflight.units.rootfs import RootFS
 

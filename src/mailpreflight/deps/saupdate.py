@@ -34,8 +34,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mailpreflight.deps.base import RuleContext
-from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
+from mailpreflight.deps.base import SYSTEMD_PATH, RuleContext, command_role
+from mailpreflight.model import Dependency, DepKind, FoundCommand
 from mailpreflight.units.rootfs import RootFS
 
 DEFAULT_CHANNEL = "updates.spamassassin.org"
@@ -46,7 +46,6 @@ LOCAL_DNS_REFUSAL_SECONDS = 5.0  # measured: a local firewall's EPERM ends a que
 PERL_LIB_DIRS = ("/usr/share/perl5", "/usr/lib/perl5/vendor_perl", "/usr/lib/perl5/site_perl",
                  "/usr/share/perl5/vendor_perl", "/usr/lib64/perl5/vendor_perl", "/usr/local/share/perl",
                  "/usr/local/lib/perl5/site_perl", "/usr/lib/x86_64-linux-gnu/perl5", "/usr/local/share/perl5")
-DEFAULT_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 # Seconds one download can take against a firewall that drops packets, per downloader.
 DOWNLOAD_WORST = {"curl": 30.0, "wget": 3 * 30.0, "fetch": 30.0, "lwp": 3 * 60.0}
 _VERSION_LINE = re.compile(r"""\$VERSION\s*=\s*["']?(\d+\.\d+)["']?""")
@@ -257,7 +256,7 @@ def read_resolver(fs: RootFS, env: Mapping[str, str]) -> Resolver:
 def choose_downloader(args: SaUpdateArgs, fs: RootFS, env: Mapping[str, str]) -> str:
     if args.httputil in ("curl", "wget", "fetch", "lwp"):
         return args.httputil
-    path = env.get("PATH", ":".join(DEFAULT_PATH)).split(":")
+    path = env.get("PATH", ":".join(SYSTEMD_PATH)).split(":")
     for program in ("curl", "wget", "fetch"):
         if any(fs.lstat(f"{d}/{program}") is not None for d in path if d.startswith("/")):
             return program
@@ -325,7 +324,7 @@ class SaUpdateRule:
 
     def dependencies(self, command: FoundCommand, context: RuleContext) -> list[Dependency]:
         found = plan(command, context.fs, self.sa_version)
-        role = Role.RUNTIME if command.key in ("ExecStart",) and not _oneshot(context) else Role.START
+        role = command_role(command, context.unit)
         if found.args.install:
             return []
         deps: list[Dependency] = []
@@ -358,11 +357,6 @@ class SaUpdateRule:
                                        note=f"weight {mirror.weight}; fetches <revision>{files}"
                                        + (f"; via proxy {proxy}" if proxy else "")))
         return deps
-
-
-def _oneshot(context: RuleContext) -> bool:
-    service_type = context.unit.last("Service", "Type")
-    return service_type is not None and service_type.value == "oneshot"
 
 
 def _hostport(host: str, port: int) -> str:

@@ -20,28 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from mailpreflight.deps.base import RuleContext
+from mailpreflight.deps.base import START_KEYS, RuleContext, command_role, service_type  # noqa: F401 - used by the rules
 from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, Role
 from mailpreflight.units.loader import Unit
 from mailpreflight.units.rootfs import RootFS
 
 # --- helpers shared by the rule modules (candidates for deps/base.py) ------------------------------------
 
-START_KEYS = frozenset({"ExecCondition", "ExecStartPre", "ExecStartPost"})
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$")
-
-
-def service_type(unit: Unit) -> str:
-    setting = unit.last("Service", "Type")
-    return setting.value if setting and setting.value else "simple"
-
-
-def command_role(command: FoundCommand, unit: Unit) -> Role:
-    """start: systemd waits for the command before the unit is up (ExecCondition, ExecStartPre,
-    ExecStartPost, a Type=oneshot ExecStart); runtime: it runs while the unit is active."""
-    if command.key in START_KEYS or (command.key == "ExecStart" and service_type(unit) == "oneshot"):
-        return Role.START
-    return Role.RUNTIME
 
 
 def is_ip(host: str) -> bool:
