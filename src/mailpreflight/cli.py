@@ -11,6 +11,8 @@ from mailpreflight import __version__
 from mailpreflight.errors import MailpreflightError
 
 if TYPE_CHECKING:
+    from mailpreflight.auth.check import AuthReport
+    from mailpreflight.deps.analyze import UnitDeps
     from mailpreflight.units.rootfs import RootFS
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -22,6 +24,8 @@ EXAMPLES = """examples:
   mailpreflight dropin install spamd.service --dry-run  the fix: network ExecStartPre warns instead of fails
   mailpreflight explain spamd.service                   why did the last start fail?
   mailpreflight firewall --format nft --resolve         the outgoing allow-list the services need
+  mailpreflight snapshot --output /root/mail-baseline.json   record what mail depends on, before an upgrade
+  mailpreflight drift --baseline /root/mail-baseline.json --root /mnt/guest   what the upgrade changed
 
 exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (monitoring-plugin convention)"""
 
@@ -57,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--guest-dns", action="store_true", help="with --root: use the guest's resolv.conf")
     check.add_argument("--guest-firewall", action="store_true",
                        help="with --root, as root: probe again behind the guest's own nftables/iptables rules")
+    check.add_argument("--no-auth", action="store_true",
+                       help="skip the mail-authentication checks (SASL/PAM paths of postfix, dovecot, cyrus)")
     dropin = verbs.add_parser("dropin", help="install/remove/show the drop-in that guards network ExecStartPre",
                               description="Make a unit's network ExecStartPre warn instead of fail, bounded in "
                                           "time: one drop-in in /etc/systemd/system/UNIT.d/.")
@@ -80,6 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
     _unit_selection(firewall, formats=("nft", "iptables", "firewalld"))
     firewall.add_argument("--resolve", action="store_true",
                           help="put the current addresses of host names into the rules (with the time)")
+    snapshot = verbs.add_parser("snapshot", help="record a baseline of what the mail services depend on",
+                                description="Record hashes, owners, modes and the text of small world-readable "
+                                            "config files that mail depends on (PAM, SASL, postfix, dovecot, "
+                                            "cyrus, SpamAssassin, ClamAV, fetchmail, sssd/LDAP, units), and the "
+                                            "mail-authentication findings of the moment.")
+    snapshot.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
+    snapshot.add_argument("--output", metavar="FILE", help="write it there atomically, mode 0600 (default: stdout)")
+    drift = verbs.add_parser("drift", help="what changed since a snapshot, and which findings each change causes",
+                             description="Compare a root against a snapshot baseline: files deleted, added and "
+                                         "changed (with a diff for text), and the mail-authentication findings "
+                                         "each change causes.")
+    drift.add_argument("--baseline", metavar="FILE", required=True, help="a file written by `snapshot`")
+    drift.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
+    drift.add_argument("--format", choices=("text", "json"), default="text")
+    drift.add_argument("--other-host", action="store_true",
+                       help="compare even though the baseline was taken on another host")
     verbs.add_parser("guard", help="run a command so that it can neither fail nor hang the unit (drop-ins use it)",
                      add_help=False)
     return parser
@@ -233,7 +255,7 @@ def _check(args: argparse.Namespace) -> int:
     results = analyze_names(loader, args.units, args.sa_version) if args.units else analyze_tree(
         loader, args.sa_version)
     options = CheckOptions(args.timeout, args.deadline, progress=progress_stream())
-    report = check(results, options, read_resolv_conf(resolv_text, resolv_source))
+    report = check(results, options, read_resolv_conf(resolv_text, resolv_source), _auth(args, fs, results))
     text = {"json": render.render_json, "nagios": render.render_nagios, "prometheus": render.render_prometheus,
             }.get(args.format, lambda r: render.render_text(r, colour=sys.stdout.isatty() and not args.output))(report)
     if args.guest_firewall:
@@ -246,6 +268,54 @@ def _check(args: argparse.Namespace) -> int:
     else:
         print(text)
     return render.EXIT[report.status]
+
+
+def _auth(args: argparse.Namespace, fs: RootFS, results: list[UnitDeps]) -> AuthReport | None:
+    """The mail-authentication analysis for check: every login path, or those of the units asked for."""
+    from mailpreflight.auth.check import analyze_auth
+
+    if args.no_auth:
+        return None
+    report = analyze_auth(fs)
+    if args.units:
+        wanted = {result.unit.id for result in results} | set(args.units)
+        report.paths = [p for p in report.paths if p.unit in wanted]
+        report.services = {name: s for name, s in report.services.items()
+                           if any(p.pam_service == name for p in report.paths)}
+        report.issues = [i for i in report.issues if i.finding.unit in wanted]
+    return report
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    import json
+
+    from mailpreflight.render.check import write_atomically
+    from mailpreflight.snapshot import take
+
+    document = take(_root(args), args.root or "/")
+    text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+    if not args.output:
+        print(text, end="")
+        return OK
+    try:
+        write_atomically(args.output, text, mode=0o600)
+    except OSError as exc:
+        raise MailpreflightError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+    print(f"mailpreflight: baseline of {len(document['files'])} paths and {len(document['findings'])} finding(s) "
+          f"written to {args.output}", file=sys.stderr)
+    return OK
+
+
+def _drift(args: argparse.Namespace) -> int:
+    import json
+
+    from mailpreflight import drift
+
+    baseline = drift.load_baseline(args.baseline)
+    result = drift.compare(args.baseline, baseline, _root(args), args.other_host)
+    print(json.dumps(drift.to_json(result), indent=2, ensure_ascii=False) if args.format == "json"
+          else drift.render_text(result))
+    return result.status
 
 
 def _root(args: argparse.Namespace) -> RootFS:
@@ -307,6 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _explain(args)
         if args.verb == "firewall":
             return _firewall(args)
+        if args.verb == "snapshot":
+            return _snapshot(args)
+        if args.verb == "drift":
+            return _drift(args)
     except MailpreflightError as exc:
         print(f"mailpreflight: {exc}", file=sys.stderr)
         return UNKNOWN

@@ -6,8 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from mailpreflight.units.syntax import Source
+
+if TYPE_CHECKING:
+    from mailpreflight.auth.check import AuthReport
 
 
 class DepKind(StrEnum):
@@ -151,3 +155,4 @@ class Report:
     probes: tuple[ProbeResult, ...]
     findings: tuple[Finding, ...]
     elapsed_s: float
+    auth: AuthReport | None = None  # the mail-authentication paths, when checked

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+from mailpreflight.auth.check import AuthReport
 from mailpreflight.checks.saupdate_live import SaUpdateProbe
 from mailpreflight.deps.analyze import UnitDeps
 from mailpreflight.deps.base import command_role
@@ -39,7 +40,9 @@ class CheckOptions:
     progress: TextIO | None = None
 
 
-def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.ResolverConfig) -> Report:
+def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.ResolverConfig,
+          auth: AuthReport | None = None) -> Report:
+    """`auth`: the static mail-authentication analysis, whose findings join the report's."""
     started = time.monotonic()
     runner = ProbeRunner(options.deadline, options.progress)
     try:
@@ -61,8 +64,8 @@ def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.Res
     finally:
         runner.close()
     probes = tuple(runner.results.values())
-    findings = tuple(_findings(results, units, runner))
-    return Report(_status(units, findings), units, probes, findings, round(time.monotonic() - started, 2))
+    findings = (*_findings(results, units, runner), *(auth.findings() if auth else ()))
+    return Report(_status(units, findings), units, probes, findings, round(time.monotonic() - started, 2), auth)
 
 
 def _task(dep: Dependency, resolver: dnsprobe.ResolverConfig, timeout: float) -> Callable[[], ProbeResult]:
@@ -154,7 +157,8 @@ def _findings(results: list[UnitDeps], units: tuple[UnitVerdict, ...], runner: P
 
 
 def _status(units: tuple[UnitVerdict, ...], findings: tuple[Finding, ...]) -> Status:
-    if any(u.start_predicted is Prediction.FAIL for u in units):
+    if any(u.start_predicted is Prediction.FAIL for u in units) or any(
+            f.severity is Severity.CRITICAL for f in findings):  # e.g. logins that will fail
         return Status.CRITICAL
     if any(f.severity in (Severity.WARNING, Severity.CRITICAL) for f in findings):
         return Status.WARNING

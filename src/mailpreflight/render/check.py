@@ -8,7 +8,8 @@ import re
 import tempfile
 from typing import Any
 
-from mailpreflight.model import Prediction, Report, Status
+from mailpreflight.auth.check import auth_json, auth_text, path_ok
+from mailpreflight.model import Prediction, Report, Severity, Status
 from mailpreflight.render.deps import finding_json
 
 SCHEMA_VERSION = 1
@@ -36,6 +37,7 @@ def to_json(report: Report) -> dict[str, Any]:
                     "detail": p.detail, "elapsed_s": round(p.elapsed_s, 3), "answers": list(p.answers)}
                    for p in report.probes],
         "findings": [finding_json(f) for f in report.findings],
+        "auth": auth_json(report.auth) if report.auth else [],
     }
 
 
@@ -57,6 +59,10 @@ def render_text(report: Report, colour: bool = False) -> str:
             if c.predicted is not Prediction.OK:
                 lines.append(f"  {'':13} {c.reason}")
         lines.append("")
+    if report.auth and report.auth.paths:
+        lines.append("mail authentication:")
+        lines += auth_text(report.auth)
+        lines.append("")
     failed = [p for p in report.probes if not p.ok]
     if failed:
         lines.append("failed probes:")
@@ -72,8 +78,11 @@ def render_nagios(report: Report) -> str:
     """Monitoring plugin guidelines: `SERVICE STATUS: text | perfdata`, then long output."""
     failing = [u.name for u in report.units if u.start_predicted is Prediction.FAIL]
     dead = sum(1 for p in report.probes if not p.ok)
+    logins = [f for f in report.findings if f.code.startswith("MP3") and f.severity is Severity.CRITICAL]
     if failing:
         summary = f"{len(failing)} unit(s) will fail to start: {', '.join(failing)}"
+    elif logins:
+        summary = f"{len(logins)} mail login problem(s): {logins[0].message}"
     elif report.status is Status.WARNING:
         summary = f"units will start; {dead} endpoint(s) unreachable or risks found"
     else:
@@ -121,13 +130,19 @@ def render_prometheus(report: Report) -> str:
     for severity in ("info", "warning", "critical"):
         count = sum(1 for f in report.findings if f.severity.value == severity)
         lines.append(f'mailpreflight_findings{{severity="{severity}"}} {count}')
+    if report.auth and report.auth.paths:
+        lines += ["# HELP mailpreflight_auth_path_ok 1 if a mail login path (SASL/PAM) has no critical finding.",
+                  "# TYPE mailpreflight_auth_path_ok gauge"]
+        lines += [f'mailpreflight_auth_path_ok{{unit="{_label(p.unit)}",protocol="{_label(p.protocol)}",'
+                  f'consumer="{_label(p.consumer)}",pam_service="{_label(p.pam_service or "")}"}} '
+                  f"{int(path_ok(report.auth, p))}" for p in report.auth.paths]
     lines += ["# HELP mailpreflight_check_duration_seconds How long the check took.",
               "# TYPE mailpreflight_check_duration_seconds gauge",
               f"mailpreflight_check_duration_seconds {report.elapsed_s}"]
     return "\n".join(lines) + "\n"
 
 
-def write_atomically(path: str, text: str) -> None:
+def write_atomically(path: str, text: str, mode: int = 0o644) -> None:
     """Temp file in the same directory, fsync, rename, fsync the directory: readers never see half a file."""
     directory = os.path.dirname(os.path.abspath(path))
     handle, temp = tempfile.mkstemp(prefix=".mailpreflight-", dir=directory)
@@ -136,7 +151,7 @@ def write_atomically(path: str, text: str) -> None:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(temp, 0o644)
+        os.chmod(temp, mode)
         os.replace(temp, path)
     except BaseException:
         os.unlink(temp)

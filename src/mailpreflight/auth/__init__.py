@@ -1,0 +1,1 @@
+"""Mail authentication preflight: which SASL/PAM path each mail service uses, and whether it still holds."""

@@ -1,0 +1,285 @@
+"""Mail-authentication findings (MP301-MP309): for each login path, will the PAM stack libpam builds still
+authenticate the users it did, and what did the package manager leave behind?"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailpreflight.auth import pam
+from mailpreflight.auth.services import AuthPath, Saslauthd, read_all
+from mailpreflight.model import Finding, Severity
+from mailpreflight.units.rootfs import RootFS
+
+# saslauthd and dovecot call pam_authenticate and pam_acct_mgmt: the auth and account stacks decide a login.
+LOGIN_TYPES = ("auth", "account")
+LEFTOVER_SAVED = (".rpmsave", ".rpmorig", ".dpkg-old", ".dpkg-bak", ".ucf-old", ".pacsave")
+LEFTOVER_NEW = (".rpmnew", ".dpkg-dist", ".dpkg-new", ".ucf-dist", ".pacnew")
+# Where a leftover beside a file matters to mail (pam.d is filtered to the files the mail stacks read).
+LEFTOVER_DIRS = ("/etc/pam.d", "/etc/postfix", "/etc/postfix/sasl", "/etc/dovecot", "/etc/dovecot/conf.d",
+                 "/etc/sasl2", "/etc/mail/spamassassin", "/etc/spamassassin", "/etc/clamav", "/etc/clamd.d",
+                 "/etc/sssd", "/etc/openldap", "/etc/ldap", "/etc/amavis/conf.d", "/etc/security")
+LEFTOVER_FILES = ("/etc/sysconfig/saslauthd", "/etc/default/saslauthd", "/etc/saslauthd.conf", "/etc/imapd.conf",
+                  "/etc/cyrus.conf", "/etc/sysconfig/spamd", "/etc/default/spamassassin", "/etc/freshclam.conf",
+                  "/etc/clamd.conf", "/etc/fetchmailrc", "/etc/nsswitch.conf", "/etc/ldap.conf", "/etc/nslcd.conf",
+                  "/etc/pam_ldap.conf", "/etc/amavisd.conf", "/etc/pam.conf")
+
+
+@dataclass(frozen=True)
+class AuthIssue:
+    """A finding plus what drift needs: a stable subject and the files that decide it."""
+
+    finding: Finding
+    subject: str  # e.g. "pam:imap", "leftover:/etc/pam.d/imap.rpmsave"
+    paths: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.finding.code}:{self.subject}"
+
+    def to_json(self) -> dict[str, Any]:
+        f = self.finding
+        return {"code": f.code, "severity": f.severity.value, "unit": f.unit, "subject": self.subject,
+                "message": f.message, "hint": f.hint, "evidence": list(f.evidence), "paths": list(self.paths)}
+
+
+@dataclass
+class AuthReport:
+    paths: list[AuthPath]
+    saslauthd: Saslauthd | None
+    services: dict[str, pam.PamService]
+    issues: list[AuthIssue] = field(default_factory=list)
+
+    def module_paths(self) -> tuple[str, ...]:
+        """Every module file the mail stacks load (for the baseline)."""
+        return tuple(sorted({line.module_path for s in self.services.values() for line in s.lines
+                             if line.module_path}))
+
+    def findings(self) -> tuple[Finding, ...]:
+        return tuple(issue.finding for issue in self.issues)
+
+
+def directory_users(fs: RootFS) -> str | None:
+    """Why this root's users (also) come from a directory: sssd, LDAP or winbind in nsswitch.conf."""
+    for path in ("/etc/nsswitch.conf", "/usr/etc/nsswitch.conf"):
+        for number, line in enumerate((fs.read_text(path) or "").splitlines(), 1):
+            words = line.split("#", 1)[0].split()
+            if words and words[0] == "passwd:":
+                sources = [w for w in words[1:] if w in ("sss", "ldap", "winbind")]
+                if sources:
+                    return f"{path}:{number}: passwd: {' '.join(words[1:])}"
+                return None
+    return None
+
+
+def _modules(service: pam.PamService, pam_type: str) -> str:
+    """e.g. "pam_env, pam_unix (common-auth)": each module, and the file it is in when that is an include."""
+    lines = service.stack(pam_type)
+    if not lines:
+        return "nothing"
+    parts: list[str] = []
+    for line in lines:
+        file = line.source.rsplit(":", 1)[0]
+        where = f" ({posixpath.basename(file)})" if line.via else ""
+        missing = " [missing]" if line.module_path is None else ""
+        text = f"{line.module_name.removesuffix('.so')}{where}{missing}"
+        if text not in parts:
+            parts.append(text)
+    return ", ".join(parts)
+
+
+def _refuses(service: pam.PamService) -> bool:
+    auth = service.stack("auth")
+    if not auth:
+        return True
+    first = next((line for line in auth if line.decisive or line.control.lower() == "sufficient"), None)
+    return first is not None and first.module_name == "pam_deny.so" and first.decisive
+
+
+def _protocols(paths: list[AuthPath], name: str) -> str:
+    labels = list(dict.fromkeys(p.protocol for p in paths if p.pam_service == name))
+    return " and ".join(labels) if len(labels) < 3 else ", ".join(labels)
+
+
+def analyze_auth(fs: RootFS) -> AuthReport:
+    paths, saslauthd = read_all(fs)
+    services = {name: pam.resolve(fs, name) for name in dict.fromkeys(p.pam_service for p in paths
+                                                                       if p.pam_service)}
+    report = AuthReport(paths, saslauthd, services)
+    directory = directory_users(fs)
+    for path in paths:
+        if path.problem:
+            severe = "not enabled" not in path.problem
+            report.issues.append(AuthIssue(Finding(
+                "MP307", Severity.CRITICAL if severe else Severity.WARNING, path.unit,
+                f"{path.protocol} logins ({path.consumer}, {path.method}): {path.problem}",
+                "install and enable the password service the configuration names, or change the configuration",
+                path.evidence), f"chain:{path.unit}:{path.consumer}", path.problem_paths))
+    for name, service in services.items():
+        users = [p for p in paths if p.pam_service == name]
+        report.issues.extend(_service_issues(fs, name, service, users, paths, directory))
+    report.issues.extend(_leftovers(fs, services, paths))
+    return report
+
+
+def _service_issues(fs: RootFS, name: str, service: pam.PamService, users: list[AuthPath], paths: list[AuthPath],
+                    directory: str | None) -> list[AuthIssue]:
+    unit = users[0].unit
+    who = f"{_protocols(paths, name)} logins ({', '.join(dict.fromkeys(p.consumer for p in users))})"
+    evidence = tuple(e for p in users for e in p.evidence)
+    issues: list[AuthIssue] = []
+    searched = ", ".join(posixpath.dirname(c) for c in service.candidates)
+    if not service.usable:
+        issues.append(AuthIssue(Finding(
+            "MP302", Severity.CRITICAL, unit, f"{who} ask PAM for service {name!r}: there is neither a file for it "
+            f"nor `other` ({searched}); libpam refuses every login", f"create /etc/pam.d/{name}",
+            evidence), f"pam:{name}", service.paths))
+        return issues
+    if service.fell_back:
+        refuses = _refuses(service)
+        installed = {line.module_name for line in service.stack("auth") if line.module_path}
+        lost = directory is not None and not installed & pam.DIRECTORY_MODULES
+        consequence = ("which refuses every login" if refuses else
+                       "so directory users (sssd/LDAP) can no longer log in, only local accounts" if lost else
+                       "which may not be the stack these logins need")
+        leftover = _saved_copy(fs, f"/etc/pam.d/{name}")
+        hint = (f"restore it: review {leftover} and `mv {leftover} /etc/pam.d/{name}`" if leftover else
+                f"recreate /etc/pam.d/{name} (`mailpreflight drift` shows the one of the baseline)")
+        issues.append(AuthIssue(Finding(
+            "MP301", Severity.CRITICAL if refuses or lost else Severity.WARNING, unit,
+            f"{who} will fall back to `other`: no {name} in {searched}; {service.other_file} stacks auth: "
+            f"{_modules(service, 'auth')}, {consequence}", hint,
+            (*evidence, *((directory,) if lost and directory else ()))), f"pam:{name}", service.paths))
+    elif login_types := [t for t in service.from_other if t in LOGIN_TYPES]:
+        issues.append(AuthIssue(Finding(
+            "MP309", Severity.INFO, unit, f"PAM service {name} ({service.file}) takes its "
+            f"{', '.join(login_types)} stack from `other` ({service.other_file})",
+            f"add those types to {service.file} if `other` is not meant for them", evidence),
+            f"pam-partial:{name}", service.paths))
+    for shadow in service.shadowed:
+        issues.append(AuthIssue(Finding(
+            "MP308", Severity.INFO, unit, f"{shadow} is not used: {service.file} wins for PAM service {name}",
+            f"compare them (`diff -u {shadow} {service.file}`): vendor changes do not reach {service.file}",
+            ()), f"shadowed:{shadow}", (shadow, service.file or "")))
+    for problem in service.problems:
+        where = f"PAM service {name}" + (f" ({problem.type})" if problem.type else "")
+        fatal_here = problem.fatal and (problem.type is None or problem.type in LOGIN_TYPES)
+        if problem.kind == "missing-module":
+            module = posixpath.basename(problem.path or "")
+            fatal_here = fatal_here or (module in pam.DIRECTORY_MODULES and problem.type in LOGIN_TYPES)
+            issues.append(AuthIssue(Finding(
+                "MP304", Severity.CRITICAL if fatal_here else Severity.WARNING, unit,
+                f"{who}: {where}: {problem.source}: {problem.detail}" + (
+                    ", and directory users cannot log in" if module in pam.DIRECTORY_MODULES else ""),
+                f"install the package that provides {module}, or remove the line", evidence),
+                f"module:{name}:{problem.source.rsplit(':', 1)[0]}:{module}", (problem.path or "", problem.source
+                                                                              .rsplit(":", 1)[0])))
+        elif problem.kind in ("missing-include", "include-loop"):
+            issues.append(AuthIssue(Finding(
+                "MP303", Severity.CRITICAL if fatal_here else Severity.WARNING, unit,
+                f"{who}: {where}: {problem.source}: {problem.detail}", "restore the included file or fix the line",
+                evidence), f"include:{name}:{problem.path}", (problem.path or "", problem.source.rsplit(":", 1)[0])))
+        else:
+            issues.append(AuthIssue(Finding(
+                "MP305", Severity.CRITICAL if fatal_here else Severity.WARNING, unit,
+                f"{who}: {where}: {problem.source}: {problem.detail}", "fix the line (pam.conf(5))", evidence),
+                f"line:{problem.source}", (problem.source.rsplit(":", 1)[0],)))
+    return issues
+
+
+def _saved_copy(fs: RootFS, path: str) -> str | None:
+    return next((path + s for s in LEFTOVER_SAVED if fs.lstat(path + s) is not None), None)
+
+
+def _relevant_pam_files(services: dict[str, pam.PamService], paths: list[AuthPath]) -> set[str]:
+    names = {pam.DEFAULT_SERVICE, *(p.pam_service for p in paths if p.pam_service)}
+    for service in services.values():
+        names.update(posixpath.basename(line.source.rsplit(":", 1)[0]) for line in service.lines)
+        names.update(posixpath.basename(v) for line in service.lines for v in line.via)
+    return names
+
+
+def _leftovers(fs: RootFS, services: dict[str, pam.PamService], paths: list[AuthPath]) -> list[AuthIssue]:
+    relevant_pam = _relevant_pam_files(services, paths)
+    candidates: list[str] = [f"{d}/{entry}" for d in LEFTOVER_DIRS for entry in fs.listdir(d)]
+    candidates += [f"{posixpath.dirname(f)}/{entry}" for f in LEFTOVER_FILES
+                   for entry in fs.listdir(posixpath.dirname(f)) if entry.startswith(posixpath.basename(f) + ".")]
+    issues: list[AuthIssue] = []
+    for leftover in sorted(set(candidates)):
+        suffix = next((s for s in (*LEFTOVER_SAVED, *LEFTOVER_NEW) if leftover.endswith(s)), None)
+        if suffix is None:
+            continue
+        base = leftover[: -len(suffix)]
+        if base.startswith("/etc/pam.d/") and posixpath.basename(base) not in relevant_pam:
+            continue
+        exists = fs.lstat(base) is not None
+        unit = next((p.unit for p in paths if base.startswith("/etc/pam.d/") and
+                     p.pam_service == posixpath.basename(base)), "")
+        if suffix in LEFTOVER_SAVED:
+            message = (f"{base} is gone, and the package manager kept the previous version as {leftover}" if not
+                       exists else f"{leftover}: the package manager set your previous {base} aside and "
+                       "installed its own")
+            hint = (f"review it and `mv {leftover} {base}`" if not exists else
+                    f"`diff -u {leftover} {base}`: bring your changes back, then remove {leftover}")
+        else:
+            message = (f"{leftover}: a new vendor version of {base} was NOT installed because yours was changed"
+                       + ("" if exists else f" (and {base} itself is missing)"))
+            hint = f"`diff -u {base} {leftover}`: merge what matters, then remove {leftover}"
+        issues.append(AuthIssue(Finding("MP306", Severity.WARNING, unit, message, hint, (leftover,)),
+                                f"leftover:{leftover}", (leftover, base)))
+    return issues
+
+
+def path_ok(report: AuthReport, path: AuthPath) -> bool:
+    """No critical finding on this login path (its chain or its PAM service)."""
+    subjects = {f"chain:{path.unit}:{path.consumer}"}
+    for issue in report.issues:
+        if issue.finding.severity is not Severity.CRITICAL:
+            continue
+        if issue.subject in subjects or (path.pam_service and issue.subject.split(":")[1:2] == [path.pam_service]
+                                         and issue.subject.split(":")[0] in ("pam", "module", "include")):
+            return False
+        if path.pam_service and issue.subject.startswith("line:") and any(
+                issue.subject[5:].startswith(f) for f in report.services[path.pam_service].paths):
+            return False
+    return True
+
+
+def auth_json(report: AuthReport) -> list[dict[str, Any]]:
+    """The `auth` section of check's JSON: each login path with the PAM stack it gets."""
+    result = []
+    for path in report.paths:
+        entry: dict[str, Any] = {
+            "unit": path.unit, "consumer": path.consumer, "protocol": path.protocol, "method": path.method,
+            "pam_service": path.pam_service, "evidence": list(path.evidence), "problem": path.problem, "pam": None}
+        service = report.services.get(path.pam_service or "")
+        if service is not None:
+            entry["pam"] = {
+                "file": service.file, "searched": list(service.candidates), "shadowed": list(service.shadowed),
+                "fallback_other": service.fell_back, "other_file": service.other_file,
+                "types_from_other": list(service.from_other),
+                "stacks": {t: [{"control": line.control, "module": line.module, "args": list(line.args),
+                                "source": line.source, "module_path": line.module_path, "via": list(line.via)}
+                               for line in service.stack(t)] for t in pam.TYPES},
+            }
+        result.append(entry)
+    return result
+
+
+def auth_text(report: AuthReport) -> list[str]:
+    lines = []
+    for path in report.paths:
+        target = ""
+        service = report.services.get(path.pam_service or "")
+        if service is not None:
+            if not service.usable:
+                target = f" -> PAM {path.pam_service}: no file, no `other`"
+            elif service.fell_back:
+                target = f" -> PAM {path.pam_service}: FALLS BACK to {service.other_file} (auth: " \
+                         f"{_modules(service, 'auth')})"
+            else:
+                target = f" -> PAM {path.pam_service}: {service.file} (auth: {_modules(service, 'auth')})"
+        problem = f"  !! {path.problem}" if path.problem else ""
+        lines.append(f"  {path.unit} {path.protocol} [{path.consumer}]: {path.method}{target}{problem}")
+    return lines

@@ -1,0 +1,302 @@
+r"""Which PAM configuration a service name really gets, read statically from a root.
+
+Facts (Linux-PAM 1.6.1 libpam/pam_handlers.c, pam_dispatch.c, pam_line.c, pam_misc.c; 1.3.1 the same
+except where said; line numbers in docs/auth.md):
+- A service's file is looked up in /etc/pam.d, then /usr/lib/pam.d, then the vendor directory (libpam
+  built with --enable-vendordir, as openSUSE does: /usr/etc/pam.d; 1.4.0 and later). The first file found is
+  used alone. /etc/pam.conf is read only when none of these directories exists.
+- The service name is lowercased and only its part after the last `/` is kept.
+- `other` is looked up the same way and used TYPE BY TYPE: for every type (auth, account, password,
+  session) the service's file does not define. No service file and no `other`: every call fails (PAM_ABORT).
+- `#` anywhere ends a line; a trailing `\` joins the next line unless the line has a `#`. Type and control
+  words are case-insensitive; `[...]` is one word (`\]` escapes). A leading `-` on the type only silences
+  the log when the module cannot be loaded: the line still counts.
+- `include`/`substack` take the lines of one type from a file looked up like a service (absolute paths as
+  is); a missing target makes that type's stack fail. `@include` (all types) is a Debian/Ubuntu patch, which
+  also resolves relative names of all three only in /etc/pam.d; a missing `@include` target aborts the parse.
+- A relative module path is taken from libpam's compiled-in directory ($libdir/security). A module that
+  cannot be loaded returns PAM_MODULE_UNKNOWN: the stack fails on a required/requisite line, the result is
+  ignored on optional/sufficient ones.
+- An unknown type, a missing control or module, or an unknown control make the line fail (an unknown
+  control sets every action to "bad").
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+
+from mailpreflight.units.rootfs import RootFS
+
+CONFIG_DIRS = ("/etc/pam.d", "/usr/lib/pam.d", "/usr/etc/pam.d")
+LEGACY_CONF = "/etc/pam.conf"
+DEFAULT_SERVICE = "other"
+TYPES = ("auth", "account", "password", "session")
+CONTROLS = frozenset({"required", "requisite", "sufficient", "optional", "include", "substack"})
+# libpam's module directory is fixed at build time; offline we try every distribution's choice.
+MODULE_DIRS = (
+    "/lib64/security", "/usr/lib64/security", "/lib/security", "/usr/lib/security",
+    "/lib/x86_64-linux-gnu/security", "/usr/lib/x86_64-linux-gnu/security",
+    "/lib/aarch64-linux-gnu/security", "/usr/lib/aarch64-linux-gnu/security",
+    "/lib/i386-linux-gnu/security", "/usr/lib/i386-linux-gnu/security",
+)
+DIRECTORY_MODULES = frozenset({"pam_sss.so", "pam_ldap.so", "pam_krb5.so", "pam_winbind.so", "pam_mysql.so",
+                               "pam_pgsql.so", "pam_radius_auth.so"})
+LOCAL_MODULES = frozenset({"pam_unix.so", "pam_unix2.so", "pam_pwdb.so", "pam_userdb.so"})
+MAX_DEPTH = 16  # libpam's own include limit is similar; also breaks include loops
+
+
+@dataclass(frozen=True)
+class PamLine:
+    type: str
+    control: str
+    module: str  # as written
+    args: tuple[str, ...]
+    source: str  # file:line
+    silent: bool  # `-type`: only the log is silenced
+    module_path: str | None  # where it was found in the root, None if nowhere
+    via: tuple[str, ...] = ()  # include chain, outermost first
+
+    @property
+    def module_name(self) -> str:
+        return posixpath.basename(self.module)
+
+    @property
+    def decisive(self) -> bool:
+        """Can this line's failure fail the stack? (required, requisite, or a `[...]` list)."""
+        return self.control.lower() in ("required", "requisite") or self.control.startswith("[")
+
+
+@dataclass(frozen=True)
+class PamProblem:
+    kind: str  # missing-include | missing-module | bad-line | include-loop
+    source: str  # file:line
+    detail: str
+    type: str | None  # the stack it breaks; None: the whole configuration (pam_start fails)
+    fatal: bool  # the stack (or everything, when type is None) fails because of it
+    path: str | None = None  # the missing file
+
+
+@dataclass(frozen=True)
+class PamService:
+    name: str
+    file: str | None  # the service's own file that wins, guest path; None: everything from `other`
+    candidates: tuple[str, ...]  # where that file was looked for, in order
+    shadowed: tuple[str, ...]  # same-name files later in the search that are NOT used
+    other_file: str | None  # `other`'s file, if any
+    from_other: tuple[str, ...]  # the types taken from `other`
+    lines: tuple[PamLine, ...]  # the effective stacks, all types
+    problems: tuple[PamProblem, ...]  # those that affect the effective stacks
+    legacy: bool = False  # /etc/pam.conf (no pam.d directory)
+
+    @property
+    def fell_back(self) -> bool:
+        return self.file is None
+
+    @property
+    def usable(self) -> bool:
+        return self.file is not None or self.other_file is not None
+
+    def stack(self, pam_type: str) -> tuple[PamLine, ...]:
+        return tuple(line for line in self.lines if line.type == pam_type)
+
+    def modules(self, pam_type: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(line.module_name for line in self.stack(pam_type)))
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every file whose presence or content decides this service's stacks."""
+        found = [*self.candidates, *self.shadowed]
+        if self.from_other:
+            found.extend(candidates(DEFAULT_SERVICE))
+        found.extend(line.source.rsplit(":", 1)[0] for line in self.lines)
+        found.extend(line.module_path for line in self.lines if line.module_path)
+        found.extend(p.path for p in self.problems if p.path)
+        return tuple(dict.fromkeys(found))
+
+
+def candidates(name: str) -> tuple[str, ...]:
+    return tuple(f"{directory}/{name}" for directory in CONFIG_DIRS)
+
+
+@dataclass
+class _Reader:
+    fs: RootFS
+    lines: list[PamLine] = field(default_factory=list)
+    problems: list[PamProblem] = field(default_factory=list)
+
+    def is_file(self, path: str) -> bool:
+        resolved = self.fs.chase(path)
+        return resolved is not None and (resolved == "/dev/null" or not self.fs.is_dir(resolved))
+
+    def find(self, name: str, etc_only: bool = False) -> str | None:
+        if name.startswith("/"):
+            return name if self.is_file(name) else None
+        if "/" in name or name in ("", ".", ".."):
+            return None
+        return next((p for p in candidates(name)[: 1 if etc_only else None] if self.is_file(p)), None)
+
+    def module_path(self, module: str) -> str | None:
+        if module.startswith("/"):
+            return module if self.is_file(module) else None
+        return next((f"{d}/{module}" for d in MODULE_DIRS if self.is_file(f"{d}/{module}")), None)
+
+    def problem(self, kind: str, source: str, detail: str, pam_type: str | None, fatal: bool = True,
+                path: str | None = None) -> None:
+        self.problems.append(PamProblem(kind, source, detail, pam_type, fatal, path))
+
+    def read(self, path: str, only_type: str | None, via: tuple[str, ...], text: str | None = None) -> None:
+        if len(via) >= MAX_DEPTH or path in via:
+            self.problem("include-loop", via[-1] if via else path, f"{path} includes itself (directly or not); "
+                         "libpam gives up at depth 16", only_type, path=path)
+            return
+        text = self.fs.read_text(path) if text is None else text
+        if text is None:
+            return
+        for number, words in logical_lines(text):
+            self._line(path, number, words, only_type, via)
+
+    def _line(self, path: str, number: int, words: list[str], only_type: str | None, via: tuple[str, ...]) -> None:
+        source = f"{path}:{number}"
+        if words[0].lower() == "@include":  # Debian's patch: every type, /etc/pam.d only
+            if len(words) < 2:
+                self.problem("bad-line", source, "@include without a file name", None)
+                return
+            self._include(words[1], only_type, source, (*via, path), etc_only=True)
+            return
+        silent = words[0].startswith("-")
+        pam_type = (words[0][1:] if silent else words[0]).lower()
+        if pam_type not in TYPES:
+            control = words[1].lower() if len(words) > 1 else ""
+            self.problem("bad-line", source, f"unknown type {words[0]!r}: the line always fails",
+                         only_type or "auth", fatal=control not in ("optional", "sufficient"))
+            return
+        if only_type is not None and pam_type != only_type:
+            return
+        if len(words) < 3:
+            self.problem("bad-line", source, f"a control and a module are needed after {words[0]!r}", pam_type)
+            return
+        control, rest = words[1], words[2:]
+        if control.lower() in ("include", "substack"):
+            self._include(rest[0], pam_type, source, (*via, path))
+            return
+        if not control.startswith("[") and control.lower() not in CONTROLS:
+            self.problem("bad-line", source, f"unknown control {control!r}: every result of {rest[0]} counts as "
+                         "failure", pam_type)
+        found = self.module_path(rest[0])
+        line = PamLine(pam_type, control, rest[0], tuple(rest[1:]), source, silent, found, via)
+        self.lines.append(line)
+        if found is None:
+            where = rest[0] if rest[0].startswith("/") else f"{MODULE_DIRS[0]}/{rest[0]}"
+            self.problem("missing-module", source, f"{rest[0]} is not installed ({control}: "
+                         f"{'the stack fails' if line.decisive else 'its result is ignored'})", pam_type,
+                         fatal=line.decisive, path=where)
+
+    def _include(self, name: str, only_type: str | None, source: str, via: tuple[str, ...],
+                 etc_only: bool = False) -> None:
+        target = self.find(name, etc_only)
+        if target is None:
+            where = name if name.startswith("/") else " or ".join(candidates(name)[: 1 if etc_only else None])
+            path = name if name.startswith("/") else candidates(name)[0]
+            if only_type is None:
+                self.problem("missing-include", source, f"@include {name}: no {where}; libpam refuses the whole "
+                             "configuration", None, path=path)
+            else:
+                self.problem("missing-include", source, f"includes {name!r}, which is not there ({where}): the "
+                             f"{only_type} stack fails", only_type, path=path)
+            return
+        self.read(target, only_type, via)
+
+
+def logical_lines(text: str) -> list[tuple[int, list[str]]]:
+    """(first line number, words) of each non-empty logical line; `[...]` groups are single words."""
+    result: list[tuple[int, list[str]]] = []
+    pending = ""
+    start = 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not pending:
+            start = number
+        line = raw.split("#", 1)[0]
+        stripped = line.rstrip()
+        if "#" not in raw and stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        words = _split(pending + line)
+        pending = ""
+        if words:
+            result.append((start, words))
+    if pending and (words := _split(pending)):
+        result.append((start, words))
+    return result
+
+
+def _split(line: str) -> list[str]:
+    """Blank-separated words; a word starting with `[` runs to the first `]` not written `\\]`."""
+    words: list[str] = []
+    index = 0
+    while index < len(line):
+        if line[index].isspace():
+            index += 1
+            continue
+        if line[index] == "[":
+            end = index + 1
+            while end < len(line) and not (line[end] == "]" and line[end - 1] != "\\"):
+                end += 1
+            words.append(line[index:end + 1].replace("\\]", "]"))
+            index = end + 1
+            continue
+        end = index
+        while end < len(line) and not line[end].isspace():
+            end += 1
+        words.append(line[index:end])
+        index = end
+    return words
+
+
+def service_name(name: str) -> str:
+    """As pam_start keeps it: lowercased, the part after the last `/`."""
+    return name.rpartition("/")[2].lower()
+
+
+def resolve(fs: RootFS, requested: str) -> PamService:
+    """The PAM stacks libpam builds for service `requested` on this root."""
+    name = service_name(requested)
+    if not any(fs.is_dir(d) for d in CONFIG_DIRS) and fs.lstat(LEGACY_CONF) is not None:
+        return _legacy(fs, name)
+    own_reader, other_reader = _Reader(fs), _Reader(fs)
+    own = [p for p in candidates(name) if own_reader.is_file(p)]
+    file = own[0] if own else None
+    other_file = other_reader.find(DEFAULT_SERVICE)
+    if file is not None:
+        own_reader.read(file, None, ())
+    if other_file is not None and name != DEFAULT_SERVICE:
+        other_reader.read(other_file, None, ())
+    return _merge(name, file, candidates(name), tuple(own[1:]), other_file, own_reader, other_reader)
+
+
+def _merge(name: str, file: str | None, searched: tuple[str, ...], shadowed: tuple[str, ...],
+           other_file: str | None, own: _Reader, other: _Reader, legacy: bool = False) -> PamService:
+    """Type by type: the service's own lines, else `other`'s (libpam's dispatch rule)."""
+    defined = {line.type for line in own.lines} | {p.type for p in own.problems if p.type}
+    from_other = tuple(t for t in TYPES if t not in defined) if other_file and name != DEFAULT_SERVICE else ()
+    lines = [*own.lines, *(line for line in other.lines if line.type in from_other)]
+    problems = [*own.problems, *(p for p in other.problems if p.type is None or p.type in from_other)]
+    lines.sort(key=lambda line: TYPES.index(line.type))
+    return PamService(name, file, searched, shadowed, other_file, from_other, tuple(lines), tuple(problems), legacy)
+
+
+def _legacy(fs: RootFS, name: str) -> PamService:
+    """/etc/pam.conf: `service type control module args`, matched case-insensitively."""
+    entries = logical_lines(fs.read_text(LEGACY_CONF) or "")
+    readers = {}
+    for service in (name, DEFAULT_SERVICE):
+        kept = [""] * max((number for number, _ in entries), default=0)
+        for number, words in entries:  # keep the selected lines at their own line numbers
+            if words[0].lower() == service and len(words) > 1:
+                kept[number - 1] = " ".join(words[1:])
+        reader = _Reader(fs)
+        reader.read(LEGACY_CONF, None, (), "\n".join(kept))
+        readers[service] = reader
+    has = {words[0].lower() for _, words in entries}
+    return _merge(name, LEGACY_CONF if name in has else None, (LEGACY_CONF,), (),
+                  LEGACY_CONF if DEFAULT_SERVICE in has else None, readers[name], readers[DEFAULT_SERVICE], True)

@@ -1,0 +1,221 @@
+"""`drift`: what changed since a `snapshot` baseline, and which mail-authentication findings each change causes.
+
+A finding is new when its key (code + subject) was not in the baseline's findings; it is tied to every change
+of a file that decides it (its `paths`). A baseline names the host it was taken on (machine-id, else
+hostname); comparing it against another host is refused unless asked for, because every file would "drift".
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailpreflight.auth.check import AuthIssue, analyze_auth
+from mailpreflight.errors import MailpreflightError
+from mailpreflight.snapshot import KIND, MAIL_PATHS, SCHEMA_VERSION, collect, host_of
+from mailpreflight.units.rootfs import RootFS
+
+DIFF_LINES = 200  # per file; the rest is summarised
+_COMPARED = ("type", "mode", "uid", "gid", "target", "sha256")
+
+
+@dataclass
+class Change:
+    path: str
+    change: str  # deleted | added | changed
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    details: list[str] = field(default_factory=list)
+    diff: str | None = None
+    causes: list[AuthIssue] = field(default_factory=list)
+
+
+@dataclass
+class Drift:
+    baseline_file: str
+    baseline: dict[str, Any]
+    host: dict[str, str | None]
+    changes: list[Change]
+    new: list[AuthIssue]
+    resolved: list[dict[str, Any]]
+    persisting: list[AuthIssue]
+
+    @property
+    def status(self) -> int:
+        """0 nothing changed, 1 changes (or new warnings), 2 a new critical finding."""
+        if any(issue.finding.severity.value == "critical" for issue in self.new):
+            return 2
+        return 1 if self.changes or any(i.finding.severity.value == "warning" for i in self.new) else 0
+
+
+def load_baseline(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except OSError as exc:
+        raise MailpreflightError(f"cannot read baseline {path}: {exc.strerror or exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        line = getattr(exc, "lineno", 1)
+        raise MailpreflightError(f"{path}:{line}: not a mailpreflight snapshot (invalid JSON)") from exc
+    if not isinstance(document, dict) or document.get("kind") != KIND or not isinstance(document.get("files"),
+                                                                                       dict):
+        raise MailpreflightError(f"{path}:1: not a mailpreflight snapshot (take one with `mailpreflight snapshot`)")
+    if document.get("schema_version") != SCHEMA_VERSION:
+        raise MailpreflightError(f"{path}:1: snapshot schema_version {document.get('schema_version')!r} is not "
+                                 f"supported (this mailpreflight reads {SCHEMA_VERSION})")
+    return document
+
+
+def _same_host(baseline: dict[str, Any], now: dict[str, str | None]) -> str | None:
+    """None when the baseline is from this host, else why not."""
+    before = baseline.get("host") or {}
+    for key, label in (("machine_id", "machine-id"), ("hostname", "hostname")):
+        if before.get(key) and now.get(key):
+            if before[key] != now[key]:
+                return f"{label} {before[key]} (baseline) is not {now[key]} (this root)"
+            return None
+    return None
+
+
+def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host: bool = False) -> Drift:
+    host = host_of(fs).to_json()
+    mismatch = _same_host(baseline, host)
+    if mismatch and not other_host:
+        raise MailpreflightError(f"{baseline_file}: the baseline is from another host: {mismatch}; pass "
+                                 "--other-host to compare anyway")
+    auth = analyze_auth(fs)
+    before_files: dict[str, dict[str, Any]] = baseline["files"]
+    after_files, _ = collect(fs, (*auth.module_paths(), *before_files))
+    changes = _changes(before_files, after_files)
+    changes = [c for c in changes if c.change != "added" or _was_watched(c.path, before_files)]
+    before_keys = {f"{f.get('code')}:{f.get('subject')}" for f in baseline.get("findings", [])
+                   if isinstance(f, dict)}
+    now_keys = {issue.key for issue in auth.issues}
+    new = [issue for issue in auth.issues if issue.key not in before_keys]
+    by_path = {change.path: change for change in changes}
+    for issue in new:
+        decisive = {p for path in issue.paths for p in (path, fs.chase(path)) if p}  # symlinks: both ends
+        for path in sorted(decisive):
+            if path in by_path and issue not in by_path[path].causes:
+                by_path[path].causes.append(issue)
+    resolved = [f for f in baseline.get("findings", []) if isinstance(f, dict)
+                and f"{f.get('code')}:{f.get('subject')}" not in now_keys]
+    persisting = [issue for issue in auth.issues if issue.key in before_keys]
+    return Drift(baseline_file, baseline, host, changes, new, resolved, persisting)
+
+
+def _was_watched(path: str, before: dict[str, dict[str, Any]]) -> bool:
+    """Is `path` new, or just newly looked at? Only a path in a recorded directory (or a fixed one) is new."""
+    return posixpath.dirname(path) in before or path in MAIL_PATHS
+
+
+def _changes(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> list[Change]:
+    changes: list[Change] = []
+    for path in sorted(set(before) | set(after)):
+        old, new = before.get(path), after.get(path)
+        if old is None:
+            changes.append(Change(path, "added", None, new, _describe(new), _diff(path, None, new)))
+        elif new is None:
+            changes.append(Change(path, "deleted", old, None, _describe(old), _diff(path, old, None)))
+        else:
+            details = _details(old, new)
+            if details:
+                content = old.get("sha256") != new.get("sha256")
+                changes.append(Change(path, "changed", old, new, details, _diff(path, old, new) if content else None))
+    return changes
+
+
+def _describe(entry: dict[str, Any] | None) -> list[str]:
+    if entry is None:
+        return []
+    owner = f"{entry.get('owner') or entry.get('uid')}:{entry.get('group') or entry.get('gid')}"
+    extra = f" -> {entry.get('target')}" if entry.get("type") == "symlink" else (
+        f", {entry.get('size')} bytes" if entry.get("type") == "file" else "")
+    return [f"{entry.get('type')} {owner} {entry.get('mode')}{extra}"]
+
+
+def _details(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    details = []
+    for key in _COMPARED:
+        if old.get(key) != new.get(key):
+            if key == "sha256":
+                details.append("content")
+            elif key in ("uid", "gid"):
+                name = "owner" if key == "uid" else "group"
+                details.append(f"{name} {old.get(name) or old.get(key)} -> {new.get(name) or new.get(key)}")
+            else:
+                details.append(f"{key} {old.get(key)} -> {new.get(key)}")
+    return details
+
+
+def _diff(path: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> str | None:
+    """A unified diff when both sides' texts are known (a deleted file: its whole recorded text)."""
+    texts = []
+    for entry in (old, new):
+        if entry is None or entry.get("type") != "file":
+            texts.append("" if entry is None else None)
+        else:
+            texts.append(entry.get("text"))
+    if texts[0] is None or texts[1] is None or (old is None and new is None):
+        return None
+    lines = list(difflib.unified_diff(texts[0].splitlines(keepends=True), texts[1].splitlines(keepends=True),
+                                      f"baseline{path}", f"now{path}"))
+    if not lines:
+        return None
+    if len(lines) > DIFF_LINES:
+        lines = [*lines[:DIFF_LINES], f"... {len(lines) - DIFF_LINES} more diff lines\n"]
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+def to_json(drift: Drift) -> dict[str, Any]:
+    base = drift.baseline
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": ["ok", "warning", "critical"][drift.status],
+        "baseline": {"file": drift.baseline_file, "created": base.get("created"), "host": base.get("host"),
+                     "root": base.get("root")},
+        "host": drift.host,
+        "changes": [{"path": c.path, "change": c.change, "details": c.details, "diff": c.diff,
+                     "before": _public(c.before), "after": _public(c.after),
+                     "causes": [issue.to_json() for issue in c.causes]} for c in drift.changes],
+        "new_findings": [issue.to_json() for issue in drift.new],
+        "resolved_findings": drift.resolved,
+        "persisting_findings": [issue.to_json() for issue in drift.persisting],
+    }
+
+
+def _public(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if entry is None else {k: v for k, v in entry.items() if k != "text"}
+
+
+def render_text(drift: Drift) -> str:
+    base = drift.baseline
+    host = base.get("host") or {}
+    out = [f"Baseline {drift.baseline_file}: taken {base.get('created')} on {host.get('hostname') or '?'} "
+           f"({host.get('os') or 'unknown OS'}); now: {drift.host.get('os') or 'unknown OS'}"]
+    counts = {kind: sum(1 for c in drift.changes if c.change == kind) for kind in ("deleted", "added", "changed")}
+    out.append(", ".join(f"{n} {kind}" for kind, n in counts.items()) if drift.changes else "No drift.")
+    tied = {id(issue) for change in drift.changes for issue in change.causes}
+    for change in drift.changes:
+        out.append(f"\n{change.change.upper():8} {change.path}  ({'; '.join(change.details)})")
+        for issue in change.causes:
+            out.append(f"         -> {issue.finding.code} {issue.finding.severity.value}: {issue.finding.message}")
+            out.append(f"            fix: {issue.finding.hint}")
+        if change.diff:
+            out.extend("         " + line for line in change.diff.rstrip("\n").split("\n"))
+    loose = [issue for issue in drift.new if id(issue) not in tied]
+    if loose:
+        out.append("\nNew findings not tied to a recorded file:")
+        out.extend(f"  {i.finding.code} {i.finding.severity.value}: {i.finding.message}" for i in loose)
+    if drift.resolved:
+        out.append("\nResolved since the baseline:")
+        out.extend(f"  {f.get('code')} {f.get('severity')}: {f.get('message')}" for f in drift.resolved)
+    if drift.persisting:
+        out.append("\nAlready in the baseline:")
+        out.extend(f"  {i.finding.code} {i.finding.severity.value}: {i.finding.message}" for i in drift.persisting)
+    out.append(f"\n{['OK', 'WARNING', 'CRITICAL'][drift.status]}: {len(drift.changes)} change(s), "
+               f"{len(drift.new)} new finding(s)")
+    return "\n".join(out)

@@ -1,0 +1,212 @@
+"""`snapshot`: a baseline of what the mail services depend on, to compare after an upgrade (`drift`).
+
+Recorded per path (as the guest sees it): type, mode, owner and group (ids and names from the root's own
+passwd/group), size, SHA-256, a symlink's target, and the text of small text files. The text of a file that
+is not world-readable (sssd.conf, sasl_passwd, ...) is not recorded: a baseline ends up in tickets and
+diffs, secrets must not. The baseline itself is written 0600.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+from mailpreflight import __version__
+from mailpreflight.errors import MailpreflightError
+from mailpreflight.units.rootfs import RootFS
+
+SCHEMA_VERSION = 1
+KIND = "mailpreflight-snapshot"
+TEXT_LIMIT = 256 * 1024  # bigger files are hashed, not recorded
+HASH_LIMIT = 64 * 1024 * 1024
+MAX_ENTRIES = 50_000
+
+# What logins, delivery, filtering and updates read. Directories are recorded recursively.
+MAIL_PATHS = (
+    # PAM and name service
+    "/etc/pam.d", "/usr/lib/pam.d", "/usr/etc/pam.d", "/etc/pam.conf", "/etc/security",
+    "/etc/nsswitch.conf", "/usr/etc/nsswitch.conf",
+    # SASL
+    "/etc/sysconfig/saslauthd", "/etc/default/saslauthd", "/etc/saslauthd.conf", "/etc/sasl2",
+    "/usr/lib/sasl2", "/usr/lib64/sasl2", "/usr/lib/x86_64-linux-gnu/sasl2",
+    # MTA, IMAP/POP
+    "/etc/postfix", "/etc/aliases", "/etc/dovecot", "/etc/imapd.conf", "/etc/cyrus.conf",
+    # filtering and updates
+    "/etc/mail/spamassassin", "/etc/spamassassin", "/etc/sysconfig/spamd", "/etc/default/spamassassin",
+    "/etc/default/spamd", "/etc/amavisd.conf", "/etc/amavis", "/etc/clamav", "/etc/clamd.conf", "/etc/clamd.d",
+    "/etc/freshclam.conf", "/etc/fetchmailrc", "/etc/sysconfig/fetchmail", "/etc/default/fetchmail",
+    # directory clients
+    "/etc/sssd", "/etc/ldap.conf", "/etc/openldap/ldap.conf", "/etc/ldap/ldap.conf", "/etc/nslcd.conf",
+    "/etc/pam_ldap.conf", "/etc/krb5.conf",
+    # the admin's units, drop-ins, masks and enablement links; the manager's defaults
+    "/etc/systemd/system", "/etc/systemd/system.conf", "/etc/systemd/system.conf.d",
+    # PAM modules (an upgrade that drops pam_ldap shows here)
+    "/lib64/security", "/usr/lib64/security", "/lib/security", "/usr/lib/security", "/lib/x86_64-linux-gnu/security",
+    "/usr/lib/x86_64-linux-gnu/security", "/lib/aarch64-linux-gnu/security", "/usr/lib/aarch64-linux-gnu/security",
+    # who the host is
+    "/etc/machine-id", "/etc/hostname", "/etc/HOSTNAME", "/etc/os-release", "/usr/lib/os-release",
+)
+
+# Mail units whose vendor files (fragment and drop-ins outside /etc) are recorded as well.
+MAIL_UNITS = (
+    "postfix.service", "dovecot.service", "cyrus-imapd.service", "cyrus.service", "saslauthd.service",
+    "spamd.service", "spamassassin.service", "amavis.service", "amavisd.service", "clamd.service",
+    "clamav-daemon.service", "clamd@.service", "freshclam.service", "clamav-freshclam.service",
+    "fetchmail.service", "sssd.service", "nslcd.service", "opendkim.service", "exim4.service",
+    "sendmail.service",
+)
+
+
+@dataclass(frozen=True)
+class Host:
+    machine_id: str | None
+    hostname: str | None
+    os_name: str | None
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"machine_id": self.machine_id, "hostname": self.hostname, "os": self.os_name}
+
+
+def host_of(fs: RootFS) -> Host:
+    machine_id = (fs.read_text("/etc/machine-id") or "").strip() or None
+    hostname = ((fs.read_text("/etc/hostname") or fs.read_text("/etc/HOSTNAME") or "").strip().split("\n")[0]
+                or None)
+    os_name = None
+    for line in (fs.read_text("/etc/os-release") or fs.read_text("/usr/lib/os-release") or "").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            os_name = line.partition("=")[2].strip().strip("\"'")
+    return Host(machine_id, hostname, os_name)
+
+
+def _names(fs: RootFS, path: str) -> dict[int, str]:
+    """uid/gid -> name from the root's own passwd/group (a guest's ids are not the host's)."""
+    names: dict[int, str] = {}
+    for line in (fs.read_text(path) or "").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[2].isdigit():
+            names.setdefault(int(fields[2]), fields[0])
+    return names
+
+
+def _sha256(host_path: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _text(host_path: str, info: os.stat_result) -> tuple[str | None, str | None]:
+    """(text, why it is not recorded)."""
+    if not info.st_mode & stat.S_IROTH:
+        return None, f"not world-readable (mode {stat.S_IMODE(info.st_mode):04o})"
+    if info.st_size > TEXT_LIMIT:
+        return None, f"larger than {TEXT_LIMIT // 1024} KiB"
+    try:
+        with open(host_path, "rb") as handle:
+            data = handle.read(TEXT_LIMIT + 1)
+    except OSError as exc:
+        return None, f"unreadable: {exc.strerror}"
+    if b"\0" in data:
+        return None, "binary"
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return None, "binary"
+
+
+class Collector:
+    def __init__(self, fs: RootFS) -> None:
+        self.fs = fs
+        self.users = _names(fs, "/etc/passwd")
+        self.groups = _names(fs, "/etc/group")
+        self.files: dict[str, dict[str, Any]] = {}
+        self.truncated = False
+
+    def add(self, guest: str, recursive: bool = True) -> None:
+        """Record `guest` (and below it); symlinks are recorded, never followed out of the root."""
+        stack = [guest]
+        while stack:
+            path = stack.pop()
+            if path in self.files:
+                continue
+            if len(self.files) >= MAX_ENTRIES:
+                self.truncated = True
+                return
+            info = self.fs.lstat(path)
+            if info is None:
+                continue
+            self.files[path] = self._entry(path, info)
+            if recursive and stat.S_ISDIR(info.st_mode):
+                stack.extend(f"{path.rstrip('/')}/{name}" for name in reversed(self.fs.listdir(path)))
+
+    def _entry(self, path: str, info: os.stat_result) -> dict[str, Any]:
+        mode = info.st_mode
+        kind = ("file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else "symlink" if stat.S_ISLNK(mode)
+                else "other")
+        entry: dict[str, Any] = {
+            "type": kind, "mode": f"{stat.S_IMODE(mode):04o}", "uid": info.st_uid, "gid": info.st_gid,
+            "owner": self.users.get(info.st_uid), "group": self.groups.get(info.st_gid),
+        }
+        host_path = self.fs.host(path)
+        if kind == "symlink":
+            entry["target"] = self.fs.readlink(path)
+        elif kind == "file":
+            entry["size"] = info.st_size
+            entry["sha256"] = _sha256(host_path) if info.st_size <= HASH_LIMIT else None
+            entry["text"], entry["text_omitted"] = _text(host_path, info)
+        return entry
+
+
+def _unit_files(fs: RootFS) -> list[str]:
+    """The mail units' own files wherever they live (vendor fragments under /usr, runtime drop-ins)."""
+    from mailpreflight.units.loader import LoadState, UnitLoader
+
+    loader = UnitLoader(fs)
+    paths: list[str] = []
+    for name in MAIL_UNITS:
+        try:
+            unit = loader.load(name)
+        except MailpreflightError:  # a unit we cannot read is recorded through its directories alone
+            continue
+        if unit.load_state is LoadState.NOT_FOUND:
+            continue
+        paths.extend(p for p in (unit.fragment_path, *unit.dropin_paths) if p)
+    return paths
+
+
+def collect(fs: RootFS, extra_paths: tuple[str, ...] = ()) -> tuple[dict[str, dict[str, Any]], bool]:
+    """path -> entry for everything mail depends on under `fs`, plus `extra_paths` (e.g. PAM modules)."""
+    collector = Collector(fs)
+    for path in (*MAIL_PATHS, *_unit_files(fs), *extra_paths):
+        collector.add(path)
+    return dict(sorted(collector.files.items())), collector.truncated
+
+
+def take(fs: RootFS, root_label: str) -> dict[str, Any]:
+    """The whole baseline document."""
+    from mailpreflight.auth.check import analyze_auth
+
+    auth = analyze_auth(fs)
+    files, truncated = collect(fs, auth.module_paths())
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": KIND,
+        "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "mailpreflight_version": __version__,
+        "root": root_label,
+        "host": host_of(fs).to_json(),
+        "truncated": truncated,
+        "files": files,
+        "findings": [issue.to_json() for issue in auth.issues],
+    }
