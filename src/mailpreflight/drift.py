@@ -89,8 +89,7 @@ def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host
     auth = analyze_auth(fs)
     before_files: dict[str, dict[str, Any]] = baseline["files"]
     after_files, _ = collect(fs, (*auth.module_paths(), *before_files))
-    changes = _changes(before_files, after_files)
-    changes = [c for c in changes if c.change != "added" or _was_watched(c.path, before_files)]
+    changes = _watched(_changes(before_files, after_files), before_files)
     before_keys = {f"{f.get('code')}:{f.get('subject')}" for f in baseline.get("findings", [])
                    if isinstance(f, dict)}
     now_keys = {issue.key for issue in auth.issues}
@@ -107,9 +106,18 @@ def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host
     return Drift(baseline_file, baseline, host, changes, new, resolved, persisting)
 
 
-def _was_watched(path: str, before: dict[str, dict[str, Any]]) -> bool:
-    """Is `path` new, or just newly looked at? Only a path in a recorded directory (or a fixed one) is new."""
-    return posixpath.dirname(path) in before or path in MAIL_PATHS
+def _watched(changes: list[Change], before: dict[str, dict[str, Any]]) -> list[Change]:
+    """Drop "added" paths that are only newly looked at (e.g. a module a changed stack now names): a path is
+    new only inside a directory the baseline recorded (or a new one there), or when it is a fixed path."""
+    known = set(before)
+    kept = []
+    for change in changes:  # sorted: a directory comes before its entries
+        if change.change == "added":
+            if posixpath.dirname(change.path) not in known and change.path not in MAIL_PATHS:
+                continue
+            known.add(change.path)
+        kept.append(change)
+    return kept
 
 
 def _changes(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> list[Change]:

@@ -90,11 +90,13 @@ def _modules(service: pam.PamService, pam_type: str) -> str:
 
 
 def _refuses(service: pam.PamService) -> bool:
-    auth = service.stack("auth")
-    if not auth:
-        return True
-    first = next((line for line in auth if line.decisive or line.control.lower() == "sufficient"), None)
-    return first is not None and first.module_name == "pam_deny.so" and first.decisive
+    """Does the auth stack reach a required/requisite pam_deny before anything could let a login through?"""
+    for line in service.stack("auth"):
+        if line.control.lower() == "sufficient" or line.control.startswith("["):
+            return False  # a success (or a jump) may end the stack first
+        if line.module_name == "pam_deny.so" and line.decisive:
+            return True
+    return not service.stack("auth")
 
 
 def _protocols(paths: list[AuthPath], name: str) -> str:

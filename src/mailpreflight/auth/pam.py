@@ -23,6 +23,7 @@ except where said; line numbers in docs/auth.md):
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from dataclasses import dataclass, field
 
@@ -125,6 +126,11 @@ class _Reader:
     lines: list[PamLine] = field(default_factory=list)
     problems: list[PamProblem] = field(default_factory=list)
 
+    @functools.cached_property
+    def debian(self) -> bool:
+        """Debian's libpam patch: include, substack and @include look only in /etc/pam.d."""
+        return self.fs.lstat("/etc/debian_version") is not None
+
     def is_file(self, path: str) -> bool:
         resolved = self.fs.chase(path)
         return resolved is not None and (resolved == "/dev/null" or not self.fs.is_dir(resolved))
@@ -153,8 +159,12 @@ class _Reader:
         text = self.fs.read_text(path) if text is None else text
         if text is None:
             return
-        for number, words in logical_lines(text):
+        lines, dangling = logical_lines(text)
+        for number, words in lines:
             self._line(path, number, words, only_type, via)
+        if dangling is not None:
+            self.problem("bad-line", f"{path}:{dangling}", "the file ends inside a `\\` continuation: libpam "
+                         "refuses the whole configuration", None)
 
     def _line(self, path: str, number: int, words: list[str], only_type: str | None, via: tuple[str, ...]) -> None:
         source = f"{path}:{number}"
@@ -162,7 +172,7 @@ class _Reader:
             if len(words) < 2:
                 self.problem("bad-line", source, "@include without a file name", None)
                 return
-            self._include(words[1], only_type, source, (*via, path), etc_only=True)
+            self._include(words[1], only_type, source, (*via, path), etc_only=self.debian)
             return
         silent = words[0].startswith("-")
         pam_type = (words[0][1:] if silent else words[0]).lower()
@@ -178,7 +188,7 @@ class _Reader:
             return
         control, rest = words[1], words[2:]
         if control.lower() in ("include", "substack"):
-            self._include(rest[0], pam_type, source, (*via, path))
+            self._include(rest[0], pam_type, source, (*via, path), etc_only=self.debian)
             return
         if not control.startswith("[") and control.lower() not in CONTROLS:
             self.problem("bad-line", source, f"unknown control {control!r}: every result of {rest[0]} counts as "
@@ -208,26 +218,30 @@ class _Reader:
         self.read(target, only_type, via)
 
 
-def logical_lines(text: str) -> list[tuple[int, list[str]]]:
-    """(first line number, words) of each non-empty logical line; `[...]` groups are single words."""
+def logical_lines(text: str) -> tuple[list[tuple[int, list[str]]], int | None]:
+    """(first line number, words) of each non-empty logical line, `[...]` groups as single words; and the
+    line where the text ends inside a continuation (libpam 1.5 then refuses the file), else None.
+
+    Inside a continuation, blank and comment lines are skipped (libpam 1.5.2, checked against the real one).
+    """
     result: list[tuple[int, list[str]]] = []
-    pending = ""
+    pending: str | None = None
     start = 0
     for number, raw in enumerate(text.splitlines(), 1):
-        if not pending:
+        if pending is not None and (not raw.strip() or raw.lstrip().startswith("#")):
+            continue
+        if pending is None:
             start = number
         line = raw.split("#", 1)[0]
         stripped = line.rstrip()
         if "#" not in raw and stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
+            pending = (pending or "") + stripped[:-1] + " "
             continue
-        words = _split(pending + line)
-        pending = ""
+        words = _split((pending or "") + line)
+        pending = None
         if words:
             result.append((start, words))
-    if pending and (words := _split(pending)):
-        result.append((start, words))
-    return result
+    return result, (start if pending is not None else None)
 
 
 def _split(line: str) -> list[str]:
@@ -277,8 +291,10 @@ def resolve(fs: RootFS, requested: str) -> PamService:
 def _merge(name: str, file: str | None, searched: tuple[str, ...], shadowed: tuple[str, ...],
            other_file: str | None, own: _Reader, other: _Reader, legacy: bool = False) -> PamService:
     """Type by type: the service's own lines, else `other`'s (libpam's dispatch rule)."""
-    defined = {line.type for line in own.lines} | {p.type for p in own.problems if p.type}
-    from_other = tuple(t for t in TYPES if t not in defined) if other_file and name != DEFAULT_SERVICE else ()
+    def defined(reader: _Reader) -> set[str]:
+        return {line.type for line in reader.lines} | {p.type for p in reader.problems if p.type}
+
+    from_other = tuple(t for t in TYPES if t not in defined(own) and t in defined(other))
     lines = [*own.lines, *(line for line in other.lines if line.type in from_other)]
     problems = [*own.problems, *(p for p in other.problems if p.type is None or p.type in from_other)]
     lines.sort(key=lambda line: TYPES.index(line.type))
@@ -287,7 +303,7 @@ def _merge(name: str, file: str | None, searched: tuple[str, ...], shadowed: tup
 
 def _legacy(fs: RootFS, name: str) -> PamService:
     """/etc/pam.conf: `service type control module args`, matched case-insensitively."""
-    entries = logical_lines(fs.read_text(LEGACY_CONF) or "")
+    entries, _ = logical_lines(fs.read_text(LEGACY_CONF) or "")
     readers = {}
     for service in (name, DEFAULT_SERVICE):
         kept = [""] * max((number for number, _ in entries), default=0)

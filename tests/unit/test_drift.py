@@ -1,0 +1,204 @@
+"""snapshot + drift on realistic roots, the deleted /etc/pam.d/imap and /etc/pam.d/smtp incident first."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from mailroots import debian12, leap15, link, write
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "mailpreflight"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
+
+
+def schema(name: str) -> dict[str, object]:
+    loaded: dict[str, object] = json.loads((REPO / "docs/schemas" / name).read_text())
+    return loaded
+
+
+@pytest.fixture()
+def leap(tmp_path: Path) -> tuple[Path, Path]:
+    root = leap15(tmp_path / "guest")
+    baseline = tmp_path / "baseline.json"
+    completed = run("snapshot", "--root", str(root), "--output", str(baseline))
+    assert completed.returncode == 0, completed.stderr
+    return root, baseline
+
+
+def drift_json(root: Path, baseline: Path, *extra: str) -> tuple[int, dict[str, object]]:
+    completed = run("drift", "--baseline", str(baseline), "--root", str(root), "--format", "json", *extra)
+    assert completed.stderr == ""
+    document = json.loads(completed.stdout)
+    jsonschema.validate(document, schema("drift.schema.json"))
+    return completed.returncode, document
+
+
+def test_the_incident(leap: tuple[Path, Path]) -> None:
+    """An upgrade deletes the admin's /etc/pam.d/imap and /etc/pam.d/smtp (both stacking pam_sss)."""
+    root, baseline = leap
+    (root / "etc/pam.d/imap").unlink()
+    (root / "etc/pam.d/smtp").unlink()
+    status, document = drift_json(root, baseline)
+    assert status == 2 and document["status"] == "critical"
+    changes = document["changes"]
+    assert isinstance(changes, list)
+    assert [(c["change"], c["path"]) for c in changes] == [("deleted", "/etc/pam.d/imap"),
+                                                            ("deleted", "/etc/pam.d/smtp")]
+    imap, smtp = changes
+    assert [f["code"] for f in imap["causes"]] == ["MP301"] and [f["code"] for f in smtp["causes"]] == ["MP301"]
+    assert imap["causes"][0]["message"].startswith("IMAP logins (cyrus IMAP) will fall back to `other`")
+    assert smtp["causes"][0]["message"].startswith("SMTP logins (postfix smtpd (smtp, submission)) will fall back")
+    assert "+auth     sufficient  pam_sss.so" not in imap["diff"] and "-auth     sufficient  pam_sss.so" in imap["diff"]
+    text = run("drift", "--baseline", str(baseline), "--root", str(root))
+    assert text.returncode == 2
+    assert "DELETED  /etc/pam.d/imap" in text.stdout and "DELETED  /etc/pam.d/smtp" in text.stdout
+    assert "-> MP301 critical: IMAP logins (cyrus IMAP) will fall back to `other`" in text.stdout
+    check = run("check", "--root", str(root), "--deadline", "5", "--timeout", "1", "postfix.service",
+                "cyrus-imapd.service")
+    assert check.returncode == 2
+    assert "critical MP301 cyrus-imapd.service: IMAP logins (cyrus IMAP) will fall back to `other`" in check.stdout
+    assert "critical MP301 postfix.service: SMTP logins (postfix smtpd (smtp, submission)) will fall back to " \
+           "`other`" in check.stdout
+
+
+def test_no_drift(leap: tuple[Path, Path]) -> None:
+    root, baseline = leap
+    status, document = drift_json(root, baseline)
+    assert status == 0 and document["changes"] == [] and document["new_findings"] == []
+    assert run("drift", "--baseline", str(baseline), "--root", str(root)).stdout.splitlines()[1] == "No drift."
+
+
+def test_snapshot_document(leap: tuple[Path, Path]) -> None:
+    root, baseline = leap
+    assert os.stat(baseline).st_mode & 0o777 == 0o600  # configs inside: root only
+    assert [p.name for p in baseline.parent.iterdir() if p.name.startswith(".mailpreflight-")] == []
+    document = json.loads(baseline.read_text())
+    jsonschema.validate(document, schema("snapshot.schema.json"))
+    files = document["files"]
+    assert document["host"] == {"machine_id": "5b1a9e8c2f3d4e6a8b0c1d2e3f405162", "hostname": "mail.example.com",
+                                "os": "openSUSE Leap 15.5"}
+    assert files["/etc/pam.d/imap"]["text"].startswith("#%PAM-1.0") and files["/etc/pam.d/imap"]["owner"] == "root"
+    assert files["/etc/pam.d/common-auth"] == {"type": "symlink", "mode": "0777", "uid": os.getuid(),
+                                               "gid": os.getgid(), "owner": "root", "group": "root",
+                                               "target": "common-auth-pc"}
+    # secrets: hashed, never written out
+    for secret in ("/etc/sssd/sssd.conf", "/etc/postfix/sasl_passwd"):
+        assert files[secret]["text"] is None and files[secret]["text_omitted"] == "not world-readable (mode 0600)"
+        assert len(files[secret]["sha256"]) == 64
+    assert "s3cret" not in baseline.read_text()
+    # units with their vendor fragments, enablement links, PAM modules
+    for path in ("/usr/lib/systemd/system/saslauthd.service", "/etc/systemd/system/multi-user.target.wants/"
+                 "postfix.service", "/lib64/security/pam_sss.so", "/etc/sasl2/smtpd.conf", "/etc/imapd.conf"):
+        assert path in files, path
+    stdout = run("snapshot", "--root", str(root))
+    again = json.loads(stdout.stdout)
+    assert again["files"] == files  # deterministic
+
+
+def test_changed_owner_mode_link_and_content(leap: tuple[Path, Path]) -> None:
+    root, baseline = leap
+    os.chmod(root / "etc/imapd.conf", 0o600)
+    os.chown(root / "etc/sasl2/smtpd.conf", 1001, 1001)
+    link(root, "/etc/pam.d/common-auth", "common-auth-local")
+    write(root, "/etc/pam.d/common-auth-local", "auth required pam_unix.so\n")
+    write(root, "/etc/sasl2/smtpd.conf", "pwcheck_method: auxprop\nmech_list: plain login\n")
+    os.chown(root / "etc/sasl2/smtpd.conf", 1001, 1001)
+    status, document = drift_json(root, baseline)
+    by_path = {c["path"]: c for c in document["changes"]}  # type: ignore[union-attr]
+    assert by_path["/etc/imapd.conf"]["details"] == ["mode 0644 -> 0600"]
+    assert by_path["/etc/sasl2/smtpd.conf"]["details"] == ["owner root -> 1001", "group root -> 1001", "content"]
+    assert "-pwcheck_method: saslauthd\n+pwcheck_method: auxprop" in by_path["/etc/sasl2/smtpd.conf"]["diff"]
+    assert by_path["/etc/pam.d/common-auth"]["details"] == ["target common-auth-pc -> common-auth-local"]
+    assert by_path["/etc/pam.d/common-auth-local"]["change"] == "added"
+    assert status == 1  # smtpd.conf now uses auxprop: SMTP no longer goes through PAM, nothing critical
+
+
+def test_secret_change_has_no_diff(leap: tuple[Path, Path]) -> None:
+    root, baseline = leap
+    write(root, "/etc/sssd/sssd.conf", "[sssd]\nldap_default_authtok = n3w\n", 0o600)
+    _, document = drift_json(root, baseline)
+    [change] = document["changes"]  # type: ignore[misc]
+    assert change["details"] == ["content"] and change["diff"] is None
+
+
+def test_removed_module_and_new_unit_dropin(leap: tuple[Path, Path]) -> None:
+    root, baseline = leap
+    (root / "lib64/security/pam_sss.so").unlink()
+    write(root, "/etc/systemd/system/saslauthd.service.d/override.conf", "[Service]\nEnvironment=X=1\n")
+    status, document = drift_json(root, baseline)
+    by_path = {c["path"]: c for c in document["changes"]}  # type: ignore[union-attr]
+    assert by_path["/lib64/security/pam_sss.so"]["change"] == "deleted"
+    assert {f["code"] for f in by_path["/lib64/security/pam_sss.so"]["causes"]} == {"MP304"}
+    assert by_path["/etc/systemd/system/saslauthd.service.d"]["change"] == "added"
+    assert by_path["/etc/systemd/system/saslauthd.service.d/override.conf"]["change"] == "added"
+    assert status == 2
+
+
+def test_resolved_and_persisting(tmp_path: Path) -> None:
+    root = leap15(tmp_path / "guest", imap_smtp=False)  # broken already when the baseline is taken
+    baseline = tmp_path / "b.json"
+    assert run("snapshot", "--root", str(root), "--output", str(baseline)).returncode == 0
+    assert {f["code"] for f in json.loads(baseline.read_text())["findings"]} == {"MP301"}
+    write(root, "/etc/pam.d/imap", "auth sufficient pam_sss.so\nauth required pam_unix.so\naccount required "
+          "pam_unix.so\n")
+    status, document = drift_json(root, baseline)
+    assert [f["subject"] for f in document["resolved_findings"]] == ["pam:imap"]  # type: ignore[index]
+    assert [f["subject"] for f in document["persisting_findings"]] == ["pam:smtp"]  # type: ignore[index]
+    assert status == 1
+
+
+def test_other_host_is_refused(leap: tuple[Path, Path], tmp_path: Path) -> None:
+    _, baseline = leap
+    other = debian12(tmp_path / "other")
+    completed = run("drift", "--baseline", str(baseline), "--root", str(other))
+    assert completed.returncode == 3 and completed.stdout == ""
+    assert completed.stderr == (f"mailpreflight: {baseline}: the baseline is from another host: machine-id "
+                                "5b1a9e8c2f3d4e6a8b0c1d2e3f405162 (baseline) is not 0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a "
+                                "(this root); pass --other-host to compare anyway\n")
+    assert run("drift", "--baseline", str(baseline), "--root", str(other), "--other-host").returncode == 1
+
+
+@pytest.mark.parametrize("content, error", [
+    ("{\n  \"kind\": \n", ":3: not a mailpreflight snapshot (invalid JSON)"),
+    ('{"kind": "something-else", "files": {}}', ":1: not a mailpreflight snapshot"),
+    ('{"kind": "mailpreflight-snapshot", "schema_version": 9, "files": {}}', ":1: snapshot schema_version 9 is not"),
+    (b"\xff\xfe", ":1: not a mailpreflight snapshot (invalid JSON)"),
+])
+def test_bad_baseline(tmp_path: Path, content: str | bytes, error: str) -> None:
+    baseline = tmp_path / "b.json"
+    baseline.write_bytes(content if isinstance(content, bytes) else content.encode())
+    completed = run("drift", "--baseline", str(baseline), "--root", str(leap15(tmp_path / "r")))
+    assert completed.returncode == 3 and "Traceback" not in completed.stderr
+    assert completed.stderr.startswith(f"mailpreflight: {baseline}{error}") and completed.stderr.count("\n") == 1
+
+
+def test_missing_baseline_and_unwritable_output(tmp_path: Path) -> None:
+    completed = run("drift", "--baseline", str(tmp_path / "nope.json"))
+    assert completed.returncode == 3 and "cannot read baseline" in completed.stderr
+    completed = run("snapshot", "--root", str(leap15(tmp_path / "r")), "--output", str(tmp_path / "no/such/dir/b"))
+    assert completed.returncode == 3 and completed.stderr.startswith("mailpreflight: cannot write")
+
+
+def test_debian_upgrade_drift(tmp_path: Path) -> None:
+    """Debian: dovecot.dpkg-dist beside a changed config, and a pam-auth-update that dropped pam_sss."""
+    root = debian12(tmp_path / "guest")
+    baseline = tmp_path / "b.json"
+    assert run("snapshot", "--root", str(root), "--output", str(baseline)).returncode == 0
+    write(root, "/etc/pam.d/common-auth", "auth\t[success=1 default=ignore]\tpam_unix.so nullok\nauth\trequisite"
+          "\tpam_deny.so\nauth\trequired\tpam_permit.so\n")
+    write(root, "/etc/dovecot/conf.d/10-auth.conf.dpkg-dist", "auth_mechanisms = plain\n")
+    status, document = drift_json(root, baseline)
+    by_path = {c["path"]: c for c in document["changes"]}  # type: ignore[union-attr]
+    assert "-auth\t[success=1 default=ignore]\tpam_sss.so use_first_pass" in by_path["/etc/pam.d/common-auth"]["diff"]
+    assert [f["code"] for f in by_path["/etc/dovecot/conf.d/10-auth.conf.dpkg-dist"]["causes"]] == ["MP306"]
+    assert status == 1
