@@ -1,4 +1,5 @@
-"""`drift`: what changed since a `snapshot` baseline, and which mail-authentication findings each change causes.
+"""`drift`: what changed since a `snapshot` baseline, and which findings each change causes (mail
+authentication MP3xx, the units' static start-path risks MP1xx).
 
 A finding is new when its key (code + subject) was not in the baseline's findings; it is tied to every change
 of a file that decides it (its `paths`). A baseline names the host it was taken on (machine-id, else
@@ -13,9 +14,9 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailpreflight.auth.check import AuthIssue, analyze_auth
+from mailpreflight.auth.check import TrackedFinding
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.snapshot import KIND, MAIL_PATHS, SCHEMA_VERSION, collect, host_of
+from mailpreflight.snapshot import KIND, MAIL_PATHS, SCHEMA_VERSION, collect, host_of, tracked_findings
 from mailpreflight.units.rootfs import RootFS
 
 DIFF_LINES = 200  # per file; the rest is summarised
@@ -30,7 +31,7 @@ class Change:
     after: dict[str, Any] | None
     details: list[str] = field(default_factory=list)
     diff: str | None = None
-    causes: list[AuthIssue] = field(default_factory=list)
+    causes: list[TrackedFinding] = field(default_factory=list)
 
 
 @dataclass
@@ -39,9 +40,9 @@ class Drift:
     baseline: dict[str, Any]
     host: dict[str, str | None]
     changes: list[Change]
-    new: list[AuthIssue]
+    new: list[TrackedFinding]
     resolved: list[dict[str, Any]]
-    persisting: list[AuthIssue]
+    persisting: list[TrackedFinding]
 
     @property
     def status(self) -> int:
@@ -86,14 +87,14 @@ def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host
     if mismatch and not other_host:
         raise MailpreflightError(f"{baseline_file}: the baseline is from another host: {mismatch}; pass "
                                  "--other-host to compare anyway")
-    auth = analyze_auth(fs)
+    tracked, modules = tracked_findings(fs)
     before_files: dict[str, dict[str, Any]] = baseline["files"]
-    after_files, _ = collect(fs, (*auth.module_paths(), *before_files))
+    after_files, _ = collect(fs, (*modules, *before_files))
     changes = _watched(_changes(before_files, after_files), before_files)
     before_keys = {f"{f.get('code')}:{f.get('subject')}" for f in baseline.get("findings", [])
                    if isinstance(f, dict)}
-    now_keys = {issue.key for issue in auth.issues}
-    new = [issue for issue in auth.issues if issue.key not in before_keys]
+    now_keys = {issue.key for issue in tracked}
+    new = [issue for issue in tracked if issue.key not in before_keys]
     by_path = {change.path: change for change in changes}
     for issue in new:
         decisive = {p for path in issue.paths for p in (path, fs.chase(path)) if p}  # symlinks: both ends
@@ -102,7 +103,7 @@ def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host
                 by_path[path].causes.append(issue)
     resolved = [f for f in baseline.get("findings", []) if isinstance(f, dict)
                 and f"{f.get('code')}:{f.get('subject')}" not in now_keys]
-    persisting = [issue for issue in auth.issues if issue.key in before_keys]
+    persisting = [issue for issue in tracked if issue.key in before_keys]
     return Drift(baseline_file, baseline, host, changes, new, resolved, persisting)
 
 

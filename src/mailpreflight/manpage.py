@@ -18,13 +18,14 @@ from unittest import mock
 from mailpreflight import __version__
 
 SEE_ALSO = (("systemctl", 1), ("systemd.unit", 5), ("systemd.service", 5), ("systemd.exec", 5), ("sa-update", 1),
-            ("nft", 8), ("iptables-restore", 8), ("firewall-cmd", 1))
+            ("nft", 8), ("iptables-restore", 8), ("firewall-cmd", 1), ("pam.conf", 5), ("saslauthd", 8))
 EXIT_STATUS = (
     (0, "OK: every unit will start (check), nothing to report, or the action succeeded."),
     (1, "WARNING: the units will start, but something is degraded or a risk remains (deps, check); "
-        "dropin show: the installed drop\\-in is outdated."),
-    (2, "CRITICAL: a unit will not start (check), systemd would refuse the unit (show), "
-        "the last start failed (explain)."),
+        "dropin show: the installed drop\\-in is outdated; drift: files changed since the baseline."),
+    (2, "CRITICAL: a unit will not start or mail logins will fail (check), systemd would refuse the unit "
+        "(show), the last start failed (explain), a change since the baseline causes a critical finding "
+        "(drift)."),
     (3, "UNKNOWN: usage errors, an unknown unit, systemd cannot be reached, any other error."),
 )
 FILES = (
@@ -36,6 +37,9 @@ FILES = (
     ("/etc/resolv.conf",
      "The nameservers \\fBcheck\\fR probes with (see \\fB\\-\\-resolv\\-conf\\fR and \\fB\\-\\-guest\\-dns\\fR), "
      "and the resolvers \\fBfirewall\\fR allows."),
+    ("/etc/pam.d, /usr/lib/pam.d, /usr/etc/pam.d, /etc/pam.conf",
+     "The PAM configuration \\fBcheck\\fR reads for every mail login path, in libpam's order, and "
+     "\\fBsnapshot\\fR records."),
     ("/etc/nftables.conf, /etc/sysconfig/nftables.conf, /etc/iptables/rules.v4, /etc/sysconfig/iptables",
      "The guest's own outgoing rules, for \\fBcheck \\-\\-root\\fR \\fIDIR\\fR \\fB\\-\\-guest\\-firewall\\fR."),
 )

@@ -13,11 +13,14 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailpreflight import __version__
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.units.rootfs import RootFS
+
+if TYPE_CHECKING:
+    from mailpreflight.auth.check import TrackedFinding
 
 SCHEMA_VERSION = 1
 KIND = "mailpreflight-snapshot"
@@ -193,12 +196,29 @@ def collect(fs: RootFS, extra_paths: tuple[str, ...] = ()) -> tuple[dict[str, di
     return dict(sorted(collector.files.items())), collector.truncated
 
 
-def take(fs: RootFS, root_label: str) -> dict[str, Any]:
-    """The whole baseline document."""
-    from mailpreflight.auth.check import analyze_auth
+def tracked_findings(fs: RootFS) -> tuple[list[TrackedFinding], tuple[str, ...]]:
+    """The findings drift compares: mail authentication (MP3xx) and the units' start paths (MP1xx, static);
+    and the PAM module files the mail stacks load."""
+    from mailpreflight.auth.check import TrackedFinding, analyze_auth
+    from mailpreflight.deps.analyze import analyze_tree
+    from mailpreflight.units.loader import UnitLoader
 
     auth = analyze_auth(fs)
-    files, truncated = collect(fs, auth.module_paths())
+    tracked = list(auth.issues)
+    for result in analyze_tree(UnitLoader(fs)):
+        unit = result.unit
+        unit_files = tuple(p for p in (unit.fragment_path, *unit.dropin_paths) if p)
+        for finding in result.findings:
+            cited = {e.split(":", 1)[0] for e in finding.evidence if e.startswith("/")}
+            sources = tuple(sorted(cited | set(unit_files)))
+            tracked.append(TrackedFinding(finding, f"{unit.id}:{','.join(sorted(cited))}", sources))
+    return tracked, auth.module_paths()
+
+
+def take(fs: RootFS, root_label: str) -> dict[str, Any]:
+    """The whole baseline document."""
+    tracked, modules = tracked_findings(fs)
+    files, truncated = collect(fs, modules)
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
@@ -208,5 +228,5 @@ def take(fs: RootFS, root_label: str) -> dict[str, Any]:
         "host": host_of(fs).to_json(),
         "truncated": truncated,
         "files": files,
-        "findings": [issue.to_json() for issue in auth.issues],
+        "findings": [issue.to_json() for issue in tracked],
     }

@@ -202,3 +202,20 @@ def test_debian_upgrade_drift(tmp_path: Path) -> None:
     assert "-auth\t[success=1 default=ignore]\tpam_sss.so use_first_pass" in by_path["/etc/pam.d/common-auth"]["diff"]
     assert [f["code"] for f in by_path["/etc/dovecot/conf.d/10-auth.conf.dpkg-dist"]["causes"]] == ["MP306"]
     assert status == 1
+
+
+def test_vendor_unit_change_causes_start_findings(tmp_path: Path) -> None:
+    """An upgrade ships a spamd.service with a bare `sa-update` in ExecStartPre: MP101 and MP102 are new."""
+    root = tmp_path / "guest"
+    subprocess.run(["cp", "-a", str(REPO / "units/examples/opensuse-leap15-mail"), str(root)], check=True)
+    baseline = tmp_path / "b.json"
+    assert run("snapshot", "--root", str(root), "--output", str(baseline)).returncode == 0
+    unit = root / "usr/lib/systemd/system/spamd.service"
+    unit.write_text(unit.read_text().replace('ExecStartPre=/bin/bash -c "sa-update || true"',
+                                             "ExecStartPre=/usr/bin/sa-update"))
+    status, document = drift_json(root, baseline)
+    [change] = document["changes"]  # type: ignore[misc]
+    assert change["path"] == "/usr/lib/systemd/system/spamd.service"
+    assert sorted(f["code"] for f in change["causes"]) == ["MP101", "MP102"]
+    assert {f["code"] for f in document["persisting_findings"]} == {"MP103", "MP112"}  # type: ignore[union-attr]
+    assert status == 2

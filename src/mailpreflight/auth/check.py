@@ -27,7 +27,7 @@ LEFTOVER_FILES = ("/etc/sysconfig/saslauthd", "/etc/default/saslauthd", "/etc/sa
 
 
 @dataclass(frozen=True)
-class AuthIssue:
+class TrackedFinding:
     """A finding plus what drift needs: a stable subject and the files that decide it."""
 
     finding: Finding
@@ -49,7 +49,7 @@ class AuthReport:
     paths: list[AuthPath]
     saslauthd: Saslauthd | None
     services: dict[str, pam.PamService]
-    issues: list[AuthIssue] = field(default_factory=list)
+    issues: list[TrackedFinding] = field(default_factory=list)
 
     def module_paths(self) -> tuple[str, ...]:
         """Every module file the mail stacks load (for the baseline)."""
@@ -113,7 +113,7 @@ def analyze_auth(fs: RootFS) -> AuthReport:
     for path in paths:
         if path.problem:
             severe = "not enabled" not in path.problem
-            report.issues.append(AuthIssue(Finding(
+            report.issues.append(TrackedFinding(Finding(
                 "MP307", Severity.CRITICAL if severe else Severity.WARNING, path.unit,
                 f"{path.protocol} logins ({path.consumer}, {path.method}): {path.problem}",
                 "install and enable the password service the configuration names, or change the configuration",
@@ -126,14 +126,14 @@ def analyze_auth(fs: RootFS) -> AuthReport:
 
 
 def _service_issues(fs: RootFS, name: str, service: pam.PamService, users: list[AuthPath], paths: list[AuthPath],
-                    directory: str | None) -> list[AuthIssue]:
+                    directory: str | None) -> list[TrackedFinding]:
     unit = users[0].unit
     who = f"{_protocols(paths, name)} logins ({', '.join(dict.fromkeys(p.consumer for p in users))})"
     evidence = tuple(e for p in users for e in p.evidence)
-    issues: list[AuthIssue] = []
+    issues: list[TrackedFinding] = []
     searched = ", ".join(posixpath.dirname(c) for c in service.candidates)
     if not service.usable:
-        issues.append(AuthIssue(Finding(
+        issues.append(TrackedFinding(Finding(
             "MP302", Severity.CRITICAL, unit, f"{who} ask PAM for service {name!r}: there is neither a file for it "
             f"nor `other` ({searched}); libpam refuses every login", f"create /etc/pam.d/{name}",
             evidence), f"pam:{name}", service.paths))
@@ -148,19 +148,19 @@ def _service_issues(fs: RootFS, name: str, service: pam.PamService, users: list[
         leftover = _saved_copy(fs, f"/etc/pam.d/{name}")
         hint = (f"restore it: review {leftover} and `mv {leftover} /etc/pam.d/{name}`" if leftover else
                 f"recreate /etc/pam.d/{name} (`mailpreflight drift` shows the one of the baseline)")
-        issues.append(AuthIssue(Finding(
+        issues.append(TrackedFinding(Finding(
             "MP301", Severity.CRITICAL if refuses or lost else Severity.WARNING, unit,
             f"{who} will fall back to `other`: no {name} in {searched}; {service.other_file} stacks auth: "
             f"{_modules(service, 'auth')}, {consequence}", hint,
             (*evidence, *((directory,) if lost and directory else ()))), f"pam:{name}", service.paths))
     elif login_types := [t for t in service.from_other if t in LOGIN_TYPES]:
-        issues.append(AuthIssue(Finding(
+        issues.append(TrackedFinding(Finding(
             "MP309", Severity.INFO, unit, f"PAM service {name} ({service.file}) takes its "
             f"{', '.join(login_types)} stack from `other` ({service.other_file})",
             f"add those types to {service.file} if `other` is not meant for them", evidence),
             f"pam-partial:{name}", service.paths))
     for shadow in service.shadowed:
-        issues.append(AuthIssue(Finding(
+        issues.append(TrackedFinding(Finding(
             "MP308", Severity.INFO, unit, f"{shadow} is not used: {service.file} wins for PAM service {name}",
             f"compare them (`diff -u {shadow} {service.file}`): vendor changes do not reach {service.file}",
             ()), f"shadowed:{shadow}", (shadow, service.file or "")))
@@ -170,7 +170,7 @@ def _service_issues(fs: RootFS, name: str, service: pam.PamService, users: list[
         if problem.kind == "missing-module":
             module = posixpath.basename(problem.path or "")
             fatal_here = fatal_here or (module in pam.DIRECTORY_MODULES and problem.type in LOGIN_TYPES)
-            issues.append(AuthIssue(Finding(
+            issues.append(TrackedFinding(Finding(
                 "MP304", Severity.CRITICAL if fatal_here else Severity.WARNING, unit,
                 f"{who}: {where}: {problem.source}: {problem.detail}" + (
                     ", and directory users cannot log in" if module in pam.DIRECTORY_MODULES else ""),
@@ -178,12 +178,12 @@ def _service_issues(fs: RootFS, name: str, service: pam.PamService, users: list[
                 f"module:{name}:{problem.source.rsplit(':', 1)[0]}:{module}", (problem.path or "", problem.source
                                                                               .rsplit(":", 1)[0])))
         elif problem.kind in ("missing-include", "include-loop"):
-            issues.append(AuthIssue(Finding(
+            issues.append(TrackedFinding(Finding(
                 "MP303", Severity.CRITICAL if fatal_here else Severity.WARNING, unit,
                 f"{who}: {where}: {problem.source}: {problem.detail}", "restore the included file or fix the line",
                 evidence), f"include:{name}:{problem.path}", (problem.path or "", problem.source.rsplit(":", 1)[0])))
         else:
-            issues.append(AuthIssue(Finding(
+            issues.append(TrackedFinding(Finding(
                 "MP305", Severity.CRITICAL if fatal_here else Severity.WARNING, unit,
                 f"{who}: {where}: {problem.source}: {problem.detail}", "fix the line (pam.conf(5))", evidence),
                 f"line:{problem.source}", (problem.source.rsplit(":", 1)[0],)))
@@ -202,12 +202,12 @@ def _relevant_pam_files(services: dict[str, pam.PamService], paths: list[AuthPat
     return names
 
 
-def _leftovers(fs: RootFS, services: dict[str, pam.PamService], paths: list[AuthPath]) -> list[AuthIssue]:
+def _leftovers(fs: RootFS, services: dict[str, pam.PamService], paths: list[AuthPath]) -> list[TrackedFinding]:
     relevant_pam = _relevant_pam_files(services, paths)
     candidates: list[str] = [f"{d}/{entry}" for d in LEFTOVER_DIRS for entry in fs.listdir(d)]
     candidates += [f"{posixpath.dirname(f)}/{entry}" for f in LEFTOVER_FILES
                    for entry in fs.listdir(posixpath.dirname(f)) if entry.startswith(posixpath.basename(f) + ".")]
-    issues: list[AuthIssue] = []
+    issues: list[TrackedFinding] = []
     for leftover in sorted(set(candidates)):
         suffix = next((s for s in (*LEFTOVER_SAVED, *LEFTOVER_NEW) if leftover.endswith(s)), None)
         if suffix is None:
@@ -228,7 +228,7 @@ def _leftovers(fs: RootFS, services: dict[str, pam.PamService], paths: list[Auth
             message = (f"{leftover}: a new vendor version of {base} was NOT installed because yours was changed"
                        + ("" if exists else f" (and {base} itself is missing)"))
             hint = f"`diff -u {base} {leftover}`: merge what matters, then remove {leftover}"
-        issues.append(AuthIssue(Finding("MP306", Severity.WARNING, unit, message, hint, (leftover,)),
+        issues.append(TrackedFinding(Finding("MP306", Severity.WARNING, unit, message, hint, (leftover,)),
                                 f"leftover:{leftover}", (leftover, base)))
     return issues
 
