@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailpreflight import __version__
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.units.rootfs import RootFS
+from mailpreflight.units.rootfs import DEV_NULL, RootFS
 
 if TYPE_CHECKING:
     from mailpreflight.auth.check import TrackedFinding
@@ -140,8 +140,10 @@ class Collector:
         """Record `guest` (and below it); symlinks are recorded, never followed out of the root."""
         stack = [guest]
         while stack:
-            path = stack.pop()
-            if path in self.files:
+            # Parent links are resolved inside the root (a guest's /lib -> /usr/lib never reads the host's);
+            # the path is recorded as resolved, the last component itself as it is (a link stays a link).
+            path = self.fs.chase(stack.pop(), follow_last=False) or ""
+            if not path or path == DEV_NULL or path in self.files:
                 continue
             if len(self.files) >= MAX_ENTRIES:
                 self.truncated = True

@@ -7,11 +7,10 @@ above it (like systemd's chase() with a root). Paths given and returned are gues
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import posixpath
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MAX_LINKS = 32
 DEV_NULL = "/dev/null"
@@ -20,6 +19,7 @@ DEV_NULL = "/dev/null"
 @dataclass(frozen=True)
 class RootFS:
     root: str = "/"
+    _dirs: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def is_offline(self) -> bool:
@@ -64,9 +64,15 @@ class RootFS:
             return self._chase(candidate, follow_last)
         return candidate
 
-    @functools.lru_cache(maxsize=8192)  # noqa: B019 - RootFS is immutable and lives as long as its loader
     def _chase_dir(self, guest: str) -> str | None:
-        return self._chase(guest, True)
+        """Cached per instance, and only when found: a directory created later (a new drop-in dir) is seen."""
+        hit = self._dirs.get(guest)
+        if hit is not None:
+            return hit
+        resolved = self._chase(guest, True)
+        if resolved is not None and len(self._dirs) < 8192:
+            self._dirs[guest] = resolved
+        return resolved
 
     def _chase(self, guest: str, follow_last: bool) -> str | None:
         todo = [p for p in guest.split("/") if p]
@@ -120,13 +126,18 @@ class RootFS:
         return stat.S_ISCHR(info.st_mode) or (stat.S_ISREG(info.st_mode) and info.st_size == 0)
 
     def listdir(self, guest: str) -> list[str]:
+        """Entries of a directory resolved inside the root (a guest's absolute link never leads to the host)."""
+        resolved = self.chase(guest)
+        if resolved is None or resolved == DEV_NULL:
+            return []
         try:
-            return sorted(os.listdir(self.host(guest)))
+            return sorted(os.listdir(self.host(resolved)))
         except (OSError, ValueError):
             return []
 
     def is_dir(self, guest: str) -> bool:
-        return os.path.isdir(self.host(guest))
+        resolved = self.chase(guest)
+        return resolved is not None and resolved != DEV_NULL and os.path.isdir(self.host(resolved))
 
     def read_bytes(self, guest: str, limit: int = 64 * 1024 * 1024) -> bytes:
         """Read a file after resolving it inside the root. Raises OSError."""
