@@ -95,37 +95,33 @@ def _names(fs: RootFS, path: str) -> dict[int, str]:
     return names
 
 
-def _sha256(host_path: str) -> str | None:
-    digest = hashlib.sha256()
+def _content(host_path: str, info: os.stat_result) -> tuple[str | None, str | None, str | None]:
+    """(sha256, text, why the text is not recorded), reading the file once (not following a final link)."""
     try:
         fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
+    except OSError as exc:
+        return None, None, f"unreadable: {exc.strerror}"
+    digest = hashlib.sha256()
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return None
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _text(host_path: str, info: os.stat_result) -> tuple[str | None, str | None]:
-    """(text, why it is not recorded)."""
+            return None, None, "not a regular file"
+        head = handle.read(TEXT_LIMIT + 1)
+        digest.update(head)
+        if len(head) > TEXT_LIMIT:
+            if info.st_size > HASH_LIMIT:
+                return None, None, f"larger than {HASH_LIMIT // 1024 // 1024} MiB: neither hashed nor recorded"
+            while chunk := handle.read(1024 * 1024):
+                digest.update(chunk)
+    if len(head) > TEXT_LIMIT:
+        return digest.hexdigest(), None, f"larger than {TEXT_LIMIT // 1024} KiB"
     if not info.st_mode & stat.S_IROTH:
-        return None, f"not world-readable (mode {stat.S_IMODE(info.st_mode):04o})"
-    if info.st_size > TEXT_LIMIT:
-        return None, f"larger than {TEXT_LIMIT // 1024} KiB"
+        return digest.hexdigest(), None, f"not world-readable (mode {stat.S_IMODE(info.st_mode):04o})"
+    if b"\0" in head:
+        return digest.hexdigest(), None, "binary"
     try:
-        with open(host_path, "rb") as handle:
-            data = handle.read(TEXT_LIMIT + 1)
-    except OSError as exc:
-        return None, f"unreadable: {exc.strerror}"
-    if b"\0" in data:
-        return None, "binary"
-    try:
-        return data.decode("utf-8"), None
+        return digest.hexdigest(), head.decode("utf-8"), None
     except UnicodeDecodeError:
-        return None, "binary"
+        return digest.hexdigest(), None, "binary"
 
 
 class Collector:
@@ -138,11 +134,12 @@ class Collector:
 
     def add(self, guest: str, recursive: bool = True) -> None:
         """Record `guest` (and below it); symlinks are recorded, never followed out of the root."""
-        stack = [guest]
+        # Parent links are resolved inside the root (a guest's /lib -> /usr/lib never reads the host's); the
+        # path is recorded as resolved, its last component as it is (a link stays a link). Entries listed
+        # from a resolved directory need no resolving.
+        stack = [self.fs.chase(guest, follow_last=False) or ""]
         while stack:
-            # Parent links are resolved inside the root (a guest's /lib -> /usr/lib never reads the host's);
-            # the path is recorded as resolved, the last component itself as it is (a link stays a link).
-            path = self.fs.chase(stack.pop(), follow_last=False) or ""
+            path = stack.pop()
             if not path or path == DEV_NULL or path in self.files:
                 continue
             if len(self.files) >= MAX_ENTRIES:
@@ -168,8 +165,7 @@ class Collector:
             entry["target"] = self.fs.readlink(path)
         elif kind == "file":
             entry["size"] = info.st_size
-            entry["sha256"] = _sha256(host_path) if info.st_size <= HASH_LIMIT else None
-            entry["text"], entry["text_omitted"] = _text(host_path, info)
+            entry["sha256"], entry["text"], entry["text_omitted"] = _content(host_path, info)
         return entry
 
 
