@@ -348,3 +348,14 @@ def test_monitoring_formats_carry_logins(tmp_path: Path) -> None:
                                  "--timeout", "1", "cyrus-imapd.service"], capture_output=True, text=True)
     assert ('mailpreflight_auth_path_ok{unit="cyrus-imapd.service",protocol="IMAP",consumer="cyrus IMAP",'
             'pam_service="imap"} 0') in prometheus.stdout
+
+
+def test_master_cf_brace_and_reference_forms(tmp_path: Path) -> None:
+    root = leap15(tmp_path)
+    write(root, "/etc/postfix/main.cf", "myhostname = mail.example.com\nmua_sasl = yes\n")
+    write(root, "/etc/postfix/master.cf", "smtp inet n - n - - smtpd\nsubmission inet n - n - - smtpd\n"
+          "  -o { smtpd_sasl_auth_enable = $mua_sasl }\n  -o { smtpd_sasl_service = submit }\n"
+          "smtps inet n - n - - smtpd -o smtpd_sasl_auth_enable=$mua_sasl -o smtpd_tls_wrappermode=yes\n")
+    paths = sorted((p.consumer, p.pam_service) for p in analyze_auth(RootFS(str(root))).paths
+                   if p.unit == "postfix.service")
+    assert paths == [("postfix smtpd (smtps)", "smtp"), ("postfix smtpd (submission)", "submit")]

@@ -178,10 +178,19 @@ def _master_smtpd(text: str | None) -> list[tuple[str, dict[str, str], int]]:
             continue
         overrides: dict[str, str] = {}
         args = words[8:]
-        for index, word in enumerate(args):
-            if word == "-o" and index + 1 < len(args):
-                name, _, value = args[index + 1].partition("=")
-                overrides[name] = value
+        index = 0
+        while index < len(args):
+            if args[index] == "-o" and index + 1 < len(args):
+                if args[index + 1].startswith("{"):  # Postfix 3.0+: -o { name = value with blanks }
+                    end = next((i for i in range(index + 1, len(args)) if args[i].endswith("}")), len(args) - 1)
+                    setting = " ".join(args[index + 1:end + 1]).strip("{} ")
+                    index = end + 1
+                else:
+                    setting, index = args[index + 1], index + 2
+                name, _, value = setting.partition("=")
+                overrides[name.strip()] = value.strip()
+                continue
+            index += 1
         services.append((words[0].rpartition(":")[2], overrides, number))
     return services
 
@@ -194,8 +203,9 @@ def read_postfix(fs: RootFS, saslauthd: Saslauthd | None, dovecot_unit: str | No
     settings = read_main_cf(text)
 
     def value(name: str, overrides: dict[str, str], default: str) -> tuple[str, str]:
-        if name in overrides:
-            return overrides[name], "/etc/postfix/master.cf (-o)"
+        if name in overrides:  # `-o name=$other` refers to main.cf
+            raw = overrides[name]
+            return (expand(raw, settings) or raw), "/etc/postfix/master.cf (-o)"
         if name in settings:
             raw, line = settings[name]
             return (expand(raw, settings) or raw), f"{main_cf}:{line}"
