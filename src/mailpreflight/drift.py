@@ -16,7 +16,7 @@ from typing import Any
 
 from mailpreflight.auth.check import TrackedFinding
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.snapshot import KIND, MAIL_PATHS, SCHEMA_VERSION, collect, host_of, tracked_findings
+from mailpreflight.snapshot import KIND, MAIL_PATHS, SCHEMA_VERSION, collect, host_of, tracked_findings, unit_files
 from mailpreflight.units.rootfs import RootFS
 
 DIFF_LINES = 200  # per file; the rest is summarised
@@ -89,8 +89,8 @@ def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host
                                  "--other-host to compare anyway")
     tracked, modules = tracked_findings(fs)
     before_files: dict[str, dict[str, Any]] = baseline["files"]
-    after_files, _ = collect(fs, (*modules, *before_files))
-    changes = _watched(_changes(before_files, after_files), before_files)
+    after_files, _ = collect(fs, str(baseline.get("salt", "")).encode(), (*modules, *before_files))
+    changes = _watched(_changes(before_files, after_files), before_files, set(unit_files(fs)))
     before_keys = {f"{f.get('code')}:{f.get('subject')}" for f in baseline.get("findings", [])
                    if isinstance(f, dict)}
     now_keys = {issue.key for issue in tracked}
@@ -107,14 +107,16 @@ def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host
     return Drift(baseline_file, baseline, host, changes, new, resolved, persisting)
 
 
-def _watched(changes: list[Change], before: dict[str, dict[str, Any]]) -> list[Change]:
+def _watched(changes: list[Change], before: dict[str, dict[str, Any]], units: set[str]) -> list[Change]:
     """Drop "added" paths that are only newly looked at (e.g. a module a changed stack now names): a path is
-    new only inside a directory the baseline recorded (or a new one there), or when it is a fixed path."""
+    new inside a directory the baseline recorded (or a new one there), as a mail unit's file (a vendor
+    drop-in in a new directory), or as a fixed path."""
     known = set(before)
+    fixed = units | set(MAIL_PATHS)
     kept = []
     for change in changes:  # sorted: a directory comes before its entries
         if change.change == "added":
-            if posixpath.dirname(change.path) not in known and change.path not in MAIL_PATHS:
+            if posixpath.dirname(change.path) not in known and change.path not in fixed:
                 continue
             known.add(change.path)
         kept.append(change)

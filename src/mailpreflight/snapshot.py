@@ -11,6 +11,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import posixpath
+import re
+import secrets
 import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +30,9 @@ KIND = "mailpreflight-snapshot"
 TEXT_LIMIT = 256 * 1024  # bigger files are hashed, not recorded
 HASH_LIMIT = 64 * 1024 * 1024
 MAX_ENTRIES = 50_000
+SECRET_NAMES = re.compile(r"(?i)(passw|secret|shadow|\.key$|_key$|\.p12$|\.pfx$|credential|token)")
+SECRET_LINE = re.compile(r"(?im)^([ \t#;]*[\w.-]*?(?:pass(?:word|wd|phrase)?|pw|secret|authtok|credentials?|token)\d*"
+                         r"[ \t]*(?:[=:][ \t]*|[ \t]+))\S.*$")
 
 # What logins, delivery, filtering and updates read. Directories are recorded recursively.
 MAIL_PATHS = (
@@ -95,13 +101,17 @@ def _names(fs: RootFS, path: str) -> dict[int, str]:
     return names
 
 
-def _content(host_path: str, info: os.stat_result) -> tuple[str | None, str | None, str | None]:
-    """(sha256, text, why the text is not recorded), reading the file once (not following a final link)."""
+def _content(host_path: str, info: os.stat_result, salt: bytes) -> tuple[str | None, str | None, str | None]:
+    """(hash, text, why the text is not recorded), reading the file once (not following a final link).
+
+    Hashes are salted with the baseline's own salt: a baseline copied off the host must not let anyone test
+    guesses against, say, sasl_passwd (and a mode change alone must not look like a content change)."""
     try:
         fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         return None, None, f"unreadable: {exc.strerror}"
-    digest = hashlib.sha256()
+    private = not info.st_mode & stat.S_IROTH
+    digest = hashlib.sha256(salt)
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             return None, None, "not a regular file"
@@ -112,21 +122,31 @@ def _content(host_path: str, info: os.stat_result) -> tuple[str | None, str | No
                 return None, None, f"larger than {HASH_LIMIT // 1024 // 1024} MiB: neither hashed nor recorded"
             while chunk := handle.read(1024 * 1024):
                 digest.update(chunk)
+    hexdigest = digest.hexdigest()
     if len(head) > TEXT_LIMIT:
-        return digest.hexdigest(), None, f"larger than {TEXT_LIMIT // 1024} KiB"
-    if not info.st_mode & stat.S_IROTH:
-        return digest.hexdigest(), None, f"not world-readable (mode {stat.S_IMODE(info.st_mode):04o})"
+        return hexdigest, None, f"larger than {TEXT_LIMIT // 1024} KiB"
+    if private:
+        return hexdigest, None, f"not world-readable (mode {stat.S_IMODE(info.st_mode):04o})"
+    if SECRET_NAMES.search(posixpath.basename(host_path)):
+        return hexdigest, None, "its name says it holds secrets"
     if b"\0" in head:
-        return digest.hexdigest(), None, "binary"
+        return hexdigest, None, "binary"
     try:
-        return digest.hexdigest(), head.decode("utf-8"), None
+        return hexdigest, redact(head.decode("utf-8")), None
     except UnicodeDecodeError:
-        return digest.hexdigest(), None, "binary"
+        return hexdigest, None, "binary"
+
+
+def redact(text: str) -> str:
+    """World-readable files hold secrets too (bindpw in ldap.conf, password = in postfix's mysql maps):
+    their values are replaced; a change still shows in the hash."""
+    return SECRET_LINE.sub(lambda m: f"{m.group(1)}<redacted>", text)
 
 
 class Collector:
-    def __init__(self, fs: RootFS) -> None:
+    def __init__(self, fs: RootFS, salt: bytes) -> None:
         self.fs = fs
+        self.salt = salt
         self.users = _names(fs, "/etc/passwd")
         self.groups = _names(fs, "/etc/group")
         self.files: dict[str, dict[str, Any]] = {}
@@ -149,6 +169,10 @@ class Collector:
             if info is None:
                 continue
             self.files[path] = self._entry(path, info)
+            if stat.S_ISLNK(info.st_mode):  # what the link leads to decides too (/etc/pam.d/imap -> /srv/...)
+                target = self.fs.chase(path)
+                if target and target != DEV_NULL and (not self.fs.is_dir(target) or target.count("/") >= 3):
+                    stack.append(target)  # a directory only when specific: never all of /usr
             if recursive and stat.S_ISDIR(info.st_mode):
                 stack.extend(f"{path.rstrip('/')}/{name}" for name in reversed(self.fs.listdir(path)))
 
@@ -165,11 +189,11 @@ class Collector:
             entry["target"] = self.fs.readlink(path)
         elif kind == "file":
             entry["size"] = info.st_size
-            entry["sha256"], entry["text"], entry["text_omitted"] = _content(host_path, info)
+            entry["sha256"], entry["text"], entry["text_omitted"] = _content(host_path, info, self.salt)
         return entry
 
 
-def _unit_files(fs: RootFS) -> list[str]:
+def unit_files(fs: RootFS) -> list[str]:
     """The mail units' own files wherever they live (vendor fragments under /usr, runtime drop-ins)."""
     from mailpreflight.units.loader import LoadState, UnitLoader
 
@@ -186,10 +210,10 @@ def _unit_files(fs: RootFS) -> list[str]:
     return paths
 
 
-def collect(fs: RootFS, extra_paths: tuple[str, ...] = ()) -> tuple[dict[str, dict[str, Any]], bool]:
+def collect(fs: RootFS, salt: bytes, extra_paths: tuple[str, ...] = ()) -> tuple[dict[str, dict[str, Any]], bool]:
     """path -> entry for everything mail depends on under `fs`, plus `extra_paths` (e.g. PAM modules)."""
-    collector = Collector(fs)
-    for path in (*MAIL_PATHS, *_unit_files(fs), *extra_paths):
+    collector = Collector(fs, salt)
+    for path in (*MAIL_PATHS, *unit_files(fs), *extra_paths):
         collector.add(path)
     return dict(sorted(collector.files.items())), collector.truncated
 
@@ -216,7 +240,8 @@ def tracked_findings(fs: RootFS) -> tuple[list[TrackedFinding], tuple[str, ...]]
 def take(fs: RootFS, root_label: str) -> dict[str, Any]:
     """The whole baseline document."""
     tracked, modules = tracked_findings(fs)
-    files, truncated = collect(fs, modules)
+    salt = secrets.token_hex(16)
+    files, truncated = collect(fs, salt.encode(), modules)
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
@@ -225,6 +250,7 @@ def take(fs: RootFS, root_label: str) -> dict[str, Any]:
         "root": root_label,
         "host": host_of(fs).to_json(),
         "truncated": truncated,
+        "salt": salt,  # every sha256 is of salt + content
         "files": files,
         "findings": [issue.to_json() for issue in tracked],
     }

@@ -102,7 +102,12 @@ def test_snapshot_document(leap: tuple[Path, Path]) -> None:
         assert path in files, path
     stdout = run("snapshot", "--root", str(root))
     again = json.loads(stdout.stdout)
-    assert again["files"] == files  # deterministic
+    assert again["salt"] != document["salt"]  # a fresh salt per baseline; everything else is the same
+
+    def unsalted(entries: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+        return {path: {k: v for k, v in entry.items() if k != "sha256"} for path, entry in entries.items()}
+
+    assert unsalted(again["files"]) == unsalted(files)
 
 
 def test_changed_owner_mode_link_and_content(leap: tuple[Path, Path]) -> None:
@@ -219,3 +224,58 @@ def test_vendor_unit_change_causes_start_findings(tmp_path: Path) -> None:
     assert sorted(f["code"] for f in change["causes"]) == ["MP101", "MP102"]
     assert {f["code"] for f in document["persisting_findings"]} == {"MP103", "MP112"}  # type: ignore[union-attr]
     assert status == 2
+
+
+@pytest.mark.parametrize("text, recorded", [
+    ("binddn cn=mail,dc=example,dc=com\nbindpw Hunter2-ldap\n",
+     "binddn cn=mail,dc=example,dc=com\nbindpw <redacted>\n"),
+    ("user = postfix\npassword = s3cret\nhosts = db\n", "user = postfix\npassword = <redacted>\nhosts = db\n"),
+    ("ldap_default_authtok: x\n#rootpw old\n", "ldap_default_authtok: <redacted>\n#rootpw <redacted>\n"),
+    ("pwcheck_method: saslauthd\nsmtp_sasl_password_maps = lmdb:/etc/postfix/sasl_passwd\npassdb {\n",
+     "pwcheck_method: saslauthd\nsmtp_sasl_password_maps = lmdb:/etc/postfix/sasl_passwd\npassdb {\n"),
+])
+def test_world_readable_secrets_are_redacted(text: str, recorded: str) -> None:
+    from mailpreflight.snapshot import redact
+
+    assert redact(text) == recorded
+
+
+def test_secret_named_world_readable_file(leap: tuple[Path, Path]) -> None:
+    root, _ = leap
+    write(root, "/etc/postfix/sasl_passwd", "[smtp.example.net]:587 user:Hunter2\n", 0o644)
+    write(root, "/etc/ldap.conf", "uri ldaps://ldap.example.com\nbindpw Hunter2\n", 0o644)
+    document = json.loads(run("snapshot", "--root", str(root)).stdout)
+    assert "Hunter2" not in json.dumps(document)
+    assert document["files"]["/etc/postfix/sasl_passwd"]["text_omitted"] == "its name says it holds secrets"
+    assert document["files"]["/etc/ldap.conf"]["text"] == "uri ldaps://ldap.example.com\nbindpw <redacted>\n"
+
+
+def test_a_shifted_bad_line_is_not_new(leap: tuple[Path, Path], tmp_path: Path) -> None:
+    root = leap15(tmp_path / "broken")
+    write(root, "/etc/pam.d/imap", "auth requried pam_unix.so\naccount required pam_unix.so\n")
+    baseline = tmp_path / "b2.json"
+    assert run("snapshot", "--root", str(root), "--output", str(baseline)).returncode == 0
+    write(root, "/etc/pam.d/imap", "# vendor comment\nauth requried pam_unix.so\naccount required pam_unix.so\n")
+    status, document = drift_json(root, baseline)
+    assert document["new_findings"] == [] and document["resolved_findings"] == [] and status == 1
+
+
+def test_vendor_dropin_in_a_new_directory(leap: tuple[Path, Path]) -> None:
+    root, baseline = leap
+    write(root, "/usr/lib/systemd/system/postfix.service.d/50-vendor.conf", "[Service]\nPrivateTmp=yes\n")
+    _, document = drift_json(root, baseline)
+    assert [(c["change"], c["path"]) for c in document["changes"]] == [  # type: ignore[union-attr]
+        ("added", "/usr/lib/systemd/system/postfix.service.d/50-vendor.conf")]
+
+
+def test_change_behind_a_symlink(tmp_path: Path) -> None:
+    root = leap15(tmp_path / "guest")
+    write(root, "/srv/pam/imap", (root / "etc/pam.d/imap").read_text())
+    link(root, "/etc/pam.d/imap", "/srv/pam/imap")
+    baseline = tmp_path / "b.json"
+    assert run("snapshot", "--root", str(root), "--output", str(baseline)).returncode == 0
+    assert "/srv/pam/imap" in json.loads(baseline.read_text())["files"]
+    write(root, "/srv/pam/imap", "auth required pam_deny.so\naccount required pam_deny.so\n")
+    _, document = drift_json(root, baseline)
+    assert [(c["change"], c["path"]) for c in document["changes"]] == [  # type: ignore[union-attr]
+        ("changed", "/srv/pam/imap")]

@@ -250,13 +250,13 @@ def test_vendor_dir_used_when_etc_has_none(tmp_path: Path) -> None:
     ("   # only a comment\n\n", []),
 ])
 def test_logical_lines(text: str, expected: list[tuple[int, list[str]]]) -> None:
-    assert pam.logical_lines(text) == (expected, None)
+    assert pam.logical_lines(text) == (expected, None, [])
 
 
 def test_continuation_through_comments_and_at_the_end() -> None:
     assert pam.logical_lines("auth required \\\n# note\n\n  pam_unix.so\n") == (
-        [(1, ["auth", "required", "pam_unix.so"])], None)
-    assert pam.logical_lines("auth required pam_unix.so\\\n") == ([], 1)
+        [(1, ["auth", "required", "pam_unix.so"])], None, [2, 3])
+    assert pam.logical_lines("auth required pam_unix.so\\") == ([], 1, [])
 
 
 def test_dangling_continuation_refuses_everything(tmp_path: Path) -> None:
@@ -359,3 +359,92 @@ def test_master_cf_brace_and_reference_forms(tmp_path: Path) -> None:
     paths = sorted((p.consumer, p.pam_service) for p in analyze_auth(RootFS(str(root))).paths
                    if p.unit == "postfix.service")
     assert paths == [("postfix smtpd (smtps)", "smtp"), ("postfix smtpd (submission)", "submit")]
+
+
+# --- found in review: odd input a real server has ---------------------------------------------------------
+
+def test_crlf_and_nbsp_are_not_blanks(tmp_path: Path) -> None:
+    root = leap15(tmp_path)
+    write(root, "/etc/pam.d/imap", (root / "etc/pam.d/imap").read_text().replace("\n", "\r\n"))
+    write(root, "/etc/pam.d/smtp", "auth sufficient pam_sss.so\nauth required\u00a0pam_unix.so\n"
+          "account required pam_unix.so\n")
+    found = issues(root)
+    messages = " | ".join(m for _, m in found["MP305"])
+    assert "'pam_unix.so\\r' contains a carriage return (a file with CRLF line ends?): libpam does not treat it " \
+           "as a blank" in messages
+    assert "contains NO-BREAK SPACE" in messages
+    assert "critical" in {s for s, _ in found["MP305"]}  # required lines fail; sufficient ones are ignored
+    assert any("'pam_unix.so\\r' is not installed (required: the stack fails)" in m for _, m in found["MP304"])
+
+
+def test_at_include_outside_debian_is_a_failing_line(tmp_path: Path) -> None:
+    root = leap15(tmp_path)
+    write(root, "/etc/pam.d/smtp", "@include common-auth\naccount required pam_unix.so\n")
+    [(severity, message)] = issues(root)["MP305"]
+    assert severity == "critical" and "unknown type '@include'" in message
+    write(root, "/etc/debian_version", "12\n")
+    assert "MP305" not in issues(root)
+
+
+def test_removed_dovecot_keeps_its_config(tmp_path: Path) -> None:
+    root = debian12(tmp_path)
+    (root / "lib/systemd/system/dovecot.service").unlink()  # apt remove: conffiles stay
+    found = issues(root)
+    assert [m for _, m in found["MP307"]] == [
+        "SMTP logins (postfix smtpd (smtp), dovecot auth (private/auth)): smtpd_sasl_type = dovecot, but Dovecot is "
+        "not installed"]
+    assert all(p.unit != "dovecot.service" for p in analyze_auth(RootFS(str(root))).paths)
+
+
+def test_dovecot_args_with_an_odd_quote(tmp_path: Path) -> None:
+    root = debian12(tmp_path)
+    write(root, "/etc/dovecot/conf.d/auth-system.conf.ext", 'passdb {\n  driver = pam\n  args = "dovecot\n}\n')
+    completed = subprocess.run([*CLI, "snapshot", "--root", str(root)], capture_output=True, text=True)
+    assert completed.returncode == 0 and "Traceback" not in completed.stderr
+
+
+def test_postscreen_pass_service(tmp_path: Path) -> None:
+    root = leap15(tmp_path)
+    write(root, "/etc/postfix/master.cf", "smtp inet n - n - 1 postscreen\nsmtpd pass - - n - - smtpd\n"
+          "dnsblog unix - - n - 0 dnsblog\n")
+    [smtp] = [p for p in analyze_auth(RootFS(str(root))).paths if p.unit == "postfix.service"]
+    assert smtp.consumer == "postfix smtpd (smtpd)" and smtp.pam_service == "smtp"
+
+
+def test_dovecot_sieve_and_default_protocols(tmp_path: Path) -> None:
+    root = debian12(tmp_path)
+    write(root, "/etc/dovecot/dovecot.conf", "!include conf.d/*.conf\n")  # no protocols.d: the default set
+    write(root, "/etc/dovecot/conf.d/20-managesieve.conf", "protocols = $protocols sieve\n")
+    write(root, "/etc/dovecot/conf.d/auth-system.conf.ext", "passdb {\n  driver = pam\n  args = *\n}\n")
+    services = sorted(p.pam_service or "" for p in analyze_auth(RootFS(str(root))).paths if p.pam_service)
+    assert services == ["imap", "pop3", "sieve", "smtp"]
+
+
+def test_dovecot_include_through_an_absolute_link(tmp_path: Path) -> None:
+    root = debian12(tmp_path)
+    conf_d = root / "etc/dovecot/conf.d"
+    (root / "usr/share/dovecot").mkdir(parents=True, exist_ok=True)
+    conf_d.rename(root / "usr/share/dovecot/conf.d")
+    link(root, "/etc/dovecot/conf.d", "/usr/share/dovecot/conf.d")  # absolute: must resolve inside the root
+    assert [p.pam_service for p in analyze_auth(RootFS(str(root))).paths if p.unit == "dovecot.service"] == [
+        "dovecot"]
+
+
+def test_bracket_control_that_ignores_a_missing_module(tmp_path: Path) -> None:
+    root = leap15(tmp_path)
+    write(root, "/etc/pam.d/imap", "auth [success=ok module_unknown=ignore default=bad] pam_tally2.so\n"
+          "auth [default=die] pam_faildelay.so\nauth required pam_unix.so\naccount required pam_unix.so\n")
+    found = sorted(issues(root)["MP304"])
+    assert [s for s, _ in found] == ["critical", "warning"]
+    assert "pam_faildelay.so is not installed ([default=die]: the stack fails)" in found[0][1]
+    assert "pam_tally2.so is not installed ([success=ok module_unknown=ignore default=bad]: its result is " \
+           "ignored)" in found[1][1]
+
+
+def test_unreadable_pam_file_is_not_treated_as_empty(tmp_path: Path) -> None:
+    root = leap15(tmp_path)
+    write(root, "/etc/pam.d/imap", "# padding\n" * 120_000)  # over the 1 MiB read limit
+    service = pam.resolve(RootFS(str(root)), "imap")
+    assert service.file == "/etc/pam.d/imap" and service.from_other == ()
+    [(severity, message)] = issues(root)["MP305"]
+    assert severity == "warning" and "cannot be read here" in message and "MP309" not in issues(root)

@@ -186,7 +186,7 @@ def _service_issues(fs: RootFS, name: str, service: pam.PamService, users: list[
             issues.append(TrackedFinding(Finding(
                 "MP305", Severity.CRITICAL if fatal_here else Severity.WARNING, unit,
                 f"{who}: {where}: {problem.source}: {problem.detail}", "fix the line (pam.conf(5))", evidence),
-                f"line:{problem.source}", (problem.source.rsplit(":", 1)[0],)))
+                f"line:{problem.source.rsplit(':', 1)[0]}:{problem.detail}", (problem.source.rsplit(":", 1)[0],)))
     return issues
 
 

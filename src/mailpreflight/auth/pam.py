@@ -8,11 +8,13 @@ except where said; line numbers in docs/auth.md):
 - The service name is lowercased and only its part after the last `/` is kept.
 - `other` is looked up the same way and used TYPE BY TYPE: for every type (auth, account, password,
   session) the service's file does not define. No service file and no `other`: every call fails (PAM_ABORT).
-- `#` anywhere ends a line; a trailing `\` joins the next line unless the line has a `#`. Type and control
+- `#` anywhere ends a line; a trailing `\` joins the next line unless the line has a `#`. Words are separated
+  by blanks and tabs only (a CR of a CRLF file sticks to the module name). Type and control
   words are case-insensitive; `[...]` is one word (`\]` escapes). A leading `-` on the type only silences
   the log when the module cannot be loaded: the line still counts.
 - `include`/`substack` take the lines of one type from a file looked up like a service (absolute paths as
-  is); a missing target makes that type's stack fail. `@include` (all types) is a Debian/Ubuntu patch, which
+  is); a missing target makes that type's stack fail. `@include` (all types) is a Debian/Ubuntu patch (an
+  unknown type, i.e. a failing auth line, elsewhere), which
   also resolves relative names of all three only in /etc/pam.d; a missing `@include` target aborts the parse.
 - A relative module path is taken from libpam's compiled-in directory ($libdir/security). A module that
   cannot be loaded returns PAM_MODULE_UNKNOWN: the stack fails on a required/requisite line, the result is
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import posixpath
+import unicodedata
 from dataclasses import dataclass, field
 
 from mailpreflight.units.rootfs import RootFS
@@ -66,6 +69,15 @@ class PamLine:
     def decisive(self) -> bool:
         """Can this line's failure fail the stack? (required, requisite, or a `[...]` list)."""
         return self.control.lower() in ("required", "requisite") or self.control.startswith("[")
+
+    @property
+    def fails_when_missing(self) -> bool:
+        """Does a module that cannot be loaded (PAM_MODULE_UNKNOWN) fail the stack on this line?"""
+        if not self.control.startswith("["):
+            return self.decisive
+        actions = dict(item.partition("=")[::2] for item in self.control.strip("[]").split())
+        action = actions.get("module_unknown", actions.get("default", "bad"))
+        return action not in ("ignore", "reset")
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,7 @@ class _Reader:
     fs: RootFS
     lines: list[PamLine] = field(default_factory=list)
     problems: list[PamProblem] = field(default_factory=list)
+    unknown: bool = False  # a file it should read could not be read: its stacks are not known
 
     @functools.cached_property
     def debian(self) -> bool:
@@ -156,19 +169,36 @@ class _Reader:
             self.problem("include-loop", via[-1] if via else path, f"{path} includes itself (directly or not); "
                          "libpam gives up at depth 16", only_type, path=path)
             return
-        text = self.fs.read_text(path) if text is None else text
         if text is None:
-            return
-        lines, dangling = logical_lines(text)
+            try:
+                text = self.fs.read_bytes(path, 1024 * 1024).decode("utf-8", "replace")
+            except OSError as exc:
+                self.unknown = True
+                self.problem("unreadable", f"{path}:1", f"cannot be read here ({exc.strerror or exc}): what it "
+                             "stacks is unknown", only_type, fatal=False, path=path)
+                return
+        lines, dangling, crossed = logical_lines(text)
         for number, words in lines:
             self._line(path, number, words, only_type, via)
+        for number in crossed:
+            self.problem("bad-line", f"{path}:{number}", "a `\\` continuation runs across a blank or comment "
+                         "line: libpam up to 1.5 joins across it, 1.6 and later end the line there", only_type,
+                         fatal=False)
         if dangling is not None:
             self.problem("bad-line", f"{path}:{dangling}", "the file ends inside a `\\` continuation: libpam "
                          "refuses the whole configuration", None)
 
     def _line(self, path: str, number: int, words: list[str], only_type: str | None, via: tuple[str, ...]) -> None:
         source = f"{path}:{number}"
-        if words[0].lower() == "@include":  # Debian's patch: every type, /etc/pam.d only
+        odd = next((c for w in words for c in w if c.isspace() and c not in " \t"), None)
+        if odd is not None:  # libpam splits on blanks and tabs only: a CR (CRLF file) or NBSP sticks to a word
+            word = next(w for w in words if odd in w)
+            what = ("a carriage return (a file with CRLF line ends?)" if odd == "\r" else
+                    unicodedata.name(odd, f"U+{ord(odd):04X}"))
+            self.problem("bad-line", source, f"{word!r} contains {what}: libpam does not treat it as a blank",
+                         only_type or "auth",
+                         fatal=len(words) < 2 or words[1].lower() not in ("optional", "sufficient"))
+        if words[0].lower() == "@include" and self.debian:  # Debian's patch: every type, /etc/pam.d only
             if len(words) < 2:
                 self.problem("bad-line", source, "@include without a file name", None)
                 return
@@ -198,9 +228,11 @@ class _Reader:
         self.lines.append(line)
         if found is None:
             where = rest[0] if rest[0].startswith("/") else f"{MODULE_DIRS[0]}/{rest[0]}"
-            self.problem("missing-module", source, f"{rest[0]} is not installed ({control}: "
-                         f"{'the stack fails' if line.decisive else 'its result is ignored'})", pam_type,
-                         fatal=line.decisive, path=where)
+            fails = line.fails_when_missing
+            name = rest[0] if rest[0].isprintable() else repr(rest[0])
+            self.problem("missing-module", source, f"{name} is not installed ({control}: "
+                         f"{'the stack fails' if fails else 'its result is ignored'})", pam_type, fatal=fails,
+                         path=where)
 
     def _include(self, name: str, only_type: str | None, source: str, via: tuple[str, ...],
                  etc_only: bool = False) -> None:
@@ -218,22 +250,29 @@ class _Reader:
         self.read(target, only_type, via)
 
 
-def logical_lines(text: str) -> tuple[list[tuple[int, list[str]]], int | None]:
-    """(first line number, words) of each non-empty logical line, `[...]` groups as single words; and the
-    line where the text ends inside a continuation (libpam 1.5 then refuses the file), else None.
+def logical_lines(text: str) -> tuple[list[tuple[int, list[str]]], int | None, list[int]]:
+    """(first line number, words) of each non-empty logical line, `[...]` groups as single words; the line
+    where the text ends inside a continuation (libpam then refuses the file), else None; and the blank or
+    comment lines a continuation runs across.
 
-    Inside a continuation, blank and comment lines are skipped (libpam 1.5.2, checked against the real one).
+    Lines end at "\\n" only. Inside a continuation, blank and comment lines are skipped as libpam 1.5.2 does
+    (checked against the real one); 1.6.0 and later end the logical line there instead.
     """
     result: list[tuple[int, list[str]]] = []
+    crossed: list[int] = []
     pending: str | None = None
     start = 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        if pending is not None and (not raw.strip() or raw.lstrip().startswith("#")):
+    physical = text.split("\n")
+    if physical[-1] == "":  # the newline that ends the last line starts no new one
+        physical.pop()
+    for number, raw in enumerate(physical, 1):
+        if pending is not None and (not raw.strip(" \t") or raw.lstrip(" \t").startswith("#")):
+            crossed.append(number)
             continue
         if pending is None:
             start = number
         line = raw.split("#", 1)[0]
-        stripped = line.rstrip()
+        stripped = line.rstrip(" \t")
         if "#" not in raw and stripped.endswith("\\"):
             pending = (pending or "") + stripped[:-1] + " "
             continue
@@ -241,15 +280,16 @@ def logical_lines(text: str) -> tuple[list[tuple[int, list[str]]], int | None]:
         pending = None
         if words:
             result.append((start, words))
-    return result, (start if pending is not None else None)
+    return result, (start if pending is not None else None), crossed
 
 
 def _split(line: str) -> list[str]:
-    """Blank-separated words; a word starting with `[` runs to the first `]` not written `\\]`."""
+    """Words separated by blanks and tabs (only those, as libpam); a word starting with `[` runs to the first
+    `]` not written `\\]`."""
     words: list[str] = []
     index = 0
     while index < len(line):
-        if line[index].isspace():
+        if line[index] in " \t":
             index += 1
             continue
         if line[index] == "[":
@@ -260,7 +300,7 @@ def _split(line: str) -> list[str]:
             index = end + 1
             continue
         end = index
-        while end < len(line) and not line[end].isspace():
+        while end < len(line) and line[end] not in " \t":
             end += 1
         words.append(line[index:end])
         index = end
@@ -294,7 +334,8 @@ def _merge(name: str, file: str | None, searched: tuple[str, ...], shadowed: tup
     def defined(reader: _Reader) -> set[str]:
         return {line.type for line in reader.lines} | {p.type for p in reader.problems if p.type}
 
-    from_other = tuple(t for t in TYPES if t not in defined(own) and t in defined(other))
+    # a service file that could not be read here still wins in libpam: nothing is known to come from `other`
+    from_other = () if own.unknown else tuple(t for t in TYPES if t not in defined(own) and t in defined(other))
     lines = [*own.lines, *(line for line in other.lines if line.type in from_other)]
     problems = [*own.problems, *(p for p in other.problems if p.type is None or p.type in from_other)]
     lines.sort(key=lambda line: TYPES.index(line.type))
@@ -303,7 +344,7 @@ def _merge(name: str, file: str | None, searched: tuple[str, ...], shadowed: tup
 
 def _legacy(fs: RootFS, name: str) -> PamService:
     """/etc/pam.conf: `service type control module args`, matched case-insensitively."""
-    entries, _ = logical_lines(fs.read_text(LEGACY_CONF) or "")
+    entries, _, _ = logical_lines(fs.read_text(LEGACY_CONF) or "")
     readers = {}
     for service in (name, DEFAULT_SERVICE):
         kept = [""] * max((number for number, _ in entries), default=0)

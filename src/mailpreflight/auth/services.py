@@ -9,7 +9,7 @@ names, `!include`/`!include_try`, protocols). Sources of each fact are in docs/a
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import posixpath
 import re
 import shlex
@@ -30,7 +30,8 @@ SASLAUTHD_CONFIGS = (("/etc/sysconfig/saslauthd", ("SASLAUTHD_AUTHMECH", "MECH")
 SASL_CONF_DIRS = ("/usr/lib64/sasl2", "/usr/lib/sasl2", "/etc/sasl2")
 DEBIAN_SASL_CONF_DIRS = ("/etc/postfix/sasl", "/usr/lib/sasl")
 CYRUS_SERVICE_NAMES = {"imapd": ("IMAP", "imap"), "pop3d": ("POP3", "pop"), "timsieved": ("Sieve", "sieve")}
-DOVECOT_AUTH_PROTOCOLS = {"imap": "IMAP", "pop3": "POP3", "submission": "Submission", "managesieve": "Sieve"}
+DOVECOT_AUTH_PROTOCOLS = {"imap": "IMAP", "pop3": "POP3", "submission": "Submission", "sieve": "Sieve"}
+DOVECOT_DEFAULT_PROTOCOLS = "imap pop3 lmtp"  # `protocols` before any setting (so `$protocols` starts there)
 DOVECOT_PAM_OPTIONS = re.compile(r"^(session|setcred|failure_show_msg|max_requests|cache_key|blocking)=")
 
 
@@ -161,7 +162,7 @@ def _via_saslauthd(saslauthd: Saslauthd | None, service: str, evidence: list[str
 
 
 def _master_smtpd(text: str | None) -> list[tuple[str, dict[str, str], int]]:
-    """master.cf inet services running smtpd: (service, -o overrides, line)."""
+    """master.cf services running smtpd for clients: (service, -o overrides, line)."""
     if text is None:
         return [("smtp", {}, 0)]
     entries: list[tuple[list[str], int]] = []
@@ -174,7 +175,8 @@ def _master_smtpd(text: str | None) -> list[tuple[str, dict[str, str], int]]:
             entries.append((line.split(), number))
     services = []
     for words, number in entries:
-        if len(words) < 8 or words[1] != "inet" or posixpath.basename(words[7]) != "smtpd":
+        # `inet`, or `pass` behind postscreen (smtp inet ... postscreen + smtpd pass ... smtpd)
+        if len(words) < 8 or words[1] not in ("inet", "pass") or posixpath.basename(words[7]) != "smtpd":
             continue
         overrides: dict[str, str] = {}
         args = words[8:]
@@ -313,7 +315,7 @@ class DovecotConfig:
 def read_dovecot_config(fs: RootFS, path: str = "/etc/dovecot/dovecot.conf") -> DovecotConfig | None:
     if fs.read_text(path) is None:
         return None
-    config = DovecotConfig({}, [])
+    config = DovecotConfig({"protocols": (DOVECOT_DEFAULT_PROTOCOLS, "dovecot default")}, [])
     _dovecot_file(fs, path, config, [], 0)
     return config
 
@@ -331,9 +333,9 @@ def _dovecot_file(fs: RootFS, path: str, config: DovecotConfig, stack: list[dict
         if line.startswith("!include"):
             pattern = line.split(None, 1)[1].strip().strip('"') if " " in line else ""
             pattern = pattern if pattern.startswith("/") else posixpath.join(posixpath.dirname(path), pattern)
-            for match in sorted(glob.glob(fs.host(pattern))):
-                guest = "/" + posixpath.relpath(match, fs.root) if fs.root != "/" else match
-                _dovecot_file(fs, guest, config, stack, depth + 1)
+            directory, name = posixpath.split(pattern)  # globs in the file name, resolved inside the root
+            for match in sorted(n for n in fs.listdir(directory) if fnmatch.fnmatchcase(n, name)):
+                _dovecot_file(fs, posixpath.join(directory, match), config, stack, depth + 1)
             continue
         if line.endswith("{"):
             words = line[:-1].split()
@@ -369,8 +371,8 @@ def read_dovecot(fs: RootFS, loader: UnitLoader, postfix_uses_dovecot: bool) -> 
     unit = _load(loader, "dovecot.service")
     if unit is not None and unit.masked:
         return []
-    protocols_value, protocols_at = config.settings.get("protocols", ("imap pop3 lmtp", "dovecot default"))
-    protocols = [p for p in protocols_value.split() if p in DOVECOT_AUTH_PROTOCOLS]
+    protocols_value, protocols_at = config.settings["protocols"]
+    protocols = [p for p in dict.fromkeys(protocols_value.split()) if p in DOVECOT_AUTH_PROTOCOLS]
     if postfix_uses_dovecot:
         protocols.append("smtp")
     paths = []
@@ -405,8 +407,12 @@ def _dovecot_pam_service(block: dict[str, tuple[str, str]]) -> str:
     for key in ("service_name", "passdb_pam_service_name"):
         if key in block:
             return block[key][0]
-    words = [w for w in shlex.split(block.get("args", ("", ""))[0], comments=False, posix=True)
-             if not DOVECOT_PAM_OPTIONS.match(w) and not w.startswith("-")]
+    raw = block.get("args", ("", ""))[0]
+    try:
+        split = shlex.split(raw, comments=False, posix=True)
+    except ValueError:  # an odd quote or a trailing backslash: dovecot splits on blanks too
+        split = raw.split()
+    words = [w for w in split if not DOVECOT_PAM_OPTIONS.match(w) and not w.startswith("-")]
     service = words[-1] if words else "dovecot"
     return "%Ls" if service == "*" else service
 
@@ -415,8 +421,11 @@ def read_all(fs: RootFS) -> tuple[list[AuthPath], Saslauthd | None]:
     loader = UnitLoader(fs)
     saslauthd = read_saslauthd(fs, loader)
     dovecot = _load(loader, "dovecot.service")
-    has_dovecot = fs.read_text("/etc/dovecot/dovecot.conf") is not None and not (dovecot and dovecot.masked)
+    # a removed package keeps its configuration (apt remove, rpm's .rpmsave): the program must be there
+    has_dovecot = (fs.read_text("/etc/dovecot/dovecot.conf") is not None and not (dovecot and dovecot.masked)
+                   and (dovecot is not None or _exists(fs, "/usr/sbin/dovecot")))
     postfix = read_postfix(fs, saslauthd, "dovecot.service" if has_dovecot else None)
     paths = [*postfix, *read_cyrus(fs, loader, saslauthd),
-             *read_dovecot(fs, loader, any(p.method.startswith("dovecot auth") for p in postfix))]
+             *(read_dovecot(fs, loader, any(p.method.startswith("dovecot auth") for p in postfix))
+               if has_dovecot else [])]
     return paths, saslauthd
