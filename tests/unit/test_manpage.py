@@ -109,6 +109,7 @@ def test_prometheus_rules_use_emitted_metrics() -> None:
     assert used and used <= emitted, used - emitted
     assert "mailpreflight_unit_start_ok == 0" in rules
     assert "mailpreflight_status >= 2" in rules
+    assert "mailpreflight_auth_path_ok == 0" in rules
 
 
 def test_nagios_definition_uses_nagios_format() -> None:
