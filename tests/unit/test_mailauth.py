@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from mailpreflight.auth import pam
@@ -75,6 +76,8 @@ def test_the_incident_imap_and_smtp_fall_back_to_other(tmp_path: Path) -> None:
     completed = subprocess.run([*CLI, "check", "--root", str(root), "--deadline", "5", "--timeout", "1",
                                 "--format", "json", "cyrus-imapd.service"], capture_output=True, text=True)
     document = json.loads(completed.stdout)
+    jsonschema.validate(document, json.loads((Path(__file__).resolve().parents[2] / "docs/schemas/check.schema.json")
+                                             .read_text()))
     assert completed.returncode == 2 and document["status"] == "critical"
     [imap_path] = document["auth"]
     assert imap_path["pam"]["fallback_other"] is True and imap_path["pam"]["other_file"] == "/etc/pam.d/other"
