@@ -155,6 +155,10 @@ def test_saslauthd_missing_masked_disabled(tmp_path: Path) -> None:
     (root / "etc/systemd/system/multi-user.target.wants/saslauthd.service").unlink()
     found = issues(root)["MP307"]
     assert {s for s, _ in found} == {"warning"} and all("is not enabled" in m for _, m in found)
+    # pulled in by an enabled postfix: started whenever postfix is
+    write(root, "/etc/systemd/system/postfix.service.d/sasl.conf", "[Unit]\nWants=saslauthd.service\n")
+    assert "MP307" not in issues(root)
+    (root / "etc/systemd/system/postfix.service.d/sasl.conf").unlink()
     link(root, "/etc/systemd/system/saslauthd.service", "/dev/null")
     found = issues(root)["MP307"]
     assert {s for s, _ in found} == {"critical"} and all("masked" in m for _, m in found)

@@ -57,12 +57,26 @@ class AuthPath:
 
 
 def enabled_units(fs: RootFS) -> set[str]:
-    """Units with an enablement link in /etc/systemd/system/*.wants or *.requires."""
+    """Units with an enablement link in a *.wants or *.requires directory (the admin's or the vendor's)."""
     names: set[str] = set()
-    for directory in fs.listdir("/etc/systemd/system"):
-        if directory.endswith((".wants", ".requires")):
-            names.update(fs.listdir(f"/etc/systemd/system/{directory}"))
+    for base in ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"):
+        for directory in fs.listdir(base):
+            if directory.endswith((".wants", ".requires")):
+                names.update(fs.listdir(f"{base}/{directory}"))
     return names
+
+
+def _pulled_in(loader: UnitLoader, name: str, by: tuple[str, ...]) -> bool:
+    """Does one of these (enabled) units pull `name` in with Wants=/Requires=/BindsTo=?"""
+    enabled = enabled_units(loader.fs)
+    for consumer in by:
+        unit = _load(loader, consumer)
+        if unit is None or unit.id not in enabled:
+            continue
+        for key in ("Wants", "Requires", "BindsTo", "Requisite"):
+            if any(name in a.value.split() for a in unit.values("Unit", key)):
+                return True
+    return False
 
 
 def _load(loader: UnitLoader, *names: str) -> Unit | None:
@@ -89,7 +103,8 @@ def _sysv_enabled(fs: RootFS, name: str, config: dict[str, str]) -> bool:
 
 def read_saslauthd(fs: RootFS, loader: UnitLoader) -> Saslauthd | None:
     unit = _load(loader, "saslauthd.service")
-    enabled = "saslauthd.service" in enabled_units(fs)
+    enabled = "saslauthd.service" in enabled_units(fs) or _pulled_in(
+        loader, "saslauthd.service", ("postfix.service", "cyrus-imapd.service", "cyrus.service"))
     if unit is not None and unit.load_state is LoadState.MASKED:
         return Saslauthd(unit.id, "masked", False, None, unit.fragment_path or "")
     if unit is not None and unit.load_state is LoadState.LOADED:
