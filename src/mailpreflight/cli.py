@@ -165,7 +165,7 @@ def _explain(args: argparse.Namespace) -> int:
         report = check([analyze(unit, loader.fs)], CheckOptions(timeout=args.timeout, deadline=60), resolver)
     except (MailpreflightError, OSError) as exc:
         print(f"mailpreflight: no fresh check: {exc}", file=sys.stderr)
-    result = explain.explain(live, unit, report, explain.journal(live, args.user))
+    result = explain.explain(live, unit, report, explain.journal(live))
     if args.format == "json":
         import json
 

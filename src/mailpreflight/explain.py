@@ -93,11 +93,15 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def journal(live: LiveUnit, user: bool, limit: int = 50) -> tuple[str, ...]:
-    """The messages of that invocation, if there is a journal at all."""
+def journal(live: LiveUnit, limit: int = 50) -> tuple[str, ...]:
+    """The messages of that invocation, if there is a journal at all.
+
+    No `--user` even for a user unit: journald keeps a user unit's messages in system.journal for root and
+    system users, with volatile storage and with SplitMode=none, and `--user` reads only user-UID.journal
+    files. Without it journalctl reads every journal the caller may read; the invocation ID selects."""
     if not live.invocation_id or set(live.invocation_id) == {"0"} or shutil.which("journalctl") is None:
         return ()
-    argv = ["journalctl", *(["--user"] if user else []), "-o", "json", "--no-pager", "-n", str(limit),
+    argv = ["journalctl", "-o", "json", "--no-pager", "-n", str(limit),
             f"_SYSTEMD_INVOCATION_ID={live.invocation_id}"]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)

@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 SYSTEMD = "/usr/lib/systemd/systemd"
+JOURNALD_PATHS = ("/usr/lib/systemd/systemd-journald", "/lib/systemd/systemd-journald")
 DEST = "org.freedesktop.systemd1"
 MANAGER_PATH = "/org/freedesktop/systemd1"
 MANAGER_IFACE = "org.freedesktop.systemd1.Manager"
@@ -65,7 +66,54 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs -o mode=0755,size=64m tmpfs /run/systemd  # < 16M free: daemon-reload is refused
 mkdir /run/systemd/system
 mount --bind "$1" /dev/kmsg
+[ -z "${5:-}" ] || . "$6/start-journald.sh"
 exec "$2" --user --log-target=kmsg --log-level="$3"
+"""
+# Sourced by _INNER (journald=True only), in the lab's private mount + cgroup namespaces, after its safety checks
+# and before the manager starts: $5 is systemd-journald, $6 the lab's journald dir.
+# * Private: journald's sockets (/run/systemd/journal/*), its drop-in (/run/systemd/journald.conf.d) and its
+#   volatile storage (/run/log/journal) all live on tmpfs mounted in this namespace only; a tmpfs over
+#   /var/log/journal hides (and protects) the host's persistent journal.  Without CAP_AUDIT_READ/CONTROL
+#   journald cannot join the kernel's audit multicast group, so it never issues its "enable auditing" call (a
+#   host-global setting).  ReadKMsg=no: /dev/kmsg here is the manager-log FIFO.
+# * Realistic: journald attaches _SYSTEMD_USER_UNIT and _SYSTEMD_INVOCATION_ID to a user service's messages only
+#   if the service's cgroup is below /user.slice/user-UID.slice/user@UID.service and the user manager's
+#   invocation:UNIT symlinks are in /run/user/UID/systemd/units/.  So journald stays at the root of the lab
+#   cgroup, the manager goes into lab/user.slice/user-UID.slice/user@UID.service (a user manager adopts only its
+#   own cgroup), and the lab's XDG_RUNTIME_DIR is bind-mounted on /run/user/UID (on a tmpfs over /run/user).
+# journald's parent is the manager, which reaps it: teardown stops journald before the manager exits.
+_START_JOURNALD = r"""
+uid=$(id -u)
+for d in /run/log /run/user; do
+  [ -d $d ] || { echo "systemd_lab: refusing: no $d to mount over (journald=True would create it)" >&2; exit 96; }
+done
+mount -t tmpfs -o mode=0755,size=64m tmpfs /run/log
+[ ! -d /var/log/journal ] || mount -t tmpfs -o mode=0755,size=64m tmpfs /var/log/journal
+mkdir /run/systemd/journald.conf.d
+cp "$6/journald.conf" /run/systemd/journald.conf.d/zz-mailpreflight-lab.conf
+SYSTEMD_LOG_TARGET=console setpriv --bounding-set -audit_control,-audit_read,-audit_write "$5" &
+echo $! > "$6/journald.pid"
+i=0
+until [ -S /run/systemd/journal/stdout ] && [ -S /run/systemd/journal/socket ]; do
+  kill -0 $! 2>/dev/null || { echo "systemd_lab: systemd-journald exited" >&2; exit 95; }
+  i=$((i + 1)); [ $i -lt 1000 ] || { echo "systemd_lab: systemd-journald sockets never appeared" >&2; exit 94; }
+  sleep 0.01
+done
+mount -t tmpfs -o mode=0755,size=1m tmpfs /run/user
+mkdir -m 0700 /run/user/$uid
+mount --bind "$XDG_RUNTIME_DIR" /run/user/$uid
+mkdir -p /sys/fs/cgroup/user.slice/user-$uid.slice/user@$uid.service
+echo $$ > /sys/fs/cgroup/user.slice/user-$uid.slice/user@$uid.service/cgroup.procs
+"""
+JOURNALD_CONF = """[Journal]
+Storage=volatile
+RuntimeMaxUse=16M
+ReadKMsg=no
+ForwardToSyslog=no
+ForwardToKMsg=no
+ForwardToConsole=no
+ForwardToWall=no
+RateLimitBurst=0
 """
 
 
@@ -142,6 +190,11 @@ class _Resources:
     pump: _LogPump
     proc: subprocess.Popen[bytes] | None = None
     problems: list[str] = field(default_factory=list)
+    journald_pidfile: Path | None = None  # journald=True: where the lab's journald wrote its pid
+
+
+def journald_binary() -> str | None:
+    return next((p for p in JOURNALD_PATHS if os.access(p, os.X_OK)), None)
 
 
 def _cgroup_pids(cg: Path) -> list[int]:
@@ -152,9 +205,46 @@ def _cgroup_pids(cg: Path) -> list[int]:
     return pids
 
 
+def _in_cgroup(pid: int, cg: Path) -> bool:
+    """Whether pid is in cg or below it, as seen from the host's cgroup namespace."""
+    rel = "/" + str(cg.relative_to(cgroup2_mount() or "/"))
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return False
+    return any(ln == f"0::{rel}" or ln.startswith(f"0::{rel}/") for ln in lines)
+
+
+def _gone(pid: int) -> bool:
+    try:  # the state is the field after "(comm)"; a zombie is as good as gone
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def _stop_journald(res: _Resources) -> None:
+    """SIGTERM the lab's journald while the manager (its parent, which reaps it) is still there."""
+    try:
+        pid = int(res.journald_pidfile.read_text()) if res.journald_pidfile else 0
+    except (OSError, ValueError):
+        return
+    # only that pid if it still is a journald inside the lab cgroup (never a recycled host pid)
+    comm = Path(f"/proc/{pid}/comm")
+    if pid <= 0 or not comm.exists() or comm.read_text().strip() != "systemd-journal" \
+            or not _in_cgroup(pid, res.cgroup):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, 15)
+    deadline = time.monotonic() + 5
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _teardown(res: _Resources) -> None:
     """Idempotent: graceful exit, then kill whatever is left in the lab cgroup, then remove it."""
     proc = res.proc
+    if proc is not None and proc.poll() is None and res.journald_pidfile is not None:
+        _stop_journald(res)
     if proc is not None and proc.poll() is None:
         with contextlib.suppress(subprocess.TimeoutExpired, OSError):
             subprocess.run(["systemctl", "--user", "exit"], env={**os.environ, **res.env},
@@ -302,10 +392,15 @@ class _DbusPython:
 class UserManagerLab:
     """`systemd --user` + its own session bus, rooted in `workdir`.  Use as a context manager."""
 
-    def __init__(self, workdir: Path, *, log_level: str = "info", netns: str | None = None) -> None:
+    def __init__(self, workdir: Path, *, log_level: str = "info", netns: str | None = None,
+                 journald: bool = False) -> None:
         self.workdir = Path(workdir).resolve()
         self.log_level = log_level
         self.netns = netns  # run the manager (and so its services) inside this network namespace
+        # journald=True: a real systemd-journald, private to the lab, runs before the manager starts; its
+        # journal is only visible inside the lab's mount namespace (see run_inside() and journalctl())
+        self.journald = journald
+        self.journald_dir = self.workdir / "journald"
         rt = self.workdir / "run"
         self.env: dict[str, str] = {
             "XDG_RUNTIME_DIR": str(rt),
@@ -347,6 +442,9 @@ class UserManagerLab:
             Path(self.env[key]).mkdir(parents=True, exist_ok=True)
         self.unit_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.write_bytes(b"")
+        journald = journald_binary() if self.journald else None
+        if self.journald and journald is None:
+            raise LabError(f"journald=True but no systemd-journald in {JOURNALD_PATHS}")
 
         mnt = cgroup2_mount()
         if mnt is None:
@@ -358,19 +456,25 @@ class UserManagerLab:
             cgroup.mkdir()  # a fresh child: never the cgroup we (or the host's init) run in
         except OSError as e:
             raise LabError(f"cannot create the lab cgroup {cgroup}: {e}") from e
+        if journald:
+            self.journald_dir.mkdir(exist_ok=True)
+            (self.journald_dir / "journald.pid").unlink(missing_ok=True)
+            (self.journald_dir / "journald.conf").write_text(JOURNALD_CONF)
+            (self.journald_dir / "start-journald.sh").write_text(_START_JOURNALD)
         self._res = res = _Resources(cgroup=cgroup, env=dict(self.env),
-                                     pump=_LogPump(self.workdir / "kmsg.fifo", self.log_path))
+                                     pump=_LogPump(self.workdir / "kmsg.fifo", self.log_path),
+                                     journald_pidfile=self.journald_dir / "journald.pid" if journald else None)
         # The safety net: runs on stop(), on garbage collection, or at interpreter exit.
         self._finalizer = weakref.finalize(self, _teardown, res)
         try:
-            self._launch(res)
+            self._launch(res, journald)
             self._wait_ready(res, t0 + timeout)
         except BaseException:
             self.stop(check=False)
             raise
         self.start_seconds = time.monotonic() - t0
 
-    def _launch(self, res: _Resources) -> None:
+    def _launch(self, res: _Resources, journald: str | None = None) -> None:
         # the manager passes its own environment on to services: keep it minimal and predictable
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
                **self.env}
@@ -380,7 +484,7 @@ class UserManagerLab:
                  *(["ip", "netns", "exec", self.netns] if self.netns else []),
                  "unshare", "--mount", "--cgroup", "--propagation", "private",
                  "/bin/sh", "-c", _INNER, "sh", str(self.workdir / "kmsg.fifo"), SYSTEMD, self.log_level,
-                 os.readlink("/proc/self/ns/cgroup")],
+                 os.readlink("/proc/self/ns/cgroup"), *([journald, str(self.journald_dir)] if journald else [])],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
                 start_new_session=True)  # own session: a ^C to pytest does not hit the manager
 
@@ -448,6 +552,27 @@ class UserManagerLab:
         env = {**os.environ, **self.env, "SYSTEMD_COLORS": "0", "SYSTEMD_PAGER": "cat"}
         return subprocess.run(["systemctl", "--user", *args], env=env, capture_output=True, text=True,
                               timeout=60)
+
+    def run_inside(self, argv: list[str], env: dict[str, str] | None = None,
+                   timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run argv in the manager's mount (and network) namespace -- where the lab's /run/systemd, and with
+        journald=True its journal, are -- with the lab's environment.  The process stays in the caller's
+        cgroup: only the namespaces are entered, never the lab cgroup."""
+        if self._res is None or self._res.proc is None or self._res.proc.poll() is not None:
+            raise LabError("the lab is not running")
+        pid = self._res.proc.pid
+        if not _in_cgroup(pid, self._res.cgroup):
+            raise LabError(f"pid {pid} is no longer the lab's manager")
+        return subprocess.run(["nsenter", f"--target={pid}", "--mount", *(["--net"] if self.netns else []),
+                               "--", *argv],
+                              env={**os.environ, **self.env, **(env or {})}, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def journalctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """journalctl inside the lab (journald=True), reading the lab's private journal."""
+        if not self.journald:
+            raise LabError("this lab runs no journald (UserManagerLab(..., journald=True))")
+        return self.run_inside(["journalctl", "--no-pager", *args])
 
     def _binding(self, name: str) -> _Binding:
         if name not in BINDINGS:
