@@ -92,8 +92,8 @@ def guest_namespace(ruleset: GuestRuleset, uplink_ns: str | None = None,
         if uplink_ns is None:  # out through the host: forward and masquerade, undone below
             forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
-            _nft_host(f"table ip {nat_table} {{ chain post {{ type nat hook postrouting priority 100; "
-                      f"ip saddr {SUBNET}.0/30 masquerade; }} }}")
+            _nft_host(f"table ip {nat_table} {{\n  chain post {{\n    type nat hook postrouting priority 100;\n"
+                      f"    ip saddr {SUBNET}.0/30 masquerade\n  }}\n}}\n")
         etc.mkdir(parents=True, exist_ok=True)  # the host's resolver answers the probes' DNS questions
         shutil.copyfile(resolv_conf, etc / "resolv.conf")
         _load(name, ruleset)
