@@ -90,6 +90,10 @@ def guest_namespace(ruleset: GuestRuleset, uplink_ns: str | None = None,
         _ip("-n", name, "link", "set", "eth0", "up")
         _ip("-n", name, "route", "add", "default", "via", f"{SUBNET}.1")
         if uplink_ns is None:  # out through the host: forward and masquerade, undone below
+            blocked = _host_forwarding_problem()
+            if blocked:
+                raise MailpreflightError(f"--guest-firewall: {blocked}; the guest namespace could not reach "
+                                         "anything (mailpreflight does not change the host's filter rules)")
             forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
             _nft_host(f"table ip {nat_table} {{\n  chain post {{\n    type nat hook postrouting priority 100;\n"
@@ -108,6 +112,27 @@ def guest_namespace(ruleset: GuestRuleset, uplink_ns: str | None = None,
         shutil.rmtree(etc, ignore_errors=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def forward_blocked(iptables_forward: str, nft_ruleset: str) -> str | None:
+    """Why the host would drop the guest namespace's forwarded packets (a DROP policy on a forward hook), or
+    None. Rules that accept some traffic in such a chain are not read: with a DROP policy the guest's own
+    link is almost never among them, and we do not change the host's filter rules."""
+    if re.search(r"^-P FORWARD DROP$", iptables_forward, re.M):
+        return "the host's iptables FORWARD policy is DROP"
+    for chain in re.findall(r"chain (\S+) \{[^}]*?hook forward[^}]*?policy drop", nft_ruleset, re.S):
+        return f"the host's nft chain {chain} (hook forward) has policy drop"
+    return None
+
+
+def _host_forwarding_problem() -> str | None:
+    def output(*argv: str) -> str:
+        if shutil.which(argv[0]) is None:
+            return ""
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        return done.stdout if done.returncode == 0 else ""
+
+    return forward_blocked(output("iptables", "-S", "FORWARD"), output("nft", "list", "ruleset"))
 
 
 def _nft_host(ruleset: str) -> None:

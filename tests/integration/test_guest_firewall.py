@@ -67,3 +67,15 @@ def test_cli_says_what_is_missing(tmp_path: Path) -> None:
                            "--guest-firewall"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 3 and "no supported guest firewall configuration" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("iptables, nft, expected", [
+    ("-P FORWARD ACCEPT\n", "", None),
+    ("-P FORWARD DROP\n-A FORWARD -j DOCKER-USER\n", "", "the host's iptables FORWARD policy is DROP"),
+    ("", "table inet filter {\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n"
+         "\t}\n}\n", "the host's nft chain forward (hook forward) has policy drop"),
+    ("", "table inet filter {\n\tchain fwd {\n\t\ttype filter hook forward priority filter; policy accept;\n"
+         "\t}\n\tchain output {\n\t\ttype filter hook output priority 0; policy drop;\n\t}\n}\n", None),
+])
+def test_host_forward_policy(iptables: str, nft: str, expected: str | None) -> None:
+    assert guestfw.forward_blocked(iptables, nft) == expected
