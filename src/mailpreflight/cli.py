@@ -26,6 +26,7 @@ EXAMPLES = """examples:
   mailpreflight firewall --format nft --resolve         the outgoing allow-list the services need
   mailpreflight snapshot --output /root/mail-baseline.json   record what mail depends on, before an upgrade
   mailpreflight drift --baseline /root/mail-baseline.json --root /mnt/guest   what the upgrade changed
+  mailpreflight restore --baseline /root/mail-baseline.json /etc/pam.d/imap   put a deleted file back
 
 exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (monitoring-plugin convention)"""
 
@@ -102,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--format", choices=("text", "json"), default="text")
     drift.add_argument("--other-host", action="store_true",
                        help="compare even though the baseline was taken on another host")
+    restore = verbs.add_parser("restore", help="put files under /etc back as a snapshot recorded them",
+                               description="Restore files under /etc (text, mode, owner, or a symlink's target) "
+                                           "from a snapshot baseline, atomically; a differing file is kept as "
+                                           "PATH.mailpreflight-backup first.")
+    restore.add_argument("paths", nargs="+", metavar="PATH", help="as the guest sees it, e.g. /etc/pam.d/imap")
+    restore.add_argument("--baseline", metavar="FILE", required=True, help="a file written by `snapshot`")
+    restore.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
+    restore.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
+    restore.add_argument("--other-host", action="store_true",
+                         help="restore even though the baseline was taken on another host")
     verbs.add_parser("guard", help="run a command so that it can neither fail nor hang the unit (drop-ins use it)",
                      add_help=False)
     return parser
@@ -318,6 +329,21 @@ def _drift(args: argparse.Namespace) -> int:
     return result.status
 
 
+def _restore(args: argparse.Namespace) -> int:
+    from mailpreflight import drift
+    from mailpreflight.restore import restore
+
+    baseline = drift.load_baseline(args.baseline)
+    fs = _root(args)
+    drift.check_host(args.baseline, baseline, fs, args.other_host)
+    for path in args.paths:
+        result = restore(fs, baseline, path, args.dry_run)
+        if result.diff and (args.dry_run or result.changed):
+            print(result.diff, end="" if result.diff.endswith("\n") else "\n")
+        print(f"mailpreflight: {result.message}", file=sys.stderr)
+    return OK
+
+
 def _root(args: argparse.Namespace) -> RootFS:
     from mailpreflight.units.rootfs import RootFS
 
@@ -381,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _snapshot(args)
         if args.verb == "drift":
             return _drift(args)
+        if args.verb == "restore":
+            return _restore(args)
     except MailpreflightError as exc:
         print(f"mailpreflight: {exc}", file=sys.stderr)
         return UNKNOWN

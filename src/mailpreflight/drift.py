@@ -81,12 +81,18 @@ def _same_host(baseline: dict[str, Any], now: dict[str, str | None]) -> str | No
     return None
 
 
-def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host: bool = False) -> Drift:
+def check_host(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host: bool) -> dict[str, str | None]:
+    """This root's host identity; refuses a baseline of another host unless told."""
     host = host_of(fs).to_json()
     mismatch = _same_host(baseline, host)
     if mismatch and not other_host:
         raise MailpreflightError(f"{baseline_file}: the baseline is from another host: {mismatch}; pass "
-                                 "--other-host to compare anyway")
+                                 "--other-host to use it anyway")
+    return host
+
+
+def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host: bool = False) -> Drift:
+    host = check_host(baseline_file, baseline, fs, other_host)
     tracked, modules = tracked_findings(fs)
     before_files: dict[str, dict[str, Any]] = baseline["files"]
     after_files, _ = collect(fs, str(baseline.get("salt", "")).encode(), (*modules, *before_files))

@@ -34,6 +34,8 @@ FILES = (
     ("/etc/systemd/system/\\fIUNIT\\fR.d/zz\\-mailpreflight.conf.mailpreflight\\-backup",
      "A file of that name that was not ours, kept by \\fBdropin install\\fR and put back by "
      "\\fBdropin remove\\fR."),
+    ("\\fIPATH\\fR.mailpreflight\\-backup",
+     "The file \\fBrestore\\fR replaced, kept beside it (undo: move it back)."),
     ("/etc/resolv.conf",
      "The nameservers \\fBcheck\\fR probes with (see \\fB\\-\\-resolv\\-conf\\fR and \\fB\\-\\-guest\\-dns\\fR), "
      "and the resolvers \\fBfirewall\\fR allows."),

@@ -48,7 +48,7 @@ def complete(words: list[str], path: str | None = None) -> list[str]:
 def test_verbs() -> None:
     assert complete(["mailpreflight", "ch"]) == ["check"]
     assert set(complete(["mailpreflight", ""])) == {"show", "deps", "check", "dropin", "explain", "firewall",
-                                                    "snapshot", "drift", "guard"}
+                                                    "snapshot", "drift", "restore", "guard"}
 
 
 def test_formats() -> None:

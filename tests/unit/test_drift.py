@@ -169,7 +169,7 @@ def test_other_host_is_refused(leap: tuple[Path, Path], tmp_path: Path) -> None:
     assert completed.returncode == 3 and completed.stdout == ""
     assert completed.stderr == (f"mailpreflight: {baseline}: the baseline is from another host: machine-id "
                                 "5b1a9e8c2f3d4e6a8b0c1d2e3f405162 (baseline) is not 0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a "
-                                "(this root); pass --other-host to compare anyway\n")
+                                "(this root); pass --other-host to use it anyway\n")
     assert run("drift", "--baseline", str(baseline), "--root", str(other), "--other-host").returncode == 1
 
 
@@ -279,3 +279,67 @@ def test_change_behind_a_symlink(tmp_path: Path) -> None:
     _, document = drift_json(root, baseline)
     assert [(c["change"], c["path"]) for c in document["changes"]] == [  # type: ignore[union-attr]
         ("changed", "/srv/pam/imap")]
+
+
+# --- restore: the fix step of the workflow ----------------------------------------------------------------
+
+def test_restore_the_incident(leap: tuple[Path, Path]) -> None:
+    root, baseline = leap
+    before = {name: (root / "etc/pam.d" / name).stat() for name in ("imap", "smtp")}
+    texts = {name: (root / "etc/pam.d" / name).read_text() for name in ("imap", "smtp")}
+    (root / "etc/pam.d/imap").unlink()
+    (root / "etc/pam.d/smtp").unlink()
+    dry = run("restore", "--baseline", str(baseline), "--root", str(root), "--dry-run", "/etc/pam.d/imap")
+    assert dry.returncode == 0 and "+auth     sufficient  pam_sss.so" in dry.stdout
+    assert not (root / "etc/pam.d/imap").exists()  # a dry run writes nothing
+    done = run("restore", "--baseline", str(baseline), "--root", str(root), "/etc/pam.d/imap", "/etc/pam.d/smtp")
+    assert done.returncode == 0, done.stderr
+    assert "restored /etc/pam.d/imap (undo: rm /etc/pam.d/imap)" in done.stderr
+    for name in ("imap", "smtp"):
+        now = (root / "etc/pam.d" / name).stat()
+        assert (root / "etc/pam.d" / name).read_text() == texts[name]
+        assert (now.st_mode, now.st_uid, now.st_gid) == (before[name].st_mode, before[name].st_uid,
+                                                         before[name].st_gid)
+    assert [p.name for p in (root / "etc/pam.d").iterdir() if ".tmp-" in p.name] == []
+    status, document = drift_json(root, baseline)
+    assert status == 0 and document["changes"] == []
+    again = run("restore", "--baseline", str(baseline), "--root", str(root), "/etc/pam.d/imap")
+    assert again.returncode == 0 and "already as in the baseline" in again.stderr  # idempotent
+
+
+def test_restore_keeps_the_current_file_and_links(leap: tuple[Path, Path]) -> None:
+    root, baseline = leap
+    write(root, "/etc/pam.d/imap", "auth include common-auth\n")
+    link(root, "/etc/pam.d/common-auth", "common-auth-local")
+    done = run("restore", "--baseline", str(baseline), "--root", str(root), "/etc/pam.d/imap",
+               "/etc/pam.d/common-auth")
+    assert done.returncode == 0, done.stderr
+    assert (root / "etc/pam.d/imap.mailpreflight-backup").read_text() == "auth include common-auth\n"
+    assert os.readlink(root / "etc/pam.d/common-auth") == "common-auth-pc"
+    assert os.readlink(root / "etc/pam.d/common-auth.mailpreflight-backup") == "common-auth-local"
+    # a second differing file cannot overwrite the backup
+    write(root, "/etc/pam.d/imap", "auth required pam_deny.so\n")
+    refused = run("restore", "--baseline", str(baseline), "--root", str(root), "/etc/pam.d/imap")
+    assert refused.returncode == 3 and "already exists" in refused.stderr
+
+
+@pytest.mark.parametrize("path, error", [
+    ("/etc/sssd/sssd.conf", "has no text of /etc/sssd/sssd.conf (not world-readable (mode 0600))"),
+    ("/usr/lib/systemd/system/postfix.service", "only /etc is restored, never /usr"),
+    ("/etc/pam.d/nonesuch", "/etc/pam.d/nonesuch is not in the baseline"),
+    ("/etc/pam.d", "was a dir in the baseline"),
+])
+def test_restore_refuses(leap: tuple[Path, Path], path: str, error: str) -> None:
+    root, baseline = leap
+    done = run("restore", "--baseline", str(baseline), "--root", str(root), path)
+    assert done.returncode == 3 and error in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_restore_refuses_redacted_text(tmp_path: Path) -> None:
+    root = leap15(tmp_path / "guest")
+    write(root, "/etc/ldap.conf", "uri ldaps://ldap.example.com\nbindpw Hunter2\n")
+    baseline = tmp_path / "b.json"
+    assert run("snapshot", "--root", str(root), "--output", str(baseline)).returncode == 0
+    (root / "etc/ldap.conf").unlink()
+    done = run("restore", "--baseline", str(baseline), "--root", str(root), "/etc/ldap.conf")
+    assert done.returncode == 3 and "redacted secrets" in done.stderr and not (root / "etc/ldap.conf").exists()
