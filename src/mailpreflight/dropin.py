@@ -5,11 +5,9 @@ a symlink, and generated text that systemd parses back to exactly the same argv.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import posixpath
 import shutil
-import stat
 import sys
 from dataclasses import dataclass
 
@@ -19,10 +17,10 @@ from mailpreflight.deps.discover import discover_command
 from mailpreflight.deps.registry import command_rules, rule_for
 from mailpreflight.deps.risks import NETWORK_ONLINE
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.etcfiles import diff, fsync_dir, host_path
 from mailpreflight.model import Role
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit, UnitLoader, exec_environment
-from mailpreflight.units.rootfs import RootFS
 from mailpreflight.units.timeouts import start_timeout
 
 DROPIN_NAME = "zz-mailpreflight.conf"  # sorts after override.conf and numbered drop-ins
@@ -147,23 +145,6 @@ def _wrapped(command: ExecCommand, program: str, timeout: float) -> str:
 
 
 # -- writing --------------------------------------------------------------------------------------------------
-def _host_path(fs: RootFS, guest: str) -> str:
-    """The host path to write, refusing symlinks anywhere on the way and anything outside /etc."""
-    if not guest.startswith("/etc/"):
-        raise MailpreflightError(f"refusing to write {guest}: only /etc is written, never /usr")
-    parent = posixpath.dirname(guest)
-    walked = "/"
-    for part in [p for p in parent.split("/") if p]:
-        walked = posixpath.join(walked, part)
-        info = fs.lstat(walked)
-        if info is not None and stat.S_ISLNK(info.st_mode):
-            raise MailpreflightError(f"refusing to write through the symlink {walked}")
-    info = fs.lstat(guest)
-    if info is not None and not stat.S_ISREG(info.st_mode):
-        raise MailpreflightError(f"refusing to replace {guest}: not a regular file")
-    return fs.host(guest)
-
-
 def _atomic_write(path: str, text: str) -> None:
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o755, exist_ok=True)
@@ -174,15 +155,7 @@ def _atomic_write(path: str, text: str) -> None:
         os.fsync(out.fileno())
     os.chmod(temp, 0o644)
     os.replace(temp, path)
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(directory)
 
 
 def _read(path: str) -> str | None:
@@ -191,12 +164,6 @@ def _read(path: str) -> str | None:
             return handle.read()
     except FileNotFoundError:
         return None
-
-
-def diff(old: str | None, new: str | None, path: str) -> str:
-    return "".join(difflib.unified_diff((old or "").splitlines(True), (new or "").splitlines(True),
-                                        f"a{path}" if old is not None else "/dev/null",
-                                        f"b{path}" if new is not None else "/dev/null"))
 
 
 @dataclass(frozen=True)
@@ -209,7 +176,7 @@ class Change:
 
 def install(loader: UnitLoader, name: str, timeout: float, dry_run: bool, program: str | None = None) -> Change:
     planned = plan(loader, name, timeout, program)
-    host = _host_path(loader.fs, planned.path)
+    host = host_path(loader.fs, planned.path)
     old = _read(host)
     messages = list(planned.warnings)
     if old == planned.text:
@@ -231,7 +198,7 @@ def install(loader: UnitLoader, name: str, timeout: float, dry_run: bool, progra
 def remove(loader: UnitLoader, name: str, dry_run: bool) -> Change:
     unit = loader.load(name)
     guest = f"{ETC_UNITS}/{unit.id}.d/{DROPIN_NAME}"
-    host = _host_path(loader.fs, guest)
+    host = host_path(loader.fs, guest)
     old = _read(host)
     if old is None:
         return Change(guest, False, "", (f"no mailpreflight drop-in for {unit.id}",))
@@ -252,7 +219,7 @@ def remove(loader: UnitLoader, name: str, dry_run: bool) -> Change:
     with contextlib.suppress(OSError):
         os.rmdir(directory)  # only succeeds if the directory is now empty
     if os.path.isdir(directory):
-        _fsync_dir(directory)
+        fsync_dir(directory)
     return Change(guest, True, change, (message,))
 
 
@@ -260,7 +227,7 @@ def show(loader: UnitLoader, name: str, program: str | None = None) -> tuple[str
     """The installed drop-in's text, and whether it still matches what install would write now."""
     unit = loader.load(name)
     guest = f"{ETC_UNITS}/{unit.id}.d/{DROPIN_NAME}"
-    text = _read(_host_path(loader.fs, guest))
+    text = _read(host_path(loader.fs, guest))
     if text is None:
         return f"no mailpreflight drop-in for {unit.id}", None
     timeout = _installed_timeout(text)

@@ -10,12 +10,11 @@ PATH.mailpreflight-backup first; restoring what is already restored changes noth
 from __future__ import annotations
 
 import os
-import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-from mailpreflight.dropin import _fsync_dir, _host_path, diff
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.etcfiles import diff, fsync_dir, host_path
 from mailpreflight.units.rootfs import RootFS
 
 BACKUP_SUFFIX = ".mailpreflight-backup"
@@ -58,7 +57,7 @@ def restore(fs: RootFS, baseline: dict[str, Any], path: str, dry_run: bool) -> R
         raise MailpreflightError(f"the baseline's text of {path} has redacted secrets: restore it from a backup")
     if not path.startswith("/etc/"):
         raise MailpreflightError(f"refusing to write {path}: only /etc is restored, never /usr")
-    host = _host_path_any(fs, path)
+    host = host_path(fs, path, allow_link=True)
     old_text, old_target, info = _current(host)
     mode, uid, gid = int(entry["mode"], 8), int(entry["uid"]), int(entry["gid"])
     if kind == "symlink":
@@ -89,13 +88,6 @@ def restore(fs: RootFS, baseline: dict[str, Any], path: str, dry_run: bool) -> R
     return Restored(path, True, change, f"restored {path}{backup or undo}")
 
 
-def _host_path_any(fs: RootFS, path: str) -> str:
-    """dropin's checks (only /etc, no symlink on the way), allowing the target itself to be a symlink."""
-    parent = posixpath.dirname(path)
-    _host_path(fs, posixpath.join(parent, ".mailpreflight-probe"))  # refuses links on the way and non-/etc
-    return fs.host(path)
-
-
 def _write(host: str, text: str, mode: int, uid: int, gid: int) -> None:
     directory = os.path.dirname(host)
     temp = os.path.join(directory, f".{os.path.basename(host)}.tmp-{os.getpid()}")
@@ -106,7 +98,7 @@ def _write(host: str, text: str, mode: int, uid: int, gid: int) -> None:
     os.chown(temp, uid, gid)
     os.chmod(temp, mode)  # after chown, which may clear set-id bits
     os.replace(temp, host)
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 def _replace_with_symlink(host: str, target: str) -> None:
@@ -114,4 +106,4 @@ def _replace_with_symlink(host: str, target: str) -> None:
     temp = os.path.join(directory, f".{os.path.basename(host)}.tmp-{os.getpid()}")
     os.symlink(target, temp)
     os.replace(temp, host)
-    _fsync_dir(directory)
+    fsync_dir(directory)
