@@ -43,6 +43,12 @@ class Drift:
     new: list[TrackedFinding]
     resolved: list[dict[str, Any]]
     persisting: list[TrackedFinding]
+    root: str = "/"
+
+    def hint(self, finding: TrackedFinding) -> str:
+        """The finding's fix, with this baseline (and root) filled in where it names `restore`."""
+        where = f"--baseline {self.baseline_file}" + (f" --root {self.root}" if self.root != "/" else "")
+        return finding.finding.hint.replace("--baseline FILE", where)
 
     @property
     def status(self) -> int:
@@ -110,7 +116,7 @@ def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host
     resolved = [f for f in baseline.get("findings", []) if isinstance(f, dict)
                 and f"{f.get('code')}:{f.get('subject')}" not in now_keys]
     persisting = [issue for issue in tracked if issue.key in before_keys]
-    return Drift(baseline_file, baseline, host, changes, new, resolved, persisting)
+    return Drift(baseline_file, baseline, host, changes, new, resolved, persisting, fs.root)
 
 
 def _watched(changes: list[Change], before: dict[str, dict[str, Any]], units: set[str]) -> list[Change]:
@@ -220,7 +226,7 @@ def render_text(drift: Drift) -> str:
         out.append(f"\n{change.change.upper():8} {change.path}  ({'; '.join(change.details)})")
         for issue in change.causes:
             out.append(f"         -> {issue.finding.code} {issue.finding.severity.value}: {issue.finding.message}")
-            out.append(f"            fix: {issue.finding.hint}")
+            out.append(f"            fix: {drift.hint(issue)}")
         if change.diff:
             out.extend("         " + line for line in change.diff.rstrip("\n").split("\n"))
     loose = [issue for issue in drift.new if id(issue) not in tied]

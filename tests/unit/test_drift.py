@@ -63,6 +63,8 @@ def test_the_incident(leap: tuple[Path, Path]) -> None:
     assert text.returncode == 2
     assert "DELETED  /etc/pam.d/imap" in text.stdout and "DELETED  /etc/pam.d/smtp" in text.stdout
     assert "-> MP301 critical: IMAP logins (cyrus IMAP) will fall back to `other`" in text.stdout
+    assert f"fix: put /etc/pam.d/imap back: `mailpreflight restore --baseline {baseline} --root {root} " \
+           "/etc/pam.d/imap`" in text.stdout
     check = run("check", "--root", str(root), "--deadline", "5", "--timeout", "1", "postfix.service",
                 "cyrus-imapd.service")
     assert check.returncode == 2

@@ -147,7 +147,8 @@ def _service_issues(fs: RootFS, name: str, service: pam.PamService, users: list[
                        "which may not be the stack these logins need")
         leftover = _saved_copy(fs, f"/etc/pam.d/{name}")
         hint = (f"restore it: review {leftover} and `mv {leftover} /etc/pam.d/{name}`" if leftover else
-                f"recreate /etc/pam.d/{name} (`mailpreflight drift` shows the one of the baseline)")
+                f"put /etc/pam.d/{name} back: `mailpreflight restore --baseline FILE /etc/pam.d/{name}` from a "
+                "snapshot, or recreate it")
         issues.append(TrackedFinding(Finding(
             "MP301", Severity.CRITICAL if refuses or lost else Severity.WARNING, unit,
             f"{who} will fall back to `other`: no {name} in {searched}; {service.other_file} stacks auth: "
