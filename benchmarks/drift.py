@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from mailpreflight.drift import compare, load_baseline
-from mailpreflight.render.check import write_atomically
+from mailpreflight.safewrite import write_atomically
 from mailpreflight.snapshot import MAIL_PATHS, take
 from mailpreflight.units.rootfs import RootFS
 from mailroots import leap15, write

@@ -246,6 +246,7 @@ def _check(args: argparse.Namespace) -> int:
     from mailpreflight.probes.dns import read_resolv_conf
     from mailpreflight.probes.runner import progress_stream
     from mailpreflight.render import check as render
+    from mailpreflight.safewrite import write_atomically
     from mailpreflight.units.loader import UnitLoader
 
     if args.timeout <= 0 or args.deadline <= 0:
@@ -273,7 +274,7 @@ def _check(args: argparse.Namespace) -> int:
         text = _guest_firewall(args, fs, render.to_json(report), text)
     if args.output:
         try:
-            render.write_atomically(args.output, text if text.endswith("\n") else text + "\n")
+            write_atomically(args.output, text if text.endswith("\n") else text + "\n")
         except OSError as exc:  # a stale textfile must not look like a fresh one: fail loudly (exit 3)
             raise MailpreflightError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
     else:
@@ -300,7 +301,7 @@ def _auth(args: argparse.Namespace, fs: RootFS, results: list[UnitDeps]) -> Auth
 def _snapshot(args: argparse.Namespace) -> int:
     import json
 
-    from mailpreflight.render.check import write_atomically
+    from mailpreflight.safewrite import write_atomically
     from mailpreflight.snapshot import take
 
     document = take(_root(args), args.root or "/")

@@ -17,8 +17,8 @@ from mailpreflight.deps.discover import discover_command
 from mailpreflight.deps.registry import command_rules, rule_for
 from mailpreflight.deps.risks import NETWORK_ONLINE
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.etcfiles import diff, fsync_dir, host_path
 from mailpreflight.model import Role
+from mailpreflight.safewrite import diff, fsync_dir, host_path, write_atomically
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit, UnitLoader, exec_environment
 from mailpreflight.units.timeouts import start_timeout
@@ -145,19 +145,6 @@ def _wrapped(command: ExecCommand, program: str, timeout: float) -> str:
 
 
 # -- writing --------------------------------------------------------------------------------------------------
-def _atomic_write(path: str, text: str) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    temp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    with open(temp, "x", encoding="utf-8") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    os.chmod(temp, 0o644)
-    os.replace(temp, path)
-    fsync_dir(directory)
-
-
 def _read(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
@@ -191,7 +178,7 @@ def install(loader: UnitLoader, name: str, timeout: float, dry_run: bool, progra
                                      hint="move one of them away first")
         os.link(host, backup)  # keep the admin's file; removed again by `dropin remove`
         messages.append(f"your previous {planned.path} is kept as {planned.path}{BACKUP_SUFFIX}")
-    _atomic_write(host, planned.text)
+    write_atomically(host, planned.text, make_dirs=True)
     return Change(planned.path, True, change, tuple(messages))
 
 

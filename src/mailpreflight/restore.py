@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.etcfiles import diff, fsync_dir, host_path
+from mailpreflight.safewrite import diff, fsync_dir, host_path, write_atomically
 from mailpreflight.units.rootfs import RootFS
 
 BACKUP_SUFFIX = ".mailpreflight-backup"
@@ -79,30 +79,17 @@ def restore(fs: RootFS, baseline: dict[str, Any], path: str, dry_run: bool) -> R
                                      hint="move the old backup away first")
         os.link(host, host + BACKUP_SUFFIX, follow_symlinks=False)
         backup = f"; the previous one is kept as {path}{BACKUP_SUFFIX} (undo: mv {path}{BACKUP_SUFFIX} {path})"
-    os.makedirs(os.path.dirname(host), mode=0o755, exist_ok=True)
     if kind == "symlink":
         _replace_with_symlink(host, target)
     else:
-        _write(host, text, mode, uid, gid)
+        write_atomically(host, text, mode, (uid, gid), make_dirs=True)
     undo = "" if backup else f" (undo: rm {path})"
     return Restored(path, True, change, f"restored {path}{backup or undo}")
 
 
-def _write(host: str, text: str, mode: int, uid: int, gid: int) -> None:
-    directory = os.path.dirname(host)
-    temp = os.path.join(directory, f".{os.path.basename(host)}.tmp-{os.getpid()}")
-    with open(temp, "x", encoding="utf-8", errors="surrogateescape") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    os.chown(temp, uid, gid)
-    os.chmod(temp, mode)  # after chown, which may clear set-id bits
-    os.replace(temp, host)
-    fsync_dir(directory)
-
-
 def _replace_with_symlink(host: str, target: str) -> None:
     directory = os.path.dirname(host)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
     temp = os.path.join(directory, f".{os.path.basename(host)}.tmp-{os.getpid()}")
     os.symlink(target, temp)
     os.replace(temp, host)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from typing import Any
 
 from mailpreflight.auth.check import auth_json, auth_text, path_ok
@@ -140,24 +138,3 @@ def render_prometheus(report: Report) -> str:
               "# TYPE mailpreflight_check_duration_seconds gauge",
               f"mailpreflight_check_duration_seconds {report.elapsed_s}"]
     return "\n".join(lines) + "\n"
-
-
-def write_atomically(path: str, text: str, mode: int = 0o644) -> None:
-    """Temp file in the same directory, fsync, rename, fsync the directory: readers never see half a file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temp = tempfile.mkstemp(prefix=".mailpreflight-", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -1,5 +1,6 @@
-"""Writing under /etc of a root: where a guest path may be written (never through a symlink, never outside
-/etc), durable renames, and the diffs shown for --dry-run. Used by `dropin` and `restore`."""
+"""Writing files safely: atomic replacement (temp file in the same directory, fsync, rename, fsync of the
+directory: a reader never sees half a file), where under a root a guest path may be written (only /etc, never
+through a symlink), and the diffs shown for --dry-run. Used by check --output, snapshot, dropin and restore."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import difflib
 import os
 import posixpath
 import stat
+import tempfile
 
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.units.rootfs import RootFS
@@ -28,6 +30,29 @@ def host_path(fs: RootFS, guest: str, allow_link: bool = False) -> str:
     if info is not None and not stat.S_ISREG(info.st_mode) and not (allow_link and stat.S_ISLNK(info.st_mode)):
         raise MailpreflightError(f"refusing to replace {guest}: not a regular file")
     return fs.host(guest)
+
+
+def write_atomically(path: str, text: str, mode: int = 0o644, owner: tuple[int, int] | None = None,
+                     make_dirs: bool = False) -> None:
+    """Replace `path` with `text` atomically, with `mode` (and `owner`: uid, gid); `make_dirs`: create missing
+    directories (0755), e.g. a new UNIT.d/."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if make_dirs:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=".mailpreflight-", dir=directory)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        if owner is not None:
+            os.chown(temp, *owner)
+        os.chmod(temp, mode)  # after chown, which may clear set-id bits
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+    fsync_dir(directory)
 
 
 def fsync_dir(directory: str) -> None:
