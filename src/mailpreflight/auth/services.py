@@ -379,41 +379,42 @@ def _dovecot_file(fs: RootFS, path: str, config: DovecotConfig, stack: list[dict
         config.settings[key] = (value.replace(f"${key}", previous).strip(), where)
 
 
-def read_dovecot(fs: RootFS, loader: UnitLoader, postfix_uses_dovecot: bool) -> list[AuthPath]:
+DOVECOT_SERVICE_VARIABLES = ("%{protocol}", "%{service}", "%Ls", "%s")
+
+
+def read_dovecot(fs: RootFS, postfix_uses_dovecot: bool) -> list[AuthPath]:
+    """Dovecot's passdbs (the caller has checked that Dovecot is installed and not masked)."""
     config = read_dovecot_config(fs)
     if config is None:
-        return []
-    unit = _load(loader, "dovecot.service")
-    if unit is not None and unit.masked:
         return []
     protocols_value, protocols_at = config.settings["protocols"]
     protocols = [p for p in dict.fromkeys(protocols_value.split()) if p in DOVECOT_AUTH_PROTOCOLS]
     if postfix_uses_dovecot:
-        protocols.append("smtp")
+        protocols.append("smtp")  # postfix's smtpd asks Dovecot's auth socket with service=smtp
+    labels = "/".join(DOVECOT_AUTH_PROTOCOLS.get(p, "SMTP") for p in protocols)
     paths = []
     for block in config.passdbs:
         driver = block.get("driver", block.get("name", ("", "")))[0]
         evidence = [f"{block['@'][1]}: passdb (driver = {driver})"]
         if driver != "pam":
-            paths.append(AuthPath("dovecot.service", "dovecot", "IMAP/POP3", f"dovecot passdb {driver}", None,
+            paths.append(AuthPath("dovecot.service", "dovecot", labels, f"dovecot passdb {driver}", None,
                                   tuple(evidence)))
             continue
         service = _dovecot_pam_service(block)
         evidence.append(f"{block.get('args', block.get('service_name', ('', block['@'][1])))[1]}: PAM service "
                         f"{service}")
-        for protocol in protocols:
+        if not any(variable in service for variable in DOVECOT_SERVICE_VARIABLES):  # one service for all
+            paths.append(AuthPath("dovecot.service", "dovecot", labels, "dovecot passdb pam", service,
+                                  tuple(evidence)))
+            continue
+        for protocol in protocols:  # a PAM service per protocol
             name = service
-            for variable in ("%{protocol}", "%{service}", "%Ls", "%s"):
+            for variable in DOVECOT_SERVICE_VARIABLES:
                 name = name.replace(variable, protocol)
-            label = DOVECOT_AUTH_PROTOCOLS.get(protocol, "SMTP")
-            unit_name = "postfix.service" if protocol == "smtp" else "dovecot.service"
-            paths.append(AuthPath(unit_name, f"dovecot {protocol}", label, "dovecot passdb pam", name,
+            paths.append(AuthPath("postfix.service" if protocol == "smtp" else "dovecot.service",
+                                  f"dovecot {protocol}", DOVECOT_AUTH_PROTOCOLS.get(protocol, "SMTP"),
+                                  "dovecot passdb pam", name,
                                   (*evidence, f"{protocols_at}: protocols = {protocols_value}")))
-            if name == service:  # one PAM service for every protocol: once is enough
-                paths[-1] = AuthPath("dovecot.service", "dovecot", "/".join(
-                    DOVECOT_AUTH_PROTOCOLS.get(p, "SMTP") for p in protocols), "dovecot passdb pam", name,
-                    tuple(evidence))
-                break
     return paths
 
 
@@ -441,6 +442,5 @@ def read_all(fs: RootFS) -> tuple[list[AuthPath], Saslauthd | None]:
                    and (dovecot is not None or _exists(fs, "/usr/sbin/dovecot")))
     postfix = read_postfix(fs, saslauthd, "dovecot.service" if has_dovecot else None)
     paths = [*postfix, *read_cyrus(fs, loader, saslauthd),
-             *(read_dovecot(fs, loader, any(p.method.startswith("dovecot auth") for p in postfix))
-               if has_dovecot else [])]
+             *(read_dovecot(fs, any(p.method.startswith("dovecot auth") for p in postfix)) if has_dovecot else [])]
     return paths, saslauthd
