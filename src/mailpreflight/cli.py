@@ -289,13 +289,7 @@ def _auth(args: argparse.Namespace, fs: RootFS, results: list[UnitDeps]) -> Auth
     if args.no_auth:
         return None
     report = analyze_auth(fs)
-    if args.units:
-        wanted = {result.unit.id for result in results} | set(args.units)
-        report.paths = [p for p in report.paths if p.unit in wanted]
-        report.services = {name: s for name, s in report.services.items()
-                           if any(p.pam_service == name for p in report.paths)}
-        report.issues = [i for i in report.issues if i.finding.unit in wanted]
-    return report
+    return report.restricted_to({r.unit.id for r in results} | set(args.units)) if args.units else report
 
 
 def _snapshot(args: argparse.Namespace) -> int:
@@ -338,7 +332,7 @@ def _restore(args: argparse.Namespace) -> int:
     fs = _root(args)
     drift.check_host(args.baseline, baseline, fs, args.other_host)
     for path in args.paths:
-        result = restore(fs, baseline, path, args.dry_run)
+        result = restore(fs, args.baseline, baseline, path, args.dry_run)
         if result.diff and (args.dry_run or result.changed):
             print(result.diff, end="" if result.diff.endswith("\n") else "\n")
         print(f"mailpreflight: {result.message}", file=sys.stderr)
@@ -391,25 +385,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(arguments)
     except SystemExit as exc:  # argparse: usage errors are UNKNOWN, --help/--version are OK
         return OK if exc.code == 0 else UNKNOWN
+    verbs = {"show": _show, "deps": _deps, "check": _check, "dropin": _dropin, "explain": _explain,
+             "firewall": _firewall, "snapshot": _snapshot, "drift": _drift, "restore": _restore}
+    handler = verbs.get(args.verb)
+    if handler is None:  # `guard` only ever comes first, and is handled above
+        print(f"mailpreflight: `{args.verb}` must be the first word", file=sys.stderr)
+        return UNKNOWN
     try:
-        if args.verb == "show":
-            return _show(args)
-        if args.verb == "deps":
-            return _deps(args)
-        if args.verb == "check":
-            return _check(args)
-        if args.verb == "dropin":
-            return _dropin(args)
-        if args.verb == "explain":
-            return _explain(args)
-        if args.verb == "firewall":
-            return _firewall(args)
-        if args.verb == "snapshot":
-            return _snapshot(args)
-        if args.verb == "drift":
-            return _drift(args)
-        if args.verb == "restore":
-            return _restore(args)
+        return handler(args)
     except MailpreflightError as exc:
         print(f"mailpreflight: {exc}", file=sys.stderr)
         return UNKNOWN
@@ -421,5 +404,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return UNKNOWN
     except BrokenPipeError:
         return OK
-    parser.error(f"unknown verb {args.verb}")
-    return UNKNOWN  # pragma: no cover

@@ -41,20 +41,21 @@ def _current(host: str) -> tuple[str | None, str | None, os.stat_result | None]:
         return handle.read(), None, info
 
 
-def restore(fs: RootFS, baseline: dict[str, Any], path: str, dry_run: bool) -> Restored:
+def restore(fs: RootFS, baseline_file: str, baseline: dict[str, Any], path: str, dry_run: bool) -> Restored:
     entry = baseline["files"].get(path)
     if not isinstance(entry, dict):
-        raise MailpreflightError(f"{path} is not in the baseline")
+        raise MailpreflightError(f"{baseline_file}: {path} is not in the baseline (`drift` lists what it holds)")
     kind = entry.get("type")
     if kind not in ("file", "symlink"):
-        raise MailpreflightError(f"{path} was a {kind} in the baseline: only files and symlinks are restored")
+        raise MailpreflightError(f"{baseline_file}: {path} was a {kind}: only files and symlinks are restored")
     recorded = entry.get("text")
     text = recorded if isinstance(recorded, str) else ""
     if kind == "file" and recorded is None:
-        raise MailpreflightError(f"the baseline has no text of {path} ({entry.get('text_omitted')}): restore it "
+        raise MailpreflightError(f"{baseline_file}: no text of {path} ({entry.get('text_omitted')}): restore it "
                                  "from a backup")
     if kind == "file" and REDACTED in text:
-        raise MailpreflightError(f"the baseline's text of {path} has redacted secrets: restore it from a backup")
+        raise MailpreflightError(f"{baseline_file}: the text of {path} has redacted secrets: restore it from a "
+                                 "backup")
     if not path.startswith("/etc/"):
         raise MailpreflightError(f"refusing to write {path}: only /etc is restored, never /usr")
     host = host_path(fs, path, allow_link=True)

@@ -326,15 +326,16 @@ def test_restore_keeps_the_current_file_and_links(leap: tuple[Path, Path]) -> No
 
 
 @pytest.mark.parametrize("path, error", [
-    ("/etc/sssd/sssd.conf", "has no text of /etc/sssd/sssd.conf (not world-readable (mode 0600))"),
+    ("/etc/sssd/sssd.conf", "no text of /etc/sssd/sssd.conf (not world-readable (mode 0600))"),
     ("/usr/lib/systemd/system/postfix.service", "only /etc is restored, never /usr"),
     ("/etc/pam.d/nonesuch", "/etc/pam.d/nonesuch is not in the baseline"),
-    ("/etc/pam.d", "was a dir in the baseline"),
+    ("/etc/pam.d", "/etc/pam.d was a dir: only files and symlinks are restored"),
 ])
 def test_restore_refuses(leap: tuple[Path, Path], path: str, error: str) -> None:
     root, baseline = leap
     done = run("restore", "--baseline", str(baseline), "--root", str(root), path)
     assert done.returncode == 3 and error in done.stderr and done.stderr.count("\n") == 1
+    assert done.stderr.startswith(f"mailpreflight: {baseline}: ") or "/usr" in path  # names the baseline
 
 
 def test_restore_refuses_redacted_text(tmp_path: Path) -> None:

@@ -59,6 +59,13 @@ class AuthReport:
     def findings(self) -> tuple[Finding, ...]:
         return tuple(issue.finding for issue in self.issues)
 
+    def restricted_to(self, units: set[str]) -> AuthReport:
+        """Only the login paths (and findings) of these units."""
+        paths = [p for p in self.paths if p.unit in units]
+        names = {p.pam_service for p in paths}
+        return AuthReport(paths, self.saslauthd, {n: s for n, s in self.services.items() if n in names},
+                          [i for i in self.issues if i.finding.unit in units])
+
 
 def directory_users(fs: RootFS) -> str | None:
     """Why this root's users (also) come from a directory: sssd, LDAP or winbind in nsswitch.conf."""

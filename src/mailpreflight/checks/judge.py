@@ -6,9 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from mailpreflight.auth.check import AuthReport
 from mailpreflight.checks.saupdate_live import SaUpdateProbe
 from mailpreflight.deps.analyze import UnitDeps
 from mailpreflight.deps.base import command_role
@@ -30,6 +29,9 @@ from mailpreflight.probes import dns as dnsprobe
 from mailpreflight.probes import http as httpprobe
 from mailpreflight.probes import net
 from mailpreflight.probes.runner import ProbeRunner
+
+if TYPE_CHECKING:
+    from mailpreflight.auth.check import AuthReport
 
 
 @dataclass(frozen=True)
