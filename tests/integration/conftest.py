@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from systemd_lab import SYSTEMD, UserManagerLab, cgroup2_mount
+from systemd_lab import UserManagerLab, unavailable_reason
 
 HERE = Path(__file__).resolve().parent
 
@@ -21,28 +20,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root"
-    if shutil.which("unshare") is None:
-        return "unshare (util-linux) not found"
-    if not os.access(SYSTEMD, os.X_OK):
-        return f"{SYSTEMD} not found"
-    if not Path("/usr/lib/systemd/user/dbus.socket").exists():
-        return "/usr/lib/systemd/user/dbus.socket missing (install dbus-user-session)"
-    for module, dist in (("pystemd", "pystemd"), ("dbus", "dbus-python")):
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            return f"{dist} not importable ({e})"
-    if cgroup2_mount() is None:
-        return "no cgroup2 mount"
-    return None
-
-
 @pytest.fixture(scope="session")
 def systemd_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserManagerLab]:
-    reason = _skip_reason()
+    reason = unavailable_reason()
     if reason:
         pytest.skip(f"systemd lab unavailable: {reason}")
     with UserManagerLab(tmp_path_factory.mktemp("sdlab")) as lab:

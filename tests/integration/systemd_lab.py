@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import importlib
 import os
 import select
+import shutil
 import struct
 import subprocess
 import termios
@@ -195,6 +197,30 @@ class _Resources:
 
 def journald_binary() -> str | None:
     return next((p for p in JOURNALD_PATHS if os.access(p, os.X_OK)), None)
+
+
+def unavailable_reason(journald: bool = False) -> str | None:
+    """Why a lab cannot run here (None: it can); `journald`: also what UserManagerLab(journald=True) needs."""
+    if os.geteuid() != 0:
+        return "needs root"
+    tools = ("unshare", "nsenter", "setpriv", "journalctl") if journald else ("unshare",)
+    for tool in tools:
+        if shutil.which(tool) is None:
+            return f"{tool} (util-linux/systemd) not found"
+    if not os.access(SYSTEMD, os.X_OK):
+        return f"{SYSTEMD} not found"
+    if journald and journald_binary() is None:
+        return "systemd-journald not found"
+    if not Path("/usr/lib/systemd/user/dbus.socket").exists():
+        return "/usr/lib/systemd/user/dbus.socket missing (install dbus-user-session)"
+    for module, dist in (("pystemd", "pystemd"), ("dbus", "dbus-python")):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            return f"{dist} not importable ({e})"
+    if cgroup2_mount() is None:
+        return "no cgroup2 mount"
+    return None
 
 
 def _cgroup_pids(cg: Path) -> list[int]:

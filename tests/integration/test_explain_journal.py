@@ -14,10 +14,8 @@ explain's journal was always empty. The same match without `--user` finds exactl
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import shutil
 import sys
 import time
 import uuid
@@ -27,31 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from systemd_lab import SYSTEMD, LabError, UserManagerLab, cgroup2_mount, journald_binary
+from systemd_lab import LabError, UserManagerLab, unavailable_reason
 
 UNIT = "mpj-update.service"
-
-
-def skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root"
-    for tool in ("unshare", "nsenter", "setpriv", "journalctl"):
-        if shutil.which(tool) is None:
-            return f"{tool} (util-linux/systemd) not found"
-    if not os.access(SYSTEMD, os.X_OK):
-        return f"{SYSTEMD} not found"
-    if journald_binary() is None:
-        return "systemd-journald not found"
-    if not Path("/usr/lib/systemd/user/dbus.socket").exists():
-        return "/usr/lib/systemd/user/dbus.socket missing (install dbus-user-session)"
-    for module, dist in (("pystemd", "pystemd"), ("dbus", "dbus-python")):
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            return f"{dist} not importable ({e})"
-    if cgroup2_mount() is None:
-        return "no cgroup2 mount"
-    return None
 
 
 @dataclass(frozen=True)
@@ -73,7 +49,7 @@ def journal_messages(lab: UserManagerLab, *args: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserManagerLab]:
-    reason = skip_reason()
+    reason = unavailable_reason(journald=True)
     if reason:
         pytest.skip(f"systemd lab with journald unavailable: {reason}")
     try:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from netlab import NetLab, SigningKey, unavailable_reason
 from systemd_lab import UserManagerLab
+from systemd_lab import unavailable_reason as lab_unavailable
 
 UNIT = "mp-spamd.service"
 
@@ -24,9 +25,7 @@ def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[NetLab
     reason = unavailable_reason()
     if reason:
         pytest.skip(f"network lab unavailable: {reason}")
-    from conftest import _skip_reason
-
-    reason = _skip_reason()
+    reason = lab_unavailable()
     if reason:
         pytest.skip(f"systemd lab unavailable: {reason}")
     key = SigningKey.create(tmp_path / "signer")
