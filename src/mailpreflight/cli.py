@@ -13,6 +13,7 @@ from mailpreflight.errors import MailpreflightError
 if TYPE_CHECKING:
     from mailpreflight.auth.check import AuthReport
     from mailpreflight.deps.analyze import UnitDeps
+    from mailpreflight.units.loader import UnitLoader
     from mailpreflight.units.rootfs import RootFS
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -267,7 +268,7 @@ def _check(args: argparse.Namespace) -> int:
     results = analyze_names(loader, args.units, args.sa_version) if args.units else analyze_tree(
         loader, args.sa_version)
     options = CheckOptions(args.timeout, args.deadline, progress=progress_stream())
-    report = check(results, options, read_resolv_conf(resolv_text, resolv_source), _auth(args, fs, results))
+    report = check(results, options, read_resolv_conf(resolv_text, resolv_source), _auth(args, loader, results))
     text = {"json": render.render_json, "nagios": render.render_nagios, "prometheus": render.render_prometheus,
             }.get(args.format, lambda r: render.render_text(r, colour=sys.stdout.isatty() and not args.output))(report)
     if args.guest_firewall:
@@ -282,13 +283,13 @@ def _check(args: argparse.Namespace) -> int:
     return render.EXIT[report.status]
 
 
-def _auth(args: argparse.Namespace, fs: RootFS, results: list[UnitDeps]) -> AuthReport | None:
+def _auth(args: argparse.Namespace, loader: UnitLoader, results: list[UnitDeps]) -> AuthReport | None:
     """The mail-authentication analysis for check: every login path, or those of the units asked for."""
     from mailpreflight.auth.check import analyze_auth
 
     if args.no_auth:
         return None
-    report = analyze_auth(fs)
+    report = analyze_auth(loader.fs, loader)
     return report.restricted_to({r.unit.id for r in results} | set(args.units)) if args.units else report
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from mailpreflight.auth.check import TrackedFinding
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.snapshot import KIND, MAIL_PATHS, SCHEMA_VERSION, collect, host_of, tracked_findings, unit_files
+from mailpreflight.units.loader import UnitLoader
 from mailpreflight.units.rootfs import RootFS
 
 DIFF_LINES = 200  # per file; the rest is summarised
@@ -99,10 +100,12 @@ def check_host(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_h
 
 def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host: bool = False) -> Drift:
     host = check_host(baseline_file, baseline, fs, other_host)
-    tracked, modules = tracked_findings(fs)
+    loader = UnitLoader(fs)
+    tracked, modules = tracked_findings(loader)
+    units = unit_files(loader)
     before_files: dict[str, dict[str, Any]] = baseline["files"]
-    after_files, _ = collect(fs, str(baseline.get("salt", "")).encode(), (*modules, *before_files))
-    changes = _watched(_changes(before_files, after_files), before_files, set(unit_files(fs)))
+    after_files, _ = collect(fs, str(baseline.get("salt", "")).encode(), (*units, *modules, *before_files))
+    changes = _watched(_changes(before_files, after_files), before_files, set(units))
     before_keys = {f"{f.get('code')}:{f.get('subject')}" for f in baseline.get("findings", [])
                    if isinstance(f, dict)}
     now_keys = {issue.key for issue in tracked}

@@ -15,6 +15,7 @@ import posixpath
 import re
 import secrets
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from mailpreflight.units.rootfs import DEV_NULL, RootFS
 
 if TYPE_CHECKING:
     from mailpreflight.auth.check import TrackedFinding
+    from mailpreflight.units.loader import UnitLoader
 
 SCHEMA_VERSION = 1
 KIND = "mailpreflight-snapshot"
@@ -31,6 +33,7 @@ TEXT_LIMIT = 256 * 1024  # bigger files are hashed, not recorded
 HASH_LIMIT = 64 * 1024 * 1024
 MAX_ENTRIES = 50_000
 SECRET_NAMES = re.compile(r"(?i)(passw|secret|shadow|\.key$|_key$|\.p12$|\.pfx$|credential|token)")
+SECRET_WORDS = ("pass", "pw", "secret", "authtok", "credential", "token")  # what SECRET_LINE's keys contain
 SECRET_LINE = re.compile(r"(?im)^([ \t#;]*[\w.-]*?(?:pass(?:word|wd|phrase)?|pw|secret|authtok|credentials?|token)\d*"
                          r"[ \t]*(?:[=:][ \t]*|[ \t]+))\S.*$")
 
@@ -140,6 +143,9 @@ def _content(host_path: str, info: os.stat_result, salt: bytes) -> tuple[str | N
 def redact(text: str) -> str:
     """World-readable files hold secrets too (bindpw in ldap.conf, password = in postfix's mysql maps):
     their values are replaced; a change still shows in the hash."""
+    lowered = text.lower()  # most files: a few substring scans instead of the line pattern at every line
+    if not any(word in lowered for word in SECRET_WORDS):
+        return text
     return SECRET_LINE.sub(lambda m: f"{m.group(1)}<redacted>", text)
 
 
@@ -157,6 +163,8 @@ class Collector:
         # Parent links are resolved inside the root (a guest's /lib -> /usr/lib never reads the host's); the
         # path is recorded as resolved, its last component as it is (a link stays a link). Entries listed
         # from a resolved directory need no resolving.
+        if guest in self.files:  # drift re-adds every baseline path: most are recorded by then
+            return
         stack = [self.fs.chase(guest, follow_last=False) or ""]
         while stack:
             path = stack.pop()
@@ -193,11 +201,10 @@ class Collector:
         return entry
 
 
-def unit_files(fs: RootFS) -> list[str]:
+def unit_files(loader: UnitLoader) -> list[str]:
     """The mail units' own files wherever they live (vendor fragments under /usr, runtime drop-ins)."""
-    from mailpreflight.units.loader import LoadState, UnitLoader
+    from mailpreflight.units.loader import LoadState
 
-    loader = UnitLoader(fs)
     paths: list[str] = []
     for name in MAIL_UNITS:
         try:
@@ -210,24 +217,24 @@ def unit_files(fs: RootFS) -> list[str]:
     return paths
 
 
-def collect(fs: RootFS, salt: bytes, extra_paths: tuple[str, ...] = ()) -> tuple[dict[str, dict[str, Any]], bool]:
-    """path -> entry for everything mail depends on under `fs`, plus `extra_paths` (e.g. PAM modules)."""
+def collect(fs: RootFS, salt: bytes, extra_paths: Iterable[str]) -> tuple[dict[str, dict[str, Any]], bool]:
+    """path -> entry for everything mail depends on under `fs`, plus `extra_paths` (the mail units' files,
+    PAM modules, ...)."""
     collector = Collector(fs, salt)
-    for path in (*MAIL_PATHS, *unit_files(fs), *extra_paths):
+    for path in (*MAIL_PATHS, *extra_paths):
         collector.add(path)
     return dict(sorted(collector.files.items())), collector.truncated
 
 
-def tracked_findings(fs: RootFS) -> tuple[list[TrackedFinding], tuple[str, ...]]:
+def tracked_findings(loader: UnitLoader) -> tuple[list[TrackedFinding], tuple[str, ...]]:
     """The findings drift compares: mail authentication (MP3xx) and the units' start paths (MP1xx, static);
     and the PAM module files the mail stacks load."""
     from mailpreflight.auth.check import TrackedFinding, analyze_auth
     from mailpreflight.deps.analyze import analyze_tree
-    from mailpreflight.units.loader import UnitLoader
 
-    auth = analyze_auth(fs)
+    auth = analyze_auth(loader.fs, loader)
     tracked = list(auth.issues)
-    for result in analyze_tree(UnitLoader(fs)):
+    for result in analyze_tree(loader):
         unit = result.unit
         unit_files = tuple(p for p in (unit.fragment_path, *unit.dropin_paths) if p)
         for finding in result.findings:
@@ -239,9 +246,12 @@ def tracked_findings(fs: RootFS) -> tuple[list[TrackedFinding], tuple[str, ...]]
 
 def take(fs: RootFS, root_label: str) -> dict[str, Any]:
     """The whole baseline document."""
-    tracked, modules = tracked_findings(fs)
+    from mailpreflight.units.loader import UnitLoader
+
+    loader = UnitLoader(fs)
+    tracked, modules = tracked_findings(loader)
     salt = secrets.token_hex(16)
-    files, truncated = collect(fs, salt.encode(), modules)
+    files, truncated = collect(fs, salt.encode(), (*unit_files(loader), *modules))
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,

@@ -10,6 +10,7 @@ from typing import Any
 from mailpreflight.auth import pam
 from mailpreflight.auth.services import AuthPath, Saslauthd, read_all
 from mailpreflight.model import Finding, Severity
+from mailpreflight.units.loader import UnitLoader
 from mailpreflight.units.rootfs import RootFS
 
 # saslauthd and dovecot call pam_authenticate and pam_acct_mgmt: the auth and account stacks decide a login.
@@ -50,6 +51,7 @@ class AuthReport:
     saslauthd: Saslauthd | None
     services: dict[str, pam.PamService]
     issues: list[TrackedFinding] = field(default_factory=list)
+    broken: set[str] = field(default_factory=set)  # PAM services and chain subjects with a critical finding
 
     def module_paths(self) -> tuple[str, ...]:
         """Every module file the mail stacks load (for the baseline)."""
@@ -64,7 +66,7 @@ class AuthReport:
         paths = [p for p in self.paths if p.unit in units]
         names = {p.pam_service for p in paths}
         return AuthReport(paths, self.saslauthd, {n: s for n, s in self.services.items() if n in names},
-                          [i for i in self.issues if i.finding.unit in units])
+                          [i for i in self.issues if i.finding.unit in units], self.broken)
 
 
 def directory_users(fs: RootFS) -> str | None:
@@ -111,8 +113,8 @@ def _protocols(paths: list[AuthPath], name: str) -> str:
     return " and ".join(labels) if len(labels) < 3 else ", ".join(labels)
 
 
-def analyze_auth(fs: RootFS) -> AuthReport:
-    paths, saslauthd = read_all(fs)
+def analyze_auth(fs: RootFS, loader: UnitLoader | None = None) -> AuthReport:
+    paths, saslauthd = read_all(fs, loader)
     services = {name: pam.resolve(fs, name) for name in dict.fromkeys(p.pam_service for p in paths
                                                                        if p.pam_service)}
     report = AuthReport(paths, saslauthd, services)
@@ -124,10 +126,15 @@ def analyze_auth(fs: RootFS) -> AuthReport:
                 "MP307", Severity.CRITICAL if severe else Severity.WARNING, path.unit,
                 f"{path.protocol} logins ({path.consumer}, {path.method}): {path.problem}",
                 "install and enable the password service the configuration names, or change the configuration",
-                path.evidence), f"chain:{path.unit}:{path.consumer}", path.problem_paths))
+                path.evidence), _chain(path), path.problem_paths))
+            if severe:
+                report.broken.add(_chain(path))
     for name, service in services.items():
         users = [p for p in paths if p.pam_service == name]
-        report.issues.extend(_service_issues(fs, name, service, users, paths, directory))
+        found = _service_issues(fs, name, service, users, paths, directory)
+        report.issues.extend(found)
+        if any(issue.finding.severity is Severity.CRITICAL for issue in found):
+            report.broken.add(name)
     report.issues.extend(_leftovers(fs, services, paths))
     return report
 
@@ -241,19 +248,13 @@ def _leftovers(fs: RootFS, services: dict[str, pam.PamService], paths: list[Auth
     return issues
 
 
+def _chain(path: AuthPath) -> str:
+    return f"chain:{path.unit}:{path.consumer}"
+
+
 def path_ok(report: AuthReport, path: AuthPath) -> bool:
     """No critical finding on this login path (its chain or its PAM service)."""
-    subjects = {f"chain:{path.unit}:{path.consumer}"}
-    for issue in report.issues:
-        if issue.finding.severity is not Severity.CRITICAL:
-            continue
-        if issue.subject in subjects or (path.pam_service and issue.subject.split(":")[1:2] == [path.pam_service]
-                                         and issue.subject.split(":")[0] in ("pam", "module", "include")):
-            return False
-        if path.pam_service and issue.subject.startswith("line:") and any(
-                issue.subject[5:].startswith(f) for f in report.services[path.pam_service].paths):
-            return False
-    return True
+    return _chain(path) not in report.broken and (path.pam_service or "") not in report.broken
 
 
 def auth_json(report: AuthReport) -> list[dict[str, Any]]:

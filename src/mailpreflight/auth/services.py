@@ -433,8 +433,9 @@ def _dovecot_pam_service(block: dict[str, tuple[str, str]]) -> str:
     return "%Ls" if service == "*" else service
 
 
-def read_all(fs: RootFS) -> tuple[list[AuthPath], Saslauthd | None]:
-    loader = UnitLoader(fs)
+def read_all(fs: RootFS, loader: UnitLoader | None = None) -> tuple[list[AuthPath], Saslauthd | None]:
+    """Every login path of the installed mail services; `loader`: one the caller already has for `fs`."""
+    loader = loader or UnitLoader(fs)
     saslauthd = read_saslauthd(fs, loader)
     dovecot = _load(loader, "dovecot.service")
     # a removed package keeps its configuration (apt remove, rpm's .rpmsave): the program must be there
