@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from mailpreflight.drift import compare, load_baseline
-from mailpreflight.safewrite import write_atomically
-from mailpreflight.snapshot import MAIL_PATHS, take
-from mailpreflight.units.rootfs import RootFS
+from mailpreflight.access.rootfs import RootFS
+from mailpreflight.access.safewrite import write_atomically
+from mailpreflight.baseline.drift import compare, load_baseline
+from mailpreflight.baseline.snapshot import MAIL_PATHS, take
 from mailroots import leap15, write
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / ".venv" / "bin" / "mailpreflight"
-MODULE = [sys.executable, "-c", "import sys; from mailpreflight.guard import main; sys.exit(main(sys.argv[1:]))"]
+MODULE = [sys.executable, "-c", "import sys; from mailpreflight.fix.guard import main; sys.exit(main(sys.argv[1:]))"]
 COMMANDS = {"true": ["true"], "100 lines": ["seq", "100"]}
 TARGET_MS = 100.0
 ENV = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
@@ -34,7 +34,7 @@ def guard_prefix(module: bool) -> tuple[list[str], str]:
         probe = subprocess.run([str(SCRIPT), "guard", "--", "true"], capture_output=True, env=ENV, check=False)
         if probe.returncode == 0 and not probe.stderr:
             return [str(SCRIPT), "guard"], f"{SCRIPT.relative_to(REPO)} guard --"
-    return MODULE, "python -c 'from mailpreflight.guard import main ...' --"
+    return MODULE, "python -c 'from mailpreflight.fix.guard import main ...' --"
 
 
 def median_ms(argv: list[str], runs: int) -> float:

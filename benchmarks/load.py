@@ -18,8 +18,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.units.loader import UnitLoader
-from mailpreflight.units.rootfs import RootFS
 
 UNIT = """[Unit]
 Description=Generated unit {i} for %n

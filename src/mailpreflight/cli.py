@@ -11,10 +11,10 @@ from mailpreflight import __version__
 from mailpreflight.errors import MailpreflightError
 
 if TYPE_CHECKING:
+    from mailpreflight.access.rootfs import RootFS
     from mailpreflight.auth.check import AuthReport
     from mailpreflight.deps.analyze import UnitDeps
     from mailpreflight.units.loader import UnitLoader
-    from mailpreflight.units.rootfs import RootFS
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 EXAMPLES = """examples:
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _dropin(args: argparse.Namespace) -> int:
-    from mailpreflight import dropin
+    from mailpreflight.fix import dropin
     from mailpreflight.units.loader import UnitLoader
 
     loader = UnitLoader(_root(args))
@@ -149,13 +149,13 @@ def _dropin(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     import os
 
-    from mailpreflight import explain
-    from mailpreflight.checks.judge import CheckOptions, check
+    from mailpreflight.access.rootfs import RootFS
     from mailpreflight.deps.analyze import analyze
     from mailpreflight.live.backend import open_backend
+    from mailpreflight.predict import explain
+    from mailpreflight.predict.judge import CheckOptions, check
     from mailpreflight.probes.dns import read_resolv_conf
     from mailpreflight.units.loader import UnitLoader
-    from mailpreflight.units.rootfs import RootFS
     from mailpreflight.units.searchpath import user_search_paths
     from mailpreflight.units.specifiers import user_manager
 
@@ -188,8 +188,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _firewall(args: argparse.Namespace) -> int:
-    from mailpreflight import firewall
     from mailpreflight.deps.analyze import analyze_names, analyze_tree
+    from mailpreflight.firewall import rules as firewall
     from mailpreflight.probes.dns import read_resolv_conf
     from mailpreflight.units.loader import UnitLoader
 
@@ -210,7 +210,7 @@ def _guest_firewall(args: argparse.Namespace, fs: RootFS, outside: dict[str, obj
     """Probe again from a namespace that holds the guest's own outgoing rules; add what they block."""
     import json
 
-    from mailpreflight import guestfw
+    from mailpreflight.firewall import guest as guestfw
 
     if not args.root:
         raise MailpreflightError("--guest-firewall needs --root")
@@ -242,12 +242,12 @@ def _unit_selection(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -
 
 
 def _check(args: argparse.Namespace) -> int:
-    from mailpreflight.checks.judge import CheckOptions, check
+    from mailpreflight.access.safewrite import write_atomically
     from mailpreflight.deps.analyze import analyze_names, analyze_tree
+    from mailpreflight.predict.judge import CheckOptions, check
     from mailpreflight.probes.dns import read_resolv_conf
     from mailpreflight.probes.runner import progress_stream
     from mailpreflight.render import check as render
-    from mailpreflight.safewrite import write_atomically
     from mailpreflight.units.loader import UnitLoader
 
     if args.timeout <= 0 or args.deadline <= 0:
@@ -296,8 +296,8 @@ def _auth(args: argparse.Namespace, loader: UnitLoader, results: list[UnitDeps])
 def _snapshot(args: argparse.Namespace) -> int:
     import json
 
-    from mailpreflight.safewrite import write_atomically
-    from mailpreflight.snapshot import take
+    from mailpreflight.access.safewrite import write_atomically
+    from mailpreflight.baseline.snapshot import take
 
     document = take(_root(args), args.root or "/")
     text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
@@ -316,7 +316,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 def _drift(args: argparse.Namespace) -> int:
     import json
 
-    from mailpreflight import drift
+    from mailpreflight.baseline import drift
 
     baseline = drift.load_baseline(args.baseline)
     result = drift.compare(args.baseline, baseline, _root(args), args.other_host)
@@ -326,8 +326,8 @@ def _drift(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from mailpreflight import drift
-    from mailpreflight.restore import restore
+    from mailpreflight.baseline import drift
+    from mailpreflight.baseline.restore import restore
 
     baseline = drift.load_baseline(args.baseline)
     fs = _root(args)
@@ -341,7 +341,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _root(args: argparse.Namespace) -> RootFS:
-    from mailpreflight.units.rootfs import RootFS
+    from mailpreflight.access.rootfs import RootFS
 
     fs = RootFS(args.root or "/")
     if args.root and not fs.is_dir("/"):
@@ -378,7 +378,7 @@ def _show(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["guard"]:  # hot path at every service start: no parser, no other imports
-        from mailpreflight.guard import main as guard_main
+        from mailpreflight.fix.guard import main as guard_main
 
         return guard_main(arguments[1:])
     parser = build_parser()

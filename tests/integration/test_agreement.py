@@ -20,10 +20,10 @@ import pytest
 from systemd_lab import UserManagerLab
 
 from helpers import CORPUS, corpus_cases
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.render.show import unit_to_json
 from mailpreflight.units.execline import EXEC_KEYS, PREFIX_FLAGS
 from mailpreflight.units.loader import UnitLoader
-from mailpreflight.units.rootfs import RootFS
 from mailpreflight.units.searchpath import user_search_paths
 from mailpreflight.units.specifiers import user_manager
 

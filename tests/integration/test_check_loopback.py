@@ -18,13 +18,13 @@ import jsonschema
 import pytest
 
 from helpers import make_tree
-from mailpreflight.checks.judge import CheckOptions, check
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.analyze import analyze
 from mailpreflight.model import Prediction, Report
+from mailpreflight.predict.judge import CheckOptions, check
 from mailpreflight.probes.dns import ResolverConfig
 from mailpreflight.render.check import render_json, render_nagios, render_prometheus
 from mailpreflight.units.loader import UnitLoader
-from mailpreflight.units.rootfs import RootFS
 
 REVISION = "1913500"
 REPO = Path(__file__).resolve().parents[2]

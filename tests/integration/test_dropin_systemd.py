@@ -9,9 +9,9 @@ from pathlib import Path
 from systemd_lab import UserManagerLab
 
 from helpers import make_tree
-from mailpreflight import dropin
+from mailpreflight.access.rootfs import RootFS
+from mailpreflight.fix import dropin
 from mailpreflight.units.loader import UnitLoader
-from mailpreflight.units.rootfs import RootFS
 
 REPO = Path(__file__).resolve().parents[2]
 PROGRAM = str(REPO / ".venv/bin/mailpreflight")

@@ -89,9 +89,9 @@ def test_both_backends_return_identical_data(started: UserManagerLab) -> None:
 def test_files_backend_agrees_on_what_the_files_say(started: UserManagerLab) -> None:
     import pwd
 
+    from mailpreflight.access.rootfs import RootFS
     from mailpreflight.live.backend import FilesBackend
     from mailpreflight.units.loader import UnitLoader
-    from mailpreflight.units.rootfs import RootFS
     from mailpreflight.units.specifiers import user_manager
 
     me = pwd.getpwuid(os.getuid())

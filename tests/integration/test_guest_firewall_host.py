@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from netlab import MIRROR_HOSTS, NetLab, unavailable_reason, write_guest_root
 
-from mailpreflight import guestfw
-from mailpreflight.units.rootfs import RootFS
+from mailpreflight.access.rootfs import RootFS
+from mailpreflight.firewall import guest as guestfw
 
 REPO = Path(__file__).resolve().parents[2]
 FORWARD = Path("/proc/sys/net/ipv4/ip_forward")

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.auth.pam import CONFIG_DIRS, PamLine, PamService, resolve
-from mailpreflight.units.rootfs import RootFS
 
 HOST_MODULE_DIR = "/lib/x86_64-linux-gnu/security"
 PRESENT = ("pam_permit.so", "pam_deny.so")  # on the host and, as placeholders, in every fake root

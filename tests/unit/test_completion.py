@@ -1,4 +1,4 @@
-"""The bash completion is generated from the argparse definitions (mailpreflight.manpage) and works in bash."""
+"""The bash completion is generated from the argparse definitions (mailpreflight.render.manpage) and works in bash."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mailpreflight.cli import build_parser
-from mailpreflight.manpage import render_bash_completion
+from mailpreflight.render.manpage import render_bash_completion
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "contrib" / "bash-completion" / "mailpreflight"
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash is no
 
 def test_committed_completion_is_generated() -> None:
     assert SCRIPT.read_text(encoding="utf-8") == render_bash_completion(build_parser()), (
-        "regenerate it: python -m mailpreflight.manpage --completion > contrib/bash-completion/mailpreflight")
+        "regenerate it: python -m mailpreflight.render.manpage --completion > contrib/bash-completion/mailpreflight")
 
 
 def test_bash_accepts_it() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from helpers import corpus_cases
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.units.loader import UnitLoader
-from mailpreflight.units.rootfs import RootFS
 from mailpreflight.units.syntax import parse_unit_file
 
 CASES = corpus_cases("confparser.json")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers import CORPUS, make_tree
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import RuleContext, command_role
 from mailpreflight.deps.fetchmail import FetchmailRule, parse_argv, parse_rc, tokenize
 from mailpreflight.deps.freshclam import FreshclamRule, parse_config, server_url
@@ -22,7 +23,6 @@ from mailpreflight.deps.urls import (
 )
 from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, Role
 from mailpreflight.units.loader import UnitLoader, exec_environment, expand_command
-from mailpreflight.units.rootfs import RootFS
 from mailpreflight.units.syntax import Source
 
 DEPS = CORPUS / "deps"

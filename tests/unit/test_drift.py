@@ -237,7 +237,7 @@ def test_vendor_unit_change_causes_start_findings(tmp_path: Path) -> None:
      "pwcheck_method: saslauthd\nsmtp_sasl_password_maps = lmdb:/etc/postfix/sasl_passwd\npassdb {\n"),
 ])
 def test_world_readable_secrets_are_redacted(text: str, recorded: str) -> None:
-    from mailpreflight.snapshot import redact
+    from mailpreflight.baseline.snapshot import redact
 
     assert redact(text) == recorded
 

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import make_tree
-from mailpreflight import dropin
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.fix import dropin
 from mailpreflight.units.execline import parse_exec
 from mailpreflight.units.loader import UnitLoader
-from mailpreflight.units.rootfs import RootFS
 from mailpreflight.units.specifiers import Expander, system_manager
 from mailpreflight.units.syntax import Source
 from mailpreflight.units.unitname import parse_unit_name

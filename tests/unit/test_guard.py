@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from mailpreflight.guard import dependencies, diagnose, diagnose_within, main, parse_args, summarize
+from mailpreflight.fix.guard import dependencies, diagnose, diagnose_within, main, parse_args, summarize
 from mailpreflight.model import DepKind, ProbeResult, ProbeStatus
 
-GUARD = "import sys; from mailpreflight.guard import main; sys.exit(main(sys.argv[1:]))"
+GUARD = "import sys; from mailpreflight.fix.guard import main; sys.exit(main(sys.argv[1:]))"
 ENV = {key: value for key, value in os.environ.items() if "proxy" not in key.lower()}
 
 
@@ -229,14 +229,14 @@ def test_signal_to_guard_is_forwarded_to_the_group(tmp_path: Path, signum: signa
 
 
 def test_guard_restores_its_signal_handlers(tmp_path: Path) -> None:
-    code = ("import signal; from mailpreflight.guard import run_command; run_command(['true'], 5, 1); "
+    code = ("import signal; from mailpreflight.fix.guard import run_command; run_command(['true'], 5, 1); "
             "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True)
     assert done.stdout == "True\n"
 
 
 def test_a_successful_run_imports_no_probe_machinery() -> None:
-    code = ("import sys; from mailpreflight.guard import main; main(['--', 'true']); "
+    code = ("import sys; from mailpreflight.fix.guard import main; main(['--', 'true']); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('requests', 'dns', 'urllib3') "
             "or m.startswith(('mailpreflight.deps', 'mailpreflight.probes', 'mailpreflight.units', "
             "'mailpreflight.model', 'dataclasses'))))")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from helpers import make_tree
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError, UnitNotFoundError
 from mailpreflight.units.loader import LoadState, UnitLoader
-from mailpreflight.units.rootfs import RootFS
 from mailpreflight.units.searchpath import system_search_paths
 
 SIMPLE = "[Service]\nExecStart=/bin/true\n"

@@ -11,9 +11,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.auth import pam
 from mailpreflight.auth.check import analyze_auth
-from mailpreflight.units.rootfs import RootFS
 from mailroots import debian12, leap15, link, write
 
 CLI = [sys.executable, "-m", "mailpreflight"]

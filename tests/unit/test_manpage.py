@@ -1,4 +1,4 @@
-"""The man page is generated from the argparse definitions (mailpreflight.manpage) and must not drift."""
+"""The man page is generated from the argparse definitions (mailpreflight.render.manpage) and must not drift."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from mailpreflight.cli import build_parser
-from mailpreflight.manpage import escape, guard_parser, render_man, verbs
+from mailpreflight.render.manpage import escape, guard_parser, render_man, verbs
 
 ROOT = Path(__file__).resolve().parents[2]
 MANPAGE = ROOT / "docs" / "mailpreflight.1"
 FLEET = ROOT / "docs" / "fleet"
-REGENERATE = "regenerate it: python -m mailpreflight.manpage > docs/mailpreflight.1"
+REGENERATE = "regenerate it: python -m mailpreflight.render.manpage > docs/mailpreflight.1"
 
 
 def test_committed_man_page_is_generated() -> None:
@@ -80,7 +80,7 @@ def test_man_page_renders_without_warnings() -> None:
 def test_python_m_prints_the_page() -> None:
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "mailpreflight.manpage"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "mailpreflight.render.manpage"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == MANPAGE.read_text(encoding="utf-8")

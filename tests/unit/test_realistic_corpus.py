@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from helpers import CORPUS
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.render.show import unit_to_json
 from mailpreflight.units.loader import UnitLoader
-from mailpreflight.units.rootfs import RootFS
 
 CASES = sorted(p for p in (CORPUS / "realistic").iterdir() if (p / "expect.json").exists())
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailpreflight.units.shell import PIPE, SUBSTITUTION, ShellCommand, ShellReading, read_shell
+from mailpreflight.deps.shell import PIPE, SUBSTITUTION, ShellCommand, ShellReading, read_shell
 
 
 def only(reading: ShellReading, tool: str) -> ShellCommand:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.units.loader import LoadState, UnitLoader
-from mailpreflight.units.rootfs import RootFS
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 

@@ -7,11 +7,11 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.auth import pam
 from mailpreflight.auth.services import AuthPath, Saslauthd, read_all
 from mailpreflight.model import Finding, Severity
 from mailpreflight.units.loader import UnitLoader
-from mailpreflight.units.rootfs import RootFS
 
 # saslauthd and dovecot call pam_authenticate and pam_acct_mgmt: the auth and account stacks decide a login.
 LOGIN_TYPES = ("auth", "account")

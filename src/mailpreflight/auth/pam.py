@@ -30,7 +30,7 @@ import posixpath
 import unicodedata
 from dataclasses import dataclass, field
 
-from mailpreflight.units.rootfs import RootFS
+from mailpreflight.access.rootfs import RootFS
 
 CONFIG_DIRS = ("/etc/pam.d", "/usr/lib/pam.d", "/usr/etc/pam.d")
 LEGACY_CONF = "/etc/pam.conf"

@@ -15,11 +15,11 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.postfix import expand, read_main_cf
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.units import environ
 from mailpreflight.units.loader import LoadState, Unit, UnitLoader, exec_environment, expand_command
-from mailpreflight.units.rootfs import RootFS
 
 SASLAUTHD_BINARIES = ("/usr/sbin/saslauthd", "/sbin/saslauthd")
 SASLAUTHD_CONFIGS = (("/etc/sysconfig/saslauthd", ("SASLAUTHD_AUTHMECH", "MECH")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.discover import discover
 from mailpreflight.deps.registry import DAEMONS, UNIT_RULES, command_rules, rule_for
@@ -12,7 +13,6 @@ from mailpreflight.deps.saupdate import plan
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.model import Dependency, Finding
 from mailpreflight.units.loader import LoadState, Unit, UnitLoader
-from mailpreflight.units.rootfs import RootFS
 from mailpreflight.units.timeouts import StartTimeout, start_timeout
 
 

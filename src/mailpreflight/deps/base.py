@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.model import Dependency, FoundCommand, Role
 from mailpreflight.units.loader import Unit
-from mailpreflight.units.rootfs import RootFS
 
 # The PATH systemd gives services when the unit sets none.
 SYSTEMD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")

@@ -7,12 +7,12 @@ import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import SYSTEMD_PATH
+from mailpreflight.deps.shell import read_shell
 from mailpreflight.model import FoundCommand
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit, exec_environment, expand_command
-from mailpreflight.units.rootfs import RootFS
-from mailpreflight.units.shell import read_shell
 from mailpreflight.units.syntax import Source
 
 START_PATH_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost")  # in the order they run

@@ -21,10 +21,10 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, replace
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import RuleContext, command_role
 from mailpreflight.deps.urls import hostport, parse_port, unit_user, user_home
 from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
-from mailpreflight.units.rootfs import RootFS
 
 SERVICES = {"pop3": 110, "pop3s": 995, "imap": 143, "imap2": 143, "imaps": 993, "pop2": 109, "kpop": 1109,
             "smtp": 25, "odmr": 366}

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import RuleContext, command_role
 from mailpreflight.deps.urls import hostport, parse_port, split_hostport, unique
 from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
-from mailpreflight.units.rootfs import RootFS
 
 CONFIG_PATHS = ("/etc/clamav/freshclam.conf", "/etc/freshclam.conf")
 DEFAULT_DNS = "current.cvd.clamav.net"

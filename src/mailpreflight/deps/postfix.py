@@ -19,10 +19,10 @@ from __future__ import annotations
 import posixpath
 import re
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.urls import hostport, parse_port, split_hostport, unique
 from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
-from mailpreflight.units.rootfs import RootFS
 
 DEFAULT_DIR = "/etc/postfix"
 SERVICES = {"smtp": 25, "submission": 587, "submissions": 465, "smtps": 465, "lmtp": 24}

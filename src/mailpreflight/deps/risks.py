@@ -6,10 +6,10 @@ from __future__ import annotations
 import stat
 from dataclasses import dataclass
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.saupdate import SaUpdatePlan, worst_cases
 from mailpreflight.model import Dependency, Finding, FoundCommand, Role, Severity
 from mailpreflight.units.loader import Unit
-from mailpreflight.units.rootfs import RootFS
 from mailpreflight.units.timeouts import StartTimeout
 
 NETWORK_ONLINE = "network-online.target"

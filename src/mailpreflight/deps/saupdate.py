@@ -34,9 +34,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import SYSTEMD_PATH, RuleContext, command_role
 from mailpreflight.model import Dependency, DepKind, FoundCommand
-from mailpreflight.units.rootfs import RootFS
 
 DEFAULT_CHANNEL = "updates.spamassassin.org"
 MIRRORED_BY_MAX_AGE = 7 * 24 * 3600

@@ -26,6 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.urls import (
     dns_a_deps,
@@ -37,7 +38,6 @@ from mailpreflight.deps.urls import (
     user_home,
 )
 from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
-from mailpreflight.units.rootfs import RootFS
 from mailpreflight.units.searchpath import os_release
 
 TOOLS = frozenset({"spamd", "spamassassin", "amavisd", "amavisd-new", "amavis"})

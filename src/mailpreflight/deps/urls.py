@@ -20,10 +20,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import START_KEYS, RuleContext, command_role, service_type  # noqa: F401 - used by the rules
 from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, Role
 from mailpreflight.units.loader import Unit
-from mailpreflight.units.rootfs import RootFS
 
 # --- helpers shared by the rule modules (candidates for deps/base.py) ------------------------------------
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.units.execline import EXEC_KEYS
 from mailpreflight.units.loader import ExecEnvironment, Unit, expand_command
-from mailpreflight.units.rootfs import RootFS
 
 SCHEMA_VERSION = 1
 

@@ -14,10 +14,10 @@ from enum import StrEnum
 from functools import cache
 from importlib import resources
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError, UnitNotFoundError
 from mailpreflight.units import environ
 from mailpreflight.units.execline import EXEC_KEYS, ExecCommand, parse_exec
-from mailpreflight.units.rootfs import RootFS
 from mailpreflight.units.searchpath import os_release, search_paths_for, systemd_version
 from mailpreflight.units.specifiers import (
     Expander,

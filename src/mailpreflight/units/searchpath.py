@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from mailpreflight.units.rootfs import RootFS
+from mailpreflight.access.rootfs import RootFS
 
 DEFAULT_SYSTEMD_VERSION = 252
 _SHARED_LIB = re.compile(r"libsystemd-(?:shared|core)-(\d+)")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.units.loader import Unit
-from mailpreflight.units.rootfs import RootFS
 from mailpreflight.units.syntax import parse_unit_file
 
 DEFAULT_START_TIMEOUT = 90.0

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mailpreflight import __version__
+from mailpreflight.access.rootfs import DEV_NULL, RootFS
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.units.rootfs import DEV_NULL, RootFS
 
 if TYPE_CHECKING:
     from mailpreflight.auth.check import TrackedFinding

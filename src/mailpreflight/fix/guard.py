@@ -250,11 +250,11 @@ def dependencies(argv: Sequence[str], env: Mapping[str, str]) -> list[Dependency
     """What the registry rule for the tool says argv needs, at most MAX_PROBES, DNS first. UDP endpoints are
     left out: one datagram without a reply cannot tell a drop from a silent server. So are URLs the tool
     fetches through a proxy: the rules list the proxy itself (TCP), which is what the tool connects to."""
+    from mailpreflight.access.rootfs import RootFS
     from mailpreflight.deps.base import RuleContext
     from mailpreflight.deps.registry import command_rules, rule_for
     from mailpreflight.model import DepKind, FoundCommand
     from mailpreflight.units.loader import LoadState, Unit
-    from mailpreflight.units.rootfs import RootFS
     from mailpreflight.units.syntax import Source
 
     tool = os.path.basename(argv[0])

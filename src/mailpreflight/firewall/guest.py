@@ -22,8 +22,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.units.rootfs import RootFS
 
 NFT_FILES = ("/etc/nftables.conf", "/etc/sysconfig/nftables.conf")
 IPTABLES_FILES = ("/etc/iptables/rules.v4", "/etc/sysconfig/iptables")

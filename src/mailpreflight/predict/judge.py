@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from mailpreflight.checks.saupdate_live import SaUpdateProbe
 from mailpreflight.deps.analyze import UnitDeps
 from mailpreflight.deps.base import command_role
 from mailpreflight.deps.risks import CommandDeps
@@ -25,6 +24,7 @@ from mailpreflight.model import (
     Status,
     UnitVerdict,
 )
+from mailpreflight.predict.saupdate_live import SaUpdateProbe
 from mailpreflight.probes import dns as dnsprobe
 from mailpreflight.probes import http as httpprobe
 from mailpreflight.probes import net

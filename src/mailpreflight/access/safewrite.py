@@ -10,8 +10,8 @@ import posixpath
 import stat
 import tempfile
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.units.rootfs import RootFS
 
 
 def host_path(fs: RootFS, guest: str, allow_link: bool = False) -> str:

@@ -14,11 +14,19 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.auth.check import TrackedFinding
+from mailpreflight.baseline.snapshot import (
+    KIND,
+    MAIL_PATHS,
+    SCHEMA_VERSION,
+    collect,
+    host_of,
+    tracked_findings,
+    unit_files,
+)
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.snapshot import KIND, MAIL_PATHS, SCHEMA_VERSION, collect, host_of, tracked_findings, unit_files
 from mailpreflight.units.loader import UnitLoader
-from mailpreflight.units.rootfs import RootFS
 
 DIFF_LINES = 200  # per file; the rest is summarised
 _COMPARED = ("type", "mode", "uid", "gid", "target", "sha256")

@@ -12,13 +12,13 @@ import sys
 from dataclasses import dataclass
 
 from mailpreflight import __version__
+from mailpreflight.access.safewrite import diff, fsync_dir, host_path, write_atomically
 from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.discover import discover_command
 from mailpreflight.deps.registry import command_rules, rule_for
 from mailpreflight.deps.risks import NETWORK_ONLINE
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.model import Role
-from mailpreflight.safewrite import diff, fsync_dir, host_path, write_atomically
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit, UnitLoader, exec_environment
 from mailpreflight.units.timeouts import start_timeout

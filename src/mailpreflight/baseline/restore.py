@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from mailpreflight.access.rootfs import RootFS
+from mailpreflight.access.safewrite import diff, fsync_dir, host_path, write_atomically
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.safewrite import diff, fsync_dir, host_path, write_atomically
-from mailpreflight.units.rootfs import RootFS
 
 BACKUP_SUFFIX = ".mailpreflight-backup"
 REDACTED = "<redacted>"

@@ -1,1 +1,0 @@
-"""`check`: probe what the units need and predict whether they start."""
