@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
+from mailpreflight.auth.check import AuthReport, auth_view
 from mailpreflight.deps.analyze import UnitDeps
 from mailpreflight.deps.base import command_role
 from mailpreflight.deps.risks import CommandDeps
@@ -29,9 +30,6 @@ from mailpreflight.probes import dns as dnsprobe
 from mailpreflight.probes import http as httpprobe
 from mailpreflight.probes import net
 from mailpreflight.probes.runner import ProbeRunner
-
-if TYPE_CHECKING:
-    from mailpreflight.auth.check import AuthReport
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,8 @@ def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.Res
         runner.close()
     probes = tuple(runner.results.values())
     findings = (*_findings(results, units, runner), *(auth.findings() if auth else ()))
-    return Report(_status(units, findings), units, probes, findings, round(time.monotonic() - started, 2), auth)
+    return Report(_status(units, findings), units, probes, findings, round(time.monotonic() - started, 2),
+                  auth_view(auth) if auth else None)
 
 
 def _task(dep: Dependency, resolver: dnsprobe.ResolverConfig, timeout: float) -> Callable[[], ProbeResult]:
@@ -159,9 +158,6 @@ def _findings(results: list[UnitDeps], units: tuple[UnitVerdict, ...], runner: P
 
 
 def _status(units: tuple[UnitVerdict, ...], findings: tuple[Finding, ...]) -> Status:
-    if any(u.start_predicted is Prediction.FAIL for u in units) or any(
-            f.severity is Severity.CRITICAL for f in findings):  # e.g. logins that will fail
-        return Status.CRITICAL
-    if any(f.severity in (Severity.WARNING, Severity.CRITICAL) for f in findings):
-        return Status.WARNING
-    return Status.OK
+    """A unit that will not start is critical; otherwise the worst finding decides."""
+    failing = Status.CRITICAL if any(u.start_predicted is Prediction.FAIL for u in units) else Status.OK
+    return Status.worst([failing, *(f.severity.status for f in findings)])

@@ -6,12 +6,11 @@ import json
 import re
 from typing import Any
 
-from mailpreflight.auth.check import auth_json, auth_text, path_ok
 from mailpreflight.model import Prediction, Report, Severity, Status
+from mailpreflight.render.auth import auth_json, auth_text
 from mailpreflight.render.deps import finding_json
 
 SCHEMA_VERSION = 1
-EXIT = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
 _COLOURS = {"ok": "\033[32m", "degraded": "\033[33m", "fail": "\033[31m", "warning": "\033[33m",
             "critical": "\033[31m", "info": ""}
 
@@ -57,7 +56,7 @@ def render_text(report: Report, colour: bool = False) -> str:
             if c.predicted is not Prediction.OK:
                 lines.append(f"  {'':13} {c.reason}")
         lines.append("")
-    if report.auth and report.auth.paths:
+    if report.auth:
         lines.append("mail authentication:")
         lines += auth_text(report.auth)
         lines.append("")
@@ -107,7 +106,7 @@ def render_prometheus(report: Report) -> str:
     lines = [
         "# HELP mailpreflight_status Overall status: 0 ok, 1 warning, 2 critical, 3 unknown.",
         "# TYPE mailpreflight_status gauge",
-        f"mailpreflight_status {EXIT[report.status]}",
+        f"mailpreflight_status {report.status.exit_code}",
         "# HELP mailpreflight_unit_start_ok 1 if the unit is predicted to start, else 0.",
         "# TYPE mailpreflight_unit_start_ok gauge",
     ]
@@ -128,12 +127,12 @@ def render_prometheus(report: Report) -> str:
     for severity in ("info", "warning", "critical"):
         count = sum(1 for f in report.findings if f.severity.value == severity)
         lines.append(f'mailpreflight_findings{{severity="{severity}"}} {count}')
-    if report.auth and report.auth.paths:
+    if report.auth:
         lines += ["# HELP mailpreflight_auth_path_ok 1 if a mail login path (SASL/PAM) has no critical finding.",
                   "# TYPE mailpreflight_auth_path_ok gauge"]
         lines += [f'mailpreflight_auth_path_ok{{unit="{_label(p.unit)}",protocol="{_label(p.protocol)}",'
                   f'consumer="{_label(p.consumer)}",pam_service="{_label(p.pam_service or "")}"}} '
-                  f"{int(path_ok(report.auth, p))}" for p in report.auth.paths]
+                  f"{int(p.ok)}" for p in report.auth]
     lines += ["# HELP mailpreflight_check_duration_seconds How long the check took.",
               "# TYPE mailpreflight_check_duration_seconds gauge",
               f"mailpreflight_check_duration_seconds {report.elapsed_s}"]
