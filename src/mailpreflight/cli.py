@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 from mailpreflight import __version__
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.model import Status
+from mailpreflight.render.escape import clean
 
 if TYPE_CHECKING:
     from mailpreflight.access.rootfs import RootFS
@@ -42,12 +43,14 @@ class Environment:
         isatty = getattr(self.stdout, "isatty", None)
         return bool(isatty and isatty())
 
-    def out(self, text: str = "", end: str = "\n") -> None:
-        self.stdout.write(text + end)
+    def out(self, text: str = "", end: str = "\n", painted: bool = False) -> None:
+        """Print output; control characters are escaped (`painted`: the renderer escaped its own text and added
+        colour sequences of its own)."""
+        self.stdout.write((text if painted else clean(text)) + end)
 
     def say(self, message: str) -> None:
         """One line on stderr, as the tool speaks to the admin."""
-        self.stderr.write(f"mailpreflight: {message}\n")
+        self.stderr.write(f"mailpreflight: {clean(message)}\n")
 
 EXAMPLES = """examples:
   mailpreflight check                                   will the mail services start? (probes the network)
@@ -332,8 +335,9 @@ def _check(args: argparse.Namespace, env: Environment) -> Status:
     results = _analyze(args, loader)
     options = CheckOptions(args.timeout, args.deadline, progress=progress_stream())
     report = check(results, options, read_resolv_conf(resolv_text, resolv_source), _auth(args, loader, results))
+    colour = args.format == "text" and env.colour and not args.output
     text = {"json": render.render_json, "nagios": render.render_nagios, "prometheus": render.render_prometheus,
-            }.get(args.format, lambda r: render.render_text(r, colour=env.colour and not args.output))(report)
+            }.get(args.format, lambda r: render.render_text(r, colour=colour))(report)
     if args.guest_firewall:
         text = _guest_firewall(args, fs, render.to_json(report), text)
     if args.output:
@@ -342,7 +346,7 @@ def _check(args: argparse.Namespace, env: Environment) -> Status:
         except OSError as exc:  # a stale textfile must not look like a fresh one: fail loudly (exit 3)
             raise MailpreflightError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
     else:
-        env.out(text)
+        env.out(text, painted=colour)
     return report.status
 
 

@@ -17,8 +17,8 @@ from helpers import make_tree
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.analyze import UnitDeps, analyze
 from mailpreflight.deps.saupdate import dotted, installed_version, parse_args, plan, worst_cases
-from mailpreflight.model import FoundCommand, Source
 from mailpreflight.deps.view import deps_view
+from mailpreflight.model import FoundCommand, Source
 from mailpreflight.render.deps import render_json
 from mailpreflight.units.loader import UnitLoader
 from mailpreflight.units.timeouts import parse_timespan

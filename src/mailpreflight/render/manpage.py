@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
-from collections.abc import Sequence
 from typing import Any
 from unittest import mock
 
