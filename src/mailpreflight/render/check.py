@@ -1,4 +1,4 @@
-"""`mailpreflight check` output over one Report: text, json (DESIGN.md contract), nagios, prometheus."""
+"""`mailpreflight check` output over one Report: text, json (docs/design.md contract), nagios, prometheus."""
 
 from __future__ import annotations
 
