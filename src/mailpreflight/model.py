@@ -279,6 +279,7 @@ class UnitDepsView:
     start_timeout_from: str
     commands: tuple[CommandDepsView, ...]
     findings: tuple[Finding, ...]
+    generated_by: str | None = None  # the generator that made the unit at boot (sysv, postfix instances)
 
     @property
     def status(self) -> Status:
@@ -320,6 +321,7 @@ class ShowView:
     files: tuple[tuple[str, str], ...] = ()  # (guest path, text) of the fragment and drop-ins, for the text form
     exec_environment: tuple[tuple[str, str], ...] | None = None  # with --expand-env
     exec_environment_problems: tuple[str, ...] = ()
+    generated_by: str | None = None  # the generator that made the unit at boot (sysv, postfix instances)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from importlib import resources
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError, UnitNotFoundError
 from mailpreflight.model import Source
-from mailpreflight.units import environ
+from mailpreflight.units import environ, generators
 from mailpreflight.units.execline import EXEC_KEYS, ExecCommand, parse_exec
 from mailpreflight.units.searchpath import os_release, search_paths_for, systemd_version
 from mailpreflight.units.specifiers import (
@@ -75,6 +75,7 @@ class Unit:
     load_error: Diagnostic | None
     search_paths: tuple[str, ...]
     systemd_version: int
+    generated_by: str | None = None  # the generator that made it at boot (units/generators.py), if one did
 
     @property
     def masked(self) -> bool:
@@ -124,11 +125,15 @@ class UnitLoader:
     """Loads units from one tree. Build it once and load many units: the name map is cached."""
 
     def __init__(self, fs: RootFS | None = None, search_paths: Iterable[str] | None = None,
-                 manager: ManagerContext | None = None, version: int | None = None) -> None:
+                 manager: ManagerContext | None = None, version: int | None = None,
+                 run_generators: bool = True) -> None:
         self.fs = fs or RootFS("/")
         self.version = version if version is not None else systemd_version(self.fs)
         self.search_paths = tuple(search_paths) if search_paths is not None else tuple(
             search_paths_for(self.fs, self.version))
+        # An offline root's /run is empty: what its generators would write there at boot is read instead.
+        self.generated = generators.at_boot(self.fs, self.search_paths) if run_generators else None
+        self.fs = generators.with_generated(self.fs, self.generated)
         self.manager = manager or system_manager(self._host_facts())
         self._map: _NameMap | None = None
 
@@ -209,12 +214,19 @@ class UnitLoader:
         return None
 
     def service_names(self) -> list[str]:
-        """Every loadable (non-template) service name in the search path, sorted."""
-        names = []
+        """Every loadable (non-template) service name in the search path, and every instance a .wants/ or
+        .requires/ link enables (getty@tty1.service, postfix@-.service), sorted."""
+        names = set()
         for name in self._name_map().ids:
             parsed = parse_unit_name(name)
             if parsed is not None and parsed.type == "service" and not parsed.is_template:
-                names.append(name)
+                names.add(name)
+        for entry in self._name_map().entries:
+            if entry.endswith((".wants", ".requires")):
+                for name in self.fs.listdir(entry):
+                    parsed = parse_unit_name(name)
+                    if parsed is not None and parsed.type == "service" and parsed.is_instance:
+                        names.add(name)
         return sorted(names)
 
     # -- loading --------------------------------------------------------------------------------
@@ -249,8 +261,9 @@ class UnitLoader:
                         if p not in skip_dropins)
         if self.fs.is_null_or_empty(fragment):
             # systemd still lists the drop-ins of a masked unit, but reads none of its settings.
-            return self._unit(requested, id_name, all_names, LoadState.MASKED, fragment, dropins, None)
-        return self._parse(requested, id_name, all_names, fragment, dropins)
+            return generators.mark(self._unit(requested, id_name, all_names, LoadState.MASKED, fragment, dropins,
+                                              None), self.generated)
+        return generators.mark(self._parse(requested, id_name, all_names, fragment, dropins), self.generated)
 
     def _find_fragment(self, parsed: UnitName, names_map: _NameMap) -> tuple[str | None, set[str]]:
         names: set[str] = set()
