@@ -86,6 +86,7 @@ class FoundCommand:
     via: tuple[str, ...] = ()  # how it was reached: "bash -c", "runuser", "/usr/sbin/spamassassin-maint:12"
     user: str | None = None  # who runs it when known (User=, runuser -u, su); None = the unit's default
     env: Mapping[str, str] = field(default_factory=dict)  # the environment it sees, as far as known
+    script: str | None = None  # the guest path of the shell script this is, when it was read and followed
 
 
 class Status(StrEnum):

@@ -11,6 +11,7 @@ from pathlib import Path
 from helpers import make_tree
 from mailpreflight import cli
 from mailpreflight.access.rootfs import RootFS
+from mailpreflight.deps.analyze import analyze, analyze_tree
 from mailpreflight.units import generators
 from mailpreflight.units.loader import UnitLoader
 
@@ -113,6 +114,17 @@ def test_a_native_unit_or_mask_wins(tmp_path: Path) -> None:
     assert loader.load("fetchmail.service").masked
     assert loader.generated is not None
     assert not [f for f in loader.generated.files if f.generator == generators.SYSV]
+
+
+def test_an_init_script_is_not_its_daemon(tmp_path: Path) -> None:
+    """/etc/init.d/fetchmail start: the script is read and followed; "start" is no mail server."""
+    loader = UnitLoader(RootFS(str(debian_root(tmp_path))))
+    result = analyze(loader.load("fetchmail.service"), loader.fs)
+    script, *inside = result.commands
+    assert script.command.script == "/etc/init.d/fetchmail" and script.dependencies == ()
+    targets = {d.target for entry in inside for d in entry.dependencies}
+    assert "pop.example.org:110" in targets and not any(t.startswith("start") for t in targets)
+    assert [r.unit.id for r in analyze_tree(loader)] == ["fetchmail.service"]
 
 
 def test_show_and_deps_say_who_made_it(tmp_path: Path) -> None:
