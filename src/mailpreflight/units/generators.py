@@ -42,7 +42,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from mailpreflight.access.rootfs import RootFS
+from mailpreflight.access.rootfs import DEV_NULL, RootFS
 from mailpreflight.units.syntax import WHITESPACE, split_lines
 from mailpreflight.units.unitname import parse_unit_name
 
@@ -56,6 +56,7 @@ EARLY_DIR = "/run/systemd/generator.early"
 LATE_DIR = "/run/systemd/generator.late"
 OUTPUT_DIRS = (EARLY_DIR, NORMAL_DIR, LATE_DIR)
 _OUTPUT_PARENTS = frozenset({"/run", "/run/systemd"})
+_OUTPUT_PREFIXES = tuple(d + "/" for d in OUTPUT_DIRS)
 GENERATOR_PATHS = ("/run/systemd/system-generators", "/etc/systemd/system-generators",
                    "/usr/local/lib/systemd/system-generators", "/lib/systemd/system-generators",
                    "/usr/lib/systemd/system-generators")
@@ -542,16 +543,19 @@ class GeneratedFS(RootFS):
 
     generated: Generated
 
-    def _owned(self, guest: str) -> bool:
-        return any(guest == d or guest.startswith(d + "/") for d in OUTPUT_DIRS)
+    @staticmethod
+    def _owned(guest: str) -> bool:
+        return guest.startswith("/run/systemd/generator") and (
+            guest in OUTPUT_DIRS or guest.startswith(_OUTPUT_PREFIXES))
 
     def lstat(self, guest: str) -> os.stat_result | None:
-        now = int(time.time())
         if not self._owned(guest):
             found = super().lstat(guest)
             if found is None and guest in _OUTPUT_PARENTS:  # an unpopulated root: /run/systemd comes at boot
+                now = int(time.time())
                 return os.stat_result((stat.S_IFDIR | 0o755, 0, 0, 2, 0, 0, 0, now, now, now))
             return found
+        now = int(time.time())
         entry = self.generated.by_path.get(guest)
         if entry is not None and entry.link is not None:
             return os.stat_result((stat.S_IFLNK | 0o777, 0, 0, 1, 0, 0, len(entry.link), now, now, now))
@@ -571,8 +575,10 @@ class GeneratedFS(RootFS):
     def listdir(self, guest: str, limit: int | None = None) -> list[str]:
         """`limit` is accepted for RootFS's signature; the guest's own dirs are listed with its default."""
         resolved = self.chase(guest)
-        if resolved is None or not self._owned(resolved):
-            return super().listdir(guest)
+        if resolved is None or resolved == DEV_NULL:
+            return []
+        if not self._owned(resolved):
+            return super().listdir(resolved)
         if resolved not in self.generated.dirs:
             return []
         prefix = resolved.rstrip("/") + "/"
@@ -580,18 +586,23 @@ class GeneratedFS(RootFS):
                  if p.startswith(prefix)}
         return sorted(names)
 
+    # Below, RootFS is handed the path resolved here: resolving it again costs one lstat, not a walk.
     def is_dir(self, guest: str) -> bool:
         resolved = self.chase(guest)
-        if resolved is not None and self._owned(resolved):
+        if resolved is None or resolved == DEV_NULL:
+            return False
+        if self._owned(resolved):
             return resolved in self.generated.dirs
-        return super().is_dir(guest)
+        return super().is_dir(resolved)
 
     def is_null_or_empty(self, guest: str) -> bool:
         resolved = self.chase(guest)
-        if resolved is not None and self._owned(resolved):
+        if resolved is None or resolved == DEV_NULL:
+            return resolved == DEV_NULL
+        if self._owned(resolved):
             entry = self.generated.by_path.get(resolved)
             return entry is not None and entry.data is not None and not entry.data
-        return super().is_null_or_empty(guest)
+        return super().is_null_or_empty(resolved)
 
     def read_bytes(self, guest: str, limit: int | None = None) -> bytes:
         resolved = self.chase(guest)
