@@ -12,6 +12,7 @@ from mailpreflight.auth.check import AuthReport, auth_view
 from mailpreflight.deps.analyze import UnitDeps
 from mailpreflight.deps.base import command_role
 from mailpreflight.deps.risks import CommandDeps
+from mailpreflight.deps.startup import SaUpdateLocal
 from mailpreflight.model import (
     CommandVerdict,
     Dependency,
@@ -25,6 +26,7 @@ from mailpreflight.model import (
     Status,
     UnitVerdict,
 )
+from mailpreflight.predict import startup
 from mailpreflight.predict.saupdate_live import SaUpdateProbe
 from mailpreflight.probes import dns as dnsprobe
 from mailpreflight.probes import http as httpprobe
@@ -83,11 +85,19 @@ def _task(dep: Dependency, resolver: dnsprobe.ResolverConfig, timeout: float) ->
 
 def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdateProbe]) -> UnitVerdict:
     verdicts = []
-    for entry in result.commands:
+    facts = result.startup
+    sa_runs: list[tuple[SaUpdateLocal, CommandVerdict]] = []  # sa-update runs of the start path
+    for index, entry in enumerate(result.commands):
         if not entry.dependencies and id(entry) not in sa_probes:
             continue  # needs no network: nothing to predict here
         probe = sa_probes.get(id(entry))
-        verdicts.append(probe.evaluate(entry.command) if probe else _generic(entry, runner))
+        verdict = probe.evaluate(entry.command) if probe else _generic(entry, runner)
+        local = facts.sa_update_for(index) if facts else None
+        if facts and local:
+            verdict = startup.before_network(verdict, local, facts)
+            if command_role(entry.command, result.unit) is Role.START and entry.command.key != "ExecStart":
+                sa_runs.append((local, verdict))
+        verdicts.append(verdict)
     timeout = result.timeout
     for verdict in verdicts:
         command = verdict.command
@@ -111,6 +121,9 @@ def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdatePr
             return UnitVerdict(result.unit.id, Prediction.FAIL,
                                f"sa-update ({command.source}) will exit 1 (no new rules), which fails the start",
                                tuple(verdicts))
+    no_rules = startup.spamd_fails(facts, sa_runs) if facts else None
+    if no_rules:
+        return UnitVerdict(result.unit.id, Prediction.FAIL, no_rules, tuple(verdicts))
     return UnitVerdict(result.unit.id, Prediction.OK, "every start-path command is expected to succeed in time",
                        tuple(verdicts))
 
