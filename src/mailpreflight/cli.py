@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -153,7 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _root_option(parser: argparse.ArgumentParser) -> None:
+    """Which system: the running one, an offline root, or a VM guest's disks (docs/use-preboot-guest.md)."""
     parser.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
+    parser.add_argument("--image", metavar="FILE", action="append", default=[],
+                        help="a VM guest's disk image (qcow2, raw, vmdk...; repeat for each disk), opened with "
+                             "libguestfs, read-only unless the verb writes")
+    parser.add_argument("--domain", metavar="NAME", help="a libvirt domain: its disks, as --image")
+    parser.add_argument("--key", metavar="DEVICE:key:PASS|DEVICE:file:PATH", action="append", default=[],
+                        help="a LUKS key for an encrypted guest, as the virt tools take it (else asked on the "
+                             "terminal)")
 
 
 def _format_option(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
@@ -366,7 +375,7 @@ def _snapshot(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.access.safewrite import write_atomically
     from mailpreflight.baseline.snapshot import take
 
-    document = take(_root(args), args.root or "/")
+    document = take(_root(args), _label(args))
     text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
     if not args.output:
         env.out(text, end="")
@@ -408,12 +417,31 @@ def _restore(args: argparse.Namespace, env: Environment) -> Status:
 
 
 def _root(args: argparse.Namespace) -> RootFS:
+    """The tree the verb reads: "/", --root DIR, or a guest's disks opened for this run (--image, --domain)."""
     from mailpreflight.access.rootfs import RootFS
 
+    if args.image or args.domain:
+        if args.root:
+            raise MailpreflightError("--root and --image/--domain name two different systems: give one")
+        if getattr(args, "opened", None) is None:
+            from mailpreflight.access.image import open_guest, parse_key
+
+            writes = args.verb == "restore" or (args.verb == "dropin" and args.action != "show")
+            keys = [parse_key(spec) for spec in args.key]
+            args.opened = args.resources.enter_context(open_guest(
+                args.image, args.domain, keys, readonly=not writes or args.dry_run))
+        args.root = args.opened  # from here on the guest is an offline root, as with --root
     fs = RootFS(args.root or "/")
     if args.root and not fs.is_dir("/"):
         raise MailpreflightError(f"--root {args.root}: not a directory")
     return fs
+
+
+def _label(args: argparse.Namespace) -> str:
+    """How a baseline names the system it was taken of."""
+    if args.image or args.domain:
+        return f"domain:{args.domain}" if args.domain else "image:" + ",".join(args.image)
+    return args.root or "/"
 
 
 def _deps(args: argparse.Namespace, env: Environment) -> Status:
@@ -467,7 +495,9 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
         env.say(f"`{args.verb}` must be the first word")
         return Status.UNKNOWN.exit_code
     try:
-        return handler(args, env).exit_code
+        with contextlib.ExitStack() as resources:  # what a verb opens for the run (a guest's disks) is closed here
+            args.resources = resources
+            return handler(args, env).exit_code
     except MailpreflightError as exc:
         env.say(str(exc))
     except ModuleNotFoundError as exc:  # a broken or partial installation: say what is missing

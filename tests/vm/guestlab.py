@@ -24,15 +24,16 @@ from pathlib import Path
 
 CACHE = Path(os.environ.get("MAILPREFLIGHT_VM_CACHE", "/var/cache/mailpreflight-vm"))
 MIRROR = os.environ.get("MAILPREFLIGHT_VM_MIRROR", "http://deb.debian.org/debian")
-PACKAGES = ("systemd-sysv", "dbus", "spamassassin", "spamd", "linux-image-amd64", "gpg", "gpg-agent", "iproute2", "kmod",
-            "udev")
+PACKAGES = ("systemd-sysv", "dbus", "spamassassin", "spamd", "linux-image-amd64", "gpg", "gpg-agent", "iproute2",
+            "kmod", "udev")
 RECIPE = 4  # bump when the guest's recipe changes: the cache is keyed on it
 BOOT_TIMEOUT = float(os.environ.get("MAILPREFLIGHT_VM_BOOT_TIMEOUT", "420"))
 
 # What the guest gets on top of the packages. The spamd drop-in is the admin's classic "refresh the rules
 # before starting" line; the recorder runs after spamd's start job has finished, whatever its outcome.
 # The same spamd without the sandbox Debian gives it (what self-made and older units look like).
-NO_SANDBOX = {"/etc/systemd/system/spamd.service.d/20-no-sandbox.conf": "[Service]\nProtectSystem=no\nPrivateTmp=no\n"}
+NO_SANDBOX = {"/etc/systemd/system/spamd.service.d/20-no-sandbox.conf":
+              "[Service]\nProtectSystem=no\nPrivateTmp=no\n"}
 GUEST_FILES: dict[str, str] = {
     "etc/systemd/system/spamd.service.d/10-sa-update.conf":
         "[Service]\nExecStartPre=/bin/sh -c \"sa-update || true\"\n",
@@ -58,6 +59,13 @@ GUEST_FILES: dict[str, str] = {
         "[Install]\nWantedBy=multi-user.target\n",
     "usr/local/sbin/mp-record":
         "#!/bin/sh\nout=/var/log/mp-result\n"
+        "# Type=simple reports 'active' at once: watch a while for exits and restarts (Restart=always)\n"
+        "for i in $(seq 1 ${MP_WATCH:-12}); do\n"
+        "  case \"$(systemctl show spamd.service -p NRestarts -p ActiveState)\" in\n"
+        "    *NRestarts=0*ActiveState=active*|*ActiveState=active*NRestarts=0*) sleep 4 ;;\n"
+        "    *) break ;;\n"
+        "  esac\n"
+        "done\n"
         "{ systemctl show spamd.service -p ActiveState -p SubState -p Result -p ExecMainStatus"
         " -p ExecMainCode -p NRestarts -p InactiveExitTimestampMonotonic -p ActiveEnterTimestampMonotonic;\n"
         "  echo '--- journal'; journalctl -b -o short-monotonic --no-pager -u spamd.service; } > $out.tmp 2>&1\n"
@@ -101,8 +109,9 @@ class Guest:
             source = directory / "extra.tmp"
             source.write_text(text, encoding="utf-8")
             folder, _, name = guest_path.rpartition("/")
-            done = subprocess.run(["debugfs", "-w", "-f", "-", str(image)], input=f"cd {folder}\nwrite {source} {name}\n",
-                                  capture_output=True, text=True, timeout=60)
+            done = subprocess.run(["debugfs", "-w", "-f", "-", str(image)],
+                                  input=f"cd {folder}\nwrite {source} {name}\n", capture_output=True, text=True,
+                                  timeout=60)
             if done.returncode != 0 or read_file(image, guest_path) != text:
                 raise RuntimeError(f"cannot write {guest_path} into {image}: {done.stderr.strip()}")
             source.unlink()

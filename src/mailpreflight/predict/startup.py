@@ -35,19 +35,26 @@ def reaches_channels(verdict: CommandVerdict) -> bool:
     return verdict.predicted_exit != "255"
 
 
-def spamd_fails(facts: StartupFacts, pre_verdicts: list[tuple[SaUpdateLocal, CommandVerdict]]) -> str | None:
-    """Why spamd (the unit's ExecStart) will find no rules and exit 255, or None."""
+def spamd_fails(facts: StartupFacts, pre_verdicts: list[tuple[SaUpdateLocal, CommandVerdict]],
+                service_type: str, restart: str) -> str | None:
+    """Why spamd (the unit's ExecStart) will find no rules and exit 255, or None. `service_type`, `restart`:
+    the unit's Type= and Restart= (a Type=simple unit is 'active' at once; its spamd then dies and Restart=
+    brings it back, again and again — it never serves)."""
     rules = facts.spamd
     if rules is None or rules.updatedir_has_rules:
         return None
+    if service_type in ("simple", "exec") and restart in ("always", "on-failure"):
+        outcome = (f"exits 255 ('no rules were found') right after it starts, and Restart={restart} starts it again "
+                   "and again (until StartLimitBurst= stops it): spamd never serves")
+    else:
+        outcome = "exits 255 ('no rules were found'): the start fails"
     if rules.updatedir_exists:
-        return (f"spamd loads its rules from {rules.updatedir}, which exists but holds no rules (*.cf): it exits "
-                "255 ('no rules were found') unless an sa-update in the start path installs them")
+        return (f"spamd loads its rules from {rules.updatedir}, which exists but holds no rules (*.cf): it "
+                f"{outcome}, unless an sa-update in the start path installs them")
     for local, verdict in pre_verdicts:
         if reaches_channels(verdict) and verdict.predicted_exit != "0":
             created = ", ".join(local.missing_dirs) or local.updatedir
             return (f"sa-update ({verdict.command.source}) is expected to exit {verdict.predicted_exit} after "
                     f"creating {created}, left empty; spamd then loads its rules from {rules.updatedir} instead of "
-                    "the packaged ones and exits 255 ('no rules were found') — '|| true' or '-' forgive "
-                    "sa-update, not this")
+                    f"the packaged ones and {outcome} — '|| true' or '-' forgive sa-update, not this")
     return None
