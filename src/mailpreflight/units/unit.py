@@ -1,0 +1,62 @@
+"""A unit as systemd holds it after loading: its names, files, load state and settings (paths are guest
+paths)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from mailpreflight.units.execline import ExecCommand
+from mailpreflight.units.syntax import Assignment, Diagnostic, Source
+
+
+class LoadState(StrEnum):
+    LOADED = "loaded"
+    MASKED = "masked"
+    NOT_FOUND = "not-found"
+    BAD_SETTING = "bad-setting"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class EnvironmentFileRef:
+    path: str
+    optional: bool  # the `-` prefix: a missing file is fine
+    source: Source
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A unit as systemd would hold it after loading. Paths are guest paths."""
+
+    requested: str
+    id: str
+    names: tuple[str, ...]
+    load_state: LoadState
+    fragment_path: str | None
+    dropin_paths: tuple[str, ...]
+    assignments: tuple[Assignment, ...]
+    exec: dict[str, tuple[ExecCommand, ...]]
+    environment: tuple[tuple[str, str, Source], ...]
+    environment_files: tuple[EnvironmentFileRef, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    load_error: Diagnostic | None
+    search_paths: tuple[str, ...]
+    systemd_version: int
+
+    @property
+    def masked(self) -> bool:
+        return self.load_state is LoadState.MASKED
+
+    def values(self, section: str, key: str) -> list[Assignment]:
+        """Effective list of a list-type setting: everything after the last empty assignment."""
+        found: list[Assignment] = []
+        for assignment in self.assignments:
+            if assignment.section == section and assignment.key == key:
+                found = [] if assignment.value == "" else [*found, assignment]
+        return found
+
+    def last(self, section: str, key: str) -> Assignment | None:
+        """Effective value of a scalar setting: the last assignment wins."""
+        found = [a for a in self.assignments if a.section == section and a.key == key]
+        return found[-1] if found else None
