@@ -7,22 +7,17 @@ from typing import Protocol
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.model import Dependency, FoundCommand, Role
-from mailpreflight.units.loader import Unit
+from mailpreflight.units.unit import Unit, service_type
 
 # The PATH systemd gives services when the unit sets none.
 SYSTEMD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 START_KEYS = frozenset({"ExecCondition", "ExecStartPre", "ExecStartPost"})
 
 
-def service_type(unit: Unit) -> str:
-    setting = unit.last("Service", "Type")
-    return setting.value if setting and setting.value else "simple"
-
-
 def command_role(command: FoundCommand, unit: Unit) -> Role:
     """start: systemd waits for the command before the unit is up (ExecCondition, ExecStartPre,
     ExecStartPost, a Type=oneshot ExecStart); runtime: it runs while the unit is active."""
-    if command.key in START_KEYS or (command.key == "ExecStart" and service_type(unit) == "oneshot"):
+    if command.key in START_KEYS or (command.key == "ExecStart" and service_type(unit).name == "oneshot"):
         return Role.START
     return Role.RUNTIME
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import START_KEYS, RuleContext, command_role, service_type  # noqa: F401 - used by the rules
+from mailpreflight.deps.base import START_KEYS, RuleContext, command_role  # noqa: F401 - used by the rules
 from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, Role
 from mailpreflight.units.loader import Unit
 

@@ -16,7 +16,7 @@ from mailpreflight.units import environ
 from mailpreflight.units.execline import EXEC_KEYS, ExecCommand, parse_exec
 from mailpreflight.units.specifiers import Expander, SpecifierError
 from mailpreflight.units.syntax import Assignment, Diagnostic, Severity, Source
-from mailpreflight.units.unit import EnvironmentFileRef, LoadState
+from mailpreflight.units.unit import EnvironmentFileRef, LoadState, effective_type
 
 
 @cache
@@ -109,8 +109,7 @@ def verify_service(settings: Settings, fragment: str) -> Diagnostic | None:
 
     start = settings.exec_lists.get("ExecStart", [])
     stop = settings.exec_lists.get("ExecStop", [])
-    declared = last("Service", "Type")
-    service_type = declared or ("dbus" if last("Service", "BusName") else "simple" if start else "oneshot")
+    service_type = effective_type(last("Service", "Type"), last("Service", "BusName"), bool(start))
     problem = None
     if not start and not stop and last("Unit", "SuccessAction") in ("", "none"):
         problem = "Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing."
