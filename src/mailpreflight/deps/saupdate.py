@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import SYSTEMD_PATH, RuleContext, command_role
+from mailpreflight.deps.base import SYSTEMD_PATH, RuleContext
 from mailpreflight.model import Dependency, DepKind, FoundCommand
 
 DEFAULT_CHANNEL = "updates.spamassassin.org"
@@ -324,7 +324,7 @@ class SaUpdateRule:
 
     def dependencies(self, command: FoundCommand, context: RuleContext) -> list[Dependency]:
         found = plan(command, context.fs, self.sa_version)
-        role = command_role(command, context.unit)
+        role = context.role(command)
         if found.args.install:
             return []
         deps: list[Dependency] = []

@@ -254,17 +254,13 @@ def dependencies(argv: Sequence[str], env: Mapping[str, str]) -> list[Dependency
     from mailpreflight.deps.base import RuleContext
     from mailpreflight.deps.registry import command_rules, rule_for
     from mailpreflight.model import DepKind, FoundCommand
-    from mailpreflight.units.loader import LoadState, Unit
     from mailpreflight.units.syntax import Source
 
     tool = os.path.basename(argv[0])
     command = FoundCommand(tool, tuple(argv), "ExecStartPre", Source("guard", 0), True, env=dict(env))
-    # Guard does not know its unit; the rules only ask it for Type=, which does not matter for ExecStartPre.
-    unit = Unit(requested=tool, id=f"{tool}.guard", names=(), load_state=LoadState.LOADED, fragment_path=None,
-                dropin_paths=(), assignments=(), exec={}, environment=(), environment_files=(), diagnostics=(),
-                load_error=None, search_paths=(), systemd_version=0)
-    fs = RootFS("/")
-    found = rule_for(tool, command_rules()).dependencies(command, RuleContext(unit, fs))
+    # Guard does not know its unit: the host's tree is all the rules get (an ExecStartPre is start work whatever
+    # Type= says; whom it runs as is the process's own business).
+    found = rule_for(tool, command_rules()).dependencies(command, RuleContext(RootFS("/")))
     wanted: dict[tuple[str, str], Dependency] = {}
     for dep in sorted((d for d in found if d.kind is not DepKind.UDP and "via proxy" not in d.note),
                       key=_probe_order):

@@ -29,6 +29,7 @@ from mailpreflight.probes import dns as dnsprobe
 from mailpreflight.probes import http as httpprobe
 from mailpreflight.probes import net
 from mailpreflight.probes.runner import ProbeRunner
+from mailpreflight.units.unit import service_type
 
 if TYPE_CHECKING:
     from mailpreflight.auth.check import AuthReport
@@ -89,10 +90,10 @@ def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdatePr
             continue  # needs no network: nothing to predict here
         probe = sa_probes.get(id(entry))
         verdicts.append(probe.evaluate(entry.command) if probe else _generic(entry, runner))
-    timeout = result.timeout
+    timeout, kind = result.timeout, service_type(result.unit).name
     for verdict in verdicts:
         command = verdict.command
-        if command_role(command, result.unit) is not Role.START:
+        if command_role(command, kind) is not Role.START:
             continue
         if timeout.limited and verdict.predicted_seconds > timeout.seconds:
             return UnitVerdict(result.unit.id, Prediction.FAIL,

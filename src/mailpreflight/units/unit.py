@@ -63,6 +63,12 @@ class Unit:
         return found[-1] if found else None
 
 
+def service_user(unit: Unit) -> str | None:
+    """User= of the unit; None when not set (root)."""
+    setting = unit.last("Service", "User")
+    return setting.value if setting and setting.value else None
+
+
 def effective_type(declared: str, bus_name: str, has_exec_start: bool) -> str:
     """A service's type as systemd settles it at load time: the Type= set, else dbus with a BusName=, simple with
     an ExecStart=, oneshot without (deliberate copy of systemd's service_add_extras(), see docs/design.md)."""
