@@ -270,9 +270,9 @@ def dependencies(argv: Sequence[str], env: Mapping[str, str]) -> list[Dependency
 
 def probe(deps: Sequence[Dependency], budget: float, resolv_conf: str = RESOLV_CONF) -> list[ProbeResult]:
     """Probe deps concurrently; returns within about `budget` seconds (unfinished ones are `deadline`)."""
-    from mailpreflight.model import DepKind
-    from mailpreflight.probes import dns, http, net
-    from mailpreflight.probes.runner import ProbeRunner, Task
+    from mailpreflight.probes import dns
+    from mailpreflight.probes.runner import ProbeRunner
+    from mailpreflight.probes.tasks import probe_task
 
     try:
         with open(resolv_conf, encoding="utf-8", errors="replace") as handle:
@@ -280,18 +280,9 @@ def probe(deps: Sequence[Dependency], budget: float, resolv_conf: str = RESOLV_C
     except OSError:
         resolver = dns.read_resolv_conf("", resolv_conf)
     timeout = max(budget * 0.8, 0.1)  # let the probes' own timeouts name the error before the runner's deadline
-
-    def task(dep: Dependency) -> Task:
-        if dep.kind is DepKind.DNS:
-            rdtype, _, name = dep.target.partition(" ")
-            return lambda: dns.query(name, rdtype, resolver, timeout)
-        if dep.kind in (DepKind.HTTP, DepKind.HTTPS):
-            return lambda: http.fetch(dep.target, timeout)[0]
-        return lambda: net.tcp(dep.target, timeout)
-
     runner = ProbeRunner(budget)
     try:
-        results = runner.run({(dep.kind, dep.target): task(dep) for dep in deps})
+        results = runner.run({(dep.kind, dep.target): probe_task(dep, resolver, timeout) for dep in deps})
     finally:
         runner.close()
     found: list[ProbeResult] = [results[(dep.kind.value, dep.target)] for dep in deps

@@ -13,7 +13,6 @@ from mailpreflight.deps.base import command_role
 from mailpreflight.deps.risks import CommandDeps
 from mailpreflight.model import (
     CommandVerdict,
-    Dependency,
     DepKind,
     Finding,
     Prediction,
@@ -26,9 +25,8 @@ from mailpreflight.model import (
 )
 from mailpreflight.predict.saupdate_live import SaUpdateProbe
 from mailpreflight.probes import dns as dnsprobe
-from mailpreflight.probes import http as httpprobe
-from mailpreflight.probes import net
 from mailpreflight.probes.runner import ProbeRunner
+from mailpreflight.probes.tasks import probe_task
 from mailpreflight.units.unit import service_type
 
 if TYPE_CHECKING:
@@ -39,7 +37,6 @@ if TYPE_CHECKING:
 class CheckOptions:
     timeout: float = 5.0  # per probe
     deadline: float = 60.0  # for the whole check
-    resolver: dnsprobe.ResolverConfig | None = None
     progress: TextIO | None = None
 
 
@@ -59,7 +56,7 @@ def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.Res
                     sa_probes[id(entry)] = probe
                     continue
                 for dep in entry.dependencies:
-                    tasks[(dep.kind, dep.target)] = _task(dep, resolver, options.timeout)
+                    tasks[(dep.kind, dep.target)] = probe_task(dep, resolver, options.timeout)
         for probe in sa_probes.values():
             probe.prefetch()
         runner.run(tasks)
@@ -69,18 +66,6 @@ def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.Res
     probes = tuple(runner.results.values())
     findings = (*_findings(results, units, runner), *(auth.findings() if auth else ()))
     return Report(_status(units, findings), units, probes, findings, round(time.monotonic() - started, 2), auth)
-
-
-def _task(dep: Dependency, resolver: dnsprobe.ResolverConfig, timeout: float) -> Callable[[], ProbeResult]:
-    if dep.kind is DepKind.DNS:
-        rdtype, _, name = dep.target.partition(" ")
-        return lambda: dnsprobe.query(name, rdtype, resolver, timeout)
-    if dep.kind in (DepKind.HTTP, DepKind.HTTPS):
-        return lambda: httpprobe.fetch(dep.target, timeout)[0]
-    if dep.kind is DepKind.TCP:
-        return lambda: net.tcp(dep.target, timeout)
-    payload = None if "24441" in dep.target else b"\0"
-    return lambda: net.udp(dep.target, timeout, payload)
 
 
 def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdateProbe]) -> UnitVerdict:
