@@ -154,7 +154,8 @@ def _explain(args: argparse.Namespace) -> int:
     from mailpreflight.live.backend import open_backend
     from mailpreflight.predict import explain
     from mailpreflight.predict.judge import CheckOptions, check
-    from mailpreflight.probes.dns import read_resolv_conf
+    from mailpreflight.probes.dns import resolver_for
+    from mailpreflight.probes.resolvconf import read_resolv_conf
     from mailpreflight.units.loader import UnitLoader
     from mailpreflight.units.searchpath import user_search_paths
     from mailpreflight.units.specifiers import user_manager
@@ -172,8 +173,7 @@ def _explain(args: argparse.Namespace) -> int:
     unit = report = None
     try:
         unit = loader.load(live.id)
-        with open("/etc/resolv.conf", encoding="utf-8", errors="replace") as handle:
-            resolver = read_resolv_conf(handle.read(), "/etc/resolv.conf")
+        resolver = resolver_for(read_resolv_conf(RootFS("/"), required=True))
         report = check([analyze(unit, loader.fs)], CheckOptions(timeout=args.timeout, deadline=60), resolver)
     except (MailpreflightError, OSError) as exc:
         print(f"mailpreflight: no fresh check: {exc}", file=sys.stderr)
@@ -190,14 +190,14 @@ def _explain(args: argparse.Namespace) -> int:
 def _firewall(args: argparse.Namespace) -> int:
     from mailpreflight.deps.analyze import analyze_names, analyze_tree
     from mailpreflight.firewall import rules as firewall
-    from mailpreflight.probes.dns import read_resolv_conf
+    from mailpreflight.probes.resolvconf import read_resolv_conf
     from mailpreflight.units.loader import UnitLoader
 
     fs = _root(args)
     loader = UnitLoader(fs)
     results = analyze_names(loader, args.units, args.sa_version) if args.units else analyze_tree(
         loader, args.sa_version)
-    resolvers = read_resolv_conf(fs.read_text("/etc/resolv.conf") or "", "/etc/resolv.conf").nameservers
+    resolvers = read_resolv_conf(fs).nameservers
     rules = firewall.allow_list(results, resolvers)
     addresses, when = firewall.resolve(rules) if args.resolve else (None, "")
     render = {"nft": firewall.render_nft, "iptables": firewall.render_iptables,
@@ -242,10 +242,14 @@ def _unit_selection(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -
 
 
 def _check(args: argparse.Namespace) -> int:
+    import os
+
+    from mailpreflight.access.rootfs import RootFS
     from mailpreflight.access.safewrite import write_atomically
     from mailpreflight.deps.analyze import analyze_names, analyze_tree
     from mailpreflight.predict.judge import CheckOptions, check
-    from mailpreflight.probes.dns import read_resolv_conf
+    from mailpreflight.probes.dns import resolver_for
+    from mailpreflight.probes.resolvconf import read_resolv_conf
     from mailpreflight.probes.runner import progress_stream
     from mailpreflight.render import check as render
     from mailpreflight.units.loader import UnitLoader
@@ -256,19 +260,15 @@ def _check(args: argparse.Namespace) -> int:
     if args.guest_dns and not args.root:
         raise MailpreflightError("--guest-dns needs --root")
     if args.guest_dns:
-        resolv_text, resolv_source = fs.read_text("/etc/resolv.conf") or "", f"{args.root}/etc/resolv.conf"
+        resolv_conf = read_resolv_conf(fs, source=f"{args.root}/etc/resolv.conf")
     else:
-        resolv_source = args.resolv_conf or "/etc/resolv.conf"
-        try:
-            with open(resolv_source, encoding="utf-8", errors="replace") as handle:
-                resolv_text = handle.read()
-        except OSError as exc:
-            raise MailpreflightError(f"cannot read {resolv_source}: {exc.strerror}") from exc
+        given = args.resolv_conf or "/etc/resolv.conf"
+        resolv_conf = read_resolv_conf(RootFS("/"), os.path.abspath(given), given, required=True)
     loader = UnitLoader(fs)
     results = analyze_names(loader, args.units, args.sa_version) if args.units else analyze_tree(
         loader, args.sa_version)
     options = CheckOptions(args.timeout, args.deadline, progress=progress_stream())
-    report = check(results, options, read_resolv_conf(resolv_text, resolv_source), _auth(args, loader, results))
+    report = check(results, options, resolver_for(resolv_conf), _auth(args, loader, results))
     text = {"json": render.render_json, "nagios": render.render_nagios, "prometheus": render.render_prometheus,
             }.get(args.format, lambda r: render.render_text(r, colour=sys.stdout.isatty() and not args.output))(report)
     if args.guest_firewall:

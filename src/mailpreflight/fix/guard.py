@@ -270,15 +270,13 @@ def dependencies(argv: Sequence[str], env: Mapping[str, str]) -> list[Dependency
 
 def probe(deps: Sequence[Dependency], budget: float, resolv_conf: str = RESOLV_CONF) -> list[ProbeResult]:
     """Probe deps concurrently; returns within about `budget` seconds (unfinished ones are `deadline`)."""
+    from mailpreflight.access.rootfs import RootFS
     from mailpreflight.probes import dns
+    from mailpreflight.probes.resolvconf import read_resolv_conf
     from mailpreflight.probes.runner import ProbeRunner
     from mailpreflight.probes.tasks import probe_task
 
-    try:
-        with open(resolv_conf, encoding="utf-8", errors="replace") as handle:
-            resolver = dns.read_resolv_conf(handle.read(), resolv_conf)
-    except OSError:
-        resolver = dns.read_resolv_conf("", resolv_conf)
+    resolver = dns.resolver_for(read_resolv_conf(RootFS("/"), os.path.abspath(resolv_conf), resolv_conf))
     timeout = max(budget * 0.8, 0.1)  # let the probes' own timeouts name the error before the runner's deadline
     runner = ProbeRunner(budget)
     try:
