@@ -112,11 +112,9 @@ def _statuses(text: str) -> frozenset[int]:
     return found
 
 
-def parse_args(argv: Sequence[str]) -> Options:
-    """`[--timeout S] [--grace S] [--ok-status N,...] [--strict] [--diagnose-budget S] -- COMMAND [ARG...]`.
-
-    Split at the first `--` ourselves: everything after it is the command, untouched (argparse's handling of
-    `--` and REMAINDER differs between Python versions). Raises _UsageError; SystemExit(0) for --help."""
+def build_parser() -> argparse.ArgumentParser:
+    """guard's options, for parse_args and for the man page and completion (render/manpage.py). Its errors raise
+    _UsageError."""
     parser = _Parser(prog="mailpreflight guard", usage="%(prog)s [OPTIONS] -- COMMAND [ARG...]",
                      description="Run COMMAND so that it can neither fail nor hang a unit's start.")
     parser.add_argument("--timeout", type=_seconds(True), default=60.0, metavar="S",
@@ -129,6 +127,15 @@ def parse_args(argv: Sequence[str]) -> Options:
                         help="exit with the command's status (124 on timeout) instead of always 0")
     parser.add_argument("--diagnose-budget", type=_seconds(False), default=3.0, metavar="S",
                         help="seconds to probe the command's endpoints after a failure (default 3; 0: never)")
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    """`[--timeout S] [--grace S] [--ok-status N,...] [--strict] [--diagnose-budget S] -- COMMAND [ARG...]`.
+
+    Split at the first `--` ourselves: everything after it is the command, untouched (argparse's handling of
+    `--` and REMAINDER differs between Python versions). Raises _UsageError; SystemExit(0) for --help."""
+    parser = build_parser()
     if "--" not in argv:
         if any(word in ("-h", "--help") for word in argv):
             parser.parse_args(["--help"])
