@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError, UnitNotFoundError
+from mailpreflight.model import Source
 from mailpreflight.units import environ
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.searchpath import os_release, search_paths_for, systemd_version
@@ -29,7 +30,6 @@ from mailpreflight.units.syntax import (
     SECTIONS_BY_TYPE,
     Diagnostic,
     Severity,
-    Source,
     parse_unit_file,
 )
 from mailpreflight.units.unit import EnvironmentFileRef, LoadState, Unit

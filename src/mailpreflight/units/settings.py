@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
+from mailpreflight.model import Source
 from mailpreflight.units import environ
 from mailpreflight.units.execline import EXEC_KEYS, ExecCommand, parse_exec
 from mailpreflight.units.specifiers import Expander, SpecifierError
-from mailpreflight.units.syntax import Assignment, Diagnostic, Severity, Source
+from mailpreflight.units.syntax import Assignment, Diagnostic, Severity
 from mailpreflight.units.unit import EnvironmentFileRef, LoadState, effective_type
 
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
+from mailpreflight.model import Source
 from mailpreflight.units.execline import ExecCommand
-from mailpreflight.units.syntax import Assignment, Diagnostic, Source
+from mailpreflight.units.syntax import Assignment, Diagnostic
 
 
 class LoadState(StrEnum):
