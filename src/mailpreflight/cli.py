@@ -226,11 +226,13 @@ def _dropin(args: argparse.Namespace, env: Environment) -> Status:
 def _explain(args: argparse.Namespace, env: Environment) -> Status:
     import json
 
+    from mailpreflight.access.rootfs import RootFS
     from mailpreflight.deps.analyze import analyze
     from mailpreflight.live.backend import open_backend
     from mailpreflight.predict import explain
     from mailpreflight.predict.judge import CheckOptions, check
-    from mailpreflight.probes.dns import read_resolv_conf
+    from mailpreflight.probes.dns import resolver_for
+    from mailpreflight.probes.resolvconf import read_resolv_conf
 
     backend = open_backend(args.backend, args.user)
     live = backend.unit(args.unit)
@@ -238,8 +240,7 @@ def _explain(args: argparse.Namespace, env: Environment) -> Status:
     unit = report = None
     try:
         unit = loader.load(live.id)
-        with open("/etc/resolv.conf", encoding="utf-8", errors="replace") as handle:
-            resolver = read_resolv_conf(handle.read(), "/etc/resolv.conf")
+        resolver = resolver_for(read_resolv_conf(RootFS("/"), required=True))
         report = check([analyze(unit, loader.fs)], CheckOptions(timeout=args.timeout, deadline=60), resolver)
     except (MailpreflightError, OSError) as exc:
         env.say(f"no fresh check: {exc}")
@@ -268,13 +269,13 @@ def _live_loader(user: bool, env: Environment) -> UnitLoader:
 
 def _firewall(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.firewall import rules as firewall
-    from mailpreflight.probes.dns import read_resolv_conf
+    from mailpreflight.probes.resolvconf import read_resolv_conf
     from mailpreflight.render import firewall as render
     from mailpreflight.units.loader import UnitLoader
 
     fs = _root(args)
     results = _analyze(args, UnitLoader(fs))
-    resolvers = read_resolv_conf(fs.read_text("/etc/resolv.conf") or "", "/etc/resolv.conf").nameservers
+    resolvers = read_resolv_conf(fs).nameservers
     rules = firewall.allow_list(results, resolvers)
     addresses, when = firewall.resolve(rules) if args.resolve else (None, "")
     if args.format == "firewalld" and (names := firewall.unresolved_names(rules, addresses)):
@@ -320,9 +321,11 @@ def _analyze(args: argparse.Namespace, loader: UnitLoader) -> list[UnitDeps]:
 
 
 def _check(args: argparse.Namespace, env: Environment) -> Status:
+    from mailpreflight.access.rootfs import RootFS
     from mailpreflight.access.safewrite import write_atomically
     from mailpreflight.predict.judge import CheckOptions, check
-    from mailpreflight.probes.dns import read_resolv_conf
+    from mailpreflight.probes.dns import resolver_for
+    from mailpreflight.probes.resolvconf import read_resolv_conf
     from mailpreflight.probes.runner import progress_stream
     from mailpreflight.render import check as render
     from mailpreflight.units.loader import UnitLoader
@@ -332,18 +335,14 @@ def _check(args: argparse.Namespace, env: Environment) -> Status:
     if args.guest_dns and not args.root:
         raise MailpreflightError("--guest-dns needs --root")
     if args.guest_dns:
-        resolv_text, resolv_source = fs.read_text("/etc/resolv.conf") or "", f"{args.root}/etc/resolv.conf"
+        resolv_conf = read_resolv_conf(fs, source=f"{args.root}/etc/resolv.conf")
     else:
-        resolv_source = args.resolv_conf or "/etc/resolv.conf"
-        try:
-            with open(resolv_source, encoding="utf-8", errors="replace") as handle:
-                resolv_text = handle.read()
-        except OSError as exc:
-            raise MailpreflightError(f"cannot read {resolv_source}: {exc.strerror}") from exc
+        given = args.resolv_conf or "/etc/resolv.conf"
+        resolv_conf = read_resolv_conf(RootFS("/"), os.path.abspath(given), given, required=True)
     loader = UnitLoader(fs)
     results = _analyze(args, loader)
     options = CheckOptions(args.timeout, args.deadline, progress=progress_stream())
-    report = check(results, options, read_resolv_conf(resolv_text, resolv_source), _auth(args, loader, results))
+    report = check(results, options, resolver_for(resolv_conf), _auth(args, loader, results))
     colour = args.format == "text" and env.colour and not args.output
     text = {"json": render.render_json, "nagios": render.render_nagios, "prometheus": render.render_prometheus,
             }.get(args.format, lambda r: render.render_text(r, colour=colour))(report)

@@ -31,7 +31,7 @@ class UnitDeps:
 
 
 def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
-    context = RuleContext(unit, fs)
+    context = RuleContext.of(unit, fs)
     commands = discover(unit, fs) if unit.load_state is LoadState.LOADED else []
     rules = command_rules(sa_version)
     entries: list[CommandDeps] = []

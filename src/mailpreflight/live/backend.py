@@ -13,6 +13,7 @@ from mailpreflight.errors import MailpreflightError
 from mailpreflight.units.execline import EXEC_KEYS, PREFIX_FLAGS
 from mailpreflight.units.loader import UnitLoader
 from mailpreflight.units.timeouts import start_timeout
+from mailpreflight.units.unit import service_type
 
 DEST = "org.freedesktop.systemd1"
 MANAGER_PATH = "/org/freedesktop/systemd1"
@@ -240,7 +241,6 @@ class FilesBackend:
     def unit(self, name: str) -> LiveUnit:
         unit = self.loader.load(name)
         timeout = start_timeout(unit, self.loader.fs)
-        service_type = unit.last("Service", "Type")
         return LiveUnit(
             id=unit.id, load_state=unit.load_state.value, active_state="unknown", sub_state="unknown", result="",
             invocation_id="", fragment_path=unit.fragment_path or "", dropin_paths=unit.dropin_paths,
@@ -248,7 +248,7 @@ class FilesBackend:
             after=tuple(v for a in unit.values("Unit", "After") for v in a.value.split()),
             environment=tuple(f"{n}={v}" for n, v, _ in unit.environment),
             timeout_start_s=timeout.seconds if timeout.limited else None,
-            service_type=service_type.value if service_type else "simple", need_daemon_reload=False,
+            service_type=service_type(unit).name, need_daemon_reload=False,
             exec={key: tuple(ExecRun(c.path, c.argv, c.ignore_failure, _flags(c.prefixes), 0, 0, 0, 0, 0)
                              for c in unit.exec.get(key, ())) for key in EXEC_KEYS})
 

@@ -17,6 +17,7 @@ import dns.rdatatype
 
 from mailpreflight.model import DepKind, ProbeResult, ProbeStatus
 from mailpreflight.probes.errors import classify_oserror
+from mailpreflight.probes.resolvconf import ResolvConf
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,9 @@ class ResolverConfig:
     port: int = 53  # resolv.conf cannot say otherwise; tests run servers on loopback ports
 
 
-def read_resolv_conf(text: str, source: str) -> ResolverConfig:
-    servers = []
-    for line in text.splitlines():
-        words = line.split("#", 1)[0].split(";", 1)[0].split()
-        if len(words) >= 2 and words[0] == "nameserver":
-            servers.append(words[1].split("%", 1)[0])
-    # glibc's default when resolv.conf names no server
-    return ResolverConfig(tuple(servers) or ("127.0.0.1",), source)
+def resolver_for(conf: ResolvConf) -> ResolverConfig:
+    """Ask the servers resolv.conf gives glibc (probes.resolvconf reads it)."""
+    return ResolverConfig(conf.nameservers, conf.source)
 
 
 def _txt(rdata: object) -> str:

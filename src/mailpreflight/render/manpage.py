@@ -5,15 +5,13 @@
 
 Build-time only: pure functions of the parsers the caller passes (tools/gendocs.py passes cli.build_parser()).
 
-`guard` is parsed before argparse sees the command line (cli.main); its options come from guard.parse_args.
+`guard` is parsed before argparse sees the command line (cli.main); its options come from guard.build_parser().
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-from typing import Any
-from unittest import mock
 
 from mailpreflight import __version__
 
@@ -90,32 +88,11 @@ def verbs(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.Argu
     return []
 
 
-class _Captured(Exception):
-    def __init__(self, parser: argparse.ArgumentParser) -> None:
-        super().__init__()
-        self.parser = parser
-
-
 def guard_parser() -> argparse.ArgumentParser:
-    """The parser guard.parse_args builds (guard is parsed before argparse; see cli.main)."""
-    from mailpreflight.fix import guard
+    """The parser guard.parse_args uses (guard is parsed before argparse; see cli.main)."""
+    from mailpreflight.fix.guard import build_parser
 
-    exposed = getattr(guard, "build_parser", None)
-    if callable(exposed):
-        built = exposed()
-        assert isinstance(built, argparse.ArgumentParser)
-        return built
-
-    class Capturing(guard._Parser):
-        def print_help(self, file: Any = None) -> None:
-            raise _Captured(self)
-
-    with mock.patch.object(guard, "_Parser", Capturing):
-        try:
-            guard.parse_args(["--help"])
-        except _Captured as captured:
-            return captured.parser
-    raise RuntimeError("guard.parse_args did not build its parser")
+    return build_parser()
 
 
 def _effective(name: str, sub: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ import posixpath
 from dataclasses import dataclass
 
 from mailpreflight.units.loader import Unit
+from mailpreflight.units.unit import service_user
 
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off", ""}
@@ -82,8 +83,7 @@ def sandbox_of(unit: Unit) -> Sandbox:
         for word, source in _words(unit, key):
             name = word.split(":", 1)[0]
             rules.append((posixpath.join(base, name), "rw", f"{key}={word} ({source})"))
-    user = unit.last("Service", "User")
-    return Sandbox(tuple(rules), _network(unit), user.value.strip() or None if user else None)
+    return Sandbox(tuple(rules), _network(unit), service_user(unit))
 
 
 def _network(unit: Unit) -> str | None:
