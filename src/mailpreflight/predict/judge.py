@@ -10,7 +10,7 @@ from typing import TextIO
 
 from mailpreflight.auth.check import AuthReport, auth_view
 from mailpreflight.deps.analyze import UnitDeps
-from mailpreflight.deps.base import command_role, service_type
+from mailpreflight.deps.base import command_role
 from mailpreflight.deps.risks import CommandDeps
 from mailpreflight.deps.startup import SaUpdateLocal
 from mailpreflight.model import (
@@ -110,7 +110,7 @@ def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdatePr
     unit = result.unit
     restart_setting = unit.last("Service", "Restart")
     restart = restart_setting.value.strip() if restart_setting else "no"
-    no_rules = startup.spamd_fails(facts, sa_runs, service_type(unit), restart) if facts else None
+    no_rules = startup.spamd_fails(facts, sa_runs, kind, restart) if facts else None
     if no_rules:
         return UnitVerdict(result.unit.id, Prediction.FAIL, no_rules, tuple(verdicts))
     return UnitVerdict(result.unit.id, Prediction.OK, "every start-path command is expected to succeed in time",
