@@ -139,10 +139,15 @@ def _dropin(args: argparse.Namespace) -> int:
     for message in change.messages:
         print(f"mailpreflight: {message}", file=sys.stderr)
     if change.changed and not args.root and not args.no_reload:
+        from mailpreflight.live.backend import BackendError
         from mailpreflight.live.reload import daemon_reload
 
-        problem = daemon_reload()
-        print(f"mailpreflight: {problem}" if problem else "mailpreflight: systemd reloaded", file=sys.stderr)
+        try:
+            daemon_reload()
+        except BackendError as exc:  # the drop-in is written: say what to do, as before
+            print(f"mailpreflight: {exc}", file=sys.stderr)
+        else:
+            print("mailpreflight: systemd reloaded", file=sys.stderr)
     return OK
 
 

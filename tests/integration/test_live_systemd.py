@@ -1,5 +1,6 @@
 """live/ against a REAL systemd (the lab's user manager on its real D-Bus session bus), through both transports:
-every failure is one BackendError: `explain` exits 3 with one line naming the bus and the unit, no traceback."""
+every failure is one BackendError -- `explain` exits 3 with one line naming the bus and the unit, no traceback --
+and daemon-reload goes through the same transport, also from `dropin install`'s call site in cli.py."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from pathlib import Path
 
 import pytest
 from systemd_lab import UserManagerLab
+
+from mailpreflight.fix.dropin import DROPIN_NAME
+from mailpreflight.live.backend import BackendError, open_backend
+from mailpreflight.live.reload import daemon_reload
 
 BACKENDS = ("pystemd", "dbus-python")
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -99,3 +104,73 @@ def test_a_bus_without_systemd(systemd_lab: UserManagerLab, bus_without_systemd:
     err = one_error_line(explain(env, backend, "dbus.socket"))
     assert f"systemd on the user bus {bus_without_systemd}: cannot read unit dbus.socket: ServiceUnknown: " in err
     assert "no systemd user manager owns this bus" in err
+
+
+def exec_start_pre(lab: UserManagerLab, unit: str) -> list[list[str]]:
+    return [c["argv"] for c in lab.properties(unit, "dbus-python")["exec"]["ExecStartPre"]]
+
+
+def loaded_then_changed(lab: UserManagerLab, unit_dir: Path, unit: str) -> None:
+    """The unit loaded (and pinned: started, so never garbage-collected and re-read), then its file changed on
+    disk: only a daemon-reload makes systemd see /bin/false."""
+    (unit_dir / unit).write_text("[Service]\nType=oneshot\nExecStartPre=/bin/true\nExecStart=/bin/true\n")
+    lab.reload()
+    assert lab.start_unit(unit)["Result"] == "success"
+    (unit_dir / unit).write_text("[Service]\nType=oneshot\nExecStartPre=/bin/false\nExecStart=/bin/true\n")
+    assert exec_start_pre(lab, unit) == [["/bin/true"]]  # not reloaded yet
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reload_through_each_transport(systemd_lab: UserManagerLab, lab_units: Path, backend: str) -> None:
+    unit = f"mpl-reload-{backend}.service"
+    loaded_then_changed(systemd_lab, lab_units, unit)
+    daemon_reload(user=True, kind=backend, address=systemd_lab.bus_address)
+    assert exec_start_pre(systemd_lab, unit) == [["/bin/false"]]
+    live = open_backend(backend, user=True, address=systemd_lab.bus_address).unit(unit)
+    assert not live.need_daemon_reload and [r.argv for r in live.exec["ExecStartPre"]] == [("/bin/false",)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reload_on_a_bus_without_systemd(bus_without_systemd: str, backend: str) -> None:
+    with pytest.raises(BackendError) as caught:
+        daemon_reload(user=True, kind=backend, address=bus_without_systemd)
+    text = str(caught.value)
+    assert "\n" not in text and f"the user bus {bus_without_systemd}: daemon-reload failed: ServiceUnknown" in text
+    assert text.endswith("(run `systemctl --user daemon-reload` yourself)")
+
+
+def dropin_install(env: dict[str, str], unit_text: str) -> subprocess.CompletedProcess[str]:
+    """`mailpreflight dropin install` on the live root, in a private mount namespace where /etc/systemd/system is
+    an empty tmpfs holding only our unit: the host's /etc is never written. Exit 90: the drop-in was not there."""
+    script = ('mount -t tmpfs -o mode=0755,size=1m tmpfs /etc/systemd/system && printf %s "$1" > '
+              '/etc/systemd/system/mpl-spamd.service && "$2" -m mailpreflight dropin install mpl-spamd.service; '
+              f'rc=$?; [ -f /etc/systemd/system/mpl-spamd.service.d/{DROPIN_NAME} ] || exit 90; exit $rc')
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", unit_text,
+                           sys.executable], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_dropin_install_reloads_systemd_through_the_transport(systemd_lab: UserManagerLab, lab_units: Path,
+                                                              tmp_path: Path) -> None:
+    """cli.py's call site: the reload after `dropin install` (system bus) reaches a real systemd -- the lab's,
+    by DBUS_SYSTEM_BUS_ADDRESS -- and a dead bus is one line saying to reload by hand, the drop-in kept."""
+    if not Path("/etc/systemd/system").is_dir():
+        pytest.skip("no /etc/systemd/system to mount over")
+    spamd = '[Service]\nExecStartPre=/bin/bash -c "sa-update || true"\nExecStart=/usr/sbin/spamd\n'
+    probe = "mpl-dropin-reload.service"
+    loaded_then_changed(systemd_lab, lab_units, probe)
+
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": systemd_lab.bus_address}
+    done = dropin_install(env, spamd)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == "mailpreflight: systemd reloaded", done.stderr
+    assert exec_start_pre(systemd_lab, probe) == [["/bin/false"]]  # that reload happened
+
+    dead = tmp_path / "dead.sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(dead))
+    sock.close()
+    done = dropin_install({**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={dead}"}, spamd)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(f"mailpreflight: cannot talk to systemd on the system bus unix:path={dead}: "), last
+    assert last.endswith("run `systemctl daemon-reload` yourself)"), last

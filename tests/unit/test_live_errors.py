@@ -16,6 +16,7 @@ from mailpreflight import cli
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.live import backend
 from mailpreflight.live.backend import BackendError, open_backend
+from mailpreflight.live.reload import daemon_reload
 
 KINDS = ("pystemd", "dbus-python", "auto")
 
@@ -118,6 +119,19 @@ def test_an_unknown_backend_name() -> None:
         open_backend("sdbus")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_reload_fails_with_the_same_error_saying_to_reload_by_hand(kind: str, dead_socket: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    needs(kind)
+    with pytest.raises(BackendError) as caught:
+        daemon_reload(user=True, kind=kind, address=dead_socket)
+    text = one_line(caught.value)
+    assert f"the user bus {dead_socket}" in text and "run `systemctl --user daemon-reload` yourself" in text
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", dead_socket)
+    with pytest.raises(BackendError, match=r"run `systemctl daemon-reload` yourself"):
+        daemon_reload(kind=kind)
+
+
 def test_pystemd_errors_are_translated() -> None:
     dbusexc = pytest.importorskip("pystemd.dbusexc")
     cases = [  # as pystemd raises them: DBusError(negative errno, error name or None, message)
@@ -164,3 +178,12 @@ def test_a_hostile_answer_becomes_one_clean_line() -> None:
     cleaned = backend._one_line(answer)
     assert "\x1b" not in cleaned and "\n" not in cleaned and "\u2028" not in cleaned and "\u202e" not in cleaned
     assert cleaned.startswith("Unit [2J ]0;owned evil.service not valid") and len(cleaned) == 300
+
+
+def test_reload_without_any_binding(monkeypatch: pytest.MonkeyPatch) -> None:
+    block(monkeypatch, "pystemd", "dbus")
+    with pytest.raises(BackendError) as caught:
+        daemon_reload()
+    assert caught.value.cause == "missing"
+    assert one_line(caught.value).endswith(
+        "(install the live extra (pip install 'mailpreflight[live]') or run `systemctl daemon-reload` yourself)")

@@ -178,8 +178,8 @@ class _Transport(Protocol):
 
 
 class BusBackend:
-    """Reads a unit through a transport; the two bindings differ only in the transport. Every failure is a
-    BackendError naming the bus and the unit."""
+    """Reads a unit through a transport (and asks for a daemon-reload); the two bindings differ only in the
+    transport. Every failure is a BackendError naming the bus and the unit."""
 
     name = "bus"
 
@@ -196,6 +196,19 @@ class BusBackend:
             raise BackendError(f"systemd on {self.where}: cannot read unit {_one_line(name)}: "
                                f"{_one_line(str(failure))}", cause=category,
                                hint=_hint(category, self.user, _one_line(name))) from failure
+
+    def reload(self) -> None:
+        """daemon-reload (Manager.Reload): the reply comes once the reload is complete."""
+        try:
+            self._transport.call(MANAGER_PATH, MANAGER_IFACE, "Reload", "")
+        except _CallFailed as failure:
+            category = _category(failure)
+            category = "other" if category == "bad-name" else category
+            raise BackendError(f"systemd on {self.where}: daemon-reload failed: {_one_line(str(failure))}",
+                               cause=category, hint=_hint(category, self.user)) from failure
+
+    def close(self) -> None:
+        self._transport.close()
 
     def _unit(self, name: str) -> LiveUnit:
         t = self._transport
