@@ -157,6 +157,7 @@ def _explain(args: argparse.Namespace) -> int:
     from mailpreflight.access.rootfs import RootFS
     from mailpreflight.deps.analyze import analyze
     from mailpreflight.live.backend import open_backend
+    from mailpreflight.live.journal import journal
     from mailpreflight.predict import explain
     from mailpreflight.predict.judge import CheckOptions, check
     from mailpreflight.probes.dns import read_resolv_conf
@@ -182,7 +183,7 @@ def _explain(args: argparse.Namespace) -> int:
         report = check([analyze(unit, loader.fs)], CheckOptions(timeout=args.timeout, deadline=60), resolver)
     except (MailpreflightError, OSError) as exc:
         print(f"mailpreflight: no fresh check: {exc}", file=sys.stderr)
-    result = explain.explain(live, unit, report, explain.journal(live))
+    result = explain.explain(live, unit, report, journal(live))
     if args.format == "json":
         import json
 

@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import signal
-import subprocess
 from dataclasses import dataclass
 
 from mailpreflight.deps.discover import START_PATH_KEYS
@@ -91,32 +88,6 @@ def signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-def journal(live: LiveUnit, limit: int = 50) -> tuple[str, ...]:
-    """The messages of that invocation, if there is a journal at all.
-
-    No `--user` even for a user unit: journald keeps a user unit's messages in system.journal for root and
-    system users, with volatile storage and with SplitMode=none, and `--user` reads only user-UID.journal
-    files. Without it journalctl reads every journal the caller may read; the invocation ID selects."""
-    if not live.invocation_id or set(live.invocation_id) == {"0"} or shutil.which("journalctl") is None:
-        return ()
-    argv = ["journalctl", "-o", "json", "--no-pager", "-n", str(limit),
-            f"_SYSTEMD_INVOCATION_ID={live.invocation_id}"]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ()
-    lines = []
-    for raw in done.stdout.splitlines():
-        try:
-            entry = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
-        message = entry.get("MESSAGE")
-        if isinstance(message, str):
-            lines.append(message)
-    return tuple(lines)
 
 
 def differences(live: LiveUnit, unit: Unit | None) -> tuple[str, ...]:
