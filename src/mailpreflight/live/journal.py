@@ -21,7 +21,7 @@ def journal(live: LiveUnit, limit: int = 50) -> tuple[str, ...]:
     argv = ["journalctl", "-o", "json", "--no-pager", "-n", str(limit),
             f"_SYSTEMD_INVOCATION_ID={live.invocation_id}"]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        done = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return ()
     lines = []
@@ -30,7 +30,7 @@ def journal(live: LiveUnit, limit: int = 50) -> tuple[str, ...]:
             entry = json.loads(raw)
         except json.JSONDecodeError:
             continue
-        message = entry.get("MESSAGE")
-        if isinstance(message, str):
+        message = entry.get("MESSAGE") if isinstance(entry, dict) else None
+        if isinstance(message, str):  # a message that is not UTF-8 comes as an array of bytes: left out
             lines.append(message)
     return tuple(lines)
