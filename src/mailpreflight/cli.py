@@ -161,6 +161,7 @@ def _explain(args: argparse.Namespace) -> int:
     from mailpreflight.predict import explain
     from mailpreflight.predict.judge import CheckOptions, check
     from mailpreflight.probes.dns import read_resolv_conf
+    from mailpreflight.render import explain as render_explain
     from mailpreflight.units.loader import UnitLoader
     from mailpreflight.units.searchpath import user_search_paths
     from mailpreflight.units.specifiers import user_manager
@@ -187,9 +188,9 @@ def _explain(args: argparse.Namespace) -> int:
     if args.format == "json":
         import json
 
-        print(json.dumps(explain.to_json(result), indent=2, ensure_ascii=False))
+        print(json.dumps(render_explain.to_json(result), indent=2, ensure_ascii=False))
     else:
-        print(explain.render_text(result))
+        print(render_explain.render_text(result))
     return OK if result.failure is None else CRITICAL
 
 

@@ -1,5 +1,8 @@
 """`mailpreflight explain UNIT`: the last start attempt as systemd recorded it — which command failed and how
-— with the journal of that invocation, a fresh check, and a diagnosis in plain words with the fix."""
+— with the journal of that invocation, a fresh check, and a diagnosis in plain words with the fix.
+
+Pure analysis of what it is given: systemd's record and the journal come from live/ (backend.py, journal.py),
+the presentation is render/explain.py."""
 
 from __future__ import annotations
 
@@ -163,38 +166,3 @@ def _fixes(live: LiveUnit, report: Report | None, failure: Failure) -> list[str]
     if failure.cause == "not-found":
         fixes.append(f"install the program or correct the path {failure.run.path}")
     return fixes
-
-
-def to_json(explanation: Explanation) -> dict[str, object]:
-    from mailpreflight.render.check import to_json as report_json
-    from mailpreflight.render.deps import finding_json
-
-    failure = explanation.failure
-    report = report_json(explanation.report) if explanation.report else None
-    return {
-        "schema_version": 1,
-        "unit": explanation.unit,
-        "failed_command": None if failure is None else {"argv": list(failure.run.argv), "key": failure.key,
-                                                        "index": failure.index, "seconds": failure.seconds},
-        "cause": explanation.cause,
-        "exit_status": explanation.exit_status,
-        "signal": explanation.signal,
-        "meaning": explanation.meaning,
-        "journal": list(explanation.journal),
-        "differences": list(explanation.differences),
-        "probes": report["probes"] if report else [],
-        "findings": [finding_json(f) for f in explanation.report.findings] if explanation.report else [],
-        "diagnosis": explanation.diagnosis,
-    }
-
-
-def render_text(explanation: Explanation) -> str:
-    lines = [explanation.diagnosis, ""]
-    if explanation.journal:
-        lines.append("journal of that start:")
-        lines += [f"  {line}" for line in explanation.journal[-15:]]
-    failed = [p for p in (explanation.report.probes if explanation.report else ()) if not p.ok]
-    if failed:
-        lines.append("failed probes:")
-        lines += [f"  {p.kind.value:5} {p.target:55} {p.error}: {p.detail}" for p in failed]
-    return "\n".join(lines).rstrip()
