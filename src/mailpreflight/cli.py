@@ -216,10 +216,15 @@ def _dropin(args: argparse.Namespace, env: Environment) -> Status:
     for message in change.messages:
         env.say(message)
     if change.changed and not args.root and not args.no_reload:
+        from mailpreflight.live.backend import BackendError
         from mailpreflight.live.reload import daemon_reload
 
-        problem = daemon_reload()
-        env.say(problem or "systemd reloaded")
+        try:
+            daemon_reload()
+        except BackendError as exc:  # the drop-in is written: say what to do, as before
+            env.say(str(exc))
+        else:
+            env.say("systemd reloaded")
     return Status.OK
 
 
@@ -229,10 +234,12 @@ def _explain(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.access.rootfs import RootFS
     from mailpreflight.deps.analyze import analyze
     from mailpreflight.live.backend import open_backend
+    from mailpreflight.live.journal import journal
     from mailpreflight.predict import explain
     from mailpreflight.predict.judge import CheckOptions, check
     from mailpreflight.probes.dns import resolver_for
     from mailpreflight.probes.resolvconf import read_resolv_conf
+    from mailpreflight.render import explain as render_explain
 
     backend = open_backend(args.backend, args.user)
     live = backend.unit(args.unit)
@@ -244,9 +251,9 @@ def _explain(args: argparse.Namespace, env: Environment) -> Status:
         report = check([analyze(unit, loader.fs)], CheckOptions(timeout=args.timeout, deadline=60), resolver)
     except (MailpreflightError, OSError) as exc:
         env.say(f"no fresh check: {exc}")
-    result = explain.explain(live, unit, report, explain.journal(live))
-    env.out(json.dumps(explain.to_json(result), indent=2, ensure_ascii=False) if args.format == "json"
-            else explain.render_text(result))
+    result = explain.explain(live, unit, report, journal(live))
+    env.out(json.dumps(render_explain.to_json(result), indent=2, ensure_ascii=False) if args.format == "json"
+            else render_explain.render_text(result))
     return Status.OK if result.failure is None else Status.CRITICAL
 
 
