@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Probe every network dependency of the units' start paths, concurrently "
                                          "under one deadline, and predict whether each unit will start.")
     _unit_selection(check, formats=("text", "json", "nagios", "prometheus"))
-    check.add_argument("--timeout", type=float, default=5.0, metavar="S", help="per probe (default 5)")
+    check.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                       help="total per probe: DNS, connect, every read and redirect (default 5)")
     check.add_argument("--deadline", type=float, default=60.0, metavar="S", help="for the whole check (default 60)")
     check.add_argument("--output", metavar="FILE", help="write the output there atomically (textfile collector)")
     check.add_argument("--resolv-conf", metavar="FILE", help="nameservers to probe with (default /etc/resolv.conf)")
