@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "mail-authentication findings of the moment.")
     snapshot.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
     snapshot.add_argument("--output", metavar="FILE", help="write it there atomically, mode 0600 (default: stdout)")
+    _digest_key(snapshot, "made 0600 on first use")
     drift = verbs.add_parser("drift", help="what changed since a snapshot, and which findings each change causes",
                              description="Compare a root against a snapshot baseline: files deleted, added and "
                                          "changed (with a diff for text), and the mail-authentication findings "
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--format", choices=("text", "json"), default="text")
     drift.add_argument("--other-host", action="store_true",
                        help="compare even though the baseline was taken on another host")
+    _digest_key(drift, "the baseline's host's")
     restore = verbs.add_parser("restore", help="put files under /etc back as a snapshot recorded them",
                                description="Restore files under /etc (text, mode, owner, or a symlink's target) "
                                            "from a snapshot baseline, atomically; a differing file is kept as "
@@ -115,9 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
     restore.add_argument("--other-host", action="store_true",
                          help="restore even though the baseline was taken on another host")
+    _digest_key(restore, "the baseline's host's")
     verbs.add_parser("guard", help="run a command so that it can neither fail nor hang the unit (drop-ins use it)",
                      add_help=False)
     return parser
+
+
+def _digest_key(parser: argparse.ArgumentParser, which: str) -> None:
+    parser.add_argument("--digest-key", metavar="FILE", help=f"the host's key for content digests ({which}; "
+                        "default /var/lib/mailpreflight/baseline.key, never the guest's)")
 
 
 def _dropin(args: argparse.Namespace) -> int:
@@ -298,9 +306,10 @@ def _snapshot(args: argparse.Namespace) -> int:
     import json
 
     from mailpreflight.access.safewrite import write_atomically
+    from mailpreflight.baseline.digestkey import default_key_path, load_or_create
     from mailpreflight.baseline.snapshot import take
 
-    document = take(_root(args), args.root or "/")
+    document = take(_root(args), args.root or "/", load_or_create(args.digest_key or default_key_path()))
     text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
     if not args.output:
         print(text, end="")
@@ -320,7 +329,7 @@ def _drift(args: argparse.Namespace) -> int:
     from mailpreflight.baseline import drift
 
     baseline = drift.load_baseline(args.baseline)
-    result = drift.compare(args.baseline, baseline, _root(args), args.other_host)
+    result = drift.compare(args.baseline, baseline, _root(args), args.other_host, args.digest_key)
     print(json.dumps(drift.to_json(result), indent=2, ensure_ascii=False) if args.format == "json"
           else drift.render_text(result))
     return result.status
@@ -328,13 +337,18 @@ def _drift(args: argparse.Namespace) -> int:
 
 def _restore(args: argparse.Namespace) -> int:
     from mailpreflight.baseline import drift
+    from mailpreflight.baseline.digestkey import for_baseline
     from mailpreflight.baseline.restore import restore
 
     baseline = drift.load_baseline(args.baseline)
     fs = _root(args)
     drift.check_host(args.baseline, baseline, fs, args.other_host)
+    digest = for_baseline(args.baseline, baseline, args.digest_key)
+    if digest.key is None:
+        print(f"mailpreflight: {args.baseline}: taken before digest keys: its entries cannot be checked for changes "
+              "made since", file=sys.stderr)
     for path in args.paths:
-        result = restore(fs, args.baseline, baseline, path, args.dry_run)
+        result = restore(fs, args.baseline, baseline, path, args.dry_run, digest=digest)
         if result.diff and (args.dry_run or result.changed):
             print(result.diff, end="" if result.diff.endswith("\n") else "\n")
         print(f"mailpreflight: {result.message}", file=sys.stderr)
