@@ -5,7 +5,8 @@ Run as a script inside a fresh network and mount namespace (`unshare --net --mou
 network on that namespace's loopback: a silent DNS server on 127.0.0.1:53, which the namespace's
 /etc/resolv.conf (bind-mounted) also names, so that the system resolver (getaddrinfo) hangs as well, and the
 dripping HTTP server on 127.0.0.1:8080. It then runs the command it is given and prints one JSON line:
-returncode, seconds until the process exited, stdout, stderr. Nothing leaves the namespace.
+returncode, seconds until its first output byte (the report) and until it exited, stdout, stderr. Nothing
+leaves the namespace.
 """
 
 from __future__ import annotations
@@ -154,6 +155,32 @@ class TruncatingDNS:
         self.udp.close()
 
 
+def run_timed(command: list[str], timeout: float = 120) -> dict[str, object]:
+    """Run `command`; when its first output byte came (the report) and when it exited, from its start."""
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen: dict[str, object] = {}
+
+    def read_stdout() -> None:
+        assert process.stdout is not None
+        first = process.stdout.read(1)
+        seen["report_seconds"] = time.monotonic() - started
+        seen["stdout"] = (first + process.stdout.read()).decode("utf-8", "replace")
+
+    def read_stderr() -> None:
+        assert process.stderr is not None
+        seen["stderr"] = process.stderr.read().decode("utf-8", "replace")
+
+    readers = [threading.Thread(target=read_stdout), threading.Thread(target=read_stderr)]
+    for reader in readers:
+        reader.start()
+    seen["returncode"] = process.wait(timeout)
+    seen["seconds"] = time.monotonic() - started
+    for reader in readers:
+        reader.join()
+    return seen
+
+
 def main(argv: list[str]) -> int:
     """In a fresh namespace: loopback up, the hostile servers, then run argv and report how long it took."""
     resolv = argv[0]
@@ -162,11 +189,8 @@ def main(argv: list[str]) -> int:
     subprocess.run(["mount", "--bind", resolv, "/etc/resolv.conf"], check=True)  # private mount namespace
     dns = SilentUDP(53)
     http = TCPServer(by_path, 8080)
-    started = time.monotonic()
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    seconds = time.monotonic() - started
-    print(json.dumps({"returncode": completed.returncode, "seconds": seconds, "stdout": completed.stdout,
-                      "stderr": completed.stderr, "dns_questions": dns.received}))
+    outcome = run_timed(command)
+    print(json.dumps({**outcome, "dns_questions": dns.received}))
     http.close()
     dns.close()
     return 0
