@@ -181,13 +181,13 @@ def test_drift_and_restore_need_the_key_that_made_the_baseline(tmp_path: Path) -
     absent = run("drift", "--baseline", str(baseline), "--root", str(root), key_env=missing)
     assert (absent.returncode, absent.stdout) == (3, "")
     assert absent.stderr == (f"mailpreflight: {baseline}: made with digest key {key_id}, and there is no key file "
-                             f"{missing} on this host: pass --digest-key FILE, the baseline.key of the host that "
-                             "took it\n")
+                             f"{missing} on this host: pass --digest-key FILE, a copy of /var/lib/mailpreflight/"
+                             "baseline.key from the host that took it\n")
     wrong = run("restore", "--baseline", str(baseline), "--root", str(root), "--digest-key", str(other),
                 "/etc/pam.d/imap")
     assert wrong.returncode == 3 and wrong.stderr == (
         f"mailpreflight: {baseline}: made with digest key {key_id}, but {other} is key {other_id}: pass "
-        "--digest-key FILE, the baseline.key of the host that took it\n")
+        "--digest-key FILE, a copy of /var/lib/mailpreflight/baseline.key from the host that took it\n")
     assert not missing.exists()  # drift and restore never make a key
     right = run("drift", "--baseline", str(baseline), "--root", str(root), "--digest-key", str(first),
                 key_env=missing)

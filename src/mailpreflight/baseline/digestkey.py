@@ -32,6 +32,7 @@ KEY_BYTES = 32
 MIN_KEY_BYTES = 16
 MAX_KEY_FILE = 4096
 KEY_ID_LENGTH = 16
+FIX = f"pass --digest-key FILE, a copy of {DEFAULT_KEY_PATH} from the host that took it"
 REDACTED = "<redacted>"  # what snapshot puts in place of a secret value
 
 
@@ -154,11 +155,10 @@ def for_baseline(baseline_file: str, baseline: dict[str, Any], key_path: str | N
         digest = Digest(read_key(path), source=path)
     except FileNotFoundError:
         raise MailpreflightError(f"{baseline_file}: made with digest key {wanted}, and there is no key file "
-                                 f"{path} on this host: pass --digest-key FILE, the baseline.key of the host that "
-                                 "took it") from None
+                                 f"{path} on this host: {FIX}") from None
     if digest.key_id != wanted:
         raise MailpreflightError(f"{baseline_file}: made with digest key {wanted}, but {path} is key "
-                                 f"{digest.key_id}: pass --digest-key FILE, the baseline.key of the host that took it")
+                                 f"{digest.key_id}: {FIX}")
     return digest
 
 
