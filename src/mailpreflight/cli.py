@@ -1,14 +1,21 @@
-"""Command line. The only place that turns errors into exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)."""
+"""Command line: parsing and dispatch, and the one place that maps results and errors to exit codes
+(0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; a crash is UNKNOWN). See docs/design.md, "Command line"."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TextIO
 
 from mailpreflight import __version__
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.model import Status
+from mailpreflight.render.escape import clean
 
 if TYPE_CHECKING:
     from mailpreflight.access.rootfs import RootFS
@@ -16,7 +23,35 @@ if TYPE_CHECKING:
     from mailpreflight.deps.analyze import UnitDeps
     from mailpreflight.units.loader import UnitLoader
 
-OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+
+
+@dataclass
+class Environment:
+    """What a verb may touch of the world it runs in (httpie's Environment): streams, whether stdout is a
+    terminal, the clock and the process environment. Tests pass their own and run verbs in-process."""
+
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    stdout_isatty: bool | None = None  # None: ask stdout
+    clock: Callable[[], float] = time.monotonic
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+
+    @property
+    def colour(self) -> bool:
+        if self.stdout_isatty is not None:
+            return self.stdout_isatty
+        isatty = getattr(self.stdout, "isatty", None)
+        return bool(isatty and isatty())
+
+    def out(self, text: str = "", end: str = "\n", painted: bool = False) -> None:
+        """Print output; control characters are escaped (`painted`: the renderer escaped its own text and added
+        colour sequences of its own)."""
+        self.stdout.write((text if painted else clean(text)) + end)
+
+    def say(self, message: str) -> None:
+        """One line on stderr, as the tool speaks to the admin."""
+        self.stderr.write(f"mailpreflight: {clean(message)}\n")
+
 EXAMPLES = """examples:
   mailpreflight check                                   will the mail services start? (probes the network)
   mailpreflight check --root /mnt/guest spamd.service   the same for a mounted VM guest, before booting it
@@ -40,12 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="on an internal error, print the traceback")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     show = verbs.add_parser("show", help="the unit as systemd loads it: files, drop-ins, parsed Exec lines",
                             description="Show a unit as systemd would load it.")
     show.add_argument("unit", metavar="UNIT")
-    show.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
-    show.add_argument("--format", choices=("text", "json"), default="text")
+    _root_option(show)
+    _format_option(show, ("text", "json"))
     show.add_argument("--expand-env", action="store_true",
                       help="also show argv with $VARS expanded from Environment= and EnvironmentFile=")
     deps = verbs.add_parser("deps", help="network endpoints each unit's start path needs, and the risks (static)",
@@ -56,8 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Probe every network dependency of the units' start paths, concurrently "
                                          "under one deadline, and predict whether each unit will start.")
     _unit_selection(check, formats=("text", "json", "nagios", "prometheus"))
-    check.add_argument("--timeout", type=float, default=5.0, metavar="S",
-                       help="total per probe: DNS, connect, every read and redirect (default 5)")
+    _timeout_option(check, 5.0, "total per probe: DNS, connect, every read and redirect")
     check.add_argument("--deadline", type=float, default=60.0, metavar="S", help="for the whole check (default 60)")
     check.add_argument("--output", metavar="FILE", help="write the output there atomically (textfile collector)")
     check.add_argument("--resolv-conf", metavar="FILE", help="nameservers to probe with (default /etc/resolv.conf)")
@@ -71,18 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
                                           "time: one drop-in in /etc/systemd/system/UNIT.d/.")
     dropin.add_argument("action", choices=("install", "remove", "show"))
     dropin.add_argument("unit", metavar="UNIT")
-    dropin.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
-    dropin.add_argument("--timeout", type=float, default=60.0, metavar="S", help="the guard's bound (default 60)")
+    _root_option(dropin)
+    _timeout_option(dropin, 60.0, "the guard's bound")
     dropin.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
     dropin.add_argument("--no-reload", action="store_true", help="do not ask systemd to daemon-reload")
     explain = verbs.add_parser("explain", help="why did the unit fail to start? systemd's record + a fresh check",
                                description="Explain the last start attempt of a unit from systemd's own record, "
                                            "the journal of that start and a fresh check of what it needs.")
     explain.add_argument("unit", metavar="UNIT")
-    explain.add_argument("--format", choices=("text", "json"), default="text")
+    _format_option(explain, ("text", "json"))
     explain.add_argument("--backend", choices=("auto", "pystemd", "dbus-python"), default="auto")
     explain.add_argument("--user", action="store_true", help="a user manager (systemctl --user)")
-    explain.add_argument("--timeout", type=float, default=5.0, metavar="S", help="per probe (default 5)")
+    _timeout_option(explain, 5.0, "total per probe: DNS, connect, every read and redirect")
     firewall = verbs.add_parser("firewall", help="the outgoing allow-list the mail units need (nft, iptables, "
                                 "firewalld)", description="Print firewall rules that allow exactly what the units' "
                                 "start and runtime dependencies need, DNS included.")
@@ -94,90 +129,110 @@ def build_parser() -> argparse.ArgumentParser:
                                             "config files that mail depends on (PAM, SASL, postfix, dovecot, "
                                             "cyrus, SpamAssassin, ClamAV, fetchmail, sssd/LDAP, units), and the "
                                             "mail-authentication findings of the moment.")
-    snapshot.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
+    _root_option(snapshot)
     snapshot.add_argument("--output", metavar="FILE", help="write it there atomically, mode 0600 (default: stdout)")
-    _digest_key(snapshot, "made 0600 on first use")
+    _digest_key_option(snapshot, "made 0600 on first use")
     drift = verbs.add_parser("drift", help="what changed since a snapshot, and which findings each change causes",
                              description="Compare a root against a snapshot baseline: files deleted, added and "
                                          "changed (with a diff for text), and the mail-authentication findings "
                                          "each change causes.")
-    drift.add_argument("--baseline", metavar="FILE", required=True, help="a file written by `snapshot`")
-    drift.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
-    drift.add_argument("--format", choices=("text", "json"), default="text")
-    drift.add_argument("--other-host", action="store_true",
-                       help="compare even though the baseline was taken on another host")
-    _digest_key(drift, "the baseline's host's")
+    _baseline_options(drift, "compare even though the baseline was taken on another host")
+    _format_option(drift, ("text", "json"))
     restore = verbs.add_parser("restore", help="put files under /etc back as a snapshot recorded them",
                                description="Restore files under /etc (text, mode, owner, or a symlink's target) "
                                            "from a snapshot baseline, atomically; a differing file is kept as "
                                            "PATH.mailpreflight-backup first.")
     restore.add_argument("paths", nargs="+", metavar="PATH", help="as the guest sees it, e.g. /etc/pam.d/imap")
-    restore.add_argument("--baseline", metavar="FILE", required=True, help="a file written by `snapshot`")
-    restore.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
+    _baseline_options(restore, "restore even though the baseline was taken on another host")
     restore.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
-    restore.add_argument("--other-host", action="store_true",
-                         help="restore even though the baseline was taken on another host")
-    _digest_key(restore, "the baseline's host's")
     verbs.add_parser("guard", help="run a command so that it can neither fail nor hang the unit (drop-ins use it)",
                      add_help=False)
     return parser
 
 
-def _digest_key(parser: argparse.ArgumentParser, which: str) -> None:
+# --- option helpers: each option is defined once ----------------------------------------------------------------
+
+
+def _root_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
+
+
+def _format_option(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
+    parser.add_argument("--format", choices=formats, default=formats[0])
+
+
+def _timeout_option(parser: argparse.ArgumentParser, default: float, what: str) -> None:
+    parser.add_argument("--timeout", type=float, default=default, metavar="S", help=f"{what} (default {default:g})")
+
+
+def _baseline_options(parser: argparse.ArgumentParser, other_host: str) -> None:
+    parser.add_argument("--baseline", metavar="FILE", required=True, help="a file written by `snapshot`")
+    _root_option(parser)
+    parser.add_argument("--other-host", action="store_true", help=other_host)
+    _digest_key_option(parser, "the one of the host that took the baseline")
+
+
+def _digest_key_option(parser: argparse.ArgumentParser, which: str) -> None:
     parser.add_argument("--digest-key", metavar="FILE", help=f"the host's key for content digests ({which}; "
                         "default /var/lib/mailpreflight/baseline.key, never the guest's)")
 
 
-def _dropin(args: argparse.Namespace) -> int:
+def _unit_selection(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
+    """What deps, check and firewall share: which units, from which tree, how to print, which SpamAssassin."""
+    parser.add_argument("units", nargs="*", metavar="UNIT", help="default: every service with a network dependency")
+    _root_option(parser)
+    _format_option(parser, formats)
+    parser.add_argument("--sa-version", metavar="VERSION",
+                        help="SpamAssassin version (e.g. 4.000001) instead of reading Mail/SpamAssassin.pm")
+
+
+def _positive(**values: float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise MailpreflightError(f"--{name.replace('_', '-')} must be positive, not {value:g}")
+
+
+# --- the verbs: each returns a Status, main() turns it into the exit code ------------------------------------------
+
+
+def _dropin(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.fix import dropin
     from mailpreflight.units.loader import UnitLoader
 
     loader = UnitLoader(_root(args))
     if args.action == "show":
         text, current = dropin.show(loader, args.unit)
-        print(text.rstrip("\n"))
+        env.out(text.rstrip("\n"))
         if current is not None:
-            print(f"# {'current' if current else 'OUTDATED: the unit changed since; run `dropin install` again'}")
-        return OK if current in (True, None) else WARNING
-    if args.timeout <= 0:
-        raise MailpreflightError("--timeout must be positive")
+            env.out(f"# {'current' if current else 'OUTDATED: the unit changed since; run `dropin install` again'}")
+        return Status.OK if current in (True, None) else Status.WARNING
+    _positive(timeout=args.timeout)
     change = (dropin.install(loader, args.unit, args.timeout, args.dry_run) if args.action == "install"
               else dropin.remove(loader, args.unit, args.dry_run))
     if change.diff:
-        print(change.diff, end="")
+        env.out(change.diff, end="")
     for message in change.messages:
-        print(f"mailpreflight: {message}", file=sys.stderr)
+        env.say(message)
     if change.changed and not args.root and not args.no_reload:
         from mailpreflight.live.reload import daemon_reload
 
         problem = daemon_reload()
-        print(f"mailpreflight: {problem}" if problem else "mailpreflight: systemd reloaded", file=sys.stderr)
-    return OK
+        env.say(problem or "systemd reloaded")
+    return Status.OK
 
 
-def _explain(args: argparse.Namespace) -> int:
-    import os
+def _explain(args: argparse.Namespace, env: Environment) -> Status:
+    import json
 
-    from mailpreflight.access.rootfs import RootFS
     from mailpreflight.deps.analyze import analyze
     from mailpreflight.live.backend import open_backend
     from mailpreflight.predict import explain
     from mailpreflight.predict.judge import CheckOptions, check
     from mailpreflight.probes.dns import read_resolv_conf
-    from mailpreflight.units.loader import UnitLoader
-    from mailpreflight.units.searchpath import user_search_paths
-    from mailpreflight.units.specifiers import user_manager
 
     backend = open_backend(args.backend, args.user)
     live = backend.unit(args.unit)
-    if args.user:
-        import pwd
-
-        me = pwd.getpwuid(os.getuid())
-        who = {"u": me.pw_name, "U": str(me.pw_uid), "g": me.pw_name, "G": str(me.pw_gid), "s": me.pw_shell}
-        loader = UnitLoader(RootFS("/"), user_search_paths(os.environ), user_manager(os.environ, who))
-    else:
-        loader = UnitLoader(RootFS("/"))
+    loader = _live_loader(args.user, env)
     unit = report = None
     try:
         unit = loader.load(live.id)
@@ -185,34 +240,48 @@ def _explain(args: argparse.Namespace) -> int:
             resolver = read_resolv_conf(handle.read(), "/etc/resolv.conf")
         report = check([analyze(unit, loader.fs)], CheckOptions(timeout=args.timeout, deadline=60), resolver)
     except (MailpreflightError, OSError) as exc:
-        print(f"mailpreflight: no fresh check: {exc}", file=sys.stderr)
+        env.say(f"no fresh check: {exc}")
     result = explain.explain(live, unit, report, explain.journal(live))
-    if args.format == "json":
-        import json
-
-        print(json.dumps(explain.to_json(result), indent=2, ensure_ascii=False))
-    else:
-        print(explain.render_text(result))
-    return OK if result.failure is None else CRITICAL
+    env.out(json.dumps(explain.to_json(result), indent=2, ensure_ascii=False) if args.format == "json"
+            else explain.render_text(result))
+    return Status.OK if result.failure is None else Status.CRITICAL
 
 
-def _firewall(args: argparse.Namespace) -> int:
-    from mailpreflight.deps.analyze import analyze_names, analyze_tree
+def _live_loader(user: bool, env: Environment) -> UnitLoader:
+    """The loader for the running system's manager, or for the calling user's (systemctl --user)."""
+    from mailpreflight.access.rootfs import RootFS
+    from mailpreflight.units.loader import UnitLoader
+
+    if not user:
+        return UnitLoader(RootFS("/"))
+    import pwd
+
+    from mailpreflight.units.searchpath import user_search_paths
+    from mailpreflight.units.specifiers import user_manager
+
+    me = pwd.getpwuid(os.getuid())
+    who = {"u": me.pw_name, "U": str(me.pw_uid), "g": me.pw_name, "G": str(me.pw_gid), "s": me.pw_shell}
+    return UnitLoader(RootFS("/"), user_search_paths(env.environ), user_manager(env.environ, who))
+
+
+def _firewall(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.firewall import rules as firewall
     from mailpreflight.probes.dns import read_resolv_conf
+    from mailpreflight.render import firewall as render
     from mailpreflight.units.loader import UnitLoader
 
     fs = _root(args)
-    loader = UnitLoader(fs)
-    results = analyze_names(loader, args.units, args.sa_version) if args.units else analyze_tree(
-        loader, args.sa_version)
+    results = _analyze(args, UnitLoader(fs))
     resolvers = read_resolv_conf(fs.read_text("/etc/resolv.conf") or "", "/etc/resolv.conf").nameservers
     rules = firewall.allow_list(results, resolvers)
     addresses, when = firewall.resolve(rules) if args.resolve else (None, "")
-    render = {"nft": firewall.render_nft, "iptables": firewall.render_iptables,
-              "firewalld": firewall.render_firewalld}[args.format]
-    print(render(rules, addresses, when), end="")
-    return OK
+    if args.format == "firewalld" and (names := firewall.unresolved_names(rules, addresses)):
+        raise MailpreflightError(f"firewalld rules need addresses; {names[0]} is a name",
+                                 hint="add --resolve to put the current addresses in")
+    output = {"nft": render.render_nft, "iptables": render.render_iptables,
+              "firewalld": render.render_firewalld}[args.format]
+    env.out(output(rules, addresses, when), end="")
+    return Status.OK
 
 
 def _guest_firewall(args: argparse.Namespace, fs: RootFS, outside: dict[str, object], text: str) -> str:
@@ -241,26 +310,22 @@ def _guest_firewall(args: argparse.Namespace, fs: RootFS, outside: dict[str, obj
     return "\n".join(lines)
 
 
-def _unit_selection(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
-    """What deps and check share: which units, from which tree, how to print, which SpamAssassin."""
-    parser.add_argument("units", nargs="*", metavar="UNIT", help="default: every service with a network dependency")
-    parser.add_argument("--root", metavar="DIR", help="an offline root, e.g. a mounted VM guest")
-    parser.add_argument("--format", choices=formats, default=formats[0])
-    parser.add_argument("--sa-version", metavar="VERSION",
-                        help="SpamAssassin version (e.g. 4.000001) instead of reading Mail/SpamAssassin.pm")
-
-
-def _check(args: argparse.Namespace) -> int:
-    from mailpreflight.access.safewrite import write_atomically
+def _analyze(args: argparse.Namespace, loader: UnitLoader) -> list[UnitDeps]:
+    """deps, check and firewall: the units named, or every service with a network dependency."""
     from mailpreflight.deps.analyze import analyze_names, analyze_tree
+
+    return analyze_names(loader, args.units, args.sa_version) if args.units else analyze_tree(loader, args.sa_version)
+
+
+def _check(args: argparse.Namespace, env: Environment) -> Status:
+    from mailpreflight.access.safewrite import write_atomically
     from mailpreflight.predict.judge import CheckOptions, check
     from mailpreflight.probes.dns import read_resolv_conf
     from mailpreflight.probes.runner import progress_stream
     from mailpreflight.render import check as render
     from mailpreflight.units.loader import UnitLoader
 
-    if args.timeout <= 0 or args.deadline <= 0:
-        raise MailpreflightError("--timeout and --deadline must be positive")
+    _positive(timeout=args.timeout, deadline=args.deadline)
     fs = _root(args)
     if args.guest_dns and not args.root:
         raise MailpreflightError("--guest-dns needs --root")
@@ -274,12 +339,12 @@ def _check(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise MailpreflightError(f"cannot read {resolv_source}: {exc.strerror}") from exc
     loader = UnitLoader(fs)
-    results = analyze_names(loader, args.units, args.sa_version) if args.units else analyze_tree(
-        loader, args.sa_version)
+    results = _analyze(args, loader)
     options = CheckOptions(args.timeout, args.deadline, progress=progress_stream())
     report = check(results, options, read_resolv_conf(resolv_text, resolv_source), _auth(args, loader, results))
+    colour = args.format == "text" and env.colour and not args.output
     text = {"json": render.render_json, "nagios": render.render_nagios, "prometheus": render.render_prometheus,
-            }.get(args.format, lambda r: render.render_text(r, colour=sys.stdout.isatty() and not args.output))(report)
+            }.get(args.format, lambda r: render.render_text(r, colour=colour))(report)
     if args.guest_firewall:
         text = _guest_firewall(args, fs, render.to_json(report), text)
     if args.output:
@@ -288,8 +353,8 @@ def _check(args: argparse.Namespace) -> int:
         except OSError as exc:  # a stale textfile must not look like a fresh one: fail loudly (exit 3)
             raise MailpreflightError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
     else:
-        print(text)
-    return render.EXIT[report.status]
+        env.out(text, painted=colour)
+    return report.status
 
 
 def _auth(args: argparse.Namespace, loader: UnitLoader, results: list[UnitDeps]) -> AuthReport | None:
@@ -302,7 +367,7 @@ def _auth(args: argparse.Namespace, loader: UnitLoader, results: list[UnitDeps])
     return report.restricted_to({r.unit.id for r in results} | set(args.units)) if args.units else report
 
 
-def _snapshot(args: argparse.Namespace) -> int:
+def _snapshot(args: argparse.Namespace, env: Environment) -> Status:
     import json
 
     from mailpreflight.access.safewrite import write_atomically
@@ -312,30 +377,30 @@ def _snapshot(args: argparse.Namespace) -> int:
     document = take(_root(args), args.root or "/", load_or_create(args.digest_key or default_key_path()))
     text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
     if not args.output:
-        print(text, end="")
-        return OK
+        env.out(text, end="")
+        return Status.OK
     try:
         write_atomically(args.output, text, mode=0o600)
     except OSError as exc:
         raise MailpreflightError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
-    print(f"mailpreflight: baseline of {len(document['files'])} paths and {len(document['findings'])} finding(s) "
-          f"written to {args.output}", file=sys.stderr)
-    return OK
+    env.say(f"baseline of {len(document['files'])} paths and {len(document['findings'])} finding(s) written to "
+            f"{args.output}")
+    return Status.OK
 
 
-def _drift(args: argparse.Namespace) -> int:
+def _drift(args: argparse.Namespace, env: Environment) -> Status:
     import json
 
     from mailpreflight.baseline import drift
 
     baseline = drift.load_baseline(args.baseline)
     result = drift.compare(args.baseline, baseline, _root(args), args.other_host, args.digest_key)
-    print(json.dumps(drift.to_json(result), indent=2, ensure_ascii=False) if args.format == "json"
-          else drift.render_text(result))
+    env.out(json.dumps(drift.to_json(result), indent=2, ensure_ascii=False) if args.format == "json"
+            else drift.render_text(result))
     return result.status
 
 
-def _restore(args: argparse.Namespace) -> int:
+def _restore(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.baseline import drift
     from mailpreflight.baseline.digestkey import for_baseline
     from mailpreflight.baseline.restore import restore
@@ -345,14 +410,13 @@ def _restore(args: argparse.Namespace) -> int:
     drift.check_host(args.baseline, baseline, fs, args.other_host)
     digest = for_baseline(args.baseline, baseline, args.digest_key)
     if digest.key is None:
-        print(f"mailpreflight: {args.baseline}: taken before digest keys: its entries cannot be checked for changes "
-              "made since", file=sys.stderr)
+        env.say(f"{args.baseline}: taken before digest keys: its entries cannot be checked for changes made since")
     for path in args.paths:
         result = restore(fs, args.baseline, baseline, path, args.dry_run, digest=digest)
         if result.diff and (args.dry_run or result.changed):
-            print(result.diff, end="" if result.diff.endswith("\n") else "\n")
-        print(f"mailpreflight: {result.message}", file=sys.stderr)
-    return OK
+            env.out(result.diff, end="" if result.diff.endswith("\n") else "\n")
+        env.say(result.message)
+    return Status.OK
 
 
 def _root(args: argparse.Namespace) -> RootFS:
@@ -364,59 +428,72 @@ def _root(args: argparse.Namespace) -> RootFS:
     return fs
 
 
-def _deps(args: argparse.Namespace) -> int:
-    from mailpreflight.deps.analyze import analyze_names, analyze_tree
-    from mailpreflight.render.deps import exit_status, render_json, render_text
+def _deps(args: argparse.Namespace, env: Environment) -> Status:
+    from mailpreflight.deps.view import deps_view
+    from mailpreflight.render.deps import render_json, render_text
     from mailpreflight.units.loader import UnitLoader
 
-    loader = UnitLoader(_root(args))
-    results = analyze_names(loader, args.units, args.sa_version) if args.units else analyze_tree(
-        loader, args.sa_version)
-    print(render_json(results) if args.format == "json" else render_text(results))
-    return exit_status(results)
+    views = deps_view(_analyze(args, UnitLoader(_root(args))))
+    env.out(render_json(views) if args.format == "json" else render_text(views))
+    return Status.worst(view.status for view in views)
 
 
-def _show(args: argparse.Namespace) -> int:
+def _show(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.render.show import render_json, render_text
     from mailpreflight.units.loader import UnitLoader, exec_environment
+    from mailpreflight.units.view import show_view
 
     fs = _root(args)
     unit = UnitLoader(fs).load(args.unit)
-    env = exec_environment(unit, fs) if args.expand_env else None
-    print(render_json(unit, env) if args.format == "json" else render_text(unit, fs, env))
+    exec_env = exec_environment(unit, fs) if args.expand_env else None
+    if args.format == "json":
+        env.out(render_json(show_view(unit, exec_env)))
+    else:
+        env.out(render_text(show_view(unit, exec_env, fs)))
     if unit.load_error:
-        print(f"mailpreflight: {unit.load_error}", file=sys.stderr)
-        return CRITICAL
-    return OK
+        env.say(str(unit.load_error))
+        return Status.CRITICAL
+    return Status.OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+VERBS: dict[str, Callable[[argparse.Namespace, Environment], Status]] = {
+    "show": _show, "deps": _deps, "check": _check, "dropin": _dropin, "explain": _explain, "firewall": _firewall,
+    "snapshot": _snapshot, "drift": _drift, "restore": _restore}
+
+
+def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
+    """The exit code of one run: the verb's Status, or UNKNOWN (3) for any error, a crash included."""
+    env = env or Environment()
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["guard"]:  # hot path at every service start: no parser, no other imports
         from mailpreflight.fix.guard import main as guard_main
 
-        return guard_main(arguments[1:])
+        return guard_main(arguments[1:])  # guard's own exit protocol (docs/design.md, "Exit codes")
     parser = build_parser()
     try:
         args = parser.parse_args(arguments)
     except SystemExit as exc:  # argparse: usage errors are UNKNOWN, --help/--version are OK
-        return OK if exc.code == 0 else UNKNOWN
-    verbs = {"show": _show, "deps": _deps, "check": _check, "dropin": _dropin, "explain": _explain,
-             "firewall": _firewall, "snapshot": _snapshot, "drift": _drift, "restore": _restore}
-    handler = verbs.get(args.verb)
+        return Status.OK.exit_code if exc.code == 0 else Status.UNKNOWN.exit_code
+    handler = VERBS.get(args.verb)
     if handler is None:  # `guard` only ever comes first, and is handled above
-        print(f"mailpreflight: `{args.verb}` must be the first word", file=sys.stderr)
-        return UNKNOWN
+        env.say(f"`{args.verb}` must be the first word")
+        return Status.UNKNOWN.exit_code
     try:
-        return handler(args)
+        return handler(args, env).exit_code
     except MailpreflightError as exc:
-        print(f"mailpreflight: {exc}", file=sys.stderr)
-        return UNKNOWN
+        env.say(str(exc))
     except ModuleNotFoundError as exc:  # a broken or partial installation: say what is missing
-        print(f"mailpreflight: the Python module {exc.name!r} is missing; reinstall with "
-              f"`pip install mailpreflight` (and the `live` extra for explain)", file=sys.stderr)
-        return UNKNOWN
+        env.say(f"the Python module {exc.name!r} is missing; reinstall with `pip install mailpreflight` "
+                f"(and the `live` extra for explain)")
     except KeyboardInterrupt:
-        return UNKNOWN
+        env.say("interrupted")
     except BrokenPipeError:
-        return OK
+        return Status.OK.exit_code
+    except Exception as exc:  # a crash is UNKNOWN, never WARNING: one line, the traceback with --debug
+        if args.debug:
+            traceback.print_exc(file=env.stderr)
+        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        place = f" at {os.path.basename(where.filename)}:{where.lineno}" if where else ""
+        env.say(f"internal error{place}: {type(exc).__name__}: {exc} (run again with --debug for the traceback, "
+                f"and report it)")
+    return Status.UNKNOWN.exit_code

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash is no
 
 def test_committed_completion_is_generated() -> None:
     assert SCRIPT.read_text(encoding="utf-8") == render_bash_completion(build_parser()), (
-        "regenerate it: python -m mailpreflight.render.manpage --completion > contrib/bash-completion/mailpreflight")
+        "regenerate it: python tools/gendocs.py --completion > contrib/bash-completion/mailpreflight")
 
 
 def test_bash_accepts_it() -> None:

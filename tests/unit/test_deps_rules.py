@@ -21,9 +21,8 @@ from mailpreflight.deps.urls import (
     hostport_words,
     split_hostport,
 )
-from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, Role
+from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, Role, Source
 from mailpreflight.units.loader import UnitLoader, exec_environment, expand_command
-from mailpreflight.units.syntax import Source
 
 DEPS = CORPUS / "deps"
 EXAMPLE = Path(__file__).resolve().parents[2] / "units" / "examples" / "opensuse-leap15-mail"

@@ -14,10 +14,10 @@ from helpers import make_tree
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.fix import dropin
+from mailpreflight.model import Source
 from mailpreflight.units.execline import parse_exec
 from mailpreflight.units.loader import UnitLoader
 from mailpreflight.units.specifiers import Expander, system_manager
-from mailpreflight.units.syntax import Source
 from mailpreflight.units.unitname import parse_unit_name
 
 PROGRAM = "/opt/mailpreflight/bin/mailpreflight"

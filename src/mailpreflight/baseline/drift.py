@@ -27,6 +27,7 @@ from mailpreflight.baseline.snapshot import (
     unit_files,
 )
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.model import Status
 from mailpreflight.units.loader import UnitLoader
 
 DIFF_LINES = 200  # per file; the rest is summarised
@@ -61,11 +62,10 @@ class Drift:
         return finding.finding.hint.replace("--baseline FILE", where)
 
     @property
-    def status(self) -> int:
-        """0 nothing changed, 1 changes (or new warnings), 2 a new critical finding."""
-        if any(issue.finding.severity.value == "critical" for issue in self.new):
-            return 2
-        return 1 if self.changes or any(i.finding.severity.value == "warning" for i in self.new) else 0
+    def status(self) -> Status:
+        """OK: nothing changed; WARNING: changes (or new warnings); CRITICAL: a new critical finding."""
+        changed = Status.WARNING if self.changes else Status.OK
+        return Status.worst([changed, *(issue.finding.severity.status for issue in self.new)])
 
 
 def load_baseline(path: str) -> dict[str, Any]:
@@ -212,7 +212,7 @@ def to_json(drift: Drift) -> dict[str, Any]:
     base = drift.baseline
     return {
         "schema_version": SCHEMA_VERSION,
-        "status": ["ok", "warning", "critical"][drift.status],
+        "status": drift.status.value,
         "baseline": {"file": drift.baseline_file, "created": base.get("created"), "host": base.get("host"),
                      "root": base.get("root")},
         "host": drift.host,
@@ -254,6 +254,6 @@ def render_text(drift: Drift) -> str:
     if drift.persisting:
         out.append("\nAlready in the baseline:")
         out.extend(f"  {i.finding.code} {i.finding.severity.value}: {i.finding.message}" for i in drift.persisting)
-    out.append(f"\n{['OK', 'WARNING', 'CRITICAL'][drift.status]}: {len(drift.changes)} change(s), "
+    out.append(f"\n{drift.status.value.upper()}: {len(drift.changes)} change(s), "
                f"{len(drift.new)} new finding(s)")
     return "\n".join(out)

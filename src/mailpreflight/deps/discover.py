@@ -10,10 +10,9 @@ from dataclasses import dataclass, replace
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import SYSTEMD_PATH
 from mailpreflight.deps.shell import read_shell
-from mailpreflight.model import FoundCommand
+from mailpreflight.model import FoundCommand, Source
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit, exec_environment, expand_command
-from mailpreflight.units.syntax import Source
 
 START_PATH_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost")  # in the order they run
 SHELLS = frozenset({"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "busybox-sh"})

@@ -253,9 +253,8 @@ def dependencies(argv: Sequence[str], env: Mapping[str, str]) -> list[Dependency
     from mailpreflight.access.rootfs import RootFS
     from mailpreflight.deps.base import RuleContext
     from mailpreflight.deps.registry import command_rules, rule_for
-    from mailpreflight.model import DepKind, FoundCommand
+    from mailpreflight.model import DepKind, FoundCommand, Source
     from mailpreflight.units.loader import LoadState, Unit
-    from mailpreflight.units.syntax import Source
 
     tool = os.path.basename(argv[0])
     command = FoundCommand(tool, tuple(argv), "ExecStartPre", Source("guard", 0), True, env=dict(env))

@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
+from mailpreflight.auth.check import AuthReport, auth_view
 from mailpreflight.deps.analyze import UnitDeps
 from mailpreflight.deps.base import command_role
 from mailpreflight.deps.risks import CommandDeps
+from mailpreflight.deps.startup import SaUpdateLocal
 from mailpreflight.model import (
     CommandVerdict,
     Dependency,
@@ -24,14 +26,12 @@ from mailpreflight.model import (
     Status,
     UnitVerdict,
 )
+from mailpreflight.predict import startup
 from mailpreflight.predict.saupdate_live import SaUpdateProbe
 from mailpreflight.probes import dns as dnsprobe
 from mailpreflight.probes import http as httpprobe
 from mailpreflight.probes import net
 from mailpreflight.probes.runner import ProbeRunner
-
-if TYPE_CHECKING:
-    from mailpreflight.auth.check import AuthReport
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.Res
         runner.close()
     probes = tuple(runner.results.values())
     findings = (*_findings(results, units, runner), *(auth.findings() if auth else ()))
-    return Report(_status(units, findings), units, probes, findings, round(time.monotonic() - started, 2), auth)
+    return Report(_status(units, findings), units, probes, findings, round(time.monotonic() - started, 2),
+                  auth_view(auth) if auth else None)
 
 
 def _task(dep: Dependency, resolver: dnsprobe.ResolverConfig, timeout: float) -> Callable[[], ProbeResult]:
@@ -84,11 +85,19 @@ def _task(dep: Dependency, resolver: dnsprobe.ResolverConfig, timeout: float) ->
 
 def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdateProbe]) -> UnitVerdict:
     verdicts = []
-    for entry in result.commands:
+    facts = result.startup
+    sa_runs: list[tuple[SaUpdateLocal, CommandVerdict]] = []  # sa-update runs of the start path
+    for index, entry in enumerate(result.commands):
         if not entry.dependencies and id(entry) not in sa_probes:
             continue  # needs no network: nothing to predict here
         probe = sa_probes.get(id(entry))
-        verdicts.append(probe.evaluate(entry.command) if probe else _generic(entry, runner))
+        verdict = probe.evaluate(entry.command) if probe else _generic(entry, runner)
+        local = facts.sa_update_for(index) if facts else None
+        if facts and local:
+            verdict = startup.before_network(verdict, local, facts)
+            if command_role(entry.command, result.unit) is Role.START and entry.command.key != "ExecStart":
+                sa_runs.append((local, verdict))
+        verdicts.append(verdict)
     timeout = result.timeout
     for verdict in verdicts:
         command = verdict.command
@@ -112,6 +121,9 @@ def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdatePr
             return UnitVerdict(result.unit.id, Prediction.FAIL,
                                f"sa-update ({command.source}) will exit 1 (no new rules), which fails the start",
                                tuple(verdicts))
+    no_rules = startup.spamd_fails(facts, sa_runs) if facts else None
+    if no_rules:
+        return UnitVerdict(result.unit.id, Prediction.FAIL, no_rules, tuple(verdicts))
     return UnitVerdict(result.unit.id, Prediction.OK, "every start-path command is expected to succeed in time",
                        tuple(verdicts))
 
@@ -159,9 +171,6 @@ def _findings(results: list[UnitDeps], units: tuple[UnitVerdict, ...], runner: P
 
 
 def _status(units: tuple[UnitVerdict, ...], findings: tuple[Finding, ...]) -> Status:
-    if any(u.start_predicted is Prediction.FAIL for u in units) or any(
-            f.severity is Severity.CRITICAL for f in findings):  # e.g. logins that will fail
-        return Status.CRITICAL
-    if any(f.severity in (Severity.WARNING, Severity.CRITICAL) for f in findings):
-        return Status.WARNING
-    return Status.OK
+    """A unit that will not start is critical; otherwise the worst finding decides."""
+    failing = Status.CRITICAL if any(u.start_predicted is Prediction.FAIL for u in units) else Status.OK
+    return Status.worst([failing, *(f.severity.status for f in findings)])

@@ -16,6 +16,7 @@ from importlib import resources
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError, UnitNotFoundError
+from mailpreflight.model import Source
 from mailpreflight.units import environ
 from mailpreflight.units.execline import EXEC_KEYS, ExecCommand, parse_exec
 from mailpreflight.units.searchpath import os_release, search_paths_for, systemd_version
@@ -32,7 +33,6 @@ from mailpreflight.units.syntax import (
     Assignment,
     Diagnostic,
     Severity,
-    Source,
     parse_unit_file,
 )
 from mailpreflight.units.unitname import UnitName, dropin_unit_names, parse_unit_name

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from mailpreflight.model import Source
+
 LONG_LINE_MAX = 1024 * 1024
 BOM = "\ufeff"
 WHITESPACE = " \t\n\r"
@@ -52,26 +54,6 @@ SECTIONS_BY_TYPE: dict[str, frozenset[str]] = {
 class Severity(StrEnum):
     WARNING = "warning"
     ERROR = "error"
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a value came from, as the guest sees the path.
-
-    `line` is where the assignment starts (what an admin looks for); for a continued line systemd's own
-    messages name the last physical line instead, kept in `end_line`.
-    """
-
-    file: str
-    line: int
-    end_line: int | None = None
-
-    @property
-    def systemd_line(self) -> int:
-        return self.end_line if self.end_line is not None else self.line
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
 
 
 @dataclass(frozen=True)
