@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Probe every network dependency of the units' start paths, concurrently "
                                          "under one deadline, and predict whether each unit will start.")
     _unit_selection(check, formats=("text", "json", "nagios", "prometheus"))
-    _timeout_option(check, 5.0, "per probe")
+    _timeout_option(check, 5.0, "total per probe: DNS, connect, every read and redirect")
     check.add_argument("--deadline", type=float, default=60.0, metavar="S", help="for the whole check (default 60)")
     check.add_argument("--output", metavar="FILE", help="write the output there atomically (textfile collector)")
     check.add_argument("--resolv-conf", metavar="FILE", help="nameservers to probe with (default /etc/resolv.conf)")
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _format_option(explain, ("text", "json"))
     explain.add_argument("--backend", choices=("auto", "pystemd", "dbus-python"), default="auto")
     explain.add_argument("--user", action="store_true", help="a user manager (systemctl --user)")
-    _timeout_option(explain, 5.0, "per probe")
+    _timeout_option(explain, 5.0, "total per probe: DNS, connect, every read and redirect")
     firewall = verbs.add_parser("firewall", help="the outgoing allow-list the mail units need (nft, iptables, "
                                 "firewalld)", description="Print firewall rules that allow exactly what the units' "
                                 "start and runtime dependencies need, DNS included.")
@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "mail-authentication findings of the moment.")
     _root_option(snapshot)
     snapshot.add_argument("--output", metavar="FILE", help="write it there atomically, mode 0600 (default: stdout)")
+    _digest_key_option(snapshot, "made 0600 on first use")
     drift = verbs.add_parser("drift", help="what changed since a snapshot, and which findings each change causes",
                              description="Compare a root against a snapshot baseline: files deleted, added and "
                                          "changed (with a diff for text), and the mail-authentication findings "
@@ -177,6 +178,12 @@ def _baseline_options(parser: argparse.ArgumentParser, other_host: str) -> None:
     parser.add_argument("--baseline", metavar="FILE", required=True, help="a file written by `snapshot`")
     _root_option(parser)
     parser.add_argument("--other-host", action="store_true", help=other_host)
+    _digest_key_option(parser, "the one of the host that took the baseline")
+
+
+def _digest_key_option(parser: argparse.ArgumentParser, which: str) -> None:
+    parser.add_argument("--digest-key", metavar="FILE", help=f"the host's key for content digests ({which}; "
+                        "default /var/lib/mailpreflight/baseline.key, never the guest's)")
 
 
 def _unit_selection(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
@@ -379,9 +386,10 @@ def _snapshot(args: argparse.Namespace, env: Environment) -> Status:
     import json
 
     from mailpreflight.access.safewrite import write_atomically
+    from mailpreflight.baseline.digestkey import default_key_path, load_or_create
     from mailpreflight.baseline.snapshot import take
 
-    document = take(_root(args), _label(args))
+    document = take(_root(args), _label(args), load_or_create(args.digest_key or default_key_path()))
     text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
     if not args.output:
         env.out(text, end="")
@@ -401,7 +409,7 @@ def _drift(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.baseline import drift
 
     baseline = drift.load_baseline(args.baseline)
-    result = drift.compare(args.baseline, baseline, _root(args), args.other_host)
+    result = drift.compare(args.baseline, baseline, _root(args), args.other_host, args.digest_key)
     env.out(json.dumps(drift.to_json(result), indent=2, ensure_ascii=False) if args.format == "json"
             else drift.render_text(result))
     return result.status
@@ -409,13 +417,17 @@ def _drift(args: argparse.Namespace, env: Environment) -> Status:
 
 def _restore(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.baseline import drift
+    from mailpreflight.baseline.digestkey import for_baseline
     from mailpreflight.baseline.restore import restore
 
     baseline = drift.load_baseline(args.baseline)
     fs = _root(args)
     drift.check_host(args.baseline, baseline, fs, args.other_host)
+    digest = for_baseline(args.baseline, baseline, args.digest_key)
+    if digest.key is None:
+        env.say(f"{args.baseline}: taken before digest keys: its entries cannot be checked for changes made since")
     for path in args.paths:
-        result = restore(fs, args.baseline, baseline, path, args.dry_run)
+        result = restore(fs, args.baseline, baseline, path, args.dry_run, digest=digest)
         if result.diff and (args.dry_run or result.changed):
             env.out(result.diff, end="" if result.diff.endswith("\n") else "\n")
         env.say(result.message)

@@ -44,7 +44,7 @@ def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.Res
           auth: AuthReport | None = None) -> Report:
     """`auth`: the static mail-authentication analysis, whose findings join the report's."""
     started = time.monotonic()
-    runner = ProbeRunner(options.deadline, options.progress)
+    runner = ProbeRunner(options.deadline, options.progress, probe_timeout=options.timeout)
     try:
         # Everything static at once: the sa-update chains add what depends on earlier answers.
         sa_probes: dict[int, SaUpdateProbe] = {}
@@ -58,8 +58,8 @@ def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.Res
                 for dep in entry.dependencies:
                     tasks[(dep.kind, dep.target)] = probe_task(dep, resolver, options.timeout)
         for probe in sa_probes.values():
-            probe.prefetch()
-        runner.run(tasks)
+            tasks.update(probe.prefetch())
+        runner.run(tasks)  # one timeout for everything known before the first answer
         units = tuple(_unit(result, runner, sa_probes) for result in results)
     finally:
         runner.close()
