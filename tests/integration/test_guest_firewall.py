@@ -200,6 +200,23 @@ def test_a_guest_include_is_read_inside_the_guest_never_on_the_host(lab: NetLab,
     assert "HOST SECRET" not in done.stdout + done.stderr
 
 
+def test_rules_that_do_not_load_are_named_by_guest_file_and_line(lab: NetLab, tmp_path: Path) -> None:
+    bad_nft = guest(lab, tmp_path / "nft", {
+        "/etc/nftables.conf": 'flush ruleset\ninclude "nftables.d/*.nft"\n',
+        "/etc/nftables.d/out.nft": "table inet t {\n  chain o {\n    tcp dport 80 bogus\n  }\n}\n"})
+    done = run(command(lab, bad_nft))
+    assert done.returncode == 3 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("mailpreflight: /etc/nftables.d/out.nft:3: the guest's ruleset does not load: "
+                                  "syntax error")
+    bad_iptables = guest(lab, tmp_path / "ipt", {"/etc/iptables/rules.v4": NO_DNS.replace(
+        "-j DROP", "-j NO-SUCH-CHAIN")})
+    done = run(command(lab, bad_iptables))
+    assert done.returncode == 3 and done.stderr.count("\n") == 1, done.stderr
+    # iptables-nft-restore finds it at COMMIT and names that line
+    assert done.stderr.startswith("mailpreflight: /etc/iptables/rules.v4:6: the guest's rules do not load: ")
+    assert "Chain 'NO-SUCH-CHAIN' does not exist" in done.stderr
+
+
 def test_a_resolver_on_the_hosts_loopback_is_refused_before_probing(lab: NetLab, tmp_path: Path) -> None:
     root = guest(lab, tmp_path / "root", {"/etc/nftables.conf": NO_WEB})
     resolv = tmp_path / "loopback-resolv.conf"
@@ -304,6 +321,36 @@ def test_signals_during_the_clean_up_do_not_cut_it_short(lab: NetLab, tmp_path: 
     proc.communicate(timeout=30)
     assert sent > 3
     assert gone(name, pids) and ours() == before
+
+
+def test_cleanup_removes_what_the_route_through_the_host_design_left(lab: NetLab) -> None:
+    """Before the sealed design a killed run left `mpguest-PID`, /etc/netns/mpguest-PID, the NAT table
+    `ip mailpreflight_guest_PID` and ip_forward=1. Here in the lab's mail namespace (cleanup's nft and sysctl
+    are those of the namespace it runs in)."""
+    pid = next(p for p in range(4_000_000, 1, -1) if not Path(f"/proc/{p}").exists())
+    name, etc = f"mpguest-{pid}", Path(f"/etc/netns/mpguest-{pid}")
+    in_mail = ["ip", "netns", "exec", lab.mail_ns]
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
+    try:
+        etc.mkdir(parents=True)
+        (etc / "resolv.conf").write_text("nameserver 192.0.2.53\n")
+        subprocess.run([*in_mail, "nft", "-f", "-"], check=True, text=True, timeout=30, input=(
+            f"table ip mailpreflight_guest_{pid} {{\n chain post {{\n  type nat hook postrouting priority 100;\n"
+            "  ip saddr 198.19.254.0/30 masquerade\n }\n}\n"))
+        subprocess.run([*in_mail, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True, timeout=30)
+        done = run(["nsenter", f"--net=/run/netns/{lab.mail_ns}", sys.executable, "-m", "mailpreflight", "cleanup"])
+        assert done.returncode == 1, done.stderr  # a warning: ip_forward cannot be put back by anyone but the admin
+        assert f"removed network namespace {name} (left by an older mailpreflight)" in done.stdout
+        assert f"removed {etc}" in done.stdout
+        assert f"removed nft table ip mailpreflight_guest_{pid} (NAT left by an older mailpreflight)" in done.stdout
+        assert "net.ipv4.ip_forward is 1" in done.stderr and "sysctl -w net.ipv4.ip_forward=0" in done.stderr
+        assert not os.path.lexists(f"/run/netns/{name}") and not etc.exists()
+        tables = subprocess.run([*in_mail, "nft", "list", "tables"], capture_output=True, text=True, timeout=30)
+        assert "mailpreflight_guest" not in tables.stdout
+    finally:
+        subprocess.run([*in_mail, "sysctl", "-qw", "net.ipv4.ip_forward=0"], timeout=30)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+        shutil.rmtree(etc, ignore_errors=True)
 
 
 def test_two_runs_at_once_each_get_their_own_answer(lab: NetLab, tmp_path: Path) -> None:
