@@ -430,17 +430,21 @@ def _send_and_trace(namespace: str, packets: list[Packet], guard: SignalGuard) -
         with _entered(namespace):
             ready, end = _socket(canary, READY_PORT), _socket(canary, END_PORT)
             sockets += [ready, end]
-            sockets += [_socket(packet, FIRST_PORT + n) for n, packet in enumerate(packets)]
+            made: dict[int, socket.socket] = {}
+            for n, packet in enumerate(packets):
+                with contextlib.suppress(OSError):  # e.g. no IPv6 in this kernel: that packet stays unclassified
+                    made[n] = _socket(packet, FIRST_PORT + n)
+                    sockets.append(made[n])
         traced = False
         deadline = time.monotonic() + TRACE_WAIT
         while not traced and time.monotonic() < deadline:  # the tracer subscribes asynchronously
             _send(canary, ready)
             traced = trace.wait_for(("udp", READY_PORT), 0.1, guard)
-        for n, (packet, sock) in enumerate(zip(packets, sockets[2:], strict=True)):
+        for count, n in enumerate(made):
             guard.check()
-            _send(packet, sock)
-            if traced and (n % BATCH == BATCH - 1 or n == len(packets) - 1):
-                traced = trace.wait_for((packet.proto, FIRST_PORT + n), TRACE_WAIT, guard)
+            _send(packets[n], made[n])
+            if traced and (count % BATCH == BATCH - 1 or count == len(made) - 1):
+                traced = trace.wait_for((packets[n].proto, FIRST_PORT + n), TRACE_WAIT, guard)
         if traced:
             _send(canary, end)
             trace.wait_for(("udp", END_PORT), TRACE_WAIT, guard)
@@ -455,9 +459,9 @@ def _send_and_trace(namespace: str, packets: list[Packet], guard: SignalGuard) -
             monitor.stdout.close()
     rules = trace.blocking_rules()
     verdicts = {}
-    for n, packet in enumerate(packets):
-        key = (packet.proto, FIRST_PORT + n)
-        verdicts[packet] = PacketVerdict(key in passed, "" if key in passed else rules.get(key, ""))
+    for n in made:
+        key = (packets[n].proto, FIRST_PORT + n)
+        verdicts[packets[n]] = PacketVerdict(key in passed, "" if key in passed else rules.get(key, ""))
     return verdicts
 
 
