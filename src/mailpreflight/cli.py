@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mailpreflight.access.rootfs import RootFS
     from mailpreflight.auth.check import AuthReport
     from mailpreflight.deps.analyze import UnitDeps
+    from mailpreflight.firewall.guest import GuestRuleset
     from mailpreflight.units.loader import UnitLoader
 
 
@@ -64,6 +65,7 @@ EXAMPLES = """examples:
   mailpreflight snapshot --output /root/mail-baseline.json   record what mail depends on, before an upgrade
   mailpreflight drift --baseline /root/mail-baseline.json --root /mnt/guest   what the upgrade changed
   mailpreflight restore --baseline /root/mail-baseline.json /etc/pam.d/imap   put a deleted file back
+  mailpreflight cleanup                                 remove what a killed check --guest-firewall left
 
 exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (monitoring-plugin convention)"""
 
@@ -99,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--resolv-conf", metavar="FILE", help="nameservers to probe with (default /etc/resolv.conf)")
     check.add_argument("--guest-dns", action="store_true", help="with --root: use the guest's resolv.conf")
     check.add_argument("--guest-firewall", action="store_true",
-                       help="with --root, as root: probe again behind the guest's own nftables/iptables rules")
+                       help="with --root, as root: classify every probe's packets by the guest's own nftables/iptables "
+                            "rules (in a sealed namespace; nothing of the host changes)")
+    check.add_argument("--guest-interface", metavar="NAME",
+                       help="with --guest-firewall: the guest's outgoing interface as its rules name it (default: the "
+                            "one they name, else eth0)")
     check.add_argument("--no-auth", action="store_true",
                        help="skip the mail-authentication checks (SASL/PAM paths of postfix, dovecot, cyrus)")
     dropin = verbs.add_parser("dropin", help="install/remove/show the drop-in that guards network ExecStartPre",
@@ -146,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("paths", nargs="+", metavar="PATH", help="as the guest sees it, e.g. /etc/pam.d/imap")
     _baseline_options(restore, "restore even though the baseline was taken on another host")
     restore.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
+    cleanup = verbs.add_parser("cleanup", help="remove what killed check --guest-firewall runs left behind",
+                               description="Remove the network namespaces and state files of check "
+                                           "--guest-firewall runs that were killed before they could clean up "
+                                           "(SIGKILL, a crash), and what older versions left (a namespace, a NAT "
+                                           "table). A run that is still going is left alone.")
+    cleanup.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
     verbs.add_parser("guard", help="run a command so that it can neither fail nor hang the unit (drop-ins use it)",
                      add_help=False)
     return parser
@@ -301,30 +313,59 @@ def _firewall(args: argparse.Namespace, env: Environment) -> Status:
     return Status.OK
 
 
-def _guest_firewall(args: argparse.Namespace, fs: RootFS, outside: dict[str, object], text: str) -> str:
-    """Probe again from a namespace that holds the guest's own outgoing rules; add what they block."""
+def _guest_firewall_setup(args: argparse.Namespace, fs: RootFS, resolv_source: str, resolv_text: str,
+                          nameservers: Sequence[str]) -> tuple[GuestRuleset, list[str]]:
+    """Before any probe: the guest's rules (includes resolved inside the guest) and the resolvers its DNS
+    packets go to; every reason it cannot work is said now, not after the probes."""
+    from mailpreflight.firewall import guest as guestfw
+    from mailpreflight.firewall import sandbox
+    from mailpreflight.probes.resolvconf import parse_resolv_conf
+
+    if not args.root:
+        raise MailpreflightError("--guest-firewall needs --root", hint="add --root DIR, the guest's mounted root")
+    if args.guest_interface and not sandbox.INTERFACE.fullmatch(args.guest_interface):
+        raise MailpreflightError(f"--guest-interface {args.guest_interface!r} is not an interface name")
+    if args.format not in ("text", "json"):
+        raise MailpreflightError(f"--guest-firewall prints text or json, not {args.format}",
+                                 hint="use --format text or --format json")
+    ruleset = guestfw.find_ruleset(fs)
+    sandbox.preflight(ruleset.loads())
+    stub: list[str] | None = None
+    if guestfw.STUB_RESOLVER in nameservers and not args.guest_dns:
+        try:
+            with open(guestfw.STUB_UPSTREAMS, encoding="utf-8", errors="replace") as handle:
+                stub = list(parse_resolv_conf(handle.read(), guestfw.STUB_UPSTREAMS).nameservers)
+        except OSError:
+            stub = None
+    return ruleset, guestfw.reachable_resolvers(nameservers, resolv_source, resolv_text, stub)
+
+
+def _guest_firewall(args: argparse.Namespace, ruleset: GuestRuleset, resolvers: list[str],
+                    outside: dict[str, object], text: str) -> tuple[str, int]:
+    """Classify every packet of the host's probes behind the guest's own rules (a sealed namespace); the
+    report with what they block, and how many endpoints they block."""
     import json
 
     from mailpreflight.firewall import guest as guestfw
 
-    if not args.root:
-        raise MailpreflightError("--guest-firewall needs --root")
-    ruleset = guestfw.find_ruleset(fs)
-    argv = [*args.units, "--root", args.root, "--timeout", str(args.timeout), "--deadline", str(args.deadline)]
-    with guestfw.guest_namespace(ruleset) as namespace:
-        inside = guestfw.check_inside(namespace, argv)
-    endpoints = guestfw.compare(outside, inside)
+    uplink = args.guest_interface or ruleset.interfaces()[0]
+    endpoints = guestfw.evaluate(ruleset, outside, resolvers, args.timeout, uplink)
+    blocked = [e for e in endpoints if e["guest"] in ("blocked", "partly blocked")]
     if args.format == "json":
         document = json.loads(text)
-        document["guest_firewall"] = {"config": ruleset.guest_path, "kind": ruleset.kind, "endpoints": endpoints}
-        return json.dumps(document, indent=2, ensure_ascii=False)
-    blocked = [e for e in endpoints if e["verdict"].startswith("blocked")]
-    lines = [text, "", f"behind the guest's own firewall ({ruleset.guest_path}, {ruleset.kind}):"]
-    lines += [f"  {e['kind']:5} {e['target']:55} {e['verdict']}"
-              + (f"  <- {e['blocking_rule']}" if e["blocking_rule"] else "") for e in endpoints]
+        document["guest_firewall"] = {"config": ruleset.guest_path, "kind": ruleset.kind, "interface": uplink,
+                                      "resolvers": resolvers, "endpoints": endpoints}
+        return json.dumps(document, indent=2, ensure_ascii=False), len(blocked)
+    lines = [text, "", clean(f"behind the guest's own firewall ({ruleset.guest_path}, {ruleset.kind}; packets out of "
+                             f"{uplink}):")]
+    for e in endpoints:
+        rule = e["blocking_rule"] or ("" if e["guest"] in ("passes", "not classified") else "a rule nft's tracer "
+                                                                                          "did not name")
+        note = f" (the guest's rules: {e['guest']})" if e["verdict"] == "unreachable anyway" else ""
+        lines.append(clean(f"  {e['kind']:5} {e['target']:55} {e['verdict']}{note}" + (f"  <- {rule}" if rule else "")))
     if blocked:
         lines.append(f"  -> {len(blocked)} endpoint(s) the services need are blocked by the guest's own rules")
-    return "\n".join(lines)
+    return "\n".join(lines), len(blocked)
 
 
 def _analyze(args: argparse.Namespace, loader: UnitLoader) -> list[UnitDeps]:
@@ -348,11 +389,17 @@ def _check(args: argparse.Namespace, env: Environment) -> Status:
     fs = _root(args)
     if args.guest_dns and not args.root:
         raise MailpreflightError("--guest-dns needs --root")
+    if args.guest_interface and not args.guest_firewall:
+        raise MailpreflightError("--guest-interface goes with --guest-firewall")
     if args.guest_dns:
-        resolv_conf = read_resolv_conf(fs, source=f"{args.root}/etc/resolv.conf")
+        resolv_fs, resolv_path, resolv_source = fs, "/etc/resolv.conf", f"{args.root}/etc/resolv.conf"
+        resolv_conf = read_resolv_conf(fs, source=resolv_source)
     else:
-        given = args.resolv_conf or "/etc/resolv.conf"
-        resolv_conf = read_resolv_conf(RootFS("/"), os.path.abspath(given), given, required=True)
+        resolv_source = args.resolv_conf or "/etc/resolv.conf"
+        resolv_fs, resolv_path = RootFS("/"), os.path.abspath(resolv_source)
+        resolv_conf = read_resolv_conf(resolv_fs, resolv_path, resolv_source, required=True)
+    guest_fw = _guest_firewall_setup(args, fs, resolv_source, resolv_fs.read_text(resolv_path) or "",
+                                     resolv_conf.nameservers) if args.guest_firewall else None
     loader = UnitLoader(fs)
     results = _analyze(args, loader)
     options = CheckOptions(args.timeout, args.deadline, progress=progress_stream())
@@ -360,8 +407,10 @@ def _check(args: argparse.Namespace, env: Environment) -> Status:
     colour = args.format == "text" and env.colour and not args.output
     text = {"json": render.render_json, "nagios": render.render_nagios, "prometheus": render.render_prometheus,
             }.get(args.format, lambda r: render.render_text(r, colour=colour))(report)
-    if args.guest_firewall:
-        text = _guest_firewall(args, fs, render.to_json(report), text)
+    status = report.status
+    if guest_fw is not None:  # what the guest's own rules block is a warning at least
+        text, blocked = _guest_firewall(args, *guest_fw, render.to_json(report), text)
+        status = Status.worst([status, Status.WARNING]) if blocked else status
     if args.output:
         try:
             write_atomically(args.output, text if text.endswith("\n") else text + "\n")
@@ -369,7 +418,7 @@ def _check(args: argparse.Namespace, env: Environment) -> Status:
             raise MailpreflightError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
     else:
         env.out(text, painted=colour)
-    return report.status
+    return status
 
 
 def _auth(args: argparse.Namespace, loader: UnitLoader, results: list[UnitDeps]) -> AuthReport | None:
@@ -490,9 +539,24 @@ def _show(args: argparse.Namespace, env: Environment) -> Status:
     return Status.OK
 
 
+def _cleanup(args: argparse.Namespace, env: Environment) -> Status:
+    from mailpreflight.firewall import sandbox
+
+    result = sandbox.cleanup(args.dry_run)
+    for line in result.removed:
+        env.out(line)
+    for line in result.live:
+        env.out(f"left alone: {line}")
+    for line in result.problems:
+        env.say(line)
+    if not (result.removed or result.live or result.problems):
+        env.out("nothing to clean up")
+    return Status.WARNING if result.problems else Status.OK
+
+
 VERBS: dict[str, Callable[[argparse.Namespace, Environment], Status]] = {
     "show": _show, "deps": _deps, "check": _check, "dropin": _dropin, "explain": _explain, "firewall": _firewall,
-    "snapshot": _snapshot, "drift": _drift, "restore": _restore}
+    "snapshot": _snapshot, "drift": _drift, "restore": _restore, "cleanup": _cleanup}
 
 
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
@@ -521,8 +585,8 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     except ModuleNotFoundError as exc:  # a broken or partial installation: say what is missing
         env.say(f"the Python module {exc.name!r} is missing; reinstall with `pip install mailpreflight` "
                 f"(and the `live` extra for explain)")
-    except KeyboardInterrupt:
-        env.say("interrupted")
+    except KeyboardInterrupt as exc:  # also SIGTERM/SIGHUP during --guest-firewall (firewall/sandbox.py)
+        env.say(str(exc) or "interrupted")
     except BrokenPipeError:
         return Status.OK.exit_code
     except Exception as exc:  # a crash is UNKNOWN, never WARNING: one line, the traceback with --debug

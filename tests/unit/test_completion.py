@@ -48,7 +48,7 @@ def complete(words: list[str], path: str | None = None) -> list[str]:
 def test_verbs() -> None:
     assert complete(["mailpreflight", "ch"]) == ["check"]
     assert set(complete(["mailpreflight", ""])) == {"show", "deps", "check", "dropin", "explain", "firewall",
-                                                    "snapshot", "drift", "restore", "guard"}
+                                                    "snapshot", "drift", "restore", "cleanup", "guard"}
 
 
 def test_formats() -> None:
@@ -58,7 +58,7 @@ def test_formats() -> None:
 
 def test_options() -> None:
     offered = complete(["mailpreflight", "check", "--g"])
-    assert offered == ["--guest-dns", "--guest-firewall"]
+    assert offered == ["--guest-dns", "--guest-firewall", "--guest-interface"]
     assert "--dry-run" in complete(["mailpreflight", "dropin", "install", "--"])
 
 

@@ -33,7 +33,7 @@ def test_every_verb_and_option_is_documented() -> None:
     page = render_man(parser)
     found = verbs(parser)
     assert [name for name, _, _ in found] == ["show", "deps", "check", "dropin", "explain", "firewall", "snapshot",
-                                              "drift", "restore", "guard"]
+                                              "drift", "restore", "cleanup", "guard"]
     for name, _, sub in found:
         assert f'.SS "{name}"' in page
         options = _option_strings(guard_parser() if name == "guard" else sub)

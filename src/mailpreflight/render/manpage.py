@@ -40,8 +40,13 @@ FILES = (
     ("/etc/pam.d, /usr/lib/pam.d, /usr/etc/pam.d, /etc/pam.conf",
      "The PAM configuration \\fBcheck\\fR reads for every mail login path, in libpam's order, and "
      "\\fBsnapshot\\fR records."),
-    ("/etc/nftables.conf, /etc/sysconfig/nftables.conf, /etc/iptables/rules.v4, /etc/sysconfig/iptables",
-     "The guest's own outgoing rules, for \\fBcheck \\-\\-root\\fR \\fIDIR\\fR \\fB\\-\\-guest\\-firewall\\fR."),
+    ("/etc/nftables.conf, /etc/sysconfig/nftables.conf, /etc/iptables/rules.v4, /etc/iptables/rules.v6, "
+     "/etc/sysconfig/iptables, /etc/sysconfig/ip6tables",
+     "The guest's own outgoing rules, for \\fBcheck \\-\\-root\\fR \\fIDIR\\fR \\fB\\-\\-guest\\-firewall\\fR "
+     "(nft includes are read inside the guest)."),
+    ("/run/mailpreflight/guestfw.lock, /run/mailpreflight/guestfw/",
+     "The lock and the state file of each \\fB\\-\\-guest\\-firewall\\fR run, locked while it runs; "
+     "\\fBcleanup\\fR removes what a killed run left."),
 )
 
 
