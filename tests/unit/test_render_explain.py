@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import mailpreflight
-from mailpreflight.live.backend import CLD_EXITED, ExecRun, LiveUnit
-from mailpreflight.model import DepKind, Finding, ProbeResult, ProbeStatus, Report, Severity, Status
+from mailpreflight.live.backend import CLD_EXITED, LiveUnit
+from mailpreflight.model import DepKind, ExecRun, Finding, ProbeResult, ProbeStatus, Report, Severity, Status
 from mailpreflight.predict.explain import explain
 from mailpreflight.render.explain import render_text, to_json
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.model import ExecRun
 from mailpreflight.units.execline import EXEC_KEYS, PREFIX_FLAGS
 from mailpreflight.units.loader import UnitLoader
 from mailpreflight.units.timeouts import start_timeout
@@ -42,21 +43,6 @@ class BackendError(MailpreflightError):
     def __init__(self, message: str, *, cause: str = "other", hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.cause = cause
-
-
-@dataclass(frozen=True)
-class ExecRun:
-    """One Exec command as systemd holds it, with what happened the last time it ran."""
-
-    path: str
-    argv: tuple[str, ...]
-    ignore: bool
-    flags: tuple[str, ...]
-    start_us: int  # realtime, 0 = never started
-    exit_us: int
-    pid: int
-    code: int  # CLD_EXITED, CLD_KILLED, CLD_DUMPED, 0 = still running or never ran
-    status: int  # exit status or signal number
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,10 @@ the presentation is render/explain.py."""
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass
 
 from mailpreflight.deps.discover import START_PATH_KEYS
-from mailpreflight.live.backend import CLD_DUMPED, CLD_EXITED, CLD_KILLED, ExecRun, LiveUnit
-from mailpreflight.model import Report
+from mailpreflight.live.backend import CLD_DUMPED, CLD_EXITED, CLD_KILLED, LiveUnit
+from mailpreflight.model import ExecRun, Explanation, Failure, Report
 from mailpreflight.units.loader import Unit
 
 SYSTEMD_EXIT = {  # systemd.exec(5) "Process Exit Codes"
@@ -27,29 +26,6 @@ TOOL_EXIT = {
                   "the mirror", 54: "the mirrors are not in sync (try later)", 56: "a configuration file error",
                   57: "an error while updating"},
 }
-
-
-@dataclass(frozen=True)
-class Failure:
-    key: str
-    index: int
-    run: ExecRun
-    cause: str  # exit-code, not-found, timeout, signal, core-dump
-    seconds: float | None
-
-
-@dataclass(frozen=True)
-class Explanation:
-    unit: str
-    failure: Failure | None
-    cause: str
-    exit_status: int | None
-    signal: str | None
-    meaning: str
-    journal: tuple[str, ...]
-    differences: tuple[str, ...]
-    report: Report | None
-    diagnosis: str
 
 
 def find_failure(live: LiveUnit) -> Failure | None:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from mailpreflight.model import Explanation
 from mailpreflight.render.check import to_json as report_json
-
-if TYPE_CHECKING:
-    from mailpreflight.predict.explain import Explanation
 
 
 def to_json(explanation: Explanation) -> dict[str, object]:
