@@ -48,9 +48,11 @@ def spamd_fails(facts: StartupFacts, pre_verdicts: list[tuple[SaUpdateLocal, Com
                    "and again (until StartLimitBurst= stops it): spamd never serves")
     else:
         outcome = "exits 255 ('no rules were found'): the start fails"
+    if any(verdict.predicted_exit == "0" for _, verdict in pre_verdicts):
+        return None  # an sa-update of the start path installs rules first
     if rules.updatedir_exists:
         return (f"spamd loads its rules from {rules.updatedir}, which exists but holds no rules (*.cf): it "
-                f"{outcome}, unless an sa-update in the start path installs them")
+                f"{outcome}; no sa-update in the start path is expected to install them")
     for local, verdict in pre_verdicts:
         if reaches_channels(verdict) and verdict.predicted_exit != "0":
             created = ", ".join(local.missing_dirs) or local.updatedir
