@@ -137,19 +137,37 @@ class ProbeStatus(StrEnum):
     FAIL = "fail"
 
 
+class ProbeError(StrEnum):
+    """Why a probe failed, in classes an admin can act on (docs/check.md lists what each means)."""
+
+    NXDOMAIN = "nxdomain"
+    NO_ANSWER = "no-answer"
+    SERVFAIL = "servfail"
+    DNS_REFUSED = "dns-refused"
+    DNS_TIMEOUT = "dns-timeout"
+    NAME_NOT_RESOLVED = "name-not-resolved"
+    REFUSED = "refused"
+    BLOCKED_LOCALLY = "blocked-locally"
+    CONNECT_TIMEOUT = "connect-timeout"
+    READ_TIMEOUT = "read-timeout"
+    UNREACHABLE = "unreachable"
+    TLS = "tls"
+    HTTP_STATUS = "http-status"
+    TOO_LARGE = "too-large"
+    REDIRECT_LOOP = "redirect-loop"
+    UDP_NO_REPLY = "udp-no-reply"
+    DEADLINE = "deadline"
+    ERROR = "error"
+
+
 @dataclass(frozen=True)
 class ProbeResult:
-    """What one probe saw. Probes never raise: a network failure is a result with evidence.
-
-    `error` classes: nxdomain, no-answer, servfail, dns-refused, dns-timeout, name-not-resolved, refused,
-    blocked-locally, connect-timeout, read-timeout, unreachable, tls, http-status, too-large, redirect-loop,
-    udp-no-reply, deadline, error.
-    """
+    """What one probe saw. Probes never raise: a network failure is a result with evidence (`error`)."""
 
     kind: DepKind
     target: str
     status: ProbeStatus
-    error: str | None
+    error: ProbeError | None
     detail: str
     elapsed_s: float
     answers: tuple[str, ...] = ()  # TXT strings, addresses, or the final URL and status of an HTTP probe
