@@ -29,7 +29,7 @@ from mailpreflight.units.specifiers import (
 from mailpreflight.units.syntax import (
     SECTIONS_BY_TYPE,
     Diagnostic,
-    Severity,
+    LogLevel,
     parse_unit_file,
 )
 from mailpreflight.units.unit import EnvironmentFileRef, LoadState, Unit
@@ -249,7 +249,7 @@ class UnitLoader:
             try:
                 data = self.fs.read_bytes(path)
             except OSError as exc:
-                problem = Diagnostic(Severity.ERROR, f"cannot read: {exc.strerror or exc}", Source(path, 0))
+                problem = Diagnostic(LogLevel.ERROR, f"cannot read: {exc.strerror or exc}", Source(path, 0))
                 if path == fragment:
                     state, failure = LoadState.ERROR, problem
                     break
@@ -267,7 +267,7 @@ class UnitLoader:
                 settings.diagnostics.append(failure)
                 break
             settings.diagnostics.append(Diagnostic(
-                Severity.WARNING, f"{fatal[0].message}; systemd skips the rest of this drop-in",
+                LogLevel.WARNING, f"{fatal[0].message}; systemd skips the rest of this drop-in",
                 fatal[0].source))
         if state is LoadState.LOADED and id_name.type == "service":
             failure = verify_service(settings, fragment)
@@ -285,7 +285,7 @@ class UnitLoader:
         if unknown:
             letters = " ".join(f"%{c}" for c in sorted(unknown))
             diagnostics.append(Diagnostic(
-                Severity.WARNING, f"{letters} depend on the running host and were left unexpanded",
+                LogLevel.WARNING, f"{letters} depend on the running host and were left unexpanded",
                 Source(fragment or "", 0)))
         return Unit(
             requested=requested, id=id_name.name, names=names, load_state=state, fragment_path=fragment,
@@ -336,22 +336,22 @@ def exec_environment(unit: Unit, fs: RootFS) -> ExecEnvironment:
         matches = sorted(glob.glob(pattern)) if glob.has_magic(ref.path) else [pattern]
         guest_paths = ["/" + posixpath.relpath(m, fs.root) if fs.root != "/" else m for m in matches]
         if not guest_paths and not ref.optional:
-            problems.append(Diagnostic(Severity.ERROR, f"no file matches EnvironmentFile={ref.path}", ref.source))
+            problems.append(Diagnostic(LogLevel.ERROR, f"no file matches EnvironmentFile={ref.path}", ref.source))
         for guest in guest_paths:
             try:
                 data = fs.read_bytes(guest)
             except OSError as exc:
                 if not ref.optional:
                     problems.append(Diagnostic(
-                        Severity.ERROR,
+                        LogLevel.ERROR,
                         f"EnvironmentFile={guest} cannot be read ({exc.strerror or exc}): the start will fail",
                         ref.source))
                 continue
             parsed = environ.parse_env_file(data, unit.systemd_version)
-            problems.extend(Diagnostic(Severity.WARNING, message, Source(guest, line))
+            problems.extend(Diagnostic(LogLevel.WARNING, message, Source(guest, line))
                             for line, message in parsed.warnings)
             if parsed.error:
-                problems.append(Diagnostic(Severity.ERROR, parsed.error[1] + ": the start will fail",
+                problems.append(Diagnostic(LogLevel.ERROR, parsed.error[1] + ": the start will fail",
                                            Source(guest, parsed.error[0])))
                 continue
             file_env = environ.merge(file_env, parsed.env)
