@@ -10,6 +10,7 @@ with any package the install pulled in that was not there before."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import ansible_run
 import pytest
 
 from mailpreflight import __version__
@@ -56,13 +58,11 @@ def run(argv: list[str], timeout: float = 120, env: dict[str, str] | None = None
 
 
 @pytest.fixture(scope="module")
-def deb() -> Path:
+def deb(built_deb: Path) -> Path:
     reason = _unavailable()
     if reason:
         pytest.skip(reason)
-    built = run([str(REPO / "packaging/deb/build")], timeout=600)
-    assert built.returncode == 0, built.stdout + built.stderr
-    assert built.stdout.strip() == str(DEB), built.stdout
+    assert built_deb == DEB
     return DEB
 
 
@@ -230,6 +230,58 @@ def test_debian_libraries_pass_the_backend_and_probe_tests(installed: Installed,
     if counts["skipped"]:
         pytest.skip(f"{counts['skipped']} of the library tests skipped here: {done.stdout[-1500:]}")
     assert counts["tests"] >= 15, counts
+
+
+def test_ansible_role_configures_the_installed_package(installed: Installed, deb: Path, tmp_path: Path) -> None:
+    """contrib/ansible's role for real on this machine: package (already installed from the same file: unchanged),
+    textfile directory and the check service's drop-in, a guarded unit (in a copy of the example guest), the timer
+    enabled; then a check-mode run finds nothing left to change."""
+    if ansible_run.tool("ansible-playbook") is None:
+        pytest.skip("ansible-playbook not installed (the `test` extra: pip install -e '.[test]')")
+    textfile = tmp_path / "textfile"
+    guest = tmp_path / "guest"
+    shutil.copytree(EXAMPLE, guest, symlinks=True)
+    variables = {"mailpreflight_package_file": str(deb), "mailpreflight_textfile_dir": str(textfile),
+                 "mailpreflight_check_args": ["--deadline", "30"], "mailpreflight_dropin_units": ["spamd.service"],
+                 "mailpreflight_dropin_root": str(guest)}
+    conf_dir = Path("/etc/systemd/system/mailpreflight-check.service.d")
+    cache = Path("/var/cache/mailpreflight")
+    link = Path("/etc/systemd/system/timers.target.wants/mailpreflight-check.timer")
+    leave = {p: os.path.lexists(p) for p in (conf_dir, cache, link)}
+    assert not any(leave.values()), leave  # nothing of the role's on this machine before
+    try:
+        first = ansible_run.run_site(variables, tmp_path)
+        assert first.returncode == 0 and first.recap.get("failed") == 0, first.output
+        expected = {"Install the package file (Debian, Ubuntu)": "ok",  # the same version is installed
+                    "Create the textfile directory": "changed",
+                    "Point the check service at the textfile directory": "changed",
+                    "Install the drop-in that guards the unit's network ExecStartPre": "changed",
+                    "Enable the hourly check (and start it where systemd runs)": "changed"}
+        assert {task: first.tasks.get(task) for task in expected} == expected, first.output
+        assert textfile.is_dir() and (textfile.stat().st_mode & 0o777) == 0o755 and textfile.stat().st_uid == 0
+        # the check service as systemd (verify) and mailpreflight's own loader see it with the drop-in
+        done = _verify(["mailpreflight-check.service"], tmp_path)
+        assert done.returncode == 0 and (done.stdout + done.stderr).strip() == "", done.stdout + done.stderr
+        shown = json.loads(run([PROGRAM, "show", "mailpreflight-check.service", "--format", "json"],
+                               env=APT_ENV).stdout)
+        assert shown["dropin_paths"] == [str(conf_dir / "ansible-textfile.conf")]
+        assert [c["argv"] for c in shown["exec"]["ExecStart"]] == [
+            [PROGRAM, "check", "--format", "prometheus", "--output", f"{textfile}/mailpreflight.prom",
+             "--deadline", "30"]]
+        assert f"\nReadWritePaths=\nReadWritePaths={textfile}\n" in (conf_dir / "ansible-textfile.conf").read_text()
+        assert link.is_symlink()
+        guarded = (guest / "etc/systemd/system/spamd.service.d/zz-mailpreflight.conf").read_text()
+        assert f"ExecStartPre=-{PROGRAM} guard --timeout 60 -- " in guarded
+        # run again in check mode: nothing left to change
+        checked = ansible_run.run_site(variables, tmp_path, check=True)
+        assert checked.returncode == 0 and checked.recap.get("changed") == 0, checked.output
+        # in check mode the drop-in task runs `dropin install --dry-run`: current, so no diff
+        assert checked.tasks.get("Install the drop-in that guards the unit's network ExecStartPre") == "ok"
+    finally:
+        shutil.rmtree(conf_dir, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
+        if link.is_symlink():
+            link.unlink()
 
 
 # ------------------------------------------------------------------------------------------ last: purge
