@@ -65,7 +65,8 @@ def fresh_host(tmp_path: Path) -> Iterator[Path]:
     assert _existing() == before, "check mode changed the machine"
 
 
-def test_check_mode_package(fresh_host: Path, built_deb: Path) -> None:
+def test_check_mode_package(fresh_host: Path, request: pytest.FixtureRequest) -> None:
+    built_deb = request.getfixturevalue("built_deb")  # after fresh_host: a session fixture would come first
     textfile = fresh_host / "textfile"
     run = run_site({"mailpreflight_package_file": str(built_deb), "mailpreflight_textfile_dir": str(textfile),
                     "mailpreflight_dropin_units": ["spamd.service"]}, fresh_host, check=True)

@@ -58,11 +58,11 @@ def run(argv: list[str], timeout: float = 120, env: dict[str, str] | None = None
 
 
 @pytest.fixture(scope="module")
-def deb(built_deb: Path) -> Path:
+def deb(request: pytest.FixtureRequest) -> Path:
     reason = _unavailable()
     if reason:
         pytest.skip(reason)
-    assert built_deb == DEB
+    assert request.getfixturevalue("built_deb") == DEB  # built once per session (conftest.py)
     return DEB
 
 
