@@ -138,19 +138,37 @@ class ProbeStatus(StrEnum):
     FAIL = "fail"
 
 
+class ProbeError(StrEnum):
+    """Why a probe failed, in classes an admin can act on (docs/check.md lists what each means)."""
+
+    NXDOMAIN = "nxdomain"
+    NO_ANSWER = "no-answer"
+    SERVFAIL = "servfail"
+    DNS_REFUSED = "dns-refused"
+    DNS_TIMEOUT = "dns-timeout"
+    NAME_NOT_RESOLVED = "name-not-resolved"
+    REFUSED = "refused"
+    BLOCKED_LOCALLY = "blocked-locally"
+    CONNECT_TIMEOUT = "connect-timeout"
+    READ_TIMEOUT = "read-timeout"
+    UNREACHABLE = "unreachable"
+    TLS = "tls"
+    HTTP_STATUS = "http-status"
+    TOO_LARGE = "too-large"
+    REDIRECT_LOOP = "redirect-loop"
+    UDP_NO_REPLY = "udp-no-reply"
+    DEADLINE = "deadline"
+    ERROR = "error"
+
+
 @dataclass(frozen=True)
 class ProbeResult:
-    """What one probe saw. Probes never raise: a network failure is a result with evidence.
-
-    `error` classes: nxdomain, no-answer, servfail, dns-refused, dns-timeout, name-not-resolved, refused,
-    blocked-locally, connect-timeout, read-timeout, unreachable, tls, http-status, too-large, redirect-loop,
-    udp-no-reply, deadline, error.
-    """
+    """What one probe saw. Probes never raise: a network failure is a result with evidence (`error`)."""
 
     kind: DepKind
     target: str
     status: ProbeStatus
-    error: str | None
+    error: ProbeError | None
     detail: str
     elapsed_s: float
     answers: tuple[str, ...] = ()  # TXT strings, addresses, or the final URL and status of an HTTP probe
@@ -347,3 +365,45 @@ class FirewallRule:
         """Who needs it; nft keeps at most 128 bytes of comment."""
         text = ", ".join(dict.fromkeys(self.users)).replace('"', "'")
         return text if len(text.encode()) <= 120 else text.encode()[:116].decode("utf-8", "ignore") + " ..."
+
+
+@dataclass(frozen=True)
+class ExecRun:
+    """One Exec command as systemd holds it, with what happened the last time it ran."""
+
+    path: str
+    argv: tuple[str, ...]
+    ignore: bool
+    flags: tuple[str, ...]
+    start_us: int  # realtime, 0 = never started
+    exit_us: int
+    pid: int
+    code: int  # CLD_EXITED, CLD_KILLED, CLD_DUMPED, 0 = still running or never ran
+    status: int  # exit status or signal number
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The first start-path command that failed in the last start attempt, as systemd recorded it."""
+
+    key: str
+    index: int
+    run: ExecRun
+    cause: str  # exit-code, not-found, timeout, signal, core-dump
+    seconds: float | None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What `explain` found: systemd's record, the journal, a fresh check, and the diagnosis."""
+
+    unit: str
+    failure: Failure | None
+    cause: str
+    exit_status: int | None
+    signal: str | None
+    meaning: str
+    journal: tuple[str, ...]
+    differences: tuple[str, ...]
+    report: Report | None
+    diagnosis: str
