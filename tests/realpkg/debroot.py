@@ -8,8 +8,11 @@ on every bookworm system, then what their maintainer scripts do to enable servic
   -> `systemctl --root=ROOT enable U` (this machine's systemd 252);
 - `update-rc.d NAME defaults|defaults-disabled` (dh_installinit) -> this machine's update-rc.d with
   DPKG_ROOT=ROOT (its own way of working on a chroot from outside: S01/K01 links from the LSB header).
-Configuration a postinst writes from debconf answers (postfix's main.cf, freshclam.conf, exim4's
-update-exim4.conf.conf, /etc/mailname) is not in the .debs and is not in the root.
+Of the rest of what maintainer scripts do, only base-passwd's preinst is run (with DPKG_ROOT: it writes
+/etc/passwd and /etc/group). Not in the root: configuration a postinst writes from debconf answers (postfix's
+main.cf, freshclam.conf, exim4's update-exim4.conf.conf, /etc/mailname), the system users packages add
+(clamav, debian-spamd, postfix, ...), the alternatives links update-alternatives makes (/usr/bin/awk, ...).
+Shared libraries are there only when a listed package ships them: the root is for reading, not for running.
 
 The .debs are cached outside the repository: $MAILPREFLIGHT_DEB_CACHE, else
 ${XDG_CACHE_HOME:-/var/cache}/mailpreflight-debs. `tests/realpkg/fetch` fills the cache.
@@ -27,13 +30,21 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+ESSENTIAL = ("base-passwd", "bash", "bsdutils", "coreutils", "dash", "debianutils", "diffutils", "dpkg", "findutils",
+             "grep", "gzip", "hostname", "init-system-helpers", "libc-bin", "login", "ncurses-bin", "perl-base", "sed",
+             "sysvinit-utils", "tar", "util-linux", "mawk")
 # Debian 12 package names (checked with `apt-cache show` on bookworm). Extraction order decides files that two
 # packages ship (sendmail, /etc/pam.d/imap): the later package's file wins, as `build.json` records.
 PACKAGES = (
     "base-files",  # /etc/os-release, /etc/debian_version: the loader reads which distribution it is
+    # Essential: yes — on every Debian system (the programs units run: /bin/true, chown, bash, sh, find, ...)
+    *ESSENTIAL,
     "systemd",  # its units and its generators (systemd-sysv-generator)
     "libsystemd-shared",  # /usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-252.so: the loader reads the version
-    "libpam-runtime", "sssd-common",
+    # Priority: required (the PAM modules the mail logins end in) and what apt installs with spamassassin
+    # (perl: sa-update's interpreter; gpg, gpgv: sa-update checks the rules' signatures; gnupg is Recommended)
+    "libpam-runtime", "libpam-modules", "libpam-modules-bin", "perl", "gpg", "gpgv",
+    "sssd-common",
     "courier-base", "courier-authdaemon", "courier-mta", "courier-imap",
     "exim4-base", "exim4-config", "exim4-daemon-light",
     "postfix",
@@ -43,7 +54,7 @@ PACKAGES = (
     "spamassassin", "spamd", "sa-compile", "razor", "pyzor",
     "clamav-base", "clamav-freshclam", "clamav-daemon",
     "amavisd-new",
-    "opendkim", "opendmarc", "postgrey", "rspamd", "redis-server", "unbound",
+    "opendkim", "opendmarc", "postgrey", "rspamd", "redis-server", "redis-tools", "unbound",
     "fetchmail", "getmail6", "mailman3",
 )
 MERGED_USR = ("bin", "sbin", "lib", "lib64")  # bookworm: /bin -> usr/bin, ... (usrmerge)
@@ -217,6 +228,7 @@ def build_root(dest: Path, packages: list[Package], cache: Path | None = None) -
             build.files[package.name] = shipped
         build.overwritten = {path: names for path, names in sorted(owners.items()) if len(names) > 1}
         _merge_usr(dest)
+        _base_passwd(dest, controls / "base-passwd" / "preinst", build)
         for package in packages:
             postinst = controls / package.name / "postinst"
             text = postinst.read_text(encoding="utf-8", errors="replace") if postinst.exists() else ""
@@ -267,6 +279,16 @@ def _move_tree(source: Path, target: Path) -> None:
             raise RuntimeError(f"merging /usr: {entry} and {destination} both exist")
         else:
             entry.rename(destination)
+
+
+def _base_passwd(root: Path, preinst: Path, build: Build) -> None:
+    """base-passwd's own preinst, as dpkg runs it on a fresh install, told to work on the root (DPKG_ROOT)."""
+    if not preinst.exists():
+        return
+    result = _run(["sh", str(preinst), "install"], env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                                                         "DPKG_ROOT": str(root)})
+    build.log.append(f"base-passwd preinst install: exit {result.returncode} {result.stderr.strip()}")
+    _check(result, f"DPKG_ROOT={root} sh {preinst} install")
 
 
 def _enable(root: Path, unit: str, build: Build) -> None:

@@ -228,7 +228,9 @@ def opensuse() -> list[str]:
     lines = ["## openSUSE Leap 15: trees of this repository", "",
              "openSUSE's packages are not reachable from here: these are hand-made trees modelled on what Leap 15 "
              "ships (`units/examples/opensuse-leap15-mail`, `tests/corpus/realistic/opensuse-*`; see their "
-             "READMEs), not the packages themselves. What mailpreflight reads and says of them:"]
+             "READMEs), not the packages themselves. The loader corpus cases hold unit files and little else: what "
+             "is said below of a missing program (MP113, MP114) is true of these trees, not of openSUSE. What "
+             "mailpreflight reads and says of them:"]
     for relative, what in OPENSUSE_TREES:
         root = REPO / relative
         loader = UnitLoader(RootFS(str(root)))
