@@ -48,12 +48,14 @@ def spamd_fails(facts: StartupFacts, pre_verdicts: list[tuple[SaUpdateLocal, Com
                    "and again (until StartLimitBurst= stops it): spamd never serves")
     else:
         outcome = "exits 255 ('no rules were found'): the start fails"
-    if any(verdict.predicted_exit == "0" for _, verdict in pre_verdicts):
-        return None  # an sa-update of the start path installs rules first
+    if any(verdict.predicted_exit == "0" and local.updatedir == rules.updatedir for local, verdict in pre_verdicts):
+        return None  # an sa-update of the start path installs rules where spamd looks, first
     if rules.updatedir_exists:
         return (f"spamd loads its rules from {rules.updatedir}, which exists but holds no rules (*.cf): it "
                 f"{outcome}; no sa-update in the start path is expected to install them")
     for local, verdict in pre_verdicts:
+        if local.updatedir != rules.updatedir:
+            continue  # sa-update --updatedir elsewhere: spamd never looks there
         if reaches_channels(verdict) and verdict.predicted_exit != "0":
             created = ", ".join(local.missing_dirs) or local.updatedir
             return (f"sa-update ({verdict.command.source}) is expected to exit {verdict.predicted_exit} after "
