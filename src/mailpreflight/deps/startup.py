@@ -125,13 +125,13 @@ def sa_update_local(entry: CommandDeps, fs: RootFS) -> SaUpdateLocal | None:
         channel_dirs=channel_dirs, missing_dirs=tuple(d for d in channel_dirs if not fs.is_dir(d)))
 
 
-def spamd_rules(unit: Unit, fs: RootFS, updatedir: str | None) -> SpamdRules | None:
+def spamd_rules(unit: Unit, fs: RootFS, sa_version: str | None) -> SpamdRules | None:
+    """spamd's own rules path: `<LOCAL_STATE_DIR>/<version>` whatever an sa-update's --updatedir says."""
     start = unit.exec.get("ExecStart", ())
     if not start or posixpath.basename(start[0].path) != "spamd":
         return None
-    if updatedir is None:
-        version = _installed_version(fs)
-        updatedir = f"/var/lib/spamassassin/{version}" if version else "/var/lib/spamassassin/VERSION"
+    version = sa_version or _installed_version(fs)
+    updatedir = f"/var/lib/spamassassin/{version}" if version else "/var/lib/spamassassin/VERSION"
     exists = fs.is_dir(updatedir)
     has_rules = exists and any(name.endswith(".cf") for name in fs.listdir(updatedir))
     return SpamdRules(updatedir if exists else "/usr/share/spamassassin", updatedir, exists, has_rules)
@@ -219,5 +219,5 @@ def startup_findings(unit: Unit, facts: StartupFacts, entries: list[CommandDeps]
 def startup_facts(unit: Unit, fs: RootFS, entries: list[CommandDeps]) -> StartupFacts:
     sa = tuple((index, facts) for index, entry in enumerate(entries)
                if (facts := sa_update_local(entry, fs)) is not None)
-    updatedir = sa[0][1].updatedir if sa else None
-    return StartupFacts(sandbox_of(unit), sa, spamd_rules(unit, fs, updatedir), missing_programs(unit, fs))
+    version = next((e.plan.sa_version for e in entries if e.plan is not None and e.plan.sa_version), None)
+    return StartupFacts(sandbox_of(unit), sa, spamd_rules(unit, fs, version), missing_programs(unit, fs))
