@@ -112,7 +112,9 @@ def sa_update_local(entry: CommandDeps, fs: RootFS) -> SaUpdateLocal | None:
     if plan is None:
         return None
     argv = entry.command.argv
-    path = entry.command.env.get("PATH", ":".join(SYSTEMD_PATH))
+    path = entry.command.env.get("PATH", "")
+    if not path or "$" in path:  # unset, or a variable the reading could not expand: systemd's default PATH
+        path = ":".join(SYSTEMD_PATH)
     program = argv[0] if argv and argv[0].startswith("/") else _in_path(fs, "sa-update", path)
     local_rules_dir = _baked_in(fs, program, "LOCAL_RULES_DIR") if program else None
     installed = local_rules_dir is not None
