@@ -23,6 +23,7 @@ from mailpreflight import __version__
 from mailpreflight.access.rootfs import DEV_NULL, RootFS
 from mailpreflight.baseline.digestkey import REDACTED, Digest
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.units.distro import os_release
 
 if TYPE_CHECKING:
     from mailpreflight.auth.check import TrackedFinding
@@ -77,6 +78,7 @@ MAIL_PATHS = (
     "/usr/lib/x86_64-linux-gnu/security", "/lib/aarch64-linux-gnu/security", "/usr/lib/aarch64-linux-gnu/security",
     # who the host is
     "/etc/machine-id", "/etc/hostname", "/etc/HOSTNAME", "/etc/os-release", "/usr/lib/os-release",
+    "/etc/debian_version", "/etc/SuSE-release",  # which distribution it is, when os-release does not say
 )
 
 # Mail units whose vendor files (fragment and drop-ins outside /etc) are recorded as well.
@@ -103,11 +105,7 @@ def host_of(fs: RootFS) -> Host:
     machine_id = (fs.read_text("/etc/machine-id") or "").strip() or None
     hostname = ((fs.read_text("/etc/hostname") or fs.read_text("/etc/HOSTNAME") or "").strip().split("\n")[0]
                 or None)
-    os_name = None
-    for line in (fs.read_text("/etc/os-release") or fs.read_text("/usr/lib/os-release") or "").splitlines():
-        if line.startswith("PRETTY_NAME="):
-            os_name = line.partition("=")[2].strip().strip("\"'")
-    return Host(machine_id, hostname, os_name)
+    return Host(machine_id, hostname, os_release(fs).get("PRETTY_NAME") or None)
 
 
 def _names(fs: RootFS, path: str) -> dict[int, str]:
