@@ -5,6 +5,7 @@ timer and the script its findings cite, so that `drift` sees an edit to them and
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,21 @@ def test_drift_sees_an_edited_maintenance_script_and_timer(
     text_out = run("drift", "--baseline", str(baseline), "--root", str(root)).stdout
     assert f"CHANGED  {MAINT}  (content)\n         -> MP108 warning: sa-update does not accept --refresh-mirrors" \
         in text_out
+
+
+def test_snapshot_records_sa_updates_keyring(tmp_path: Path) -> None:
+    """The keyring spamassassin-maint's sa-update verifies with (/var/lib/spamassassin/sa-update-keys, filled by
+    Debian's postinst from GPG.KEY) decides its GPG check: its key file is recorded, trustdb.gpg is not."""
+    if shutil.which("gpg") is None:
+        pytest.skip("gpg not installed (apt: gpg)")
+    root = debcache.extract(tmp_path / "root", "base-files", "spamassassin", "spamd")
+    keys = root / "var/lib/spamassassin/sa-update-keys"
+    keys.mkdir(mode=0o700, parents=True)
+    done = subprocess.run(["gpg", "--homedir", str(keys), "--batch", "--no-autostart", "--import",
+                           str(root / "usr/share/spamassassin/GPG.KEY")], capture_output=True, timeout=60)
+    assert b"imported: 1" in done.stderr, done.stderr
+    baseline = tmp_path / "baseline.json"
+    assert run("snapshot", "--root", str(root), "--output", str(baseline)).returncode == 0
+    files = json.loads(baseline.read_text())["files"]
+    assert files["/var/lib/spamassassin/sa-update-keys/pubring.kbx"]["sha256"]  # a digest, no text
+    assert "/var/lib/spamassassin/sa-update-keys/trustdb.gpg" not in files

@@ -28,6 +28,7 @@ from mailpreflight.units.distro import os_release
 
 if TYPE_CHECKING:
     from mailpreflight.auth.check import TrackedFinding
+    from mailpreflight.deps.analyze import UnitDeps
     from mailpreflight.model import FoundCommand
     from mailpreflight.units.loader import UnitLoader
 
@@ -328,6 +329,7 @@ def analyse(loader: UnitLoader) -> Analysis:
         units.update(dict.fromkeys((*own, *_activators(loader, unit.id))))
         depends.update(dict.fromkeys(ref.path for ref in unit.environment_files))
         depends.update(dict.fromkeys(_scripts(loader.fs, [entry.command for entry in result.commands])))
+        depends.update(dict.fromkeys(_sa_update_keys(loader.fs, result)))
         for finding in result.findings:
             cited = {e.split(":", 1)[0] for e in finding.evidence if e.startswith("/")}  # the subject, as before
             sources = tuple(sorted(set(cited_paths(finding.evidence)) | set(own)))
@@ -348,6 +350,20 @@ def _activators(loader: UnitLoader, unit_id: str) -> list[str]:
         except MailpreflightError:
             continue
         paths.extend(p for p in (unit.fragment_path, *unit.dropin_paths) if p)
+    return paths
+
+
+def _sa_update_keys(fs: RootFS, result: UnitDeps) -> list[str]:
+    """What sa-update's GPG check trusts (deps/satrust.py): its keyring's key files and --gpgkeyfile (not
+    trustdb.gpg, which gpg rewrites on its own)."""
+    paths: list[str] = []
+    for index, local in result.startup.sa_update if result.startup else ():
+        if local.trust is None:
+            continue
+        paths += [posixpath.join(local.gpghomedir, name) for name, _ in local.trust.keyring if name != "trustdb.gpg"]
+        plan = result.commands[index].plan
+        if plan is not None and plan.args.gpgkeyfile and fs.chase(plan.args.gpgkeyfile) is not None:
+            paths.append(plan.args.gpgkeyfile)
     return paths
 
 
