@@ -96,3 +96,87 @@ def test_text_of_no_drift_from_a_baseline_without_host_names(tmp_path: Path) -> 
     assert (code, err) == (0, "")
     assert normalised(text, tmp_path) == (f"Baseline TMP/baseline.json: taken {CREATED} on ? (unknown OS); now: "
                                           "openSUSE Leap 15.5\nNo drift.\n\nOK: 0 change(s), 0 new finding(s)\n")
+
+
+def test_render_is_a_function_of_the_view_alone() -> None:
+    """A view made by hand, nothing on disk: the fix of a drift of "/" names no --root; an info finding tied to
+    no change is listed apart; the counts and the status line come from the view."""
+    import jsonschema
+
+    from mailpreflight.model import (
+        ChangeKind,
+        ChangeView,
+        DriftView,
+        EntryType,
+        FileRecord,
+        Finding,
+        HostRecord,
+        Severity,
+        Status,
+        TrackedFindingView,
+    )
+    from mailpreflight.render.drift import render_text, to_json
+
+    restore = TrackedFindingView(Finding("MP301", Severity.CRITICAL, "dovecot.service", "IMAP falls back to other",
+                                         "`mailpreflight restore --baseline FILE /etc/pam.d/dovecot`"),
+                                 "pam:dovecot", ("/etc/pam.d/dovecot",))
+    loose = TrackedFindingView(Finding("MP309", Severity.INFO, "dovecot.service", "note", "nothing to do"), "x", ())
+    before = FileRecord(EntryType.FILE, "0644", 0, 0, "root", None, size=3, sha256="0" * 64, text="a\n")
+    deleted = ChangeView("/etc/pam.d/dovecot", ChangeKind.DELETED, ("file root:0 0644, 3 bytes",),
+                         "--- baseline/etc/pam.d/dovecot\n+++ now/etc/pam.d/dovecot\n@@ -1 +0,0 @@\n-a\n", before,
+                         None, (restore,))
+    view = DriftView(status=Status.CRITICAL, baseline_file="/var/b.json", baseline_created=CREATED,
+                     baseline_host=HostRecord(None, "mx1", "Debian 12"), baseline_root="/",
+                     host=HostRecord(None, None, None), root="/", changes=(deleted,), new=(restore, loose),
+                     loose=(loose,), resolved=(), persisting=())
+    assert render_text(view) == (
+        "Baseline /var/b.json: taken 2026-01-02T03:04:05Z on mx1 (Debian 12); now: unknown OS\n"
+        "1 deleted, 0 added, 0 changed\n"
+        "\n"
+        "DELETED  /etc/pam.d/dovecot  (file root:0 0644, 3 bytes)\n"
+        "         -> MP301 critical: IMAP falls back to other\n"
+        "            fix: `mailpreflight restore --baseline /var/b.json /etc/pam.d/dovecot`\n"
+        "         --- baseline/etc/pam.d/dovecot\n"
+        "         +++ now/etc/pam.d/dovecot\n"
+        "         @@ -1 +0,0 @@\n"
+        "         -a\n"
+        "\n"
+        "New findings not tied to a recorded file:\n"
+        "  MP309 info: note\n"
+        "\n"
+        "CRITICAL: 1 change(s), 2 new finding(s)")
+    document = to_json(view)
+    jsonschema.validate(document, json.loads((GOLDEN.parents[2] / "docs/schemas/drift.schema.json").read_text()))
+    [change] = document["changes"]  # type: ignore[misc]
+    assert change["before"] == {"type": "file", "mode": "0644", "uid": 0, "gid": 0, "owner": "root", "group": None,
+                                "size": 3, "sha256": "0" * 64, "text_omitted": None}  # no text, no MAC
+    assert change["after"] is None and change["causes"][0]["hint"] == restore.finding.hint
+
+
+def test_no_any_crosses_into_the_renderer() -> None:
+    """Every field of the view, down to the file records and findings, has a type; none is Any."""
+    import dataclasses
+    import typing
+
+    from mailpreflight import model
+
+    seen: set[type] = set()
+    untyped: list[str] = []
+
+    def walk(cls: type) -> None:
+        if cls in seen:
+            return
+        seen.add(cls)
+        for name, hint in typing.get_type_hints(cls, vars(model)).items():
+            stack = [hint]
+            while stack:
+                part = stack.pop()
+                if part is typing.Any:
+                    untyped.append(f"{cls.__name__}.{name}")
+                stack.extend(typing.get_args(part))
+                if dataclasses.is_dataclass(part) and isinstance(part, type):
+                    walk(part)
+
+    walk(model.DriftView)
+    assert {model.ChangeView, model.FileRecord, model.TrackedFindingView, model.Finding, model.HostRecord} <= seen
+    assert untyped == []

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.access.safewrite import diff, fsync_dir, host_path, write_atomically
 from mailpreflight.baseline.digestkey import Digest, check_entry
+from mailpreflight.baseline.document import Baseline
 from mailpreflight.errors import MailpreflightError
 
 BACKUP_SUFFIX = ".mailpreflight-backup"
@@ -42,20 +42,20 @@ def _current(host: str) -> tuple[str | None, str | None, os.stat_result | None]:
         return handle.read(), None, info
 
 
-def restore(fs: RootFS, baseline_file: str, baseline: dict[str, Any], path: str, dry_run: bool, *,
+def restore(fs: RootFS, baseline_file: str, baseline: Baseline, path: str, dry_run: bool, *,
             digest: Digest) -> Restored:
     """`digest`: the baseline's (digestkey.for_baseline); an entry whose MAC does not match is refused."""
-    entry = baseline["files"].get(path)
-    if not isinstance(entry, dict):
+    entry = baseline.files.get(path)
+    if entry is None:
         raise MailpreflightError(f"{baseline_file}: {path} is not in the baseline (`drift` lists what it holds)")
     check_entry(baseline_file, path, entry, digest)
-    kind = entry.get("type")
+    kind = entry.kind
     if kind not in ("file", "symlink"):
         raise MailpreflightError(f"{baseline_file}: {path} was a {kind}: only files and symlinks are restored")
-    recorded = entry.get("text")
+    recorded = entry.text
     text = recorded if isinstance(recorded, str) else ""
     if kind == "file" and recorded is None:
-        raise MailpreflightError(f"{baseline_file}: no text of {path} ({entry.get('text_omitted')}): restore it "
+        raise MailpreflightError(f"{baseline_file}: no text of {path} ({entry.text_omitted}): restore it "
                                  "from a backup")
     if kind == "file" and REDACTED in text:
         raise MailpreflightError(f"{baseline_file}: the text of {path} has redacted secrets: restore it from a "
@@ -64,9 +64,9 @@ def restore(fs: RootFS, baseline_file: str, baseline: dict[str, Any], path: str,
         raise MailpreflightError(f"refusing to write {path}: only /etc is restored, never /usr")
     host = host_path(fs, path, allow_link=True)
     old_text, old_target, info = _current(host)
-    mode, uid, gid = int(entry["mode"], 8), int(entry["uid"]), int(entry["gid"])
+    mode, uid, gid = int(entry.mode, 8), entry.uid, entry.gid
     if kind == "symlink":
-        target = str(entry.get("target"))
+        target = str(entry.target)
         if old_target == target:
             return Restored(path, False, "", f"{path} already points to {target}")
         change = f"{path}: {'(missing)' if info is None else old_target or 'a file'} -> symlink to {target}\n"
@@ -74,7 +74,7 @@ def restore(fs: RootFS, baseline_file: str, baseline: dict[str, Any], path: str,
         same_meta = info is not None and (info.st_mode & 0o7777, info.st_uid, info.st_gid) == (mode, uid, gid)
         if old_target is None and old_text == text and same_meta:
             return Restored(path, False, "", f"{path} is already as in the baseline")
-        change = diff(old_text, text, path) or f"{path}: mode/owner back to {entry['mode']} {uid}:{gid}\n"
+        change = diff(old_text, text, path) or f"{path}: mode/owner back to {entry.mode} {uid}:{gid}\n"
     if dry_run:
         return Restored(path, False, change, f"would restore {path}")
     backup = ""

@@ -16,7 +16,7 @@ import posixpath
 import re
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from mailpreflight import __version__
@@ -24,6 +24,7 @@ from mailpreflight.access.rootfs import DEV_NULL, RootFS
 from mailpreflight.baseline.digestkey import REDACTED, Digest
 from mailpreflight.deps.base import SYSTEMD_PATH
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.model import EntryType, FileRecord
 from mailpreflight.units.distro import os_release
 
 if TYPE_CHECKING:
@@ -222,7 +223,7 @@ class Collector:
         self.digest = digest
         self.users = _names(fs, "/etc/passwd")
         self.groups = _names(fs, "/etc/group")
-        self.files: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, FileRecord] = {}
         self.truncated = False
 
     def add(self, guest: str, recursive: bool = True) -> None:
@@ -251,24 +252,27 @@ class Collector:
             if recursive and stat.S_ISDIR(info.st_mode):
                 stack.extend(f"{path.rstrip('/')}/{name}" for name in reversed(self.fs.listdir(path)))
 
-    def _entry(self, path: str, info: os.stat_result) -> dict[str, Any]:
+    def _entry(self, path: str, info: os.stat_result) -> FileRecord:
         mode = info.st_mode
-        kind = ("file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else "symlink" if stat.S_ISLNK(mode)
-                else "other")
-        entry: dict[str, Any] = {
-            "type": kind, "mode": f"{stat.S_IMODE(mode):04o}", "uid": info.st_uid, "gid": info.st_gid,
-            "owner": self.users.get(info.st_uid), "group": self.groups.get(info.st_gid),
-        }
+        kind = (EntryType.FILE if stat.S_ISREG(mode) else EntryType.DIR if stat.S_ISDIR(mode) else
+                EntryType.SYMLINK if stat.S_ISLNK(mode) else EntryType.OTHER)
+        entry = FileRecord(kind, f"{stat.S_IMODE(mode):04o}", info.st_uid, info.st_gid, self.users.get(info.st_uid),
+                           self.groups.get(info.st_gid))
         host_path = self.fs.host(path)
-        if kind == "symlink":
-            entry["target"] = self.fs.readlink(path)
-        elif kind == "file":
-            entry["size"] = info.st_size
-            entry["sha256"], entry["text"], entry["text_omitted"] = _content(host_path, info, self.digest)
-        mac = self.digest.mac(path, entry)
-        if mac is not None:
-            entry["mac"] = mac
-        return entry
+        if kind is EntryType.SYMLINK:
+            entry = replace(entry, target=self.fs.readlink(path))
+        elif kind is EntryType.FILE:
+            sha256, text, text_omitted = _content(host_path, info, self.digest)
+            entry = replace(entry, size=info.st_size, sha256=sha256, text=text, text_omitted=text_omitted)
+        return replace(entry, mac=self.digest.mac(path, entry.fields()))
+
+
+def stored(entry: FileRecord) -> dict[str, object]:
+    """An entry as the baseline holds it: its fields, then its MAC (none without a key)."""
+    fields = entry.fields()
+    if entry.mac is not None:
+        fields["mac"] = entry.mac
+    return fields
 
 
 def unit_files(loader: UnitLoader) -> list[str]:
@@ -288,7 +292,7 @@ def unit_files(loader: UnitLoader) -> list[str]:
 
 
 def collect(fs: RootFS, digest: Digest, extra_paths: Iterable[str],
-            flat_paths: Iterable[str] = ()) -> tuple[dict[str, dict[str, Any]], bool]:
+            flat_paths: Iterable[str] = ()) -> tuple[dict[str, FileRecord], bool]:
     """path -> entry for everything mail depends on under `fs`, plus `extra_paths` (the mail units' files,
     PAM modules, ...) and `flat_paths` (recorded themselves, a directory without what is in it)."""
     collector = Collector(fs, digest)
@@ -418,6 +422,6 @@ def take(fs: RootFS, root_label: str, digest: Digest) -> dict[str, Any]:
         "host": host_of(fs).to_json(),
         "truncated": truncated,
         "digest": digest.to_json(),  # every sha256 is HMAC-SHA256(host key, content); the key is not here
-        "files": files,
+        "files": {path: stored(entry) for path, entry in files.items()},
         "findings": [issue.to_json() for issue in tracked],
     }

@@ -250,20 +250,23 @@ def _drift(args: argparse.Namespace, env: Environment) -> Status:
     import json
 
     from mailpreflight.baseline import drift
+    from mailpreflight.baseline.document import load_baseline
+    from mailpreflight.render.drift import render_text, to_json
 
-    baseline = drift.load_baseline(args.baseline)
+    baseline = load_baseline(args.baseline)
     result = drift.compare(args.baseline, baseline, _root(args), args.other_host, args.digest_key)
-    env.out(json.dumps(drift.to_json(result), indent=2, ensure_ascii=False) if args.format == "json"
-            else drift.render_text(result))
+    env.out(json.dumps(to_json(result), indent=2, ensure_ascii=False) if args.format == "json"
+            else render_text(result))
     return result.status
 
 
 def _restore(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.baseline import drift
     from mailpreflight.baseline.digestkey import for_baseline
+    from mailpreflight.baseline.document import load_baseline
     from mailpreflight.baseline.restore import restore
 
-    baseline = drift.load_baseline(args.baseline)
+    baseline = load_baseline(args.baseline)
     fs = _root(args)
     drift.check_host(args.baseline, baseline, fs, args.other_host)
     digest = for_baseline(args.baseline, baseline, args.digest_key)
