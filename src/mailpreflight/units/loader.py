@@ -358,7 +358,8 @@ class UnitLoader:
             requested=requested, id=id_name.name, names=names, load_state=state, fragment_path=fragment,
             dropin_paths=dropins, assignments=tuple(settings.kept),
             exec={k: tuple(v) for k, v in settings.exec_lists.items() if v},
-            environment=tuple(settings.env), environment_files=tuple(settings.env_files),
+            environment=tuple((n, v, src) for n, (v, src) in settings.env.items()),
+            environment_files=tuple(settings.env_files),
             diagnostics=tuple(diagnostics), load_error=failure, search_paths=self.search_paths,
             systemd_version=self.version,
         )
@@ -376,7 +377,7 @@ class _Settings:
     unit_type: str
     kept: list[Assignment] = field(default_factory=list)
     exec_lists: dict[str, list[ExecCommand]] = field(default_factory=dict)
-    env: list[tuple[str, str, Source]] = field(default_factory=list)
+    env: dict[str, tuple[str, Source]] = field(default_factory=dict)  # first position kept on replacement
     env_files: list[EnvironmentFileRef] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
@@ -416,9 +417,9 @@ class _Settings:
             return result.error if result.fatal else None
         if key == "Environment":
             if not value:
-                self.env = []
+                self.env = {}
             for name, env_value in environ.parse_environment_value(value, self.expander, warnings):
-                _replace_env(self.env, name, env_value, source)
+                self.env[name] = (env_value, source)  # strv_env_replace()
         elif key == "EnvironmentFile":
             if not value:
                 self.env_files = []
@@ -470,14 +471,6 @@ def _environment_file(value: str, source: Source, expander: Expander,
         warnings.append(f"EnvironmentFile= path is not absolute, ignoring: {path}")
         return None
     return EnvironmentFileRef(path, optional, source)
-
-
-def _replace_env(env: list[tuple[str, str, Source]], name: str, value: str, source: Source) -> None:
-    for index, (existing, _, _) in enumerate(env):
-        if existing == name:
-            env[index] = (name, value, source)
-            return
-    env.append((name, value, source))
 
 
 def _mangle(name: str) -> str:
