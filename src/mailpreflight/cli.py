@@ -346,6 +346,7 @@ def _root(args: argparse.Namespace) -> RootFS:
     fs = RootFS(args.root or "/")
     if args.root and not fs.is_dir("/"):
         raise MailpreflightError(f"--root {args.root}: not a directory")
+    args.rootfs = fs  # main() reports the files it refused to read (FIFOs, devices, too big)
     return fs
 
 
@@ -405,3 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return UNKNOWN
     except BrokenPipeError:
         return OK
+    finally:
+        refused: RootFS | None = getattr(args, "rootfs", None)
+        if refused is not None:
+            for refusal in refused.refusals:
+                print(f"mailpreflight: warning: {refused.host(refusal.path)}: {refusal.reason}", file=sys.stderr)

@@ -14,11 +14,12 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailpreflight.access.rootfs import RootFS
+from mailpreflight.access.rootfs import RootFS, read_regular_file
 from mailpreflight.auth.check import TrackedFinding
 from mailpreflight.baseline.snapshot import (
     KIND,
     MAIL_PATHS,
+    MAX_ENTRIES,
     SCHEMA_VERSION,
     collect,
     host_of,
@@ -67,21 +68,33 @@ class Drift:
         return 1 if self.changes or any(i.finding.severity.value == "warning" for i in self.new) else 0
 
 
+BASELINE_LIMIT = 64 * 1024 * 1024  # real ones: a few MiB (texts only of small world-readable files)
+
+
 def load_baseline(path: str) -> dict[str, Any]:
+    """A baseline, checked before use: it travelled through tickets and mail, its content is hostile."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
+        document = json.loads(read_regular_file(path, BASELINE_LIMIT).decode("utf-8"))
     except OSError as exc:
         raise MailpreflightError(f"cannot read baseline {path}: {exc.strerror or exc}") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         line = getattr(exc, "lineno", 1)
         raise MailpreflightError(f"{path}:{line}: not a mailpreflight snapshot (invalid JSON)") from exc
+    except RecursionError as exc:
+        raise MailpreflightError(f"{path}:1: not a mailpreflight snapshot (nested too deeply)") from exc
     if not isinstance(document, dict) or document.get("kind") != KIND or not isinstance(document.get("files"),
                                                                                        dict):
         raise MailpreflightError(f"{path}:1: not a mailpreflight snapshot (take one with `mailpreflight snapshot`)")
     if document.get("schema_version") != SCHEMA_VERSION:
         raise MailpreflightError(f"{path}:1: snapshot schema_version {document.get('schema_version')!r} is not "
                                  f"supported (this mailpreflight reads {SCHEMA_VERSION})")
+    files = document["files"]
+    if len(files) > MAX_ENTRIES + 1:
+        raise MailpreflightError(f"{path}:1: {len(files)} paths: more than a snapshot ever records ({MAX_ENTRIES})")
+    for name, entry in files.items():
+        if not name.startswith("/") or "\0" in name or not isinstance(entry, dict):
+            raise MailpreflightError(f"{path}: files entry {name[:200]!r} is not a path and its record: the "
+                                     "baseline was altered; take a new one with `mailpreflight snapshot`")
     return document
 
 

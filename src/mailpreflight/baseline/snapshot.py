@@ -31,6 +31,7 @@ SCHEMA_VERSION = 1
 KIND = "mailpreflight-snapshot"
 TEXT_LIMIT = 256 * 1024  # bigger files are hashed, not recorded
 HASH_LIMIT = 64 * 1024 * 1024
+HASH_TOTAL_LIMIT = 512 * 1024 * 1024  # hashed in one snapshot (or drift), all files together
 MAX_ENTRIES = 50_000
 SECRET_NAMES = re.compile(r"(?i)(passw|secret|shadow|\.key$|_key$|\.p12$|\.pfx$|credential|token)")
 SECRET_WORDS = ("pass", "pw", "secret", "authtok", "credential", "token")  # what SECRET_LINE's keys contain
@@ -104,33 +105,42 @@ def _names(fs: RootFS, path: str) -> dict[int, str]:
     return names
 
 
-def _content(host_path: str, info: os.stat_result, salt: bytes) -> tuple[str | None, str | None, str | None]:
-    """(hash, text, why the text is not recorded), reading the file once (not following a final link).
+def _content(fs: RootFS, path: str, info: os.stat_result, salt: bytes,
+             budget: list[int]) -> tuple[str | None, str | None, str | None]:
+    """(hash, text, why the text is not recorded), reading the file once through the root's gate (resolved
+    inside the root, a final link not followed, anything but a regular file refused unopened). `budget`: bytes
+    still to be hashed in this snapshot (a guest full of big sparse files must not take hours).
 
     Hashes are salted with the baseline's own salt: a baseline copied off the host must not let anyone test
     guesses against, say, sasl_passwd (and a mode change alone must not look like a content change)."""
+    if info.st_size > HASH_LIMIT:
+        return None, None, f"larger than {HASH_LIMIT // 1024 // 1024} MiB: neither hashed nor recorded"
+    if info.st_size > budget[0]:
+        return None, None, (f"not hashed: this snapshot already hashed {HASH_TOTAL_LIMIT // 1024 // 1024} MiB "
+                            "(a guest with this much mail configuration is not plausible; check what the files are)")
     try:
-        fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        handle = fs.open_file(path, follow_last=False)
     except OSError as exc:
         return None, None, f"unreadable: {exc.strerror}"
     private = not info.st_mode & stat.S_IROTH
     digest = hashlib.sha256(salt)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return None, None, "not a regular file"
+    with handle:
         head = handle.read(TEXT_LIMIT + 1)
         digest.update(head)
+        hashed = len(head)
         if len(head) > TEXT_LIMIT:
-            if info.st_size > HASH_LIMIT:
-                return None, None, f"larger than {HASH_LIMIT // 1024 // 1024} MiB: neither hashed nor recorded"
-            while chunk := handle.read(1024 * 1024):
+            while hashed <= min(budget[0], HASH_LIMIT) and (chunk := handle.read(1024 * 1024)):
                 digest.update(chunk)
+                hashed += len(chunk)
+        budget[0] -= hashed
+        if hashed > HASH_LIMIT or budget[0] < 0:  # it grew since lstat()
+            return None, None, f"larger than {HASH_LIMIT // 1024 // 1024} MiB: neither hashed nor recorded"
     hexdigest = digest.hexdigest()
     if len(head) > TEXT_LIMIT:
         return hexdigest, None, f"larger than {TEXT_LIMIT // 1024} KiB"
     if private:
         return hexdigest, None, f"not world-readable (mode {stat.S_IMODE(info.st_mode):04o})"
-    if SECRET_NAMES.search(posixpath.basename(host_path)):
+    if SECRET_NAMES.search(posixpath.basename(path)):
         return hexdigest, None, "its name says it holds secrets"
     if b"\0" in head:
         return hexdigest, None, "binary"
@@ -157,6 +167,7 @@ class Collector:
         self.groups = _names(fs, "/etc/group")
         self.files: dict[str, dict[str, Any]] = {}
         self.truncated = False
+        self.hash_budget = [HASH_TOTAL_LIMIT]
 
     def add(self, guest: str, recursive: bool = True) -> None:
         """Record `guest` (and below it); symlinks are recorded, never followed out of the root."""
@@ -192,12 +203,12 @@ class Collector:
             "type": kind, "mode": f"{stat.S_IMODE(mode):04o}", "uid": info.st_uid, "gid": info.st_gid,
             "owner": self.users.get(info.st_uid), "group": self.groups.get(info.st_gid),
         }
-        host_path = self.fs.host(path)
         if kind == "symlink":
             entry["target"] = self.fs.readlink(path)
         elif kind == "file":
             entry["size"] = info.st_size
-            entry["sha256"], entry["text"], entry["text_omitted"] = _content(host_path, info, self.salt)
+            entry["sha256"], entry["text"], entry["text_omitted"] = _content(self.fs, path, info, self.salt,
+                                                                             self.hash_budget)
         return entry
 
 

@@ -28,6 +28,7 @@ from mailpreflight.errors import MailpreflightError
 NFT_FILES = ("/etc/nftables.conf", "/etc/sysconfig/nftables.conf")
 IPTABLES_FILES = ("/etc/iptables/rules.v4", "/etc/sysconfig/iptables")
 UNSUPPORTED = ("/etc/firewalld/zones", "/etc/ufw/user.rules")
+RULESET_LIMIT = 4 * 1024 * 1024
 SUBNET = "198.19.254"  # benchmark range: the sandbox link between the guest namespace and its uplink
 # Marks every outgoing packet for nft's tracer before the guest's chains see it, so `nft monitor trace`
 # can name the rule that drops it.
@@ -42,13 +43,20 @@ class GuestRuleset:
     kind: str  # nft or iptables
     guest_path: str
     host_path: str
+    text: str = ""  # read through the root's gate; what nft/iptables-restore load (from stdin, never the path)
 
 
 def find_ruleset(fs: RootFS) -> GuestRuleset:
     for kind, paths in (("nft", NFT_FILES), ("iptables", IPTABLES_FILES)):
         for path in paths:
-            if fs.chase(path) is not None and fs.lstat(fs.chase(path) or path) is not None:
-                return GuestRuleset(kind, path, fs.host(fs.chase(path) or path))
+            resolved = fs.chase(path)
+            if resolved is not None and fs.lstat(resolved) is not None:
+                try:
+                    text = fs.read_bytes(path, RULESET_LIMIT).decode("utf-8", "replace")
+                except OSError as exc:
+                    raise MailpreflightError(f"the guest's ruleset ({path}) cannot be read: {exc.strerror or exc}",
+                                             file=fs.host(resolved)) from exc
+                return GuestRuleset(kind, path, fs.host(resolved), text)
     other = [p for p in UNSUPPORTED if fs.chase(p) is not None]
     raise MailpreflightError(
         "no supported guest firewall configuration: looked for " + ", ".join(NFT_FILES + IPTABLES_FILES)
@@ -142,8 +150,9 @@ def _nft_host(ruleset: str) -> None:
 
 
 def _load(namespace: str, ruleset: GuestRuleset) -> None:
-    argv = ["nft", "-f", ruleset.host_path] if ruleset.kind == "nft" else ["iptables-restore", ruleset.host_path]
-    done = subprocess.run(["ip", "netns", "exec", namespace, *argv], capture_output=True, text=True, timeout=60)
+    argv = ["nft", "-f", "-"] if ruleset.kind == "nft" else ["iptables-restore"]
+    done = subprocess.run(["ip", "netns", "exec", namespace, *argv], input=ruleset.text, capture_output=True,
+                          text=True, timeout=60)
     if done.returncode != 0:
         raise MailpreflightError(f"{ruleset.guest_path}: the guest's ruleset does not load: "
                                  f"{done.stderr.strip().splitlines()[0] if done.stderr.strip() else done.returncode}")
