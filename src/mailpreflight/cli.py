@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
     restore.add_argument("--other-host", action="store_true",
                          help="restore even though the baseline was taken on another host")
+    restore.add_argument("--allow-setid", action="store_true",
+                         help="also restore set-uid, set-gid and sticky bits the baseline records (dropped otherwise)")
     verbs.add_parser("guard", help="run a command so that it can neither fail nor hang the unit (drop-ins use it)",
                      add_help=False)
     return parser
@@ -333,7 +335,7 @@ def _restore(args: argparse.Namespace) -> int:
     fs = _root(args)
     drift.check_host(args.baseline, baseline, fs, args.other_host)
     for path in args.paths:
-        result = restore(fs, args.baseline, baseline, path, args.dry_run)
+        result = restore(fs, args.baseline, baseline, path, args.dry_run, allow_setid=args.allow_setid)
         if result.diff and (args.dry_run or result.changed):
             print(result.diff, end="" if result.diff.endswith("\n") else "\n")
         print(f"mailpreflight: {result.message}", file=sys.stderr)
