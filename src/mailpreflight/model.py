@@ -1,17 +1,33 @@
-"""What the pipeline passes between its stages: commands found in a unit, their network dependencies, and
-findings. Frozen dataclasses and StrEnums only; no I/O here."""
+"""What the pipeline passes between its stages (docs/design.md, "Data model"): where a value came from,
+commands found in a unit, their network dependencies, probe results, verdicts, findings, and the views the
+renderers print. Frozen dataclasses and StrEnums only; no I/O, and no import from any other layer."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
-from mailpreflight.units.syntax import Source
 
-if TYPE_CHECKING:
-    from mailpreflight.auth.check import AuthReport
+@dataclass(frozen=True)
+class Source:
+    """Where a value came from, as the guest sees the path.
+
+    `line` is where the assignment starts (what an admin looks for); for a continued line systemd's own
+    messages name the last physical line instead, kept in `end_line`.
+    """
+
+    file: str
+    line: int
+    end_line: int | None = None
+
+    @property
+    def systemd_line(self) -> int:
+        return self.end_line if self.end_line is not None else self.line
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
 
 
 class DepKind(StrEnum):
@@ -70,12 +86,39 @@ class FoundCommand:
     via: tuple[str, ...] = ()  # how it was reached: "bash -c", "runuser", "/usr/sbin/spamassassin-maint:12"
     user: str | None = None  # who runs it when known (User=, runuser -u, su); None = the unit's default
     env: Mapping[str, str] = field(default_factory=dict)  # the environment it sees, as far as known
+    script: str | None = None  # the guest path of the shell script this is, when it was read and followed
+
+
+class Status(StrEnum):
+    """The outcome of a verb, monitoring-plugin style. The one exit-code table is `exit_code`."""
+
+    OK = "ok"
+    WARNING = "warning"
+    CRITICAL = "critical"
+    UNKNOWN = "unknown"
+
+    @property
+    def exit_code(self) -> int:
+        return _EXIT_CODES[self]
+
+    @classmethod
+    def worst(cls, statuses: Iterable[Status]) -> Status:
+        """Worst state wins (nagiosplugin): UNKNOWN > CRITICAL > WARNING > OK; OK when there is none."""
+        return max(statuses, key=lambda status: _EXIT_CODES[status], default=cls.OK)
+
+
+_EXIT_CODES = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
 
 
 class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
+
+    @property
+    def status(self) -> Status:
+        """What a finding of this severity makes of a verb's outcome (info changes nothing)."""
+        return {Severity.INFO: Status.OK, Severity.WARNING: Status.WARNING, Severity.CRITICAL: Status.CRITICAL}[self]
 
 
 @dataclass(frozen=True)
@@ -95,19 +138,37 @@ class ProbeStatus(StrEnum):
     FAIL = "fail"
 
 
+class ProbeError(StrEnum):
+    """Why a probe failed, in classes an admin can act on (docs/check.md lists what each means)."""
+
+    NXDOMAIN = "nxdomain"
+    NO_ANSWER = "no-answer"
+    SERVFAIL = "servfail"
+    DNS_REFUSED = "dns-refused"
+    DNS_TIMEOUT = "dns-timeout"
+    NAME_NOT_RESOLVED = "name-not-resolved"
+    REFUSED = "refused"
+    BLOCKED_LOCALLY = "blocked-locally"
+    CONNECT_TIMEOUT = "connect-timeout"
+    READ_TIMEOUT = "read-timeout"
+    UNREACHABLE = "unreachable"
+    TLS = "tls"
+    HTTP_STATUS = "http-status"
+    TOO_LARGE = "too-large"
+    REDIRECT_LOOP = "redirect-loop"
+    UDP_NO_REPLY = "udp-no-reply"
+    DEADLINE = "deadline"
+    ERROR = "error"
+
+
 @dataclass(frozen=True)
 class ProbeResult:
-    """What one probe saw. Probes never raise: a network failure is a result with evidence.
-
-    `error` classes: nxdomain, no-answer, servfail, dns-refused, dns-timeout, name-not-resolved, refused,
-    blocked-locally, connect-timeout, read-timeout, unreachable, tls, http-status, too-large, redirect-loop,
-    udp-no-reply, deadline, error.
-    """
+    """What one probe saw. Probes never raise: a network failure is a result with evidence (`error`)."""
 
     kind: DepKind
     target: str
     status: ProbeStatus
-    error: str | None
+    error: ProbeError | None
     detail: str
     elapsed_s: float
     answers: tuple[str, ...] = ()  # TXT strings, addresses, or the final URL and status of an HTTP probe
@@ -141,11 +202,44 @@ class UnitVerdict:
     commands: tuple[CommandVerdict, ...]
 
 
-class Status(StrEnum):
-    OK = "ok"
-    WARNING = "warning"
-    CRITICAL = "critical"
-    UNKNOWN = "unknown"
+@dataclass(frozen=True)
+class PamLineView:
+    control: str
+    module: str
+    args: tuple[str, ...]
+    source: str
+    module_path: str | None
+    via: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PamView:
+    """The PAM stack libpam will build for one service, as far as the root shows it."""
+
+    file: str | None
+    searched: tuple[str, ...]
+    shadowed: tuple[str, ...]
+    fallback_other: bool
+    other_file: str | None
+    types_from_other: tuple[str, ...]
+    stacks: tuple[tuple[str, tuple[PamLineView, ...]], ...]  # (pam type, lines), in libpam's type order
+    usable: bool
+    auth_modules: str  # the auth stack's modules, one line ("pam_unix.so, pam_deny.so")
+
+
+@dataclass(frozen=True)
+class AuthPathView:
+    """One mail login path (consumer -> method -> PAM service) and whether it has a critical finding."""
+
+    unit: str
+    consumer: str
+    protocol: str
+    method: str
+    pam_service: str | None
+    evidence: tuple[str, ...]
+    problem: str | None
+    pam: PamView | None
+    ok: bool
 
 
 @dataclass(frozen=True)
@@ -155,4 +249,161 @@ class Report:
     probes: tuple[ProbeResult, ...]
     findings: tuple[Finding, ...]
     elapsed_s: float
-    auth: AuthReport | None = None  # the mail-authentication paths, when checked
+    auth: tuple[AuthPathView, ...] | None = None  # the mail-authentication paths, when checked
+
+
+@dataclass(frozen=True)
+class ScenarioView:
+    """One worst case of sa-update's run: how long, which exit status, why."""
+
+    name: str
+    seconds: float
+    exit_status: int
+    detail: str
+
+
+@dataclass(frozen=True)
+class SaChannelView:
+    channel: str
+    mirrored_by: str
+    mirrors: int
+    mirrored_by_age_s: float | None
+    installed_revision: int | None
+
+
+@dataclass(frozen=True)
+class SaUpdateView:
+    version: str | None
+    version_source: str
+    updatedir: str
+    downloader: str
+    channels: tuple[SaChannelView, ...]
+    worst_cases: tuple[ScenarioView, ...]
+
+
+@dataclass(frozen=True)
+class CommandDepsView:
+    command: FoundCommand
+    dependencies: tuple[Dependency, ...]
+    sa_update: SaUpdateView | None = None
+
+
+@dataclass(frozen=True)
+class UnitDepsView:
+    """What `deps` prints for one unit."""
+
+    name: str
+    fragment_path: str | None
+    start_timeout_s: float | None  # None: no start timeout
+    start_timeout_from: str
+    commands: tuple[CommandDepsView, ...]
+    findings: tuple[Finding, ...]
+    generated_by: str | None = None  # the generator that made the unit at boot (sysv, postfix instances)
+
+    @property
+    def status(self) -> Status:
+        return Status.worst(f.severity.status for f in self.findings)
+
+
+@dataclass(frozen=True)
+class ExecView:
+    """One Exec command as systemd holds it (and, with --expand-env, as it would run)."""
+
+    key: str  # ExecStartPre, ExecStart, ...
+    path: str
+    argv: tuple[str, ...]
+    ignore_failure: bool
+    prefixes: tuple[str, ...]
+    source: Source
+    argv_expanded: tuple[str, ...] | None = None  # only with --expand-env; None for `:` commands too
+
+
+@dataclass(frozen=True)
+class ShowView:
+    """What `show` prints of one loaded unit."""
+
+    name: str
+    requested: str
+    names: tuple[str, ...]
+    load_state: str
+    fragment_path: str | None
+    dropin_paths: tuple[str, ...]
+    masked: bool
+    load_error: str | None
+    exec_keys: tuple[str, ...]  # Exec keys the unit sets, in systemd's order (a reset key has no command)
+    exec: tuple[ExecView, ...]  # in that order
+    environment: tuple[tuple[str, str, Source], ...]  # (name, value, where)
+    environment_files: tuple[tuple[str, bool, Source], ...]  # (path, optional, where)
+    warnings: tuple[str, ...]  # every diagnostic but the load error
+    diagnostics: tuple[str, ...]  # "warning: file:line: message", the load error included, then env problems
+    systemd_version: int
+    files: tuple[tuple[str, str], ...] = ()  # (guest path, text) of the fragment and drop-ins, for the text form
+    exec_environment: tuple[tuple[str, str], ...] | None = None  # with --expand-env
+    exec_environment_problems: tuple[str, ...] = ()
+    generated_by: str | None = None  # the generator that made the unit at boot (sysv, postfix instances)
+
+
+@dataclass(frozen=True)
+class FirewallRule:
+    """One outgoing allow rule and who needs it."""
+
+    protocol: str  # tcp or udp
+    host: str  # a name or an address
+    port: int
+    users: tuple[str, ...] = ()  # "spamd.service sa-update"
+
+    @property
+    def family(self) -> str | None:
+        """4 or 6 for an address literal, None for a name (resolved by the firewall at load time)."""
+        try:
+            return str(ipaddress.ip_address(self.host).version)
+        except ValueError:
+            return None
+
+    @property
+    def comment(self) -> str:
+        """Who needs it; nft keeps at most 128 bytes of comment."""
+        text = ", ".join(dict.fromkeys(self.users)).replace('"', "'")
+        return text if len(text.encode()) <= 120 else text.encode()[:116].decode("utf-8", "ignore") + " ..."
+
+
+@dataclass(frozen=True)
+class ExecRun:
+    """One Exec command as systemd holds it, with what happened the last time it ran."""
+
+    path: str
+    argv: tuple[str, ...]
+    ignore: bool
+    flags: tuple[str, ...]
+    start_us: int  # realtime, 0 = never started
+    exit_us: int
+    pid: int
+    code: int  # CLD_EXITED, CLD_KILLED, CLD_DUMPED, 0 = still running or never ran
+    status: int  # exit status or signal number
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The first start-path command that failed in the last start attempt, as systemd recorded it."""
+
+    key: str
+    index: int
+    run: ExecRun
+    cause: str  # exit-code, not-found, timeout, signal, core-dump
+    seconds: float | None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What `explain` found: systemd's record, the journal, a fresh check, and the diagnosis."""
+
+    unit: str
+    failure: Failure | None
+    cause: str
+    exit_status: int | None
+    signal: str | None
+    meaning: str
+    journal: tuple[str, ...]
+    differences: tuple[str, ...]
+    report: Report | None
+    diagnosis: str

@@ -39,6 +39,7 @@ class Guest:
     secret: str = field(init=False)
     host_dir: Path = field(init=False)
     resolv: Path = field(init=False)
+    key: Path = field(init=False)
     extra_outputs: tuple[Path, ...] = ()  # files beside the root a test lets the verb write (--output)
     elapsed: float = 0.0  # of the last run
     _outside: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
@@ -55,6 +56,9 @@ class Guest:
             (self.host_dir / f"{self.secret}-{index}.conf").write_text(f"Y{index}={self.secret}\n")
         self.resolv = self.tmp / "resolv.conf"  # the host resolver `check` is given: loopback only
         self.resolv.write_text("nameserver 127.0.0.1\n")
+        self.key = self.tmp / "baseline.key"  # the host's digest key (snapshot would make one in /var/lib)
+        self.key.write_text(secrets.token_hex(32) + "\n")
+        os.chmod(self.key, 0o600)
         self.write("/etc/os-release", 'ID=debian\nPRETTY_NAME="hostile guest"\n')
 
     # -- building the root ----------------------------------------------------------------------------------
@@ -114,10 +118,11 @@ class Guest:
         if not self._outside:
             self._outside = self._outside_state()
         argv = [*CLI, *args, *(("--root", str(self.root)) if root else ())]
+        environ = {**os.environ, "MAILPREFLIGHT_DIGEST_KEY": str(self.key)}
         started = time.monotonic()
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=bound, stdin=subprocess.DEVNULL,
-                                  errors="replace")
+                                  errors="replace", env=environ)
         except subprocess.TimeoutExpired:
             pytest.fail(f"{' '.join(args)}: still running after {bound} s (a hang)")
         self.elapsed = time.monotonic() - started

@@ -14,6 +14,7 @@ from hostile_roots import LOOPBACK, Guest
 from mailpreflight.access import rootfs
 from mailpreflight.access.rootfs import GuestFileRefused, RootFS
 from mailpreflight.baseline import snapshot
+from mailpreflight.baseline.digestkey import Digest
 
 
 def test_a_component_swapped_for_a_link_after_resolving_is_not_followed(guest: Guest,
@@ -98,7 +99,7 @@ def test_snapshot_hashes_a_bounded_total(guest: Guest, monkeypatch: pytest.Monke
         with open(target, "wb") as handle:
             handle.truncate(400 * 1024)
     monkeypatch.setattr(snapshot, "HASH_TOTAL_LIMIT", 1024 * 1024)
-    files, _ = snapshot.collect(RootFS(str(guest.root)), b"salt", ())
+    files, _ = snapshot.collect(RootFS(str(guest.root)), Digest(b"k" * 32), ())
     hashed = [p for p in files if p.startswith("/etc/postfix/map") and files[p].get("sha256")]
     refused = [p for p in files if "already hashed 1 MiB" in str(files[p].get("text_omitted"))]
     assert len(hashed) == 2 and len(refused) == 3, files

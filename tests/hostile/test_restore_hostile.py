@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from hostile_roots import Guest
 
+from mailpreflight.baseline.digestkey import Digest, read_key
+
 PAM = "auth required pam_unix.so\n"
 
 
@@ -28,9 +30,24 @@ def baseline_of(guest: Guest) -> tuple[Path, dict[str, Any]]:
     return path, document
 
 
-def tamper(path: Path, document: dict[str, Any], files: dict[str, Any]) -> None:
+def tamper(guest: Guest, path: Path, document: dict[str, Any], files: dict[str, Any]) -> None:
+    """Records added or changed, and signed with the host's key: a valid MAC says an entry is what `snapshot`
+    wrote (or what someone holding the key wrote), not that it is safe to write back."""
+    digest = Digest(read_key(str(guest.key)))
+    for name, entry in files.items():
+        if isinstance(entry.get("text"), str):
+            entry["sha256"] = digest.hexdigest(entry["text"].encode())
+        entry["mac"] = digest.mac(name, entry)
     document["files"].update(files)
     path.write_text(json.dumps(document))
+
+
+def test_an_unsigned_change_is_refused_before_anything_else(guest: Guest) -> None:
+    baseline, document = baseline_of(guest)
+    document["files"]["/etc/pam.d/imap"]["mode"] = "4755"
+    baseline.write_text(json.dumps(document))
+    done = guest.run("restore", "--baseline", str(baseline), "/etc/pam.d/imap", bound=20)
+    assert done.returncode == 3 and "was changed after the snapshot (its MAC does not match)" in done.stderr
 
 
 def entry(text: str = "pwned\n", mode: str = "0644", uid: Any = 0, gid: Any = 0, **extra: Any) -> dict[str, Any]:
@@ -48,7 +65,7 @@ def entry(text: str = "pwned\n", mode: str = "0644", uid: Any = 0, gid: Any = 0,
 ])
 def test_non_canonical_paths_are_refused_not_normalised(guest: Guest, path: str) -> None:
     baseline, document = baseline_of(guest)
-    tamper(baseline, document, {path: entry()})
+    tamper(guest, baseline, document, {path: entry()})
     for dry in (("--dry-run",), ()):
         done = guest.run("restore", "--baseline", str(baseline), *dry, path, bound=20)
         assert done.returncode == 3 and done.stderr.count("\n") == 1, done.stderr
@@ -60,7 +77,7 @@ def test_non_canonical_paths_are_refused_not_normalised(guest: Guest, path: str)
 
 def test_setid_bits_are_dropped_unless_allowed_and_dry_run_shows_mode_and_owner(guest: Guest) -> None:
     baseline, document = baseline_of(guest)
-    tamper(baseline, document, {"/etc/pam.d/imap": entry(PAM, mode="4755", uid=0, gid=12),
+    tamper(guest, baseline, document, {"/etc/pam.d/imap": entry(PAM, mode="4755", uid=0, gid=12),
                                 "/etc/pam.d/new": entry("auth required pam_deny.so\n", mode="6777")})
     dry = guest.run("restore", "--baseline", str(baseline), "--dry-run", "/etc/pam.d/imap", "/etc/pam.d/new",
                     bound=20)
@@ -83,7 +100,7 @@ def test_setid_bits_are_dropped_unless_allowed_and_dry_run_shows_mode_and_owner(
 def test_a_linked_directory_on_the_way_is_refused(guest: Guest, linked: str) -> None:
     """/etc/pam.d (or /etc) is a link that climbs out of the root to a host directory."""
     baseline, document = baseline_of(guest)
-    tamper(baseline, document, {"/etc/pam.d/imap": entry()})
+    tamper(guest, baseline, document, {"/etc/pam.d/imap": entry()})
     target = guest.path(linked)
     os.rename(target, target.with_name(target.name + ".real"))
     os.symlink("../" * linked.count("/") + "host-dir", target)
@@ -95,7 +112,7 @@ def test_a_linked_directory_on_the_way_is_refused(guest: Guest, linked: str) -> 
 
 def test_a_symlink_record_puts_a_link_inside_the_root_and_nothing_follows_it_out(guest: Guest) -> None:
     baseline, document = baseline_of(guest)
-    tamper(baseline, document, {"/etc/pam.d/imap": {"type": "symlink", "mode": "0777", "uid": 0, "gid": 0,
+    tamper(guest, baseline, document, {"/etc/pam.d/imap": {"type": "symlink", "mode": "0777", "uid": 0, "gid": 0,
                                                    "target": str(guest.canary)}})
     done = guest.run("restore", "--baseline", str(baseline), "/etc/pam.d/imap", bound=20)
     assert done.returncode == 0 and os.readlink(guest.path("/etc/pam.d/imap")) == str(guest.canary)
@@ -119,7 +136,7 @@ def test_a_symlink_record_puts_a_link_inside_the_root_and_nothing_follows_it_out
 ])
 def test_garbage_records_are_refused_in_one_line(guest: Guest, record: dict[str, Any], error: str) -> None:
     baseline, document = baseline_of(guest)
-    tamper(baseline, document, {"/etc/pam.d/imap": record})
+    tamper(guest, baseline, document, {"/etc/pam.d/imap": record})
     done = guest.run("restore", "--baseline", str(baseline), "/etc/pam.d/imap", bound=20)
     assert done.returncode == 3 and error in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert guest.path("/etc/pam.d/imap").read_text() == PAM

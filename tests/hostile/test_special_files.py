@@ -94,7 +94,7 @@ def test_a_fifo_as_the_guest_firewall_ruleset_is_refused_before_anything_runs(gu
     from mailpreflight.errors import MailpreflightError
     from mailpreflight.firewall.guest import find_ruleset
 
-    with pytest.raises(MailpreflightError, match=r"ruleset \(/etc/nftables.conf\) cannot be read: a FIFO"):
+    with pytest.raises(MailpreflightError, match=r"^/etc/nftables.conf: not a regular file: refused"):
         find_ruleset(RootFS(str(guest.root)))
 
 

@@ -26,6 +26,7 @@ from mailpreflight.units.execline import EXEC_KEYS, PREFIX_FLAGS
 from mailpreflight.units.loader import UnitLoader
 from mailpreflight.units.searchpath import user_search_paths
 from mailpreflight.units.specifiers import user_manager
+from mailpreflight.units.view import show_view
 
 BINDINGS = ("pystemd", "dbus-python")
 
@@ -113,7 +114,7 @@ def systemd_view(props: dict[str, Any]) -> dict[str, Any]:
 
 
 def our_view(lab: UserManagerLab, name: str) -> dict[str, Any]:
-    shown = unit_to_json(our_loader(lab).load(name))
+    shown = unit_to_json(show_view(our_loader(lab).load(name)))
     # "@" has no D-Bus flag: systemd expresses it only through argv.
     flags = {p: f for p, f in PREFIX_FLAGS.items() if p != "@"}
     exec_ = {} if shown["load_state"] != "loaded" else {

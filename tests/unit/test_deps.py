@@ -17,10 +17,10 @@ from helpers import make_tree
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.analyze import UnitDeps, analyze
 from mailpreflight.deps.saupdate import dotted, installed_version, parse_args, plan, worst_cases
-from mailpreflight.model import FoundCommand
+from mailpreflight.deps.view import deps_view
+from mailpreflight.model import FoundCommand, Source
 from mailpreflight.render.deps import render_json
 from mailpreflight.units.loader import UnitLoader
-from mailpreflight.units.syntax import Source
 from mailpreflight.units.timeouts import parse_timespan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -319,7 +319,7 @@ def test_json_matches_schema_for_every_unit_of_the_example() -> None:
     fs = RootFS(str(EXAMPLE))
     loader = UnitLoader(fs)
     results = [analyze(loader.load(n), fs) for n in loader.service_names() if not loader.load(n).masked]
-    document = json.loads(render_json(results))
+    document = json.loads(render_json(deps_view(results)))
     jsonschema.validate(document, SCHEMA)
     spamd = next(u for u in document["units"] if u["name"] == "spamd.service")
     command = spamd["commands"][0]

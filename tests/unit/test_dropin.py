@@ -14,10 +14,10 @@ from helpers import make_tree
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.fix import dropin
+from mailpreflight.model import Source
 from mailpreflight.units.execline import parse_exec
 from mailpreflight.units.loader import UnitLoader
 from mailpreflight.units.specifiers import Expander, system_manager
-from mailpreflight.units.syntax import Source
 from mailpreflight.units.unitname import parse_unit_name
 
 PROGRAM = "/opt/mailpreflight/bin/mailpreflight"
@@ -134,11 +134,12 @@ def test_remove_leaves_foreign_files_alone(tmp_path: Path) -> None:
 
 
 def test_reload_reports_instead_of_failing_when_systemd_is_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailpreflight.live.backend import BackendError
     from mailpreflight.live.reload import daemon_reload
 
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/mailpreflight-test-bus")
-    message = daemon_reload()
-    assert message is not None and "daemon-reload" in message
+    with pytest.raises(BackendError, match="run `systemctl daemon-reload` yourself"):
+        daemon_reload()
 
 
 def test_cli_dropin_cycle(tmp_path: Path) -> None:

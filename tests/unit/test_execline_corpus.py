@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from helpers import corpus_cases
+from mailpreflight.model import Source
 from mailpreflight.units.execline import parse_exec
 from mailpreflight.units.specifiers import Expander, system_manager
-from mailpreflight.units.syntax import Source
 from mailpreflight.units.unitname import parse_unit_name
 
 CASES = corpus_cases("execline.json")

@@ -12,7 +12,7 @@ from helpers import make_tree
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError, UnitNotFoundError
 from mailpreflight.units.loader import LoadState, UnitLoader
-from mailpreflight.units.searchpath import system_search_paths
+from mailpreflight.units.searchpath import system_search_paths, systemd_version
 
 SIMPLE = "[Service]\nExecStart=/bin/true\n"
 USR = "/usr/lib/systemd/system"
@@ -163,3 +163,44 @@ def test_system_search_path_matches_systemd_analyze() -> None:
     listed = subprocess.run(["systemd-analyze", "unit-paths"], capture_output=True, text=True, check=True)
     ours = system_search_paths(split_usr=Path("/lib/systemd/system").exists())
     assert listed.stdout.split() == ours
+
+
+@pytest.mark.parametrize(("service", "expected", "timeout"), [
+    ("[Service]\nExecStart=/bin/true\n", ("simple", "no Type=, ExecStart= set"), 90.0),
+    ("[Service]\nBusName=org.example.A\nExecStart=/bin/true\n", ("dbus", "no Type=, BusName= set"), 90.0),
+    # no ExecStart=: systemd makes it oneshot, whose start has no timeout unless one is set
+    ("[Service]\nExecStartPre=/bin/true\nExecStop=/bin/true\n", ("oneshot", "no Type=, BusName= or ExecStart="),
+     float("inf")),
+    ("[Service]\nType=notify\nType=\nExecStart=/bin/true\n", ("simple", "no Type=, ExecStart= set"), 90.0),
+    ("[Service]\nType=forking\nExecStart=/bin/true\n", ("forking", "/etc/systemd/system/a.service:2"), 90.0),
+    ("[Service]\nType=oneshot\nExecStart=/bin/true\nTimeoutStartSec=7\n",
+     ("oneshot", "/etc/systemd/system/a.service:2"), 7.0),
+])
+def test_service_type_as_systemd_settles_it(tmp_path: Path, service: str, expected: tuple[str, str],
+                                            timeout: float) -> None:
+    from mailpreflight.units.timeouts import start_timeout
+    from mailpreflight.units.unit import service_type
+
+    make_tree(tmp_path, {f"{ETC}/a.service": service})
+    unit = loader(tmp_path).load("a.service")
+    assert tuple(service_type(unit)) == expected
+    assert start_timeout(unit, RootFS(str(tmp_path))).seconds == timeout
+
+
+def test_service_type_of_a_unit_that_did_not_load(tmp_path: Path) -> None:
+    from mailpreflight.units.unit import service_type
+
+    make_tree(tmp_path, {f"{ETC}/a.service": {"symlink": "/dev/null"}, f"{ETC}/b.socket": "[Socket]\nListenStream=1\n"})
+    assert tuple(service_type(loader(tmp_path).load("a.service"))) == ("", "a.service is masked")
+    assert service_type(loader(tmp_path).load("b.socket")).name == ""
+
+
+@pytest.mark.parametrize("directory", ["usr/lib/x86_64-linux-gnu/systemd", "usr/lib/aarch64-linux-gnu/systemd",
+                                       "usr/lib/systemd", "usr/lib64/systemd"])
+def test_systemd_version_from_the_shared_library(tmp_path: Path, directory: str) -> None:
+    """Debian's libsystemd-shared lives in the multiarch dir; a version read elsewhere would be a guess."""
+    (tmp_path / directory).mkdir(parents=True)
+    (tmp_path / directory / "libsystemd-shared-257.so").write_bytes(b"\x7fELF")
+    assert systemd_version(RootFS(str(tmp_path))) == 257
+    (tmp_path / "bare").mkdir()
+    assert systemd_version(RootFS(str(tmp_path / "bare"))) == 252  # nothing to tell: systemd 252 assumed

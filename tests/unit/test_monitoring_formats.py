@@ -17,11 +17,11 @@ from mailpreflight.model import (
     ProbeStatus,
     Report,
     Severity,
+    Source,
     Status,
     UnitVerdict,
 )
 from mailpreflight.render.check import render_nagios, render_prometheus
-from mailpreflight.units.syntax import Source
 
 TRICKY = 'http://m.example.org/a"b\\c|d\n'
 

@@ -12,12 +12,12 @@ import pytest
 from helpers import corpus_cases, make_tree
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.model import Source
 from mailpreflight.units import unitname as un
 from mailpreflight.units.environ import expand_argv
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import UnitLoader, expand_command
 from mailpreflight.units.specifiers import Expander, SpecifierError, system_manager
-from mailpreflight.units.syntax import Source
 
 UNITNAME = corpus_cases("unitname.json")
 SPECIFIERS = corpus_cases("specifiers.json")

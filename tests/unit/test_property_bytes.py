@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.cli import main
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.model import Source
 from mailpreflight.units.environ import expand_argv, parse_env_file
 from mailpreflight.units.execline import parse_exec
 from mailpreflight.units.loader import UnitLoader
 from mailpreflight.units.specifiers import Expander, system_manager
-from mailpreflight.units.syntax import Source, parse_unit_file
+from mailpreflight.units.syntax import parse_unit_file
 from mailpreflight.units.unitname import parse_unit_name
 
 # Bytes biased towards what matters to the parsers: brackets, =, quotes, backslashes, %, $, newlines.

@@ -12,6 +12,7 @@ from helpers import CORPUS
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.render.show import unit_to_json
 from mailpreflight.units.loader import UnitLoader
+from mailpreflight.units.view import show_view
 
 CASES = sorted(p for p in (CORPUS / "realistic").iterdir() if (p / "expect.json").exists())
 
@@ -20,7 +21,7 @@ CASES = sorted(p for p in (CORPUS / "realistic").iterdir() if (p / "expect.json"
 def test_realistic_unit(case: Path) -> None:
     expected: dict[str, Any] = json.loads((case / "expect.json").read_text(encoding="utf-8"))
     unit = UnitLoader(RootFS(str(case / "root"))).load(expected["unit"])
-    shown = unit_to_json(unit)
+    shown = unit_to_json(show_view(unit))
     assert shown["fragment_path"] == expected["fragment_path"]
     assert shown["dropin_paths"] == expected["dropin_paths"]
     assert shown["masked"] == expected["masked"]

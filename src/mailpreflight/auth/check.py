@@ -10,7 +10,7 @@ from typing import Any
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.auth import pam
 from mailpreflight.auth.services import AuthPath, Saslauthd, read_all
-from mailpreflight.model import Finding, Severity
+from mailpreflight.model import AuthPathView, Finding, PamLineView, PamView, Severity
 from mailpreflight.units.loader import UnitLoader
 
 # saslauthd and dovecot call pam_authenticate and pam_acct_mgmt: the auth and account stacks decide a login.
@@ -257,40 +257,21 @@ def path_ok(report: AuthReport, path: AuthPath) -> bool:
     return _chain(path) not in report.broken and (path.pam_service or "") not in report.broken
 
 
-def auth_json(report: AuthReport) -> list[dict[str, Any]]:
-    """The `auth` section of check's JSON: each login path with the PAM stack it gets."""
-    result = []
+def auth_view(report: AuthReport) -> tuple[AuthPathView, ...]:
+    """Each login path with the PAM stack it gets, as check's renderers print it."""
+    views = []
     for path in report.paths:
-        entry: dict[str, Any] = {
-            "unit": path.unit, "consumer": path.consumer, "protocol": path.protocol, "method": path.method,
-            "pam_service": path.pam_service, "evidence": list(path.evidence), "problem": path.problem, "pam": None}
         service = report.services.get(path.pam_service or "")
+        pam_view = None
         if service is not None:
-            entry["pam"] = {
-                "file": service.file, "searched": list(service.candidates), "shadowed": list(service.shadowed),
-                "fallback_other": service.fell_back, "other_file": service.other_file,
-                "types_from_other": list(service.from_other),
-                "stacks": {t: [{"control": line.control, "module": line.module, "args": list(line.args),
-                                "source": line.source, "module_path": line.module_path, "via": list(line.via)}
-                               for line in service.stack(t)] for t in pam.TYPES},
-            }
-        result.append(entry)
-    return result
-
-
-def auth_text(report: AuthReport) -> list[str]:
-    lines = []
-    for path in report.paths:
-        target = ""
-        service = report.services.get(path.pam_service or "")
-        if service is not None:
-            if not service.usable:
-                target = f" -> PAM {path.pam_service}: no file, no `other`"
-            elif service.fell_back:
-                target = f" -> PAM {path.pam_service}: FALLS BACK to {service.other_file} (auth: " \
-                         f"{_modules(service, 'auth')})"
-            else:
-                target = f" -> PAM {path.pam_service}: {service.file} (auth: {_modules(service, 'auth')})"
-        problem = f"  !! {path.problem}" if path.problem else ""
-        lines.append(f"  {path.unit} {path.protocol} [{path.consumer}]: {path.method}{target}{problem}")
-    return lines
+            pam_view = PamView(
+                file=service.file, searched=tuple(service.candidates), shadowed=tuple(service.shadowed),
+                fallback_other=service.fell_back, other_file=service.other_file,
+                types_from_other=tuple(service.from_other),
+                stacks=tuple((t, tuple(PamLineView(line.control, line.module, tuple(line.args), line.source,
+                                                   line.module_path, tuple(line.via))
+                                       for line in service.stack(t))) for t in pam.TYPES),
+                usable=service.usable, auth_modules=_modules(service, "auth"))
+        views.append(AuthPathView(path.unit, path.consumer, path.protocol, path.method, path.pam_service,
+                                  tuple(path.evidence), path.problem, pam_view, path_ok(report, path)))
+    return tuple(views)

@@ -16,6 +16,7 @@ from typing import Any
 
 from mailpreflight.access.rootfs import RootFS, read_regular_file
 from mailpreflight.auth.check import TrackedFinding
+from mailpreflight.baseline.digestkey import for_baseline
 from mailpreflight.baseline.snapshot import (
     KIND,
     MAIL_PATHS,
@@ -27,6 +28,7 @@ from mailpreflight.baseline.snapshot import (
     unit_files,
 )
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.model import Status
 from mailpreflight.units.loader import UnitLoader
 
 DIFF_LINES = 200  # per file; the rest is summarised
@@ -61,11 +63,10 @@ class Drift:
         return finding.finding.hint.replace("--baseline FILE", where)
 
     @property
-    def status(self) -> int:
-        """0 nothing changed, 1 changes (or new warnings), 2 a new critical finding."""
-        if any(issue.finding.severity.value == "critical" for issue in self.new):
-            return 2
-        return 1 if self.changes or any(i.finding.severity.value == "warning" for i in self.new) else 0
+    def status(self) -> Status:
+        """OK: nothing changed; WARNING: changes (or new warnings); CRITICAL: a new critical finding."""
+        changed = Status.WARNING if self.changes else Status.OK
+        return Status.worst([changed, *(issue.finding.severity.status for issue in self.new)])
 
 
 BASELINE_LIMIT = 64 * 1024 * 1024  # real ones: a few MiB (texts only of small world-readable files)
@@ -119,13 +120,16 @@ def check_host(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_h
     return host
 
 
-def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host: bool = False) -> Drift:
+def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host: bool = False,
+            digest_key: str | None = None) -> Drift:
+    """`digest_key`: the key file the baseline's digests were made with (default: this host's)."""
     host = check_host(baseline_file, baseline, fs, other_host)
+    digest = for_baseline(baseline_file, baseline, digest_key)  # the same key, or no comparison at all
     loader = UnitLoader(fs)
     tracked, modules = tracked_findings(loader)
     units = unit_files(loader)
     before_files: dict[str, dict[str, Any]] = baseline["files"]
-    after_files, _ = collect(fs, str(baseline.get("salt", "")).encode(), (*units, *modules, *before_files))
+    after_files, _ = collect(fs, digest, (*units, *modules, *before_files))
     changes = _watched(_changes(before_files, after_files), before_files, set(units))
     before_keys = {f"{f.get('code')}:{f.get('subject')}" for f in baseline.get("findings", [])
                    if isinstance(f, dict)}
@@ -221,7 +225,7 @@ def to_json(drift: Drift) -> dict[str, Any]:
     base = drift.baseline
     return {
         "schema_version": SCHEMA_VERSION,
-        "status": ["ok", "warning", "critical"][drift.status],
+        "status": drift.status.value,
         "baseline": {"file": drift.baseline_file, "created": base.get("created"), "host": base.get("host"),
                      "root": base.get("root")},
         "host": drift.host,
@@ -235,7 +239,7 @@ def to_json(drift: Drift) -> dict[str, Any]:
 
 
 def _public(entry: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if entry is None else {k: v for k, v in entry.items() if k != "text"}
+    return None if entry is None else {k: v for k, v in entry.items() if k not in ("text", "mac")}
 
 
 def render_text(drift: Drift) -> str:
@@ -263,6 +267,6 @@ def render_text(drift: Drift) -> str:
     if drift.persisting:
         out.append("\nAlready in the baseline:")
         out.extend(f"  {i.finding.code} {i.finding.severity.value}: {i.finding.message}" for i in drift.persisting)
-    out.append(f"\n{['OK', 'WARNING', 'CRITICAL'][drift.status]}: {len(drift.changes)} change(s), "
+    out.append(f"\n{drift.status.value.upper()}: {len(drift.changes)} change(s), "
                f"{len(drift.new)} new finding(s)")
     return "\n".join(out)

@@ -31,6 +31,7 @@ from mailpreflight.access.safewrite import (
     read_in,
     write_in,
 )
+from mailpreflight.baseline.digestkey import Digest, check_entry
 from mailpreflight.errors import MailpreflightError
 
 BACKUP_SUFFIX = ".mailpreflight-backup"
@@ -97,8 +98,11 @@ def _checked(baseline_file: str, path: str, entry: dict[str, Any]) -> tuple[int,
     return mode, ids[0], ids[1]
 
 
-def restore(fs: RootFS, baseline_file: str, baseline: dict[str, Any], path: str, dry_run: bool,
-            allow_setid: bool = False) -> Restored:
+def restore(fs: RootFS, baseline_file: str, baseline: dict[str, Any], path: str, dry_run: bool, *,
+            digest: Digest, allow_setid: bool = False) -> Restored:
+    """`digest`: the baseline's (digestkey.for_baseline); an entry whose MAC does not match is refused. A valid
+    MAC says the entry is what `snapshot` recorded, not that what it recorded is safe to write: every check
+    below holds for it too."""
     checked_parts(path, "restore")  # canonical: `/etc/../../tmp/x` is refused, never normalised
     if not path.startswith("/etc/"):
         raise MailpreflightError(f"refusing to write {path}: only /etc is restored, never /usr")
@@ -106,6 +110,7 @@ def restore(fs: RootFS, baseline_file: str, baseline: dict[str, Any], path: str,
     entry = baseline["files"].get(path)
     if not isinstance(entry, dict):
         raise MailpreflightError(f"{baseline_file}: {path} is not in the baseline (`drift` lists what it holds)")
+    check_entry(baseline_file, path, entry, digest)
     kind = entry.get("type")
     if kind not in ("file", "symlink"):
         raise MailpreflightError(f"{baseline_file}: {path} was a {str(kind)[:20]}: only files and symlinks are "

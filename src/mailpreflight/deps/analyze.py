@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.discover import discover
-from mailpreflight.deps.registry import DAEMONS, UNIT_RULES, command_rules, rule_for
+from mailpreflight.deps.registry import DAEMONS, FALLBACK, UNIT_RULES, command_rules, rule_for
 from mailpreflight.deps.risks import CommandDeps, findings_for
 from mailpreflight.deps.saupdate import plan
+from mailpreflight.deps.startup import StartupFacts, early_death, startup_facts, startup_findings
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.model import Dependency, Finding
+from mailpreflight.model import Dependency, Finding, FoundCommand
 from mailpreflight.units.loader import LoadState, Unit, UnitLoader
 from mailpreflight.units.timeouts import StartTimeout, start_timeout
+
+INIT_SCRIPT_DIRS = ("/etc/init.d/", "/etc/rc.d/init.d/")
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class UnitDeps:
     commands: tuple[CommandDeps, ...]
     findings: tuple[Finding, ...]
     timeout: StartTimeout
+    startup: StartupFacts | None = None  # sandbox, what sa-update must write, spamd's rules, missing programs
 
     @property
     def has_network(self) -> bool:
@@ -29,12 +33,12 @@ class UnitDeps:
 
 
 def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
-    context = RuleContext(unit, fs)
+    context = RuleContext.of(unit, fs)
     commands = discover(unit, fs) if unit.load_state is LoadState.LOADED else []
     rules = command_rules(sa_version)
     entries: list[CommandDeps] = []
     for command in commands:
-        rule = rule_for(command.tool, rules)
+        rule = FALLBACK if _init_script(command) else rule_for(command.tool, rules)
         found = _unique(rule.dependencies(command, context))
         sa_plan = plan(command, fs, sa_version) if command.tool == "sa-update" else None
         entries.append(CommandDeps(command, tuple(found), sa_plan))
@@ -45,7 +49,13 @@ def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
             entry = entries[index]
             entries[index] = CommandDeps(entry.command, tuple(_unique([*entry.dependencies, *extra])), entry.plan)
     timeout = start_timeout(unit, fs)
-    return UnitDeps(unit, tuple(entries), tuple(findings_for(unit, fs, entries, timeout)), timeout)
+    facts = startup_facts(unit, fs, entries) if unit.load_state is LoadState.LOADED else None
+    findings = [*findings_for(unit, fs, entries, timeout), *(startup_findings(unit, facts, entries) if facts else [])]
+    if facts:  # an sa-update that dies before the network cannot hang: its timeout risks do not apply
+        doomed = {str(entries[i].command.source) for i, local in facts.sa_update if early_death(local, facts)}
+        findings = [f for f in findings
+                    if not (f.code in ("MP103", "MP104") and any(e.split(": ", 1)[0] in doomed for e in f.evidence))]
+    return UnitDeps(unit, tuple(entries), tuple(findings), timeout, facts)
 
 
 def analyze_names(loader: UnitLoader, names: list[str], sa_version: str | None = None) -> list[UnitDeps]:
@@ -68,10 +78,16 @@ def analyze_tree(loader: UnitLoader, sa_version: str | None = None) -> list[Unit
 def _daemon_index(entries: list[CommandDeps]) -> int:
     """Where unit-level (runtime) dependencies belong: the daemon's ExecStart, else the last command."""
     for index, entry in enumerate(entries):
-        if entry.command.key == "ExecStart" and entry.command.tool in DAEMONS:
+        if entry.command.key == "ExecStart" and entry.command.tool in DAEMONS and not _init_script(entry.command):
             return index
     starts = [i for i, e in enumerate(entries) if e.command.key == "ExecStart"]
     return starts[0] if starts else len(entries) - 1
+
+
+def _init_script(command: FoundCommand) -> bool:
+    """/etc/init.d/fetchmail is not the fetchmail program: it takes an action ("start"), and what it runs (read
+    and followed: the commands after it) is what is analysed. systemd-sysv-generator's units run them."""
+    return (command.script or "").startswith(INIT_SCRIPT_DIRS)
 
 
 def _unique(deps: list[Dependency]) -> list[Dependency]:

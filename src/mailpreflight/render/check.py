@@ -1,4 +1,4 @@
-"""`mailpreflight check` output over one Report: text, json (DESIGN.md contract), nagios, prometheus."""
+"""`mailpreflight check` output over one Report: text, json (docs/design.md contract), nagios, prometheus."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import json
 import re
 from typing import Any
 
-from mailpreflight.auth.check import auth_json, auth_text, path_ok
 from mailpreflight.model import Prediction, Report, Severity, Status
+from mailpreflight.render.auth import auth_json, auth_text
 from mailpreflight.render.deps import finding_json
+from mailpreflight.render.escape import clean
 
 SCHEMA_VERSION = 1
-EXIT = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
 _COLOURS = {"ok": "\033[32m", "degraded": "\033[33m", "fail": "\033[31m", "warning": "\033[33m",
             "critical": "\033[31m", "info": ""}
 
@@ -44,31 +44,32 @@ def render_json(report: Report) -> str:
 
 
 def render_text(report: Report, colour: bool = False) -> str:
+    """Guest text is escaped here (render/escape.py), so that the colour sequences are the only raw ones."""
     def paint(word: str) -> str:
         return f"{_COLOURS.get(word, '')}{word}\033[0m" if colour and _COLOURS.get(word) else word
 
     lines = [f"mailpreflight check: {paint(report.status.value.upper() if not colour else report.status.value)} "
              f"({len(report.units)} units, {len(report.probes)} probes, {report.elapsed_s:.1f} s)", ""]
     for unit in report.units:
-        lines.append(f"{unit.name}: start {paint(unit.start_predicted.value)} — {unit.reason}")
+        lines.append(f"{clean(unit.name)}: start {paint(unit.start_predicted.value)} — {clean(unit.reason)}")
         for c in unit.commands:
-            lines.append(f"  {c.command.key:13} {c.command.tool:12} {paint(c.predicted.value):8} "
-                         f"exit {c.predicted_exit:4} ~{c.predicted_seconds:5.0f} s  {c.command.source}")
+            lines.append(clean(f"  {c.command.key:13} {c.command.tool:12} ") + f"{paint(c.predicted.value):8} "
+                         + clean(f"exit {c.predicted_exit:4} ~{c.predicted_seconds:5.0f} s  {c.command.source}"))
             if c.predicted is not Prediction.OK:
-                lines.append(f"  {'':13} {c.reason}")
+                lines.append(clean(f"  {'':13} {c.reason}"))
         lines.append("")
-    if report.auth and report.auth.paths:
+    if report.auth:
         lines.append("mail authentication:")
-        lines += auth_text(report.auth)
+        lines += [clean(line) for line in auth_text(report.auth)]
         lines.append("")
     failed = [p for p in report.probes if not p.ok]
     if failed:
         lines.append("failed probes:")
-        lines += [f"  {p.kind.value:5} {p.target:60} {p.error:16} {p.detail}" for p in failed]
+        lines += [clean(f"  {p.kind.value:5} {p.target:60} {p.error:16} {p.detail}") for p in failed]
         lines.append("")
     for finding in report.findings:
-        lines.append(f"{paint(finding.severity.value)} {finding.code} {finding.unit}: {finding.message}")
-        lines.append(f"    fix: {finding.hint}")
+        lines.append(f"{paint(finding.severity.value)} " + clean(f"{finding.code} {finding.unit}: {finding.message}"))
+        lines.append(clean(f"    fix: {finding.hint}"))
     return "\n".join(lines).rstrip()
 
 
@@ -107,7 +108,7 @@ def render_prometheus(report: Report) -> str:
     lines = [
         "# HELP mailpreflight_status Overall status: 0 ok, 1 warning, 2 critical, 3 unknown.",
         "# TYPE mailpreflight_status gauge",
-        f"mailpreflight_status {EXIT[report.status]}",
+        f"mailpreflight_status {report.status.exit_code}",
         "# HELP mailpreflight_unit_start_ok 1 if the unit is predicted to start, else 0.",
         "# TYPE mailpreflight_unit_start_ok gauge",
     ]
@@ -128,12 +129,12 @@ def render_prometheus(report: Report) -> str:
     for severity in ("info", "warning", "critical"):
         count = sum(1 for f in report.findings if f.severity.value == severity)
         lines.append(f'mailpreflight_findings{{severity="{severity}"}} {count}')
-    if report.auth and report.auth.paths:
+    if report.auth:
         lines += ["# HELP mailpreflight_auth_path_ok 1 if a mail login path (SASL/PAM) has no critical finding.",
                   "# TYPE mailpreflight_auth_path_ok gauge"]
         lines += [f'mailpreflight_auth_path_ok{{unit="{_label(p.unit)}",protocol="{_label(p.protocol)}",'
                   f'consumer="{_label(p.consumer)}",pam_service="{_label(p.pam_service or "")}"}} '
-                  f"{int(path_ok(report.auth, p))}" for p in report.auth.paths]
+                  f"{int(p.ok)}" for p in report.auth]
     lines += ["# HELP mailpreflight_check_duration_seconds How long the check took.",
               "# TYPE mailpreflight_check_duration_seconds gauge",
               f"mailpreflight_check_duration_seconds {report.elapsed_s}"]

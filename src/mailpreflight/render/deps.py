@@ -1,13 +1,12 @@
-"""`mailpreflight deps` output: JSON (schema in docs/schemas/deps.schema.json) or a readable listing."""
+"""`mailpreflight deps` output: JSON (schema in docs/schemas/deps.schema.json) or a readable listing.
+A pure function of the UnitDepsView data (docs/design.md)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from mailpreflight.deps.analyze import UnitDeps
-from mailpreflight.deps.saupdate import worst_cases
-from mailpreflight.model import Finding, Severity
+from mailpreflight.model import Finding, UnitDepsView
 
 SCHEMA_VERSION = 1
 
@@ -17,7 +16,7 @@ def finding_json(finding: Finding) -> dict[str, Any]:
             "message": finding.message, "hint": finding.hint, "evidence": list(finding.evidence)}
 
 
-def unit_json(result: UnitDeps) -> dict[str, Any]:
+def unit_json(result: UnitDepsView) -> dict[str, Any]:
     commands = []
     for entry in result.commands:
         command = entry.command
@@ -29,38 +28,40 @@ def unit_json(result: UnitDeps) -> dict[str, Any]:
                               "learned_from": d.learned_from, "confidence": d.confidence.value, "note": d.note}
                              for d in entry.dependencies],
         }
-        if entry.plan is not None:
+        plan = entry.sa_update
+        if plan is not None:
             item["sa_update"] = {
-                "version": entry.plan.sa_version, "version_source": entry.plan.version_source,
-                "updatedir": entry.plan.updatedir, "downloader": entry.plan.downloader,
-                "channels": [{"channel": c.channel, "mirrored_by": c.mirrored_by, "mirrors": len(c.mirrors),
-                              "mirrored_by_age_s": c.mirrored_by_age, "installed_revision": c.installed_revision}
-                             for c in entry.plan.channels],
+                "version": plan.version, "version_source": plan.version_source,
+                "updatedir": plan.updatedir, "downloader": plan.downloader,
+                "channels": [{"channel": c.channel, "mirrored_by": c.mirrored_by, "mirrors": c.mirrors,
+                              "mirrored_by_age_s": c.mirrored_by_age_s, "installed_revision": c.installed_revision}
+                             for c in plan.channels],
                 "worst_cases": [{"scenario": s.name, "seconds": s.seconds, "exit_status": s.exit_status,
-                                 "detail": s.detail} for s in worst_cases(entry.plan)],
+                                 "detail": s.detail} for s in plan.worst_cases],
             }
         commands.append(item)
-    timeout = result.timeout
     return {
-        "name": result.unit.id,
-        "fragment_path": result.unit.fragment_path,
-        "start_timeout_s": timeout.seconds if timeout.limited else None,
-        "start_timeout_from": timeout.learned_from,
+        "name": result.name,
+        "fragment_path": result.fragment_path,
+        "generated_by": result.generated_by,
+        "start_timeout_s": result.start_timeout_s,
+        "start_timeout_from": result.start_timeout_from,
         "commands": commands,
         "findings": [finding_json(f) for f in result.findings],
     }
 
 
-def render_json(results: list[UnitDeps]) -> str:
+def render_json(results: tuple[UnitDepsView, ...]) -> str:
     return json.dumps({"schema_version": SCHEMA_VERSION, "units": [unit_json(r) for r in results]}, indent=2,
                       ensure_ascii=False)
 
 
-def render_text(results: list[UnitDeps]) -> str:
+def render_text(results: tuple[UnitDepsView, ...]) -> str:
     lines: list[str] = []
     for result in results:
-        timeout = f"{result.timeout.seconds:.0f} s" if result.timeout.limited else "none"
-        lines.append(f"{result.unit.id}  ({result.unit.fragment_path}; start timeout {timeout})")
+        timeout = f"{result.start_timeout_s:.0f} s" if result.start_timeout_s is not None else "none"
+        made = f", made by {result.generated_by}" if result.generated_by else ""
+        lines.append(f"{result.name}  ({result.fragment_path}{made}; start timeout {timeout})")
         for entry in result.commands:
             command = entry.command
             tolerance = f"tolerated: {', '.join(command.tolerated_why)}" if command.tolerated else "must succeed"
@@ -78,9 +79,3 @@ def render_text(results: list[UnitDeps]) -> str:
     if not results:
         lines.append("no unit with network dependencies found")
     return "\n".join(lines).rstrip("\n")
-
-
-def exit_status(results: list[UnitDeps]) -> int:
-    """Monitoring convention: 2 if any critical finding, 1 if any warning, else 0."""
-    severities = {f.severity for r in results for f in r.findings}
-    return 2 if Severity.CRITICAL in severities else 1 if Severity.WARNING in severities else 0

@@ -103,6 +103,9 @@ def parse_env_file(data: bytes, systemd_version: int = 252, fast: bool = True) -
     def push_parts() -> None:
         push("".join(key[:key_ws] if key_ws is not None else key), "".join(value))
 
+    # A deliberate copy of systemd's parse_env_file_internal() state machine (env-file.c), see docs/design.md:
+    # its states repeat each other (KEY and VALUE trim blanks alike; the quote states count lines alike) as there.
+    # The fast path before it only takes, in one step, what the machine would take character by character.
     pos, end = 0, len(text)
     while pos < end:
         if state == "PRE_KEY" and fast:

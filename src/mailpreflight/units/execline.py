@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mailpreflight.model import Source
 from mailpreflight.units.specifiers import PATH_MAX, Expander, SpecifierError
-from mailpreflight.units.syntax import Source
 
 WHITESPACE = " \t\n\r"
 _PLAIN = re.compile(r"[^ \t\n\r'\"\\]+")

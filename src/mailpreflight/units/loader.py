@@ -2,6 +2,7 @@
 
 Sources: unit_file_build_name_map() and unit_file_find_fragment() in unit-file.c,
 unit_file_find_dropin_paths() in dropin.c, conf_files_list_strv() in conf-files.c, unit_load_fragment().
+What a loaded unit is: units/unit.py; how a file's settings are applied: units/settings.py.
 """
 
 from __future__ import annotations
@@ -11,105 +12,37 @@ import posixpath
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
-from functools import cache
-from importlib import resources
 
 from mailpreflight.access.rootfs import READ_LIMIT, GuestFileRefused, RootFS, has_glob_magic
 from mailpreflight.errors import MailpreflightError, UnitNotFoundError
-from mailpreflight.units import environ
-from mailpreflight.units.execline import EXEC_KEYS, ExecCommand, parse_exec
+from mailpreflight.model import Source
+from mailpreflight.units import environ, generators
+from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.searchpath import os_release, search_paths_for, systemd_version
+from mailpreflight.units.settings import Settings, verify_service
 from mailpreflight.units.specifiers import (
     Expander,
     ManagerContext,
-    SpecifierError,
     host_facts_from_files,
     host_facts_live,
     system_manager,
 )
 from mailpreflight.units.syntax import (
     SECTIONS_BY_TYPE,
-    Assignment,
     Diagnostic,
-    Severity,
-    Source,
+    LogLevel,
     parse_unit_file,
 )
+from mailpreflight.units.unit import EnvironmentFileRef, LoadState, Unit
 from mailpreflight.units.unitname import UnitName, dropin_unit_names, parse_unit_name
+
+# Unit, LoadState and EnvironmentFileRef live in units/unit.py; importing them from here keeps working.
+__all__ = ["ALIASABLE_TYPES", "FOLLOW_MAX", "TEMPLATABLE_TYPES", "EnvironmentFileRef", "ExecEnvironment", "LoadState",
+           "Unit", "UnitLoader", "exec_environment", "expand_command"]
 
 FOLLOW_MAX = 8
 ALIASABLE_TYPES = frozenset({"service", "socket", "target", "device", "timer", "path"})
 TEMPLATABLE_TYPES = frozenset({"service", "socket", "target", "timer", "path"})
-
-
-class LoadState(StrEnum):
-    LOADED = "loaded"
-    MASKED = "masked"
-    NOT_FOUND = "not-found"
-    BAD_SETTING = "bad-setting"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class EnvironmentFileRef:
-    path: str
-    optional: bool  # the `-` prefix: a missing file is fine
-    source: Source
-
-
-@dataclass(frozen=True)
-class Unit:
-    """A unit as systemd would hold it after loading. Paths are guest paths."""
-
-    requested: str
-    id: str
-    names: tuple[str, ...]
-    load_state: LoadState
-    fragment_path: str | None
-    dropin_paths: tuple[str, ...]
-    assignments: tuple[Assignment, ...]
-    exec: dict[str, tuple[ExecCommand, ...]]
-    environment: tuple[tuple[str, str, Source], ...]
-    environment_files: tuple[EnvironmentFileRef, ...]
-    diagnostics: tuple[Diagnostic, ...]
-    load_error: Diagnostic | None
-    search_paths: tuple[str, ...]
-    systemd_version: int
-
-    @property
-    def masked(self) -> bool:
-        return self.load_state is LoadState.MASKED
-
-    def values(self, section: str, key: str) -> list[Assignment]:
-        """Effective list of a list-type setting: everything after the last empty assignment."""
-        found: list[Assignment] = []
-        for assignment in self.assignments:
-            if assignment.section == section and assignment.key == key:
-                found = [] if assignment.value == "" else [*found, assignment]
-        return found
-
-    def last(self, section: str, key: str) -> Assignment | None:
-        """Effective value of a scalar setting: the last assignment wins."""
-        found = [a for a in self.assignments if a.section == section and a.key == key]
-        return found[-1] if found else None
-
-
-@cache
-def known_keys() -> dict[str, frozenset[str]]:
-    """Section -> keys systemd 252 knows (shipped data from `systemd --dump-configuration-items`)."""
-    table: dict[str, set[str]] = {}
-    section = ""
-    text = resources.files("mailpreflight.units").joinpath("keys-252.txt").read_text(encoding="utf-8")
-    for line in text.splitlines():
-        if line.startswith("#") or not line:
-            continue
-        if line.startswith("["):
-            section = line[1:-1]
-            table.setdefault(section, set())
-        else:
-            table[section].add(line)
-    return {name: frozenset(keys) for name, keys in table.items()}
 
 
 @dataclass
@@ -125,11 +58,15 @@ class UnitLoader:
     """Loads units from one tree. Build it once and load many units: the name map is cached."""
 
     def __init__(self, fs: RootFS | None = None, search_paths: Iterable[str] | None = None,
-                 manager: ManagerContext | None = None, version: int | None = None) -> None:
+                 manager: ManagerContext | None = None, version: int | None = None,
+                 run_generators: bool = True) -> None:
         self.fs = fs or RootFS("/")
         self.version = version if version is not None else systemd_version(self.fs)
         self.search_paths = tuple(search_paths) if search_paths is not None else tuple(
             search_paths_for(self.fs, self.version))
+        # An offline root's /run is empty: what its generators would write there at boot is read instead.
+        self.generated = generators.at_boot(self.fs, self.search_paths) if run_generators else None
+        self.fs = generators.with_generated(self.fs, self.generated)
         self.manager = manager or system_manager(self._host_facts())
         self._map: _NameMap | None = None
 
@@ -210,12 +147,19 @@ class UnitLoader:
         return None
 
     def service_names(self) -> list[str]:
-        """Every loadable (non-template) service name in the search path, sorted."""
-        names = []
+        """Every loadable (non-template) service name in the search path, and every instance a .wants/ or
+        .requires/ link enables (getty@tty1.service, postfix@-.service), sorted."""
+        names = set()
         for name in self._name_map().ids:
             parsed = parse_unit_name(name)
             if parsed is not None and parsed.type == "service" and not parsed.is_template:
-                names.append(name)
+                names.add(name)
+        for entry in self._name_map().entries:
+            if entry.endswith((".wants", ".requires")):
+                for name in self.fs.listdir(entry):
+                    parsed = parse_unit_name(name)
+                    if parsed is not None and parsed.type == "service" and parsed.is_instance:
+                        names.add(name)
         return sorted(names)
 
     # -- loading --------------------------------------------------------------------------------
@@ -250,8 +194,9 @@ class UnitLoader:
                         if p not in skip_dropins)
         if self.fs.is_null_or_empty(fragment):
             # systemd still lists the drop-ins of a masked unit, but reads none of its settings.
-            return self._unit(requested, id_name, all_names, LoadState.MASKED, fragment, dropins, None)
-        return self._parse(requested, id_name, all_names, fragment, dropins)
+            return generators.mark(self._unit(requested, id_name, all_names, LoadState.MASKED, fragment, dropins,
+                                              None), self.generated)
+        return generators.mark(self._parse(requested, id_name, all_names, fragment, dropins), self.generated)
 
     def _find_fragment(self, parsed: UnitName, names_map: _NameMap) -> tuple[str | None, set[str]]:
         names: set[str] = set()
@@ -310,14 +255,14 @@ class UnitLoader:
         A fatal problem in the fragment stops loading (LoadState error or bad-setting). In a drop-in,
         systemd ignores config_parse()'s failure: only the rest of that drop-in is lost.
         """
-        settings = _Settings(Expander(id_name, self.manager), self.version, id_name.type)
+        settings = Settings(Expander(id_name, self.manager), self.version, id_name.type)
         sections = SECTIONS_BY_TYPE.get(id_name.type)
         state, failure = LoadState.LOADED, None
         for path in (fragment, *dropins):
             try:
                 data = self.fs.read_bytes(path)
             except OSError as exc:
-                problem = Diagnostic(Severity.ERROR, f"cannot read: {exc.strerror or exc}", Source(path, 0))
+                problem = Diagnostic(LogLevel.ERROR, f"cannot read: {exc.strerror or exc}", Source(path, 0))
                 if path == fragment:
                     state, failure = LoadState.ERROR, problem
                     break
@@ -335,10 +280,10 @@ class UnitLoader:
                 settings.diagnostics.append(failure)
                 break
             settings.diagnostics.append(Diagnostic(
-                Severity.WARNING, f"{fatal[0].message}; systemd skips the rest of this drop-in",
+                LogLevel.WARNING, f"{fatal[0].message}; systemd skips the rest of this drop-in",
                 fatal[0].source))
         if state is LoadState.LOADED and id_name.type == "service":
-            failure = _verify_service(settings, fragment)
+            failure = verify_service(settings, fragment)
             if failure is not None:
                 state = LoadState.BAD_SETTING
                 settings.diagnostics.append(failure)
@@ -346,14 +291,14 @@ class UnitLoader:
 
     def _unit(self, requested: str, id_name: UnitName, names: tuple[str, ...], state: LoadState,
               fragment: str | None, dropins: tuple[str, ...], failure: Diagnostic | None,
-              settings: _Settings | None = None) -> Unit:
-        settings = settings or _Settings(Expander(id_name, self.manager), self.version, id_name.type)
+              settings: Settings | None = None) -> Unit:
+        settings = settings or Settings(Expander(id_name, self.manager), self.version, id_name.type)
         diagnostics = list(settings.diagnostics)
         unknown = settings.expander.unknown_seen
         if unknown:
             letters = " ".join(f"%{c}" for c in sorted(unknown))
             diagnostics.append(Diagnostic(
-                Severity.WARNING, f"{letters} depend on the running host and were left unexpanded",
+                LogLevel.WARNING, f"{letters} depend on the running host and were left unexpanded",
                 Source(fragment or "", 0)))
         return Unit(
             requested=requested, id=id_name.name, names=names, load_state=state, fragment_path=fragment,
@@ -365,113 +310,6 @@ class UnitLoader:
             systemd_version=self.version,
         )
 
-
-_EXEC_SECTIONS = {"service": "Service", "socket": "Socket", "mount": "Mount", "swap": "Swap"}
-
-
-@dataclass
-class _Settings:
-    """The settings the tool interprets, accumulated over the unit's files in order."""
-
-    expander: Expander
-    version: int
-    unit_type: str
-    kept: list[Assignment] = field(default_factory=list)
-    exec_lists: dict[str, list[ExecCommand]] = field(default_factory=dict)
-    env: dict[str, tuple[str, Source]] = field(default_factory=dict)  # first position kept on replacement
-    env_files: list[EnvironmentFileRef] = field(default_factory=list)
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-
-    def apply(self, assignments: Iterable[Assignment]) -> tuple[Diagnostic, LoadState] | None:
-        """Apply one file's assignments; returns the fatal problem that stops this file, if any."""
-        keys = known_keys()
-        section = _EXEC_SECTIONS.get(self.unit_type, "")
-        for assignment in assignments:
-            known = keys.get(assignment.section)
-            if known is not None and assignment.key not in known:
-                if not assignment.key.startswith("X-"):
-                    self.diagnostics.append(Diagnostic(
-                        Severity.WARNING,
-                        f"Unknown key '{assignment.key}' in section [{assignment.section}], ignoring.",
-                        assignment.source))
-                continue
-            self.kept.append(assignment)
-            if assignment.section != section:
-                continue
-            warnings: list[str] = []
-            fatal = self._apply_one(assignment, warnings)
-            self.diagnostics.extend(Diagnostic(Severity.WARNING, w, assignment.source) for w in warnings)
-            if fatal:
-                return Diagnostic(Severity.ERROR, fatal, assignment.source), LoadState.BAD_SETTING
-        return None
-
-    def _apply_one(self, assignment: Assignment, warnings: list[str]) -> str | None:
-        key, value, source = assignment.key, assignment.value, assignment.source
-        if key in EXEC_KEYS or key.startswith("Exec"):
-            if not value:
-                self.exec_lists[key] = []
-                return None
-            result = parse_exec(key, value, source, self.expander, warnings, self.version)
-            self.exec_lists.setdefault(key, []).extend(result.commands)
-            if result.error and not result.fatal:
-                warnings.append(result.error)
-            return result.error if result.fatal else None
-        if key == "Environment":
-            if not value:
-                self.env = {}
-            for name, env_value in environ.parse_environment_value(value, self.expander, warnings):
-                self.env[name] = (env_value, source)  # strv_env_replace()
-        elif key == "EnvironmentFile":
-            if not value:
-                self.env_files = []
-                return None
-            ref = _environment_file(value, source, self.expander, warnings)
-            if ref is not None:
-                self.env_files.append(ref)
-        return None
-
-
-def _verify_service(settings: _Settings, fragment: str) -> Diagnostic | None:
-    """service_verify() of systemd 252: combinations that make systemd refuse a loaded service."""
-    def last(section: str, key: str) -> str:
-        found = [a.value for a in settings.kept if a.section == section and a.key == key]
-        return found[-1] if found else ""
-
-    start = settings.exec_lists.get("ExecStart", [])
-    stop = settings.exec_lists.get("ExecStop", [])
-    declared = last("Service", "Type")
-    service_type = declared or ("dbus" if last("Service", "BusName") else "simple" if start else "oneshot")
-    problem = None
-    if not start and not stop and last("Unit", "SuccessAction") in ("", "none"):
-        problem = "Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing."
-    elif service_type != "oneshot" and not start:
-        problem = "Service has no ExecStart= setting, which is only allowed for Type=oneshot services. Refusing."
-    elif service_type != "oneshot" and len(start) > 1:
-        problem = ("Service has more than one ExecStart= setting, which is only allowed for Type=oneshot "
-                   "services. Refusing.")
-    elif service_type == "oneshot" and last("Service", "Restart") in ("always", "on-success"):
-        problem = ("Service has Restart= set to either always or on-success, which isn't allowed for "
-                   "Type=oneshot services. Refusing.")
-    elif service_type == "dbus" and not last("Service", "BusName"):
-        problem = "Service is of type D-Bus but no D-Bus service name has been specified. Refusing."
-    elif last("Service", "PAMName") and last("Service", "KillMode") not in ("", "control-group", "mixed"):
-        problem = "Service has PAM enabled. Kill mode must be set to 'control-group' or 'mixed'. Refusing."
-    return Diagnostic(Severity.ERROR, problem, Source(fragment, 0)) if problem else None
-
-
-def _environment_file(value: str, source: Source, expander: Expander,
-                      warnings: list[str]) -> EnvironmentFileRef | None:
-    """config_parse_unit_env_file(): `[-]/absolute/path`, specifiers expanded."""
-    optional = value.startswith("-")
-    try:
-        path = expander.expand(value[1:] if optional else value)
-    except SpecifierError as exc:
-        warnings.append(f"Failed to resolve unit specifiers in '{value}', ignoring: {exc}")
-        return None
-    if not path.startswith("/"):
-        warnings.append(f"EnvironmentFile= path is not absolute, ignoring: {path}")
-        return None
-    return EnvironmentFileRef(path, optional, source)
 
 
 def _mangle(name: str) -> str:
@@ -515,10 +353,10 @@ def exec_environment(unit: Unit, fs: RootFS) -> ExecEnvironment:
             expanded = fs.glob(ref.path)
             guest_paths = list(expanded.paths)
             if expanded.problem:
-                problems.append(Diagnostic(Severity.WARNING, f"EnvironmentFile={expanded.problem} (the variables "
+                problems.append(Diagnostic(LogLevel.WARNING, f"EnvironmentFile={expanded.problem} (the variables "
                                            "those files set are not known)", ref.source))
             elif not guest_paths and not ref.optional:
-                problems.append(Diagnostic(Severity.ERROR, f"no file matches EnvironmentFile={ref.path}",
+                problems.append(Diagnostic(LogLevel.ERROR, f"no file matches EnvironmentFile={ref.path}",
                                            ref.source))
         else:
             guest_paths = [ref.path]
@@ -531,16 +369,16 @@ def exec_environment(unit: Unit, fs: RootFS) -> ExecEnvironment:
                     if isinstance(exc, GuestFileRefused) and budget < READ_LIMIT and exc.errno == errno.EFBIG:
                         why = f"the unit's environment files hold more than {ENV_FILES_TOTAL // 1024 // 1024} MiB"
                     problems.append(Diagnostic(
-                        Severity.ERROR if not ref.optional else Severity.WARNING,
+                        LogLevel.ERROR if not ref.optional else LogLevel.WARNING,
                         f"EnvironmentFile={guest} cannot be read ({why})"
                         + (": the start will fail" if not ref.optional else ""), ref.source))
                 continue
             budget -= len(data)
             parsed = environ.parse_env_file(data, unit.systemd_version)
-            problems.extend(Diagnostic(Severity.WARNING, message, Source(guest, line))
+            problems.extend(Diagnostic(LogLevel.WARNING, message, Source(guest, line))
                             for line, message in parsed.warnings)
             if parsed.error:
-                problems.append(Diagnostic(Severity.ERROR, parsed.error[1] + ": the start will fail",
+                problems.append(Diagnostic(LogLevel.ERROR, parsed.error[1] + ": the start will fail",
                                            Source(guest, parsed.error[0])))
                 continue
             file_env.update(parsed.env)  # a later file's value replaces, keeping the first position

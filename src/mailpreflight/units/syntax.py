@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from mailpreflight.model import Source
+
 LONG_LINE_MAX = 1024 * 1024
 BOM = "\ufeff"
 WHITESPACE = " \t\n\r"
@@ -49,36 +51,18 @@ SECTIONS_BY_TYPE: dict[str, frozenset[str]] = {
 }
 
 
-class Severity(StrEnum):
+class LogLevel(StrEnum):
+    """The level systemd logs a unit-file problem at (not a finding's Severity, model.py)."""
+
     WARNING = "warning"
     ERROR = "error"
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a value came from, as the guest sees the path.
-
-    `line` is where the assignment starts (what an admin looks for); for a continued line systemd's own
-    messages name the last physical line instead, kept in `end_line`.
-    """
-
-    file: str
-    line: int
-    end_line: int | None = None
-
-    @property
-    def systemd_line(self) -> int:
-        return self.end_line if self.end_line is not None else self.line
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
 
 
 @dataclass(frozen=True)
 class Diagnostic:
     """A problem, located as systemd would locate it (so it matches the journal)."""
 
-    severity: Severity
+    severity: LogLevel
     message: str
     source: Source
 
@@ -115,7 +99,7 @@ class _State:
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     def warn(self, where: Source, message: str) -> None:
-        self.diagnostics.append(Diagnostic(Severity.WARNING, message, where))
+        self.diagnostics.append(Diagnostic(LogLevel.WARNING, message, where))
 
 
 def split_lines(data: bytes) -> list[bytes]:
@@ -176,7 +160,7 @@ def parse_unit_file(data: bytes, path: str, sections: frozenset[str] | None = No
 
 
 def _fail(state: _State, where: Source, message: str) -> ParsedFile:
-    fatal = Diagnostic(Severity.ERROR, message, where)
+    fatal = Diagnostic(LogLevel.ERROR, message, where)
     return ParsedFile(state.path, tuple(state.assignments), (*state.diagnostics, fatal), fatal)
 
 

@@ -1,0 +1,29 @@
+"""What `deps` hands to its renderers: the analysis of each unit as model views (docs/design.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from mailpreflight.deps.analyze import UnitDeps
+from mailpreflight.deps.saupdate import SaUpdatePlan, worst_cases
+from mailpreflight.model import CommandDepsView, SaChannelView, SaUpdateView, ScenarioView, UnitDepsView
+
+
+def sa_update_view(plan: SaUpdatePlan) -> SaUpdateView:
+    return SaUpdateView(
+        version=plan.sa_version, version_source=plan.version_source, updatedir=plan.updatedir,
+        downloader=plan.downloader,
+        channels=tuple(SaChannelView(c.channel, c.mirrored_by, len(c.mirrors), c.mirrored_by_age,
+                                     c.installed_revision) for c in plan.channels),
+        worst_cases=tuple(ScenarioView(s.name, s.seconds, s.exit_status, s.detail) for s in worst_cases(plan)))
+
+
+def deps_view(results: Iterable[UnitDeps]) -> tuple[UnitDepsView, ...]:
+    return tuple(UnitDepsView(
+        name=result.unit.id, fragment_path=result.unit.fragment_path,
+        start_timeout_s=result.timeout.seconds if result.timeout.limited else None,
+        start_timeout_from=result.timeout.learned_from,
+        commands=tuple(CommandDepsView(entry.command, tuple(entry.dependencies),
+                                       sa_update_view(entry.plan) if entry.plan is not None else None)
+                       for entry in result.commands),
+        findings=tuple(result.findings), generated_by=result.unit.generated_by) for result in results)

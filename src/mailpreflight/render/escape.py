@@ -1,0 +1,21 @@
+"""Control characters never reach the terminal raw (docs/design.md, "Hostile input"): guest files, unit
+names, server answers may hold ESC sequences that retitle, clear or rewrite an admin's terminal. Like
+systemd's cescape(), a control character is shown as a C escape; newline and tab stay as they are."""
+
+from __future__ import annotations
+
+import re
+
+# C0 controls but tab and newline, DEL, and the C1 controls (U+0080..U+009F: CSI, OSC... in 8-bit form)
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
+_NAMED = {"\r": "\\r", "\x0b": "\\v", "\x0c": "\\f", "\x08": "\\b", "\x07": "\\a"}
+
+
+def _one(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or f"\\x{ord(char):02x}"
+
+
+def clean(text: str) -> str:
+    """`text` with every control character (but newline and tab) written as a C escape. Idempotent."""
+    return _CONTROL.sub(_one, text)
