@@ -4,6 +4,9 @@ Dovecot's `!include` globs cannot multiply, files bigger than the gate's limit a
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from hostile_roots import LOOPBACK, SPAMD, Guest
 
 from mailpreflight.access.rootfs import GLOB_MATCHES, RootFS
@@ -112,3 +115,18 @@ def test_oversized_files_are_refused(guest: Guest) -> None:
     assert shown.returncode == 0
     assert "fetchy.service.d/big.conf: cannot read: larger than 8 MiB: not read" in shown.stdout
     assert "EnvironmentFile=/etc/sysconfig/big cannot be read (larger than 8 MiB" in shown.stdout
+
+
+def test_nft_include_globs_over_links_to_dot(guest: Guest) -> None:
+    """--guest-firewall inlines the guest's nft includes: their globs are the same capped glob."""
+    from mailpreflight.errors import MailpreflightError
+    from mailpreflight.firewall.guest import find_ruleset
+
+    for index in range(40):
+        guest.link(f"/etc/nft/loop/l{index}", ".")
+    guest.write("/etc/nft/loop/x.nft", "table inet t {}\n")
+    guest.write("/etc/nftables.conf", 'include "/etc/nft/loop/' + "*/" * 12 + 'x.nft"\n')
+    started = time.monotonic()
+    with pytest.raises(MailpreflightError, match=r"^/etc/nftables.conf:1: include .*: more than"):
+        find_ruleset(RootFS(str(guest.root)))
+    assert time.monotonic() - started < 10
