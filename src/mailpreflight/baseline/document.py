@@ -14,11 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from mailpreflight.access.rootfs import read_regular_file
 from mailpreflight.baseline.digestkey import recorded_digest
 from mailpreflight.baseline.snapshot import KIND, MAX_ENTRIES, SCHEMA_VERSION
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.model import EntryType, FileRecord, Finding, HostRecord, Severity, TrackedFindingView
 
+BASELINE_LIMIT = 64 * 1024 * 1024  # real ones: a few MiB (texts only of small world-readable files)
 ID_MAX = 2**32 - 2  # (uid_t)-1 is no user
 SIZE_MAX = 2**63 - 1
 PATH_MAX = 4095  # bytes, without the terminating NUL
@@ -64,8 +66,7 @@ def _not_json(name: str) -> None:
 
 def load_baseline(path: str) -> Baseline:
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        text = read_regular_file(path, BASELINE_LIMIT).decode("utf-8")
         document = json.loads(text, parse_constant=_not_json)
     except OSError as exc:
         raise MailpreflightError(f"cannot read baseline {path}: {exc.strerror or exc}") from exc

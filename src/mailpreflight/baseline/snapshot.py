@@ -37,6 +37,7 @@ SCHEMA_VERSION = 1
 KIND = "mailpreflight-snapshot"
 TEXT_LIMIT = 256 * 1024  # bigger files are hashed, not recorded
 HASH_LIMIT = 64 * 1024 * 1024
+HASH_TOTAL_LIMIT = 512 * 1024 * 1024  # hashed in one snapshot (or drift), all files together
 MAX_ENTRIES = 50_000
 SCRIPT_LIMIT = 1024 * 1024  # a program bigger than this is not taken for a script
 SECRET_NAMES = re.compile(r"(?i)(passw|secret|shadow|\.key$|_key$|\.p12$|\.pfx$|credential|token)")
@@ -123,39 +124,48 @@ def _names(fs: RootFS, path: str) -> dict[int, str]:
     return names
 
 
-def _content(host_path: str, info: os.stat_result, key: Digest) -> tuple[str | None, str | None, str | None]:
-    """(digest, text, why the text is not recorded), reading the file once (not following a final link).
+def _content(fs: RootFS, path: str, info: os.stat_result, key: Digest,
+             budget: list[int]) -> tuple[str | None, str | None, str | None]:
+    """(digest, text, why the text is not recorded), reading the file once through the root's gate (resolved
+    inside the root, a final link not followed, anything but a regular file refused unopened). `budget`: bytes
+    still to be hashed in this snapshot (a guest full of big sparse files must not take hours).
 
     Digests are keyed with the host's key, which is not in the baseline: a baseline copied off the host must not
     let anyone test guesses against, say, sasl_passwd or a redacted line (and every file is digested the same
     way, so a mode change alone does not look like a content change)."""
+    if info.st_size > HASH_LIMIT:
+        return None, None, f"larger than {HASH_LIMIT // 1024 // 1024} MiB: neither hashed nor recorded"
+    if info.st_size > budget[0]:
+        return None, None, (f"not hashed: this snapshot already hashed {HASH_TOTAL_LIMIT // 1024 // 1024} MiB "
+                            "(a guest with this much mail configuration is not plausible; check what the files are)")
     try:
-        fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        handle = fs.open_file(path, follow_last=False)
     except OSError as exc:
         return None, None, f"unreadable: {exc.strerror}"
     private = not info.st_mode & stat.S_IROTH
     digest = key.new()
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return None, None, "not a regular file"
+    with handle:
         head = handle.read(TEXT_LIMIT + 1)
         digest.update(head)
+        hashed = len(head)
         if len(head) > TEXT_LIMIT:
-            if info.st_size > HASH_LIMIT:
-                return None, None, f"larger than {HASH_LIMIT // 1024 // 1024} MiB: neither hashed nor recorded"
-            while chunk := handle.read(1024 * 1024):
+            while hashed <= min(budget[0], HASH_LIMIT) and (chunk := handle.read(1024 * 1024)):
                 digest.update(chunk)
+                hashed += len(chunk)
+        budget[0] -= hashed
+        if hashed > HASH_LIMIT or budget[0] < 0:  # it grew since lstat()
+            return None, None, f"larger than {HASH_LIMIT // 1024 // 1024} MiB: neither hashed nor recorded"
     hexdigest = digest.hexdigest()
     if len(head) > TEXT_LIMIT:
         return hexdigest, None, f"larger than {TEXT_LIMIT // 1024} KiB"
     if private:
         return hexdigest, None, f"not world-readable (mode {stat.S_IMODE(info.st_mode):04o})"
-    if SECRET_NAMES.search(posixpath.basename(host_path)):
+    if SECRET_NAMES.search(posixpath.basename(path)):
         return hexdigest, None, "its name says it holds secrets"
     if b"\0" in head:
         return hexdigest, None, "binary"
     try:
-        return hexdigest, redact(head.decode("utf-8"), posixpath.basename(host_path)), None
+        return hexdigest, redact(head.decode("utf-8"), posixpath.basename(path)), None
     except UnicodeDecodeError:
         return hexdigest, None, "binary"
 
@@ -225,6 +235,7 @@ class Collector:
         self.groups = _names(fs, "/etc/group")
         self.files: dict[str, FileRecord] = {}
         self.truncated = False
+        self.hash_budget = [HASH_TOTAL_LIMIT]
 
     def add(self, guest: str, recursive: bool = True) -> None:
         """Record `guest` (and below it); symlinks are recorded, never followed out of the root."""
@@ -258,11 +269,10 @@ class Collector:
                 EntryType.SYMLINK if stat.S_ISLNK(mode) else EntryType.OTHER)
         entry = FileRecord(kind, f"{stat.S_IMODE(mode):04o}", info.st_uid, info.st_gid, self.users.get(info.st_uid),
                            self.groups.get(info.st_gid))
-        host_path = self.fs.host(path)
         if kind is EntryType.SYMLINK:
             entry = replace(entry, target=self.fs.readlink(path))
         elif kind is EntryType.FILE:
-            sha256, text, text_omitted = _content(host_path, info, self.digest)
+            sha256, text, text_omitted = _content(self.fs, path, info, self.digest, self.hash_budget)
             entry = replace(entry, size=info.st_size, sha256=sha256, text=text, text_omitted=text_omitted)
         return replace(entry, mac=self.digest.mac(path, entry.fields()))
 
