@@ -47,6 +47,10 @@ class Guest:
     def __post_init__(self) -> None:
         self.root = self.tmp / "root"
         self.root.mkdir()
+        # coreutils' timeout: what a drop-in written into this guest may call (fix/inguest.py)
+        (self.root / "usr/bin").mkdir(parents=True)
+        (self.root / "usr/bin/timeout").write_text("")
+        (self.root / "usr/bin/timeout").chmod(0o755)
         self.secret = f"HOST-CANARY-{secrets.token_hex(8)}"
         self.canary = self.tmp / "host-secret"
         self.canary.write_text(f"{self.secret}\nnameserver 192.0.2.53\nX={self.secret}\n")
