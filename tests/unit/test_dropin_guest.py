@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import make_tree
 
+from helpers import make_tree
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.fix import dropin
