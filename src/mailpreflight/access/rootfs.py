@@ -103,7 +103,7 @@ class GlobResult:
 class RootFS:
     root: str = "/"
     _dirs: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
-    _ledger: Ledger = field(default_factory=lambda: Ledger(), compare=False, hash=False, repr=False)
+    _ledger: Ledger = field(default_factory=Ledger, compare=False, hash=False, repr=False)
 
     @property
     def is_offline(self) -> bool:
