@@ -37,6 +37,7 @@ KIND = "mailpreflight-snapshot"
 TEXT_LIMIT = 256 * 1024  # bigger files are hashed, not recorded
 HASH_LIMIT = 64 * 1024 * 1024
 HASH_TOTAL_LIMIT = 512 * 1024 * 1024  # hashed in one snapshot (or drift), all files together
+TEXT_TOTAL_LIMIT = 32 * 1024 * 1024  # text recorded in one baseline, all files together (drift reads <= 64 MiB)
 MAX_ENTRIES = 50_000
 SCRIPT_LIMIT = 1024 * 1024  # a program bigger than this is not taken for a script
 SECRET_NAMES = re.compile(r"(?i)(passw|secret|shadow|\.key$|_key$|\.p12$|\.pfx$|credential|token)")
@@ -235,6 +236,7 @@ class Collector:
         self.files: dict[str, dict[str, Any]] = {}
         self.truncated = False
         self.hash_budget = [HASH_TOTAL_LIMIT]
+        self.text_left = TEXT_TOTAL_LIMIT
 
     def add(self, guest: str, recursive: bool = True) -> None:
         """Record `guest` (and below it); symlinks are recorded, never followed out of the root."""
@@ -276,6 +278,11 @@ class Collector:
             entry["size"] = info.st_size
             entry["sha256"], entry["text"], entry["text_omitted"] = _content(self.fs, path, info, self.digest,
                                                                              self.hash_budget)
+            if entry["text"] is not None and len(entry["text"]) > self.text_left:  # a baseline stays small
+                entry["text"] = None
+                entry["text_omitted"] = f"this snapshot already records {TEXT_TOTAL_LIMIT // 1024 // 1024} MiB of text"
+            elif entry["text"] is not None:
+                self.text_left -= len(entry["text"])
         mac = self.digest.mac(path, entry)
         if mac is not None:
             entry["mac"] = mac
