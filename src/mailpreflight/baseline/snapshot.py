@@ -38,6 +38,7 @@ KIND = "mailpreflight-snapshot"
 TEXT_LIMIT = 256 * 1024  # bigger files are hashed, not recorded
 HASH_LIMIT = 64 * 1024 * 1024
 HASH_TOTAL_LIMIT = 512 * 1024 * 1024  # hashed in one snapshot (or drift), all files together
+TEXT_TOTAL_LIMIT = 32 * 1024 * 1024  # text recorded in one baseline, all files together (drift reads <= 64 MiB)
 MAX_ENTRIES = 50_000
 SCRIPT_LIMIT = 1024 * 1024  # a program bigger than this is not taken for a script
 SECRET_NAMES = re.compile(r"(?i)(passw|secret|shadow|\.key$|_key$|\.p12$|\.pfx$|credential|token)")
@@ -236,6 +237,7 @@ class Collector:
         self.files: dict[str, FileRecord] = {}
         self.truncated = False
         self.hash_budget = [HASH_TOTAL_LIMIT]
+        self.text_left = TEXT_TOTAL_LIMIT
 
     def add(self, guest: str, recursive: bool = True) -> None:
         """Record `guest` (and below it); symlinks are recorded, never followed out of the root."""
@@ -273,6 +275,11 @@ class Collector:
             entry = replace(entry, target=self.fs.readlink(path))
         elif kind is EntryType.FILE:
             sha256, text, text_omitted = _content(self.fs, path, info, self.digest, self.hash_budget)
+            if text is not None and len(text) > self.text_left:  # a baseline stays small
+                text = None
+                text_omitted = f"this snapshot already records {TEXT_TOTAL_LIMIT // 1024 // 1024} MiB of text"
+            elif text is not None:
+                self.text_left -= len(text)
             entry = replace(entry, size=info.st_size, sha256=sha256, text=text, text_omitted=text_omitted)
         return replace(entry, mac=self.digest.mac(path, entry.fields()))
 

@@ -144,9 +144,7 @@ def with_generated(fs: RootFS, generated: Generated | None) -> RootFS:
     """The tree as the loader should read it: the generator dirs replaced by `generated`."""
     if generated is None:
         return fs
-    view = GeneratedFS(fs.root, generated=generated)
-    object.__setattr__(view, "_refused", fs._refused)  # one record of refused files, whichever view read them
-    return view
+    return fs.sharing_ledger(GeneratedFS(fs.root, generated=generated))  # one budget, one list of refusals
 
 
 def mark(unit: Unit, generated: Generated | None) -> Unit:
