@@ -339,9 +339,9 @@ def _show(args: argparse.Namespace, env: Environment) -> Status:
 
 
 def _cleanup(args: argparse.Namespace, env: Environment) -> Status:
-    from mailpreflight.firewall import sandbox
+    from mailpreflight.firewall import leftovers
 
-    result = sandbox.cleanup(args.dry_run)
+    result = leftovers.cleanup(args.dry_run)
     for line in result.removed:
         env.out(line)
     for line in result.live:
