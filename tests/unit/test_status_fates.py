@@ -1,5 +1,5 @@
 """What a script does with a command's exit status (deps/shell/status.py), the guards the tree decides
-(`command -v gpg || exit 0`). Each
+(`command -v gpg || exit 0`), and how `check` turns them into a start prediction (ok, fail, unknown). Each
 expectation is also run through the real dash where dash can run the script as written."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pytest
 
 from mailpreflight.deps.shell import read_shell
 from mailpreflight.deps.shell.status import compose
-from mailpreflight.model import Fate, StatusFate
+from mailpreflight.model import CommandVerdict, Fate, FoundCommand, Prediction, Source, StatusFate
+from mailpreflight.predict.judge import script_decides
 
 
 def fates(script: str, tool: str = "sa-update") -> list[str]:
@@ -114,3 +115,32 @@ def test_compose() -> None:
     outer = (StatusFate(0, 1, Fate.GOES_ON), StatusFate(2, 255, Fate.EXITS, 1))
     assert [str(f) for f in compose(outer, inner)] == ["0-1: goes on", "2-255: exits 1"]
     assert compose((), inner) == inner and compose(outer, ()) == outer
+
+
+def verdict(exit_class: str, script_fates: tuple[StatusFate, ...], tool: str = "sa-update") -> CommandVerdict:
+    command = FoundCommand(tool, (tool,), "ExecStart", Source("/usr/sbin/maint", 5), True,
+                           ("status checked by the script",), status_fates=script_fates)
+    return CommandVerdict(command, Prediction.FAIL, exit_class, 1.0, "no network")
+
+
+MAINT = (StatusFate(0, 0, Fate.GOES_ON, where="/usr/sbin/maint:7"),
+         StatusFate(1, 1, Fate.EXITS, 0, "/usr/sbin/maint:7"), StatusFate(2, 255, Fate.EXITS, 1, "/usr/sbin/maint:7"))
+
+
+def test_judge_follows_the_script() -> None:
+    decided = script_decides(verdict("4", MAINT))
+    assert decided is not None and decided[0] is Prediction.FAIL
+    assert "on exit 4 the script exits 1 (/usr/sbin/maint:7)" in decided[1]
+    assert script_decides(verdict("0|1", MAINT)) is None  # both are fine for this script
+    unknown = script_decides(verdict("non-zero", MAINT, tool="curl"))  # 1 is fine, 2-255 are not
+    assert unknown is not None and unknown[0] is Prediction.UNKNOWN
+    strict = (StatusFate(0, 0, Fate.GOES_ON), StatusFate(1, 255, Fate.EXITS, 1))
+    usual = script_decides(verdict("0|1", strict))  # sa-update's exit 1 on a day without new rules
+    assert usual is not None and usual[0] is Prediction.FAIL and "most days" in usual[1]
+    opaque = script_decides(verdict("4", (StatusFate(0, 255, Fate.UNKNOWN, where="/usr/sbin/maint:9"),)))
+    assert opaque is not None and opaque[0] is Prediction.UNKNOWN and "/usr/sbin/maint:9" in opaque[1]
+    other_reason = verdict("4", MAINT)
+    forgiven = CommandVerdict(FoundCommand("sa-update", ("sa-update",), "ExecStart", Source("/u", 1), True,
+                                           ("'-' prefix", "status checked by the script"), status_fates=MAINT),
+                              Prediction.FAIL, "4", 1.0, "")
+    assert script_decides(forgiven) is None and script_decides(other_reason) is not None
