@@ -10,6 +10,7 @@ from mailpreflight.deps.discover import discover
 from mailpreflight.deps.registry import DAEMONS, FALLBACK, UNIT_RULES, command_rules, rule_for
 from mailpreflight.deps.risks import CommandDeps, findings_for
 from mailpreflight.deps.saupdate import plan
+from mailpreflight.deps.spamassassin_plugins import amavis_findings
 from mailpreflight.deps.startup import StartupFacts, early_death, startup_facts, startup_findings
 from mailpreflight.deps.urls import valid_host
 from mailpreflight.errors import MailpreflightError
@@ -54,7 +55,8 @@ def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
                                          tuple(_unique([*entry.mentions, *also])))
     timeout = start_timeout(unit, fs)
     facts = startup_facts(unit, fs, entries) if unit.load_state is LoadState.LOADED else None
-    findings = [*findings_for(unit, fs, entries, timeout), *(startup_findings(unit, facts, entries) if facts else [])]
+    findings = [*findings_for(unit, fs, entries, timeout), *(startup_findings(unit, facts, entries) if facts else []),
+                *amavis_findings(unit.id, fs, commands)]
     if facts:  # an sa-update that dies before the network cannot hang: its timeout risks do not apply
         doomed = {str(entries[i].command.source) for i, local in facts.sa_update if early_death(local, facts)}
         findings = [f for f in findings
