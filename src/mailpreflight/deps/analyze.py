@@ -14,9 +14,11 @@ from mailpreflight.deps.spamassassin_plugins import amavis_findings
 from mailpreflight.deps.startup import StartupFacts, early_death, startup_facts, startup_findings
 from mailpreflight.deps.urls import valid_host
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.model import Confidence, Dependency, Finding
+from mailpreflight.model import Confidence, Dependency, Finding, FoundCommand
 from mailpreflight.units.loader import LoadState, Unit, UnitLoader
 from mailpreflight.units.timeouts import StartTimeout, start_timeout
+
+INIT_SCRIPT_DIRS = ("/etc/init.d/", "/etc/rc.d/init.d/")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
     rules = command_rules(sa_version)
     entries: list[CommandDeps] = []
     for command in commands:
-        rule = rule_for(command.tool, rules)
+        rule = FALLBACK if _init_script(command) else rule_for(command.tool, rules)
         found, mentioned = _endpoints(rule.dependencies(command, context))
         if rule is FALLBACK:
             mentioned += FALLBACK.mentions(command, context)
@@ -84,7 +86,7 @@ def analyze_tree(loader: UnitLoader, sa_version: str | None = None) -> list[Unit
 def _daemon_index(entries: list[CommandDeps]) -> int:
     """Where unit-level (runtime) dependencies belong: the daemon's ExecStart, else the last command."""
     for index, entry in enumerate(entries):
-        if entry.command.key == "ExecStart" and entry.command.tool in DAEMONS:
+        if entry.command.key == "ExecStart" and entry.command.tool in DAEMONS and not _init_script(entry.command):
             return index
     starts = [i for i, e in enumerate(entries) if e.command.key == "ExecStart"]
     return starts[0] if starts else len(entries) - 1
@@ -107,6 +109,12 @@ def _endpoints(deps: list[Dependency]) -> tuple[list[Dependency], list[Dependenc
         else:
             endpoints.append(dep)
     return endpoints, mentions
+
+
+def _init_script(command: FoundCommand) -> bool:
+    """/etc/init.d/fetchmail is not the fetchmail program: it takes an action ("start"), and what it runs (read
+    and followed: the commands after it) is what is analysed. systemd-sysv-generator's units run them."""
+    return (command.script or "").startswith(INIT_SCRIPT_DIRS)
 
 
 def _unique(deps: list[Dependency]) -> list[Dependency]:

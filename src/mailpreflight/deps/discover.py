@@ -82,13 +82,14 @@ def _unwrap(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand
         return _shell(argv, context, fs)
     script = _script_path(argv[0], fs, context.env) if context.read_script else None
     own = FoundCommand(tool, tuple(argv), context.key, context.source, context.tolerated, context.why,
-                       context.via, context.user, dict(context.env), context.fates)
+                       context.via, context.user, dict(context.env), status_fates=context.fates)
     if script is None:
         return [own]
     # A shell script: report the script itself, then what it runs.
     text = _read_script(fs, script)
     if text is None:
         return [own]
+    own = replace(own, script=script)
     inner_context = replace(context, via=(*context.via, script), read_script=False)
     return [own, *_script_commands(text, script, argv[1:], inner_context, fs, first_line_offset=0)]
 
@@ -204,7 +205,7 @@ def _file_test(fs: RootFS, test: str, path: str) -> bool | None:
 
 def _plain(argv: list[str], context: _Context) -> FoundCommand:
     return FoundCommand(posixpath.basename(argv[0]), tuple(argv), context.key, context.source, context.tolerated,
-                        context.why, context.via, context.user, dict(context.env), context.fates)
+                        context.why, context.via, context.user, dict(context.env), status_fates=context.fates)
 
 
 def _script_path(program: str, fs: RootFS, env: Mapping[str, str]) -> str | None:

@@ -27,4 +27,4 @@ def deps_view(results: Iterable[UnitDeps]) -> tuple[UnitDepsView, ...]:
                                        sa_update_view(entry.plan) if entry.plan is not None else None,
                                        tuple(entry.mentions))
                        for entry in result.commands),
-        findings=tuple(result.findings)) for result in results)
+        findings=tuple(result.findings), generated_by=result.unit.generated_by) for result in results)
