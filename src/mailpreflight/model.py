@@ -132,6 +132,9 @@ class FoundCommand:
     # When the script looks at the command's exit status itself (`case $?`, `[ $? -le 1 ] || exit 1`, ...): what
     # it does for each status, 0-255 covered; () when it does not (then `tolerated` says it all).
     status_fates: tuple[StatusFate, ...] = ()
+    # For a script that was read: where a guard the tree decides ends it, e.g. "exits 0 at
+    # /usr/sbin/spamassassin-maint:83: `command -v gpg` fails in this tree" (what follows never runs).
+    ends: str = ""
 
     def fate_of(self, status: int) -> StatusFate | None:
         return next((f for f in self.status_fates if f.low <= status <= f.high), None)

@@ -251,6 +251,8 @@ def test_maintenance_without_gpg_never_runs_sa_update(pristine: Path, tmp_path: 
     (root / "usr/bin/gpg").unlink()
     unit = deps_json(root, "spamassassin-maintenance.service")["spamassassin-maintenance.service"]
     assert not [c for c in unit["commands"] if c["tool"] == "sa-update"]  # type: ignore[attr-defined]
+    script = next(c for c in unit["commands"] if c["tool"] == "spamassassin-maint")  # type: ignore[attr-defined]
+    assert script["ends"] == (f"exits 0 at {MAINT}:83: `command -v gpg` fails in this tree — nothing after it runs")
     report = check_json(root, "spamassassin-maintenance.service")
     assert report["units"][0]["start"]["predicted"] == "ok"  # type: ignore[index]
 

@@ -89,9 +89,10 @@ def _unwrap(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand
     text = _read_script(fs, script)
     if text is None:
         return [own]
-    own = replace(own, script=script)
     inner_context = replace(context, via=(*context.via, script), read_script=False)
-    return [own, *_script_commands(text, script, argv[1:], inner_context, fs, first_line_offset=0)]
+    ends: list[str] = []
+    runs = _script_commands(text, script, argv[1:], inner_context, fs, first_line_offset=0, ends=ends)
+    return [replace(own, script=script, ends=ends[0] if ends else ""), *runs]
 
 
 def _shell(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand]:
@@ -125,10 +126,16 @@ def _shell(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand]
 
 
 def _script_commands(text: str, path: str | None, args: Sequence[str], context: _Context, fs: RootFS,
-                     first_line_offset: int) -> list[FoundCommand]:
+                     first_line_offset: int, ends: list[str] | None = None) -> list[FoundCommand]:
+    """The commands the script runs; `ends` gets where a guard the tree decides ends it, if one does."""
     env = dict(context.env)
     env.update({str(i): a for i, a in enumerate(args, 1)})
     reading = read_shell(text, env, tree_test(fs, env))
+    stop = reading.stop
+    if stop is not None and ends is not None:
+        where = f"{path}:{stop.line + first_line_offset}" if path else str(context.source)
+        ends.append(f"exits {stop.status} at {where}: `{stop.condition}` {'holds' if stop.holds else 'fails'} in "
+                    "this tree — nothing after it runs")
     found: list[FoundCommand] = []
     for command in reading.commands:
         source = Source(path, command.line + first_line_offset) if path else context.source

@@ -39,7 +39,7 @@ def unit_json(result: UnitDepsView) -> dict[str, Any]:
             "via": list(command.via), "user": command.user,
             "dependencies": [_dependency_json(d) for d in entry.dependencies],
             "mentioned": [_dependency_json(d) for d in entry.mentions],
-            **status_fates_json(command),
+            **status_fates_json(command), **({"ends": command.ends} if command.ends else {}),
         }
         plan = entry.sa_update
         if plan is not None:
@@ -81,6 +81,8 @@ def render_text(results: tuple[UnitDepsView, ...]) -> str:
             lines.append(f"  {command.key:13} {command.tool:14} {command.source}  [{tolerance}]")
             if command.via:
                 lines.append(f"  {'':13} via {' > '.join(command.via)}")
+            if command.ends:
+                lines.append(f"  {'':13} the script {command.ends}")
             if command.status_fates:
                 lines.append(f"  {'':13} the script on its exit status: {', '.join(map(str, command.status_fates))}")
             for dep in entry.dependencies:
