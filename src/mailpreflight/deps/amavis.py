@@ -37,12 +37,13 @@ TOOLS = frozenset({"amavisd", "amavisd-new", "amavis"})
 DEBIAN_DIRS = ("/usr/share/amavis/conf.d", "/etc/amavis/conf.d")
 UPSTREAM_FILES = ("/etc/amavisd.conf", "/etc/amavis/amavisd.conf")
 PROGRAM_FILES = ("/usr/share/perl5/Amavis.pm", "/usr/sbin/amavisd", "/usr/sbin/amavisd-new")
-_FIND_CONFIG = re.compile(r"find_config_files\(\s*((?:'[^']*'\s*,?\s*)+)\)")
+_FIND_CONFIG = re.compile(r"find_config_files\(\s*('[^']*'(?:\s*,\s*'[^']*')*)\s*\)")
 _RUN_PARTS_NAME = re.compile(r"[A-Za-z0-9_-]+")  # run-parts(8) without --lsbsysinit/--regex
 _WATCHED = {"bypass": "@bypass_spam_checks_maps", "scanners": "@spam_scanners", "local": "$sa_local_tests_only"}
 _QUOTE_LIKE = re.compile(r"(?<![\w$@%&>-])(?:qq|qr|qw|q|m|s|tr|y)(?![\w])\s*([^\w\s,;=)}\]>])")
 _PAIRS = {"(": ")", "[": "]", "{": "}", "<": ">"}
 MAX_BYTES = 1024 * 1024
+MAX_FILES = 256  # a tree that lists more config files is not read past that (a hostile guest's conf.d)
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,12 @@ def config_files(fs: RootFS, command: FoundCommand) -> tuple[str, ...]:
         elif word.startswith("-c") and len(word) > 2:
             given.append(word[2:])
     if given:
-        return tuple(given)
+        return tuple(given[:MAX_FILES])
     directories = _compiled_in_dirs(fs, command.argv[0])
     if directories is None and any(fs.is_dir(d) for d in DEBIAN_DIRS):
         directories = DEBIAN_DIRS  # a Debian layout whose program is not in the tree
     if directories is not None:
-        return tuple(path for directory in directories for path in run_parts_list(fs, directory))
+        return tuple(path for directory in directories for path in run_parts_list(fs, directory))[:MAX_FILES]
     return tuple(p for p in UPSTREAM_FILES if fs.read_text(p) is not None)[:1] or UPSTREAM_FILES[:1]
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from mailpreflight.deps.shell.expand import ASSIGN, VARIABLE, Expansion, split_fields
 from mailpreflight.deps.shell.lexer import Tok, lex
-from mailpreflight.deps.shell.status import StatusReader, mentions, reads, status_name
+from mailpreflight.deps.shell.status import MAX_CHECKS, StatusReader, mentions, reads, status_name
 from mailpreflight.deps.shell.syntax import (
     AndOr,
     Case,
@@ -100,6 +100,7 @@ class _Reader(Expansion):
     def __init__(self, env: Mapping[str, str], decide: Decide | None = None) -> None:
         self.decide = decide
         self.stop: Stop | None = None
+        self.checks = 0  # statements that look at a status, read so far
         self.vars: dict[str, str] = dict(env)
         self.functions: dict[str, Node] = {}
         self.errexit = self.pipefail = False
@@ -220,6 +221,9 @@ class _Reader(Expansion):
 
     def _fates(self, statement: AndOr, last: bool, ctx: _Ctx, values: Callable[[int], dict[str, int]],
                where: AndOr) -> tuple[StatusFate, ...]:
+        self.checks += 1
+        if self.checks > MAX_CHECKS:  # bounded work on any input: the rest is not read
+            return (StatusFate(0, 255, Fate.UNKNOWN, None, str(self._line(where))),)
         reader = StatusReader(self._flow_end, self.errexit, ctx.exit_why, ctx.return_why, self.vars)
         return reader.fates(statement, last, values, self._line(where))
 

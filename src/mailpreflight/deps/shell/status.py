@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from fnmatch import fnmatchcase
+from fnmatch import translate
 
 from mailpreflight.deps.shell.expand import ASSIGN
 from mailpreflight.deps.shell.syntax import AndOr, Case, Group, If, List, Node, Pipe, Simple
@@ -94,6 +94,19 @@ def compose(outer: tuple[StatusFate, ...], inner: tuple[StatusFate, ...]) -> tup
     return merge(outcomes)
 
 
+MAX_BRANCHES = 64  # case patterns and if/elif clauses of one statement that looks at a status
+MAX_CHECKS = 8  # statements that look at a status, per script; past that, their fates are unknown
+
+
+def _branches(statement: AndOr) -> int:
+    node = statement.pipes[0].cmds[0] if len(statement.pipes) == 1 and len(statement.pipes[0].cmds) == 1 else None
+    if isinstance(node, Case):
+        return sum(len(p) for p in node.patterns)
+    if isinstance(node, If):
+        return len(node.clauses)
+    return len(statement.pipes)
+
+
 class StatusReader:
     """Evaluates the statement after a command for each status it may exit with (used by the shell reader)."""
 
@@ -104,10 +117,14 @@ class StatusReader:
         self.known = known  # the script's variables known at that point
         self.status = 0  # the status being evaluated
         self.own: set[str] = set()
+        self.compiled: dict[int, list[re.Pattern[str] | None]] = {}
 
     def fates(self, statement: AndOr | None, last: bool, values: Callable[[int], dict[str, int]],
               line: int) -> tuple[StatusFate, ...]:
-        """Fates for statuses 0-255, merged into ranges; `values(s)`: what $?, $rc… hold when the status is s."""
+        """Fates for statuses 0-255, merged into ranges; `values(s)`: what $?, $rc… hold when the status is s.
+        A statement of more than MAX_BRANCHES branches is not evaluated (unknown): 256 evaluations each."""
+        if statement is not None and _branches(statement) > MAX_BRANCHES:
+            return (StatusFate(0, 255, Fate.UNKNOWN, None, str(line)),)
         # the names that hold the command's own status ($?, or $rc after `rc=$?`)
         self.own = {k for k, v in values(1).items() if v == 1} & {k for k, v in values(2).items() if v == 2}
         outcomes = []
@@ -156,13 +173,24 @@ class StatusReader:
         subject = self._value(node.subject.text if node.subject else "", values)
         if subject is None:
             return UNKNOWN
-        for patterns, branch, falls in zip(node.patterns, node.branches, node.falls_through, strict=True):
-            texts = [_PLAIN_PATTERN.match(p.text) for p in patterns]
-            if any(t is None for t in texts):
+        for matcher, branch, falls in zip(self._patterns(node), node.branches, node.falls_through, strict=True):
+            if matcher is None:
                 return UNKNOWN  # a pattern holding $VAR, `…` or escapes
-            if any(fnmatchcase(str(subject), t[2]) for t in texts if t is not None):
+            if matcher.fullmatch(str(subject)):
                 return UNKNOWN if falls else self._body(branch, values)
         return GOES_ON
+
+    def _patterns(self, node: Case) -> list[re.Pattern[str] | None]:
+        """Each branch's patterns as one regex (the shell's glob), compiled once per statement."""
+        key = id(node)
+        if key not in self.compiled:
+            matchers: list[re.Pattern[str] | None] = []
+            for patterns in node.patterns:
+                texts = [_PLAIN_PATTERN.match(p.text) for p in patterns]
+                matchers.append(None if any(t is None for t in texts) else re.compile(
+                    "|".join(f"(?:{translate(t[2])})" for t in texts if t is not None), re.S))
+            self.compiled[key] = matchers
+        return self.compiled[key]
 
     def _if(self, node: If, values: dict[str, int]) -> Outcome:
         for condition, body in node.clauses:
