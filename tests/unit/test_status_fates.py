@@ -144,3 +144,15 @@ def test_judge_follows_the_script() -> None:
                                            ("'-' prefix", "status checked by the script"), status_fates=MAINT),
                               Prediction.FAIL, "4", 1.0, "")
     assert script_decides(forgiven) is None and script_decides(other_reason) is not None
+
+
+def test_work_is_bounded() -> None:
+    """At most MAX_CHECKS statements per script are evaluated, each with at most MAX_BRANCHES branches."""
+    from mailpreflight.deps.shell.status import MAX_BRANCHES, MAX_CHECKS
+
+    checks = "".join(f"t{i}\ncase $? in 0) ;; *) exit 1;; esac\n" for i in range(MAX_CHECKS + 1))
+    reading = read_shell(checks)
+    assert [str(c.status_fates[0]).split(" (")[0] for c in reading.commands] == [
+        "0: goes on"] * MAX_CHECKS + ["0-255: unknown"]
+    wide = " ".join(f"{i}) exit 1;;" for i in range(MAX_BRANCHES + 1))
+    assert fates(f"sa-update\ncase $? in {wide} esac\n") == ["0-255: unknown"]
