@@ -265,7 +265,7 @@ def test_unreadable_status_check_is_unknown_and_a_warning(pristine: Path, tmp_pa
     unit = report["units"][0]  # type: ignore[index]
     assert unit["start"]["predicted"] == "unknown" and "not read statically" in unit["start"]["reason"]
     assert report["status"] == "warning"
-    finding = next(f for f in report["findings"] if f["code"] == "MP203")  # type: ignore[union-attr]
+    finding = next(f for f in report["findings"] if f["code"] == "MP204")  # type: ignore[union-attr]
     assert finding["severity"] == "warning" and finding["hint"].startswith("read what the script does")
     line = int(re.search(r"sed -n '(\d+),", finding["hint"])[1])  # type: ignore[index]
     assert "rc=$?" in script.read_text().splitlines()[line - 1]

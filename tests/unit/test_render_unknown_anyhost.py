@@ -40,7 +40,7 @@ def report() -> Report:
     verdict = CommandVerdict(command, Prediction.FAIL, "4", 5.0, "no DNS")
     units = (UnitVerdict("maint.service", Prediction.UNKNOWN, "not read statically (/usr/sbin/maint:12)", (verdict,)),
              UnitVerdict("postfix.service", Prediction.OK, "fine", ()))
-    findings = (Finding("MP203", Severity.WARNING, "maint.service", "cannot be predicted",
+    findings = (Finding("MP204", Severity.WARNING, "maint.service", "cannot be predicted",
                         "read what the script does with the status: sed -n '12,+20p' /usr/sbin/maint"),)
     return Report(Status.WARNING, units, (), findings, 1.0)
 

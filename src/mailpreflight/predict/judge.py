@@ -228,7 +228,7 @@ def _findings(results: list[UnitDeps], units: tuple[UnitVerdict, ...], runner: P
                                  tuple(f"{c.command.source}: {c.reason}" for c in verdict.commands
                                        if c.predicted is not Prediction.OK)))
         if verdict.start_predicted is Prediction.UNKNOWN:
-            found.append(Finding("MP203", Severity.WARNING, verdict.name, f"whether {verdict.name} starts cannot "
+            found.append(Finding("MP204", Severity.WARNING, verdict.name, f"whether {verdict.name} starts cannot "
                                  f"be predicted: {verdict.reason}", _read_hint(verdict),
                                  tuple(f"{c.command.source}: {c.reason}" for c in verdict.commands
                                        if c.predicted is not Prediction.OK)))
