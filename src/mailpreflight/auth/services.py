@@ -19,6 +19,7 @@ from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.postfix import expand, read_main_cf
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.units import environ, generators
+from mailpreflight.units.distro import distribution
 from mailpreflight.units.loader import LoadState, Unit, UnitLoader, exec_environment, expand_command
 
 SASLAUTHD_BINARIES = ("/usr/sbin/saslauthd", "/sbin/saslauthd")
@@ -259,7 +260,7 @@ def read_postfix(fs: RootFS, saslauthd: Saslauthd | None, dovecot_unit: str | No
             continue
         configured = settings.get("cyrus_sasl_config_path")
         dirs: tuple[str, ...]
-        if _exists(fs, "/etc/debian_version"):
+        if distribution(fs).debian:
             dirs = DEBIAN_SASL_CONF_DIRS
         elif configured and configured[0]:
             dirs = tuple(configured[0].split(":"))

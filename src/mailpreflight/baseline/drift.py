@@ -21,10 +21,9 @@ from mailpreflight.baseline.snapshot import (
     KIND,
     MAIL_PATHS,
     SCHEMA_VERSION,
+    analyse,
     collect,
     host_of,
-    tracked_findings,
-    unit_files,
 )
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.model import Status
@@ -113,11 +112,11 @@ def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host
     host = check_host(baseline_file, baseline, fs, other_host)
     digest = for_baseline(baseline_file, baseline, digest_key)  # the same key, or no comparison at all
     loader = UnitLoader(fs)
-    tracked, modules = tracked_findings(loader)
-    units = unit_files(loader)
+    found = analyse(loader)
+    tracked = found.tracked
     before_files: dict[str, dict[str, Any]] = baseline["files"]
-    after_files, _ = collect(fs, digest, (*units, *modules, *before_files))
-    changes = _watched(_changes(before_files, after_files), before_files, set(units))
+    after_files, _ = collect(fs, digest, (*found.units, *found.modules), (*found.depends, *before_files))
+    changes = _watched(_changes(before_files, after_files), before_files, set(found.units))
     before_keys = {f"{f.get('code')}:{f.get('subject')}" for f in baseline.get("findings", [])
                    if isinstance(f, dict)}
     now_keys = {issue.key for issue in tracked}

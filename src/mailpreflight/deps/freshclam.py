@@ -34,7 +34,7 @@ from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.urls import hostport, parse_port, split_hostport, unique
 from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
-from mailpreflight.units.searchpath import os_release
+from mailpreflight.units.distro import distribution
 
 CONFIG_PATHS = ("/etc/clamav/freshclam.conf", "/etc/freshclam.conf")
 DEFAULT_DNS = "current.cvd.clamav.net"
@@ -130,9 +130,7 @@ def config_path(fs: RootFS, argv: tuple[str, ...]) -> str:
     existing = next((p for p in CONFIG_PATHS if fs.read_text(p) is not None), None)
     if existing:
         return existing
-    release = os_release(fs)
-    debian = "debian" in f"{release.get('ID', '')} {release.get('ID_LIKE', '')}".split()
-    return CONFIG_PATHS[0] if debian else CONFIG_PATHS[1]
+    return CONFIG_PATHS[0] if distribution(fs).debian else CONFIG_PATHS[1]
 
 
 @dataclass(frozen=True)
@@ -154,8 +152,7 @@ def config_error(fs: RootFS, argv: tuple[str, ...]) -> ConfigError | None:
         text = fs.read_text(path)
         config = parse_config(text, path) if text is not None else None
     if config is None:
-        release = os_release(fs)
-        debian = "debian" in f"{release.get('ID', '')} {release.get('ID_LIKE', '')}".split()
+        debian = distribution(fs).debian
         return ConfigError(path, 2, f"ERROR: Can't open/parse the config file {path}",
                            f"{path} does not exist in this tree",
                            "dpkg-reconfigure clamav-freshclam (its postinst writes the file from the debconf "
