@@ -58,6 +58,7 @@ def test_read_statically(tmp_path: Path, files: dict[str, str], expected: tuple[
     "push @bypass_spam_checks_maps, 1;\n",
     "@bypass_spam_checks_maps = @my_maps;\n",
     "$sa_local_tests_only = $ENV{LOCAL};\n",
+    "include_config_files('/etc/amavis/local.conf');\n",  # amavisd runs it there: not followed
 ])
 def test_too_dynamic_is_unknown(tmp_path: Path, text: str) -> None:
     value, where = config(tmp_path, {USER: text})

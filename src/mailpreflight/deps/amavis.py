@@ -18,8 +18,9 @@ Facts (amavisd-new 2.13.0, Debian 12's amavisd-new 1:2.13.0-3+deb12u1):
 
 Read statically: Perl comments, POD and `__END__` are skipped; statements are split at `;` (and after a block's
 `}`) outside strings, quote-like operators and brackets. Only plain top-level assignments of literal values are
-evaluated; any other use of these variables (inside a block, push, a variable on the right, an included file)
-makes the answer unknown, and says where.
+evaluated; any other use of these variables (inside a block, push, a variable on the right), and a call that
+includes other config files (include_config_files(), read_config_file()), makes the answer unknown, and says
+where.
 """
 
 from __future__ import annotations
@@ -145,9 +146,16 @@ def read_config(fs: RootFS, command: FoundCommand) -> AmavisConfig:
 
 # --- Perl, statically -----------------------------------------------------------------------------------------
 
+_INCLUDE = re.compile(r"\b(?:include_config_files|include_optional_config_files|read_config_file)\s*\(")
+
+
 def _assignments(text: str, path: str) -> Iterator[tuple[str, Setting]]:
     for line, statement in _statements(text):
         where = f"{path}:{line}"
+        if _INCLUDE.search(statement):  # amavisd runs the named files there: not followed here
+            for key in ("bypass", "local"):
+                yield key, Setting(None, where, f"it includes other config files, not read here: {_short(statement)}")
+            continue
         for key, variable in _WATCHED.items():
             if not re.search(re.escape(variable) + r"(?![\w\[{])", statement):
                 continue
