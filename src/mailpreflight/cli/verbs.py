@@ -110,14 +110,17 @@ def _firewall(args: argparse.Namespace, env: Environment) -> Status:
     results = _analyze(args, UnitLoader(fs))
     resolvers = read_resolv_conf(fs).nameservers
     rules = firewall.allow_list(results, resolvers)
+    unknown = firewall.unknown_endpoints(results)
     addresses, when = firewall.resolve(rules) if args.resolve else (None, "")
     if args.format == "firewalld" and (names := firewall.unresolved_names(rules, addresses)):
         raise MailpreflightError(f"firewalld rules need addresses; {names[0]} is a name",
                                  hint="add --resolve to put the current addresses in")
     output = {"nft": render.render_nft, "iptables": render.render_iptables,
               "firewalld": render.render_firewalld}[args.format]
-    env.out(output(rules, addresses, when), end="")
-    return Status.OK
+    env.out(output(rules, addresses, when, unknown), end="")
+    for note in unknown:  # the list is incomplete: a policy-drop table built from it would break these
+        env.say(f"firewall: warning: not in the list: {note}")
+    return Status.WARNING if unknown else Status.OK
 
 
 def _guest_firewall_setup(args: argparse.Namespace, fs: RootFS, resolv_source: str, resolv_text: str,
