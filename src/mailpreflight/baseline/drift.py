@@ -67,13 +67,19 @@ class Drift:
         return Status.worst([changed, *(issue.finding.severity.status for issue in self.new)])
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
 def load_baseline(path: str) -> dict[str, Any]:
+    """The baseline document, checked against what `snapshot` writes (docs/schemas/snapshot.schema.json) in
+    everything drift and restore rely on: a baseline travels through tickets and may have been edited."""
     try:
         with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
+            document = json.load(handle, parse_constant=_no_constant)
     except OSError as exc:
         raise MailpreflightError(f"cannot read baseline {path}: {exc.strerror or exc}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, NaN, nesting too deep
         line = getattr(exc, "lineno", 1)
         raise MailpreflightError(f"{path}:{line}: not a mailpreflight snapshot (invalid JSON)") from exc
     if not isinstance(document, dict) or document.get("kind") != KIND or not isinstance(document.get("files"),
@@ -82,7 +88,63 @@ def load_baseline(path: str) -> dict[str, Any]:
     if document.get("schema_version") != SCHEMA_VERSION:
         raise MailpreflightError(f"{path}:1: snapshot schema_version {document.get('schema_version')!r} is not "
                                  f"supported (this mailpreflight reads {SCHEMA_VERSION})")
+    problem = _shape_problem(document)
+    if problem:
+        raise MailpreflightError(f"{path}: {problem}: not as `snapshot` writes it (take a new one with "
+                                 "`mailpreflight snapshot`)")
     return document
+
+
+_ENTRY_TYPES = ("file", "dir", "symlink", "other")
+_OPTIONAL_TEXT = ("owner", "group", "sha256", "text", "text_omitted")
+
+
+def _shape_problem(document: dict[str, Any]) -> str | None:
+    """What in the document is not as `snapshot` writes it, or None. Keys not checked here are not used."""
+    host = document.get("host")
+    if host is not None and (not isinstance(host, dict) or
+                             any(not isinstance(v, str | None) for v in host.values())):
+        return "\"host\" is not an object of strings"
+    if not isinstance(document.get("findings", []), list):
+        return "\"findings\" is not a list"
+    if not isinstance(document.get("salt", ""), str) or not _is_unicode(document.get("salt", "")):
+        return "\"salt\" is not a string"
+    for name, entry in document["files"].items():
+        where = f"files[{json.dumps(name)[:100]}]"
+        if not name.startswith("/") or name.startswith("//") or "\0" in name or posixpath.normpath(name) != name:
+            return f"{where}: not an absolute, normalized path"
+        if not isinstance(entry, dict):
+            return f"{where}: not an object"
+        if entry.get("type") not in _ENTRY_TYPES:
+            return f"{where}: \"type\" is {json.dumps(entry.get('type'))[:40]}, not one of {', '.join(_ENTRY_TYPES)}"
+        mode = entry.get("mode")
+        if not isinstance(mode, str) or len(mode) != 4 or any(c not in "01234567" for c in mode):
+            return f"{where}: \"mode\" is {json.dumps(mode)[:40]}, not four octal digits"
+        for key in ("uid", "gid"):
+            value = entry.get(key)
+            if type(value) is not int or not 0 <= value < 2**32 - 1:
+                return f"{where}: \"{key}\" is {json.dumps(value)[:40]}, not a user or group id"
+        if any(not isinstance(entry.get(key), str | None) for key in _OPTIONAL_TEXT):
+            return f"{where}: {', '.join(_OPTIONAL_TEXT)} must be strings or null"
+        size = entry.get("size", 0)
+        if type(size) is not int or size < 0:
+            return f"{where}: \"size\" is {json.dumps(size)[:40]}, not a size"
+        if isinstance(entry.get("text"), str) and not _is_unicode(entry["text"]):
+            return f"{where}: \"text\" is not UTF-8"
+        target = entry.get("target")
+        if target is not None and (not isinstance(target, str) or not target or "\0" in target
+                                   or len(target) >= 4096):
+            return f"{where}: \"target\" is not a symlink's target"
+    return None
+
+
+def _is_unicode(text: str) -> bool:
+    """No lone surrogates: `snapshot` records only text that is valid UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _same_host(baseline: dict[str, Any], now: dict[str, str | None]) -> str | None:

@@ -1,0 +1,95 @@
+"""Inputs the fuzzer (tests/fuzzing.py, benchmarks/fuzz.py) found, each kept as a regression test: the
+shape of the input, the crash it was, and what happens now."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailpreflight import cli
+from mailpreflight.access.rootfs import RootFS
+from mailpreflight.baseline import drift
+from mailpreflight.baseline.snapshot import take
+from mailpreflight.errors import MailpreflightError
+from mailroots import leap15
+
+
+def _run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.BytesIO(), io.BytesIO()
+    stdout = io.TextIOWrapper(out, encoding="utf-8", errors="strict", write_through=True)
+    stderr = io.TextIOWrapper(err, encoding="utf-8", errors="strict", write_through=True)
+    code = cli.main(list(argv), cli.Environment(stdout=stdout, stderr=stderr, stdout_isatty=False, environ={}))
+    return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    root = leap15(tmp_path_factory.mktemp("fuzz") / "guest")
+    return root, take(RootFS(str(root)), str(root))
+
+
+def _first_file(document: dict[str, Any]) -> str:
+    return next(p for p, e in document["files"].items() if e["type"] == "file" and e.get("text"))
+
+
+TAMPERED = [  # (what is changed, the text the error names); every one was an AttributeError, TypeError, ...
+    (lambda d, p: d["files"].__setitem__(p, 1.5), "not an object"),
+    (lambda d, p: d["files"][p].__setitem__("mode", 420), "\"mode\" is 420, not four octal digits"),
+    (lambda d, p: d["files"][p].__setitem__("mode", "17777"), "\"mode\" is \"17777\""),
+    (lambda d, p: d["files"][p].pop("uid"), "\"uid\" is null, not a user or group id"),
+    (lambda d, p: d["files"][p].__setitem__("gid", 2**40), "\"gid\" is 1099511627776"),
+    (lambda d, p: d["files"][p].__setitem__("uid", True), "\"uid\" is true"),
+    (lambda d, p: d["files"][p].__setitem__("text", "\udc80"), "\"text\" is not UTF-8"),
+    (lambda d, p: d["files"][p].__setitem__("text", ["a"]), "must be strings or null"),
+    (lambda d, p: d["files"][p].__setitem__("type", "fifo"), "\"type\" is \"fifo\""),
+    (lambda d, p: d["files"].__setitem__("/etc/pam.d/x", {**d["files"][p], "type": "symlink", "target": ""}),
+     "not a symlink's target"),
+    (lambda d, p: d["files"].__setitem__("/etc/../../../../tmp/x", d["files"][p]), "not an absolute, normalized"),
+    (lambda d, p: d.__setitem__("host", "somewhere"), "\"host\" is not an object"),
+    (lambda d, p: d.__setitem__("findings", True), "\"findings\" is not a list"),
+    (lambda d, p: d.__setitem__("salt", "\udcff"), "\"salt\" is not a string"),
+]
+
+
+@pytest.mark.parametrize("change, error", TAMPERED)
+def test_tampered_baseline_is_one_error(snapshot: tuple[Path, dict[str, Any]], tmp_path: Path,
+                                        change: Any, error: str) -> None:
+    root, document = snapshot
+    document = json.loads(json.dumps(document))
+    change(document, _first_file(document))
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps(document))
+    with pytest.raises(MailpreflightError) as raised:
+        drift.load_baseline(str(baseline))
+    assert str(baseline) in str(raised.value) and error in str(raised.value)
+    for argv in (("drift", "--baseline", str(baseline), "--root", str(root), "--other-host"),
+                 ("restore", "--baseline", str(baseline), "--root", str(root), "--dry-run", "/etc/pam.d/imap")):
+        code, out, err = _run(*argv)
+        assert (code, out) == (3, "") and err.count("\n") == 1 and "internal error" not in err, err
+
+
+SNAPSHOT_HEAD = '{"schema_version": 1, "kind": "mailpreflight-snapshot", "files": {}, "findings": '
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, SNAPSHOT_HEAD + '[{"code": NaN}]}', SNAPSHOT_HEAD + "-Infinity}",
+                                  SNAPSHOT_HEAD + "1" * 5000 + "}"])
+def test_baseline_that_python_json_chokes_on(tmp_path: Path, text: str) -> None:
+    """Deep nesting was a RecursionError and 5,000 digits a ValueError; NaN and Infinity are not JSON (drift
+    printed them back in its JSON output)."""
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(text)
+    with pytest.raises(MailpreflightError, match="not a mailpreflight snapshot"):
+        drift.load_baseline(str(baseline))
+
+
+def test_untampered_baseline_still_loads(snapshot: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    root, document = snapshot
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps(document))
+    assert drift.load_baseline(str(baseline)) == document
+    code, _, err = _run("drift", "--baseline", str(baseline), "--root", str(root))
+    assert (code, err) == (0, "")
