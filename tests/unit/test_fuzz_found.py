@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import fuzzing
 from mailpreflight import cli
 from mailpreflight.access.rootfs import RootFS
+from mailpreflight.auth import services
 from mailpreflight.baseline import drift
 from mailpreflight.baseline.snapshot import take
 from mailpreflight.errors import MailpreflightError
-from mailroots import leap15
+from mailroots import leap15, write
 
 
 def _run(*argv: str) -> tuple[int, str, str]:
@@ -93,3 +96,20 @@ def test_untampered_baseline_still_loads(snapshot: tuple[Path, dict[str, Any]], 
     assert drift.load_baseline(str(baseline)) == document
     code, _, err = _run("drift", "--baseline", str(baseline), "--root", str(root))
     assert (code, err) == (0, "")
+
+
+def test_dovecot_include_of_itself_is_bounded(tmp_path: Path) -> None:
+    """`!include_try *` in dovecot.conf included dovecot.conf again, 3 times per level, 20 levels deep: 3**20
+    reads. Dovecot refuses a recursive include; here it is skipped, and reads are capped in all."""
+    root = tmp_path / "root"
+    write(root, "/etc/dovecot/dovecot.conf", "!include_try *\n!include_try *\n!include_try *\n"
+                                             "!include conf.d/*.conf\n")
+    write(root, "/etc/dovecot/conf.d/10-auth.conf", "passdb {\n  driver = pam\n  args = imap\n}\n")
+    for number in range(12):  # files that include each other: no loop, but every order of them is a chain
+        write(root, f"/etc/dovecot/conf.d/{number}-x.conf", "!include_try *\n")
+    started = time.monotonic()
+    with fuzzing.time_limit(10):  # a regression fails here instead of running for hours
+        config = services.read_dovecot_config(RootFS(str(root)))
+    assert time.monotonic() - started < 2
+    assert config is not None and config.files_read <= services.DOVECOT_MAX_FILES
+    assert ("pam", "imap") in {(p["driver"][0], p["args"][0]) for p in config.passdbs}

@@ -321,10 +321,14 @@ def _cyrus_runs(text: str | None, command: str) -> bool:
     return re.search(rf'cmd\s*=\s*"?\s*(\S*/)?{re.escape(command)}\b', body) is not None
 
 
+DOVECOT_MAX_FILES = 256  # files read for one configuration, all told: includes of includes can fan out exponentially
+
+
 @dataclass
 class DovecotConfig:
     settings: dict[str, tuple[str, str]]  # top-level key -> (value, file:line)
     passdbs: list[dict[str, tuple[str, str]]]  # each passdb block's keys (plus "name" for 2.4 `passdb NAME {`)
+    files_read: int = 0
 
 
 def read_dovecot_config(fs: RootFS, path: str = "/etc/dovecot/dovecot.conf") -> DovecotConfig | None:
@@ -336,10 +340,14 @@ def read_dovecot_config(fs: RootFS, path: str = "/etc/dovecot/dovecot.conf") -> 
 
 
 def _dovecot_file(fs: RootFS, path: str, config: DovecotConfig, stack: list[dict[str, tuple[str, str]] | None],
-                  depth: int) -> None:
+                  depth: int, including: tuple[str, ...] = ()) -> None:
+    real = fs.chase(path) or path
+    if real in including or config.files_read >= DOVECOT_MAX_FILES:  # dovecot: "Recursive include file"
+        return
     text = fs.read_text(path)
     if text is None or depth > 20:
         return
+    config.files_read += 1
     for number, raw in enumerate(text.splitlines(), 1):
         line = re.sub(r"(^|\s)#.*$", "", raw).strip()
         if not line:
@@ -350,7 +358,7 @@ def _dovecot_file(fs: RootFS, path: str, config: DovecotConfig, stack: list[dict
             pattern = pattern if pattern.startswith("/") else posixpath.join(posixpath.dirname(path), pattern)
             directory, name = posixpath.split(pattern)  # globs in the file name, resolved inside the root
             for match in sorted(n for n in fs.listdir(directory) if fnmatch.fnmatchcase(n, name)):
-                _dovecot_file(fs, posixpath.join(directory, match), config, stack, depth + 1)
+                _dovecot_file(fs, posixpath.join(directory, match), config, stack, depth + 1, (*including, real))
             continue
         if line.endswith("{"):
             words = line[:-1].split()
