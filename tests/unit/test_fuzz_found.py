@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import fuzzing
+from helpers import make_tree
 from mailpreflight import cli
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.auth import services
@@ -113,3 +114,20 @@ def test_dovecot_include_of_itself_is_bounded(tmp_path: Path) -> None:
     assert time.monotonic() - started < 2
     assert config is not None and config.files_read <= services.DOVECOT_MAX_FILES
     assert ("pam", "imap") in {(p["driver"][0], p["args"][0]) for p in config.passdbs}
+
+
+def test_json_output_with_c1_controls_and_bytes_that_are_not_utf8(tmp_path: Path) -> None:
+    """A C1 control in a unit became `\\x85` inside a JSON string (invalid JSON); a drop-in whose name is not
+    UTF-8 made every verb that prints it crash on a UTF-8 terminal. Both are now \\u escapes."""
+    make_tree(tmp_path, {"etc/systemd/system/a.service": "[Service]\nExecStart=/bin/echo \x85\x9b2J\x7f\n"})
+    dropins = tmp_path / "etc/systemd/system/a.service.d"
+    dropins.mkdir()
+    (dropins / "x\udcff.conf").write_bytes(b"[Service]\nTimeoutStartSec=5\n")
+    code, out, err = _run("show", "--root", str(tmp_path), "--format", "json", "a.service")
+    assert (code, err) == (0, "")
+    shown = json.loads(out)
+    assert shown["exec"]["ExecStart"][0]["argv"] == ["/bin/echo", "\x85\x9b2J\x7f"]
+    assert shown["dropin_paths"] == ["/etc/systemd/system/a.service.d/x\udcff.conf"]
+    code, out, err = _run("show", "--root", str(tmp_path), "a.service")
+    assert (code, err) == (0, "")
+    assert "\\u0085\\u009b2J\\u007f" in out and "x\\udcff.conf" in out
