@@ -131,3 +131,21 @@ def test_json_output_with_c1_controls_and_bytes_that_are_not_utf8(tmp_path: Path
     code, out, err = _run("show", "--root", str(tmp_path), "a.service")
     assert (code, err) == (0, "")
     assert "\\u0085\\u009b2J\\u007f" in out and "x\\udcff.conf" in out
+
+
+def test_postfix_parameters_that_name_themselves_or_double_at_every_level() -> None:
+    """`relayhost = ${relayhost?[x]:25} $(relayhost)` or a value naming $sasl_path 200 times in sasl_path itself
+    expanded 2**20 or 200**20 times; p0 = $p1 $p1, p1 = $p2 $p2, ... doubles the text at every level."""
+    from mailpreflight.deps.postfix import expand, read_main_cf
+
+    chain = "\n".join(f"p{i} = $p{i + 1} $p{i + 1}" for i in range(16)) + "\np16 = [relay.example.com]:587\n"
+    settings = read_main_cf("relayhost = ${relayhost?[x]:25} $(relayhost)\nsasl_path = " + "$a$sasl_path " * 200
+                            + "\na = x\n" + chain + "q = $p12\nmyhostname = mx.example.org\nr = [$myhostname]\n")
+    started = time.monotonic()
+    with fuzzing.time_limit(10):  # a regression fails here instead of running for hours
+        assert expand("$relayhost", settings) is None  # postfix refuses a recursive parameter
+        assert expand("$sasl_path", settings) is None
+        assert expand("$p0", settings) is None  # 2**16 copies: beyond EXPANSION_MAX
+        assert expand("$q", settings) == " ".join(["[relay.example.com]:587"] * 16)
+        assert expand("$r", settings) == "[mx.example.org]"
+    assert time.monotonic() - started < 2
