@@ -181,10 +181,12 @@ def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host
     now_keys = {issue.key for issue in tracked}
     new = [issue for issue in tracked if issue.key not in before_keys]
     by_path = {change.path: change for change in changes}
+    tied: set[tuple[str, TrackedFinding]] = set()  # a set, not `in causes`: a file may cause thousands of findings
     for issue in new:
         decisive = {p for path in issue.paths for p in (path, fs.chase(path)) if p}  # symlinks: both ends
         for path in sorted(decisive):
-            if path in by_path and issue not in by_path[path].causes:
+            if path in by_path and (path, issue) not in tied:
+                tied.add((path, issue))
                 by_path[path].causes.append(issue)
     resolved = [f for f in baseline.get("findings", []) if isinstance(f, dict)
                 and f"{f.get('code')}:{f.get('subject')}" not in now_keys]
