@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.access.safewrite import write_atomically
+from mailpreflight.baseline.digestkey import load_or_create
 from mailpreflight.baseline.drift import compare, load_baseline
 from mailpreflight.baseline.snapshot import MAIL_PATHS, take
 from mailroots import leap15, write
@@ -56,10 +57,11 @@ def main() -> None:
         paths = grow(root, args.files, rng)
         fs = RootFS(str(root))
         baseline = work / "baseline.json"
+        key = work / "baseline.key"  # never the host's /var/lib/mailpreflight/baseline.key
         dirs = [d for d in MAIL_PATHS if (root / d.lstrip("/")).exists()]
 
         def snapshot() -> None:
-            write_atomically(str(baseline), json.dumps(take(fs, str(root))), mode=0o600)
+            write_atomically(str(baseline), json.dumps(take(fs, str(root), load_or_create(str(key)))), mode=0o600)
 
         def copy() -> None:
             for d in dirs:
@@ -83,7 +85,7 @@ def main() -> None:
 
         def drift() -> None:
             nonlocal result
-            result = compare(str(baseline), load_baseline(str(baseline)), RootFS(str(root)))
+            result = compare(str(baseline), load_baseline(str(baseline)), RootFS(str(root)), digest_key=str(key))
 
         diff_lines: list[str] = []
 

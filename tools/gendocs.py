@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from mailpreflight.cli import build_parser
+from mailpreflight.fix import guard
 from mailpreflight.render.manpage import render_bash_completion, render_man
 
 
@@ -20,7 +21,8 @@ def main() -> int:
     parser.add_argument("--completion", action="store_true", help="print the bash completion script")
     args = parser.parse_args()
     cli = build_parser()
-    sys.stdout.write(render_bash_completion(cli) if args.completion else render_man(cli))
+    own = {"guard": guard.build_parser()}  # parsed before argparse (cli.main): its own parser
+    sys.stdout.write(render_bash_completion(cli, own) if args.completion else render_man(cli, own))
     return 0
 
 

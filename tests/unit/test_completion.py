@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mailpreflight.cli import build_parser
+from mailpreflight.fix import guard
 from mailpreflight.render.manpage import render_bash_completion
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash is no
 
 
 def test_committed_completion_is_generated() -> None:
-    assert SCRIPT.read_text(encoding="utf-8") == render_bash_completion(build_parser()), (
+    generated = render_bash_completion(build_parser(), {"guard": guard.build_parser()})
+    assert SCRIPT.read_text(encoding="utf-8") == generated, (
         "regenerate it: python tools/gendocs.py --completion > contrib/bash-completion/mailpreflight")
 
 
@@ -48,7 +50,7 @@ def complete(words: list[str], path: str | None = None) -> list[str]:
 def test_verbs() -> None:
     assert complete(["mailpreflight", "ch"]) == ["check"]
     assert set(complete(["mailpreflight", ""])) == {"show", "deps", "check", "dropin", "explain", "firewall",
-                                                    "snapshot", "drift", "restore", "guard"}
+                                                    "snapshot", "drift", "restore", "cleanup", "guard"}
 
 
 def test_formats() -> None:
@@ -58,7 +60,7 @@ def test_formats() -> None:
 
 def test_options() -> None:
     offered = complete(["mailpreflight", "check", "--g"])
-    assert offered == ["--guest-dns", "--guest-firewall"]
+    assert offered == ["--guest-dns", "--guest-firewall", "--guest-interface"]
     assert "--dry-run" in complete(["mailpreflight", "dropin", "install", "--"])
 
 

@@ -4,6 +4,7 @@ read from small guest roots under tests/corpus/deps/ (and the example root under
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from mailpreflight.deps.urls import (
     split_hostport,
 )
 from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, Role, Source
-from mailpreflight.units.loader import UnitLoader, exec_environment, expand_command
+from mailpreflight.units.loader import Unit, UnitLoader, exec_environment, expand_command
 
 DEPS = CORPUS / "deps"
 EXAMPLE = Path(__file__).resolve().parents[2] / "units" / "examples" / "opensuse-leap15-mail"
@@ -34,9 +35,18 @@ def root_of(case: str | Path) -> Path:
     return case if isinstance(case, Path) else DEPS / case / "root"
 
 
-def context(case: str | Path, unit: str) -> RuleContext:
+@dataclass(frozen=True)
+class UnitContext(RuleContext):
+    """What the rules get, and the unit it was made of (the tests run its Exec lines)."""
+
+    unit: Unit = field(kw_only=True)
+
+
+def context(case: str | Path, unit: str) -> UnitContext:
     fs = RootFS(str(root_of(case)))
-    return RuleContext(UnitLoader(fs).load(unit), fs)
+    loaded = UnitLoader(fs).load(unit)
+    made = RuleContext.of(loaded, fs)
+    return UnitContext(made.fs, made.service_type, made.user, unit=loaded)
 
 
 def command(argv: Sequence[str], key: str = "ExecStart", env: Mapping[str, str] | None = None,
@@ -45,7 +55,7 @@ def command(argv: Sequence[str], key: str = "ExecStart", env: Mapping[str, str] 
                         False, env=dict(env or {}), user=user)
 
 
-def from_unit(ctx: RuleContext, key: str, index: int = 0, user: str | None = None) -> FoundCommand:
+def from_unit(ctx: UnitContext, key: str, index: int = 0, user: str | None = None) -> FoundCommand:
     """The unit's own Exec line, with the environment systemd would give it."""
     exec_command = ctx.unit.exec[key][index]
     env = dict(exec_environment(ctx.unit, ctx.fs).variables)
@@ -65,7 +75,7 @@ def by_target(deps: list[Dependency]) -> dict[str, Dependency]:
 
 
 def tmp_context(tmp_path: Path, tree: dict[str, str], unit: str = "t.service",
-                service: str = "[Service]\nExecStart=/bin/true\n") -> RuleContext:
+                service: str = "[Service]\nExecStart=/bin/true\n") -> UnitContext:
     make_tree(tmp_path, {f"/etc/systemd/system/{unit}": service, **tree})
     return context(tmp_path, unit)
 
@@ -75,10 +85,22 @@ def tmp_context(tmp_path: Path, tree: dict[str, str], unit: str = "t.service",
 def test_command_role(tmp_path: Path) -> None:
     simple = tmp_context(tmp_path / "a", {})
     oneshot = tmp_context(tmp_path / "b", {}, service="[Service]\nType=oneshot\nExecStart=/bin/true\n")
-    assert command_role(command(["/bin/x"], "ExecStart"), simple.unit) is Role.RUNTIME
-    assert command_role(command(["/bin/x"], "ExecStart"), oneshot.unit) is Role.START
+    assert command_role(command(["/bin/x"], "ExecStart"), simple.service_type) is Role.RUNTIME
+    assert command_role(command(["/bin/x"], "ExecStart"), oneshot.service_type) is Role.START
     for key in ("ExecCondition", "ExecStartPre", "ExecStartPost"):
-        assert command_role(command(["/bin/x"], key), simple.unit) is Role.START
+        assert command_role(command(["/bin/x"], key), simple.service_type) is Role.START
+
+
+def test_rule_context_of_a_unit(tmp_path: Path) -> None:
+    ctx = tmp_context(tmp_path, {}, service="[Service]\nUser=mail\nUser=filter\nExecStart=/bin/true\n")
+    assert (ctx.service_type, ctx.user) == ("simple", "filter")
+    assert ctx.user_of(command(["/bin/x"])) == "filter"
+    assert ctx.user_of(command(["/bin/x"], user="root")) == "root"  # runuser, sudo, …: the command says
+    assert ctx.role(command(["/bin/x"], "ExecStart")) is Role.RUNTIME
+    # what guard has: the tree only; an ExecStartPre is start work whatever the unit's type
+    bare = RuleContext(ctx.fs)
+    assert (bare.service_type, bare.user_of(command(["/bin/x"]))) == ("", None)
+    assert bare.role(command(["/bin/x"], "ExecStartPre")) is Role.START
 
 
 def test_split_hostport() -> None:

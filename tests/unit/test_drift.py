@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -11,6 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from mailpreflight.baseline.digestkey import KEY_PATH_ENV
 from mailroots import debian12, leap15, link, write
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,26 +93,27 @@ def test_snapshot_document(leap: tuple[Path, Path]) -> None:
     assert document["host"] == {"machine_id": "5b1a9e8c2f3d4e6a8b0c1d2e3f405162", "hostname": "mail.example.com",
                                 "os": "openSUSE Leap 15.5"}
     assert files["/etc/pam.d/imap"]["text"].startswith("#%PAM-1.0") and files["/etc/pam.d/imap"]["owner"] == "root"
-    assert files["/etc/pam.d/common-auth"] == {"type": "symlink", "mode": "0777", "uid": os.getuid(),
-                                               "gid": os.getgid(), "owner": "root", "group": "root",
-                                               "target": "common-auth-pc"}
-    # secrets: hashed, never written out
+    link_entry = dict(files["/etc/pam.d/common-auth"])
+    assert len(link_entry.pop("mac")) == 64
+    assert link_entry == {"type": "symlink", "mode": "0777", "uid": os.getuid(), "gid": os.getgid(),
+                          "owner": "root", "group": "root", "target": "common-auth-pc"}
+    # secrets: digested with the host's key (not in the baseline), never written out
+    key = Path(os.environ[KEY_PATH_ENV]).read_bytes().strip()
+    assert document["digest"] == {"algorithm": "hmac-sha256",
+                                  "key_id": hmac.new(key, b"mailpreflight-key-id", "sha256").hexdigest()[:16]}
+    assert "salt" not in document and key.decode() not in baseline.read_text()
     for secret in ("/etc/sssd/sssd.conf", "/etc/postfix/sasl_passwd"):
         assert files[secret]["text"] is None and files[secret]["text_omitted"] == "not world-readable (mode 0600)"
-        assert len(files[secret]["sha256"]) == 64
+        content = (root / secret.lstrip("/")).read_bytes()
+        assert files[secret]["sha256"] == hmac.new(key, content, "sha256").hexdigest()
+        assert files[secret]["sha256"] != hashlib.sha256(content).hexdigest()
     assert "s3cret" not in baseline.read_text()
     # units with their vendor fragments, enablement links, PAM modules
     for path in ("/usr/lib/systemd/system/saslauthd.service", "/etc/systemd/system/multi-user.target.wants/"
                  "postfix.service", "/lib64/security/pam_sss.so", "/etc/sasl2/smtpd.conf", "/etc/imapd.conf"):
         assert path in files, path
-    stdout = run("snapshot", "--root", str(root))
-    again = json.loads(stdout.stdout)
-    assert again["salt"] != document["salt"]  # a fresh salt per baseline; everything else is the same
-
-    def unsalted(entries: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
-        return {path: {k: v for k, v in entry.items() if k != "sha256"} for path, entry in entries.items()}
-
-    assert unsalted(again["files"]) == unsalted(files)
+    again = json.loads(run("snapshot", "--root", str(root)).stdout)
+    assert again["digest"] == document["digest"] and again["files"] == files  # one key per host: same digests
 
 
 def test_changed_owner_mode_link_and_content(leap: tuple[Path, Path]) -> None:

@@ -163,3 +163,33 @@ def test_system_search_path_matches_systemd_analyze() -> None:
     listed = subprocess.run(["systemd-analyze", "unit-paths"], capture_output=True, text=True, check=True)
     ours = system_search_paths(split_usr=Path("/lib/systemd/system").exists())
     assert listed.stdout.split() == ours
+
+
+@pytest.mark.parametrize(("service", "expected", "timeout"), [
+    ("[Service]\nExecStart=/bin/true\n", ("simple", "no Type=, ExecStart= set"), 90.0),
+    ("[Service]\nBusName=org.example.A\nExecStart=/bin/true\n", ("dbus", "no Type=, BusName= set"), 90.0),
+    # no ExecStart=: systemd makes it oneshot, whose start has no timeout unless one is set
+    ("[Service]\nExecStartPre=/bin/true\nExecStop=/bin/true\n", ("oneshot", "no Type=, BusName= or ExecStart="),
+     float("inf")),
+    ("[Service]\nType=notify\nType=\nExecStart=/bin/true\n", ("simple", "no Type=, ExecStart= set"), 90.0),
+    ("[Service]\nType=forking\nExecStart=/bin/true\n", ("forking", "/etc/systemd/system/a.service:2"), 90.0),
+    ("[Service]\nType=oneshot\nExecStart=/bin/true\nTimeoutStartSec=7\n",
+     ("oneshot", "/etc/systemd/system/a.service:2"), 7.0),
+])
+def test_service_type_as_systemd_settles_it(tmp_path: Path, service: str, expected: tuple[str, str],
+                                            timeout: float) -> None:
+    from mailpreflight.units.timeouts import start_timeout
+    from mailpreflight.units.unit import service_type
+
+    make_tree(tmp_path, {f"{ETC}/a.service": service})
+    unit = loader(tmp_path).load("a.service")
+    assert tuple(service_type(unit)) == expected
+    assert start_timeout(unit, RootFS(str(tmp_path))).seconds == timeout
+
+
+def test_service_type_of_a_unit_that_did_not_load(tmp_path: Path) -> None:
+    from mailpreflight.units.unit import service_type
+
+    make_tree(tmp_path, {f"{ETC}/a.service": {"symlink": "/dev/null"}, f"{ETC}/b.socket": "[Socket]\nListenStream=1\n"})
+    assert tuple(service_type(loader(tmp_path).load("a.service"))) == ("", "a.service is masked")
+    assert service_type(loader(tmp_path).load("b.socket")).name == ""

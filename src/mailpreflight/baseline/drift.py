@@ -16,6 +16,7 @@ from typing import Any
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.auth.check import TrackedFinding
+from mailpreflight.baseline.digestkey import for_baseline
 from mailpreflight.baseline.snapshot import (
     KIND,
     MAIL_PATHS,
@@ -168,13 +169,16 @@ def check_host(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_h
     return host
 
 
-def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host: bool = False) -> Drift:
+def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host: bool = False,
+            digest_key: str | None = None) -> Drift:
+    """`digest_key`: the key file the baseline's digests were made with (default: this host's)."""
     host = check_host(baseline_file, baseline, fs, other_host)
+    digest = for_baseline(baseline_file, baseline, digest_key)  # the same key, or no comparison at all
     loader = UnitLoader(fs)
     tracked, modules = tracked_findings(loader)
     units = unit_files(loader)
     before_files: dict[str, dict[str, Any]] = baseline["files"]
-    after_files, _ = collect(fs, str(baseline.get("salt", "")).encode(), (*units, *modules, *before_files))
+    after_files, _ = collect(fs, digest, (*units, *modules, *before_files))
     changes = _watched(_changes(before_files, after_files), before_files, set(units))
     before_keys = {f"{f.get('code')}:{f.get('subject')}" for f in baseline.get("findings", [])
                    if isinstance(f, dict)}
@@ -286,7 +290,7 @@ def to_json(drift: Drift) -> dict[str, Any]:
 
 
 def _public(entry: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if entry is None else {k: v for k, v in entry.items() if k != "text"}
+    return None if entry is None else {k: v for k, v in entry.items() if k not in ("text", "mac")}
 
 
 def render_text(drift: Drift) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.access.safewrite import diff, fsync_dir, host_path, write_atomically
+from mailpreflight.baseline.digestkey import Digest, check_entry
 from mailpreflight.errors import MailpreflightError
 
 BACKUP_SUFFIX = ".mailpreflight-backup"
@@ -41,10 +42,13 @@ def _current(host: str) -> tuple[str | None, str | None, os.stat_result | None]:
         return handle.read(), None, info
 
 
-def restore(fs: RootFS, baseline_file: str, baseline: dict[str, Any], path: str, dry_run: bool) -> Restored:
+def restore(fs: RootFS, baseline_file: str, baseline: dict[str, Any], path: str, dry_run: bool, *,
+            digest: Digest) -> Restored:
+    """`digest`: the baseline's (digestkey.for_baseline); an entry whose MAC does not match is refused."""
     entry = baseline["files"].get(path)
     if not isinstance(entry, dict):
         raise MailpreflightError(f"{baseline_file}: {path} is not in the baseline (`drift` lists what it holds)")
+    check_entry(baseline_file, path, entry, digest)
     kind = entry.get("type")
     if kind not in ("file", "symlink"):
         raise MailpreflightError(f"{baseline_file}: {path} was a {kind}: only files and symlinks are restored")

@@ -1,19 +1,19 @@
 """`snapshot`: a baseline of what the mail services depend on, to compare after an upgrade (`drift`).
 
 Recorded per path (as the guest sees it): type, mode, owner and group (ids and names from the root's own
-passwd/group), size, SHA-256, a symlink's target, and the text of small text files. The text of a file that
-is not world-readable (sssd.conf, sasl_passwd, ...) is not recorded: a baseline ends up in tickets and
-diffs, secrets must not. The baseline itself is written 0600.
+passwd/group), size, a digest of the content (HMAC-SHA256 with the host's key, see digestkey.py), a symlink's
+target, the text of small text files, and a MAC of the entry. The text of a file that is not world-readable
+(sssd.conf, sasl_passwd, ...) is not recorded: a baseline ends up in tickets and diffs, secrets must not; in
+the texts that are recorded, secret values are redacted (`redact`). The baseline itself is written 0600.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime
-import hashlib
 import os
 import posixpath
 import re
-import secrets
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailpreflight import __version__
 from mailpreflight.access.rootfs import DEV_NULL, RootFS
+from mailpreflight.baseline.digestkey import REDACTED, Digest
 from mailpreflight.errors import MailpreflightError
 
 if TYPE_CHECKING:
@@ -33,9 +34,24 @@ TEXT_LIMIT = 256 * 1024  # bigger files are hashed, not recorded
 HASH_LIMIT = 64 * 1024 * 1024
 MAX_ENTRIES = 50_000
 SECRET_NAMES = re.compile(r"(?i)(passw|secret|shadow|\.key$|_key$|\.p12$|\.pfx$|credential|token)")
-SECRET_WORDS = ("pass", "pw", "secret", "authtok", "credential", "token")  # what SECRET_LINE's keys contain
-SECRET_LINE = re.compile(r"(?im)^([ \t#;]*[\w.-]*?(?:pass(?:word|wd|phrase)?|pw|secret|authtok|credentials?|token)\d*"
-                         r"[ \t]*(?:[=:][ \t]*|[ \t]+))\S.*$")
+# What the keys of secret values contain (a scan for these words spares most files the patterns below).
+SECRET_WORDS = ("pass", "pw", "secret", "authtok", "credential", "token", "apikey", "api_key", "api-key",
+                "access_key", "access-key")
+_SECRET_KEY = r"[\w.-]*?(?:pass(?:word|wd|phrase)?|pw|secret|authtok|credentials?|token|api[_-]?key|access[_-]?key)\d*"
+# `bindpw x`, `password = x`, `ldap_default_authtok: x`, `export DB_PASSWORD="x y"`, `#rootpw x`: the rest of
+# the line.
+SECRET_LINE = re.compile(rf"(?im)^([ \t#;]*(?:export[ \t]+)?{_SECRET_KEY}[ \t]*(?:[=:][ \t]*|[ \t]+))\S.*$")
+# key=value anywhere on a line (Dovecot `args = host=db user=mail password=x`, `connect = ... password=x`,
+# URL queries): the value, quoted or up to the next blank.
+SECRET_PAIR = re.compile(rf"(?i)(?<![\w.-])({_SECRET_KEY}=)(\"[^\"\n]*\"?|'[^'\n]*'?|[^\s\"']\S*)")
+# scheme://user:password@host anywhere (freshclam DatabaseMirror/PrivateMirror, fetchmail, proxies).
+URL_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^\s/@:]*:)([^\s/]+)(@)")
+# fetchmailrc: `... user "joe" password "x" is joe here` (keyword and value separated by blanks).
+FETCHMAIL_PASSWORD = re.compile(r"(?i)(?<![\w-])(pass(?:word)?[ \t]+)(\"(?:[^\"\\\n]|\\.)*\"?|'[^'\n]*'?|\S+)")
+# postfix map literals: static:user:password, static:{...}, inline:{ key=user:password, ... }
+MAP_LITERAL = re.compile(r"(?i)(?<![\w-])(?:static|inline):")
+SECRET_CONTEXT = re.compile(r"(?i)pass|secret|token|credential|authtok")
+LOGICAL_LINE = re.compile(r"(?m)^(?=[^ \t\n])")  # postfix: a line not starting with a blank begins one
 
 # What logins, delivery, filtering and updates read. Directories are recorded recursively.
 MAIL_PATHS = (
@@ -104,17 +120,18 @@ def _names(fs: RootFS, path: str) -> dict[int, str]:
     return names
 
 
-def _content(host_path: str, info: os.stat_result, salt: bytes) -> tuple[str | None, str | None, str | None]:
-    """(hash, text, why the text is not recorded), reading the file once (not following a final link).
+def _content(host_path: str, info: os.stat_result, key: Digest) -> tuple[str | None, str | None, str | None]:
+    """(digest, text, why the text is not recorded), reading the file once (not following a final link).
 
-    Hashes are salted with the baseline's own salt: a baseline copied off the host must not let anyone test
-    guesses against, say, sasl_passwd (and a mode change alone must not look like a content change)."""
+    Digests are keyed with the host's key, which is not in the baseline: a baseline copied off the host must not
+    let anyone test guesses against, say, sasl_passwd or a redacted line (and every file is digested the same
+    way, so a mode change alone does not look like a content change)."""
     try:
         fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         return None, None, f"unreadable: {exc.strerror}"
     private = not info.st_mode & stat.S_IROTH
-    digest = hashlib.sha256(salt)
+    digest = key.new()
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             return None, None, "not a regular file"
@@ -135,24 +152,72 @@ def _content(host_path: str, info: os.stat_result, salt: bytes) -> tuple[str | N
     if b"\0" in head:
         return hexdigest, None, "binary"
     try:
-        return hexdigest, redact(head.decode("utf-8")), None
+        return hexdigest, redact(head.decode("utf-8"), posixpath.basename(host_path)), None
     except UnicodeDecodeError:
         return hexdigest, None, "binary"
 
 
-def redact(text: str) -> str:
-    """World-readable files hold secrets too (bindpw in ldap.conf, password = in postfix's mysql maps):
-    their values are replaced; a change still shows in the hash."""
-    lowered = text.lower()  # most files: a few substring scans instead of the line pattern at every line
-    if not any(word in lowered for word in SECRET_WORDS):
-        return text
-    return SECRET_LINE.sub(lambda m: f"{m.group(1)}<redacted>", text)
+def redact(text: str, name: str = "") -> str:
+    """World-readable files hold secrets too (bindpw in ldap.conf, password = in postfix's mysql maps, a
+    static: map in main.cf, a mirror URL with a password): their values become <redacted>; a change still shows
+    in the digest. `name`: the file's name (fetchmailrc has a syntax of its own)."""
+    lowered = text.lower()  # most files: a few substring scans instead of the patterns at every line
+    if "static:" in lowered or "inline:" in lowered:
+        text = _redact_map_literals(text)
+    if "://" in text and "@" in text:
+        text = URL_USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(3)}", text)
+    if any(word in lowered for word in SECRET_WORDS):
+        text = SECRET_LINE.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+        text = SECRET_PAIR.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+        if "fetchmailrc" in name.lower():
+            text = FETCHMAIL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    return text
+
+
+def _redact_map_literals(text: str) -> str:
+    """postfix `static:` and `inline:{...}` literals of a parameter about secrets (smtp_sasl_password_maps =
+    static:user:password, `-o smtp_sasl_password_maps=inline:{...}` in master.cf): their whole value. The
+    parameter is whatever the logical line (continuation lines included) says before the literal."""
+    starts = [m.start() for m in LOGICAL_LINE.finditer(text)]
+    out: list[str] = []
+    done = 0
+    for match in MAP_LITERAL.finditer(text):
+        if match.start() < done:
+            continue  # inside a literal already redacted
+        line_start = starts[bisect.bisect_right(starts, match.start()) - 1] if starts else 0
+        if not SECRET_CONTEXT.search(text, line_start, match.start()):
+            continue
+        end = _literal_end(text, match.end())
+        out.append(text[done:match.end()])
+        out.append("{" + REDACTED + "}" if text.startswith("{", match.end()) else REDACTED)
+        done = end
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _literal_end(text: str, start: int) -> int:
+    """Where a map literal's value ends: after its matching brace, else at the next blank or comma."""
+    if text.startswith("{", start):
+        depth = 0
+        for index in range(start, len(text)):
+            char = text[index]
+            if char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+                if depth == 0:
+                    return index + 1
+        return len(text)  # never closed: everything after it
+    index = start
+    while index < len(text) and text[index] not in " \t\r\n,}":
+        index += 1
+    return index
 
 
 class Collector:
-    def __init__(self, fs: RootFS, salt: bytes) -> None:
+    def __init__(self, fs: RootFS, digest: Digest) -> None:
         self.fs = fs
-        self.salt = salt
+        self.digest = digest
         self.users = _names(fs, "/etc/passwd")
         self.groups = _names(fs, "/etc/group")
         self.files: dict[str, dict[str, Any]] = {}
@@ -197,7 +262,10 @@ class Collector:
             entry["target"] = self.fs.readlink(path)
         elif kind == "file":
             entry["size"] = info.st_size
-            entry["sha256"], entry["text"], entry["text_omitted"] = _content(host_path, info, self.salt)
+            entry["sha256"], entry["text"], entry["text_omitted"] = _content(host_path, info, self.digest)
+        mac = self.digest.mac(path, entry)
+        if mac is not None:
+            entry["mac"] = mac
         return entry
 
 
@@ -217,10 +285,10 @@ def unit_files(loader: UnitLoader) -> list[str]:
     return paths
 
 
-def collect(fs: RootFS, salt: bytes, extra_paths: Iterable[str]) -> tuple[dict[str, dict[str, Any]], bool]:
+def collect(fs: RootFS, digest: Digest, extra_paths: Iterable[str]) -> tuple[dict[str, dict[str, Any]], bool]:
     """path -> entry for everything mail depends on under `fs`, plus `extra_paths` (the mail units' files,
     PAM modules, ...)."""
-    collector = Collector(fs, salt)
+    collector = Collector(fs, digest)
     for path in (*MAIL_PATHS, *extra_paths):
         collector.add(path)
     return dict(sorted(collector.files.items())), collector.truncated
@@ -244,14 +312,13 @@ def tracked_findings(loader: UnitLoader) -> tuple[list[TrackedFinding], tuple[st
     return tracked, auth.module_paths()
 
 
-def take(fs: RootFS, root_label: str) -> dict[str, Any]:
-    """The whole baseline document."""
+def take(fs: RootFS, root_label: str, digest: Digest) -> dict[str, Any]:
+    """The whole baseline document; `digest`: the host's key (digestkey.load_or_create)."""
     from mailpreflight.units.loader import UnitLoader
 
     loader = UnitLoader(fs)
     tracked, modules = tracked_findings(loader)
-    salt = secrets.token_hex(16)
-    files, truncated = collect(fs, salt.encode(), (*unit_files(loader), *modules))
+    files, truncated = collect(fs, digest, (*unit_files(loader), *modules))
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
@@ -260,7 +327,7 @@ def take(fs: RootFS, root_label: str) -> dict[str, Any]:
         "root": root_label,
         "host": host_of(fs).to_json(),
         "truncated": truncated,
-        "salt": salt,  # every sha256 is of salt + content
+        "digest": digest.to_json(),  # every sha256 is HMAC-SHA256(host key, content); the key is not here
         "files": files,
         "findings": [issue.to_json() for issue in tracked],
     }

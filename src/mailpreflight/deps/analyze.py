@@ -10,6 +10,7 @@ from mailpreflight.deps.discover import discover
 from mailpreflight.deps.registry import DAEMONS, UNIT_RULES, command_rules, rule_for
 from mailpreflight.deps.risks import CommandDeps, findings_for
 from mailpreflight.deps.saupdate import plan
+from mailpreflight.deps.startup import StartupFacts, early_death, startup_facts, startup_findings
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.model import Dependency, Finding
 from mailpreflight.units.loader import LoadState, Unit, UnitLoader
@@ -22,6 +23,7 @@ class UnitDeps:
     commands: tuple[CommandDeps, ...]
     findings: tuple[Finding, ...]
     timeout: StartTimeout
+    startup: StartupFacts | None = None  # sandbox, what sa-update must write, spamd's rules, missing programs
 
     @property
     def has_network(self) -> bool:
@@ -29,7 +31,7 @@ class UnitDeps:
 
 
 def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
-    context = RuleContext(unit, fs)
+    context = RuleContext.of(unit, fs)
     commands = discover(unit, fs) if unit.load_state is LoadState.LOADED else []
     rules = command_rules(sa_version)
     entries: list[CommandDeps] = []
@@ -45,7 +47,13 @@ def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
             entry = entries[index]
             entries[index] = CommandDeps(entry.command, tuple(_unique([*entry.dependencies, *extra])), entry.plan)
     timeout = start_timeout(unit, fs)
-    return UnitDeps(unit, tuple(entries), tuple(findings_for(unit, fs, entries, timeout)), timeout)
+    facts = startup_facts(unit, fs, entries) if unit.load_state is LoadState.LOADED else None
+    findings = [*findings_for(unit, fs, entries, timeout), *(startup_findings(unit, facts, entries) if facts else [])]
+    if facts:  # an sa-update that dies before the network cannot hang: its timeout risks do not apply
+        doomed = {str(entries[i].command.source) for i, local in facts.sa_update if early_death(local, facts)}
+        findings = [f for f in findings
+                    if not (f.code in ("MP103", "MP104") and any(e.split(": ", 1)[0] in doomed for e in f.evidence))]
+    return UnitDeps(unit, tuple(entries), tuple(findings), timeout, facts)
 
 
 def analyze_names(loader: UnitLoader, names: list[str], sa_version: str | None = None) -> list[UnitDeps]:

@@ -7,32 +7,40 @@ from typing import Protocol
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.model import Dependency, FoundCommand, Role
-from mailpreflight.units.loader import Unit
+from mailpreflight.units.unit import Unit, service_type, service_user
 
 # The PATH systemd gives services when the unit sets none.
 SYSTEMD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 START_KEYS = frozenset({"ExecCondition", "ExecStartPre", "ExecStartPost"})
 
 
-def service_type(unit: Unit) -> str:
-    setting = unit.last("Service", "Type")
-    return setting.value if setting and setting.value else "simple"
-
-
-def command_role(command: FoundCommand, unit: Unit) -> Role:
+def command_role(command: FoundCommand, service_type: str) -> Role:
     """start: systemd waits for the command before the unit is up (ExecCondition, ExecStartPre,
     ExecStartPost, a Type=oneshot ExecStart); runtime: it runs while the unit is active."""
-    if command.key in START_KEYS or (command.key == "ExecStart" and service_type(unit) == "oneshot"):
+    if command.key in START_KEYS or (command.key == "ExecStart" and service_type == "oneshot"):
         return Role.START
     return Role.RUNTIME
 
 
 @dataclass(frozen=True)
 class RuleContext:
-    """Everything a rule may read: the loaded unit and the tree it lives in (never the network)."""
+    """Everything a rule may read: the tree the unit lives in and the two settings of the unit rules look at
+    (never the network). `guard` runs one command without knowing its unit: it has the tree only."""
 
-    unit: Unit
     fs: RootFS
+    service_type: str = ""  # units.unit.service_type(); "" when not known
+    user: str | None = None  # the unit's User=, for commands that do not say whom they run as
+
+    @classmethod
+    def of(cls, unit: Unit, fs: RootFS) -> RuleContext:
+        return cls(fs, service_type(unit).name, service_user(unit))
+
+    def role(self, command: FoundCommand) -> Role:
+        return command_role(command, self.service_type)
+
+    def user_of(self, command: FoundCommand) -> str | None:
+        """Whom the command runs as: its own user (sudo, runuser, User= passed down), else the unit's."""
+        return command.user or self.user
 
 
 class CommandRule(Protocol):

@@ -13,6 +13,7 @@ from mailpreflight.deps.shell import read_shell
 from mailpreflight.model import FoundCommand, Source
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit, exec_environment, expand_command
+from mailpreflight.units.unit import service_user
 
 START_PATH_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost")  # in the order they run
 SHELLS = frozenset({"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "busybox-sh"})
@@ -43,8 +44,7 @@ def discover(unit: Unit, fs: RootFS) -> list[FoundCommand]:
     """The commands of ExecCondition/ExecStartPre/ExecStart/ExecStartPost, in the order they run."""
     environment = exec_environment(unit, fs)
     env = dict(environment.variables)
-    user_setting = unit.last("Service", "User")
-    user = user_setting.value if user_setting and user_setting.value else None
+    user = service_user(unit)
     found: list[FoundCommand] = []
     for key in START_PATH_KEYS:
         for command in unit.exec.get(key, ()):

@@ -22,8 +22,8 @@ import posixpath
 from dataclasses import dataclass, replace
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import RuleContext, command_role
-from mailpreflight.deps.urls import hostport, parse_port, unit_user, user_home
+from mailpreflight.deps.base import RuleContext
+from mailpreflight.deps.urls import hostport, parse_port, user_home
 from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
 
 SERVICES = {"pop3": 110, "pop3s": 995, "imap": 143, "imap2": 143, "imaps": 993, "pop2": 109, "kpop": 1109,
@@ -227,7 +227,7 @@ def find_rc(fs: RootFS, command: FoundCommand, context: RuleContext, given: str 
     candidates = [posixpath.join(home_dir, "fetchmailrc"), posixpath.join(home_dir, ".fetchmailrc")] if (
         home_dir) else []
     candidates += [command.env.get("FETCHMAIL_RC_PATH", ""), "/etc/fetchmailrc"]
-    home = command.env.get("HOME") or user_home(fs, unit_user(command, context.unit) or "root")
+    home = command.env.get("HOME") or user_home(fs, context.user_of(command) or "root")
     if home:
         candidates.append(posixpath.join(home, ".fetchmailrc"))
     return next((c for c in candidates if c.startswith("/") and fs.read_text(c) is not None), None)
@@ -246,7 +246,7 @@ class FetchmailRule:
             return []  # fetchmail cannot read the named rc file and exits
         rc = parse_rc(text or "")
         daemon = cli.daemon if cli.daemon is not None else rc.daemon
-        role = Role.RUNTIME if daemon else command_role(command, context.unit)
+        role = Role.RUNTIME if daemon else context.role(command)
         if cli.servers:
             known = {s.name: s for s in rc.servers}
             chosen = [(known[n], f"{path}:{known[n].line}") if n in known else (

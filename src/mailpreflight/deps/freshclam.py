@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import RuleContext, command_role
+from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.urls import hostport, parse_port, split_hostport, unique
 from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
 
@@ -130,7 +130,7 @@ class FreshclamRule:
         if config is None or config.broken:
             return []  # freshclam exits with a config error before it touches the network
         daemon = _flag(command.argv[1:], "d", "daemon")
-        role = Role.RUNTIME if daemon else command_role(command, context.unit)
+        role = Role.RUNTIME if daemon else context.role(command)
         deps: list[Dependency] = []
         private = config.values.get("PrivateMirror", [])
         if any(".clamav.net" in value.lower() for value, _ in private):

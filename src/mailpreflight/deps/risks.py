@@ -145,9 +145,11 @@ def _sa_rule_dirs(unit: Unit, fs: RootFS, plan: SaUpdatePlan) -> list[Finding]:
     if plan.sa_version and plan.sa_version not in versions and plan.args.updatedir is None:
         found.append(Finding(
             "MP106", Severity.WARNING, unit.id,
-            f"no downloaded rules for the installed SpamAssassin {plan.sa_version} in {base}: spamd falls back "
-            "to the rules shipped with the package until sa-update succeeds once",
-            "run sa-update once by hand and check its exit status",
+            f"no downloaded rules for the installed SpamAssassin {plan.sa_version} in {base}: spamd uses the "
+            "rules shipped with the package only while that directory does not exist — an sa-update that fails "
+            "after creating its channel directory leaves it empty, and spamd then exits 255 ('no rules were found')",
+            "run sa-update once by hand and check its exit status; after a failed run, remove the empty "
+            f"directory: rmdir --ignore-fail-on-non-empty {base}/{plan.sa_version}/* {base}/{plan.sa_version}",
             (f"installed version from {plan.version_source}", f"{base} holds: {', '.join(versions) or 'nothing'}"),
         ))
     stale = [v for v in versions if v != plan.sa_version]

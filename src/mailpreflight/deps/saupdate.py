@@ -35,8 +35,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import SYSTEMD_PATH, RuleContext, command_role
+from mailpreflight.deps.base import SYSTEMD_PATH, RuleContext
 from mailpreflight.model import Dependency, DepKind, FoundCommand
+from mailpreflight.probes.resolvconf import DEFAULT_NAMESERVER, read_resolv_conf
 
 DEFAULT_CHANNEL = "updates.spamassassin.org"
 MIRRORED_BY_MAX_AGE = 7 * 24 * 3600
@@ -230,27 +231,22 @@ def read_mirrored_by(text: str) -> list[Mirror]:
 
 def read_resolver(fs: RootFS, env: Mapping[str, str]) -> Resolver:
     """Net::DNS::Resolver's configuration: resolv.conf, then RES_* variables."""
-    nameservers: list[str] = []
+    conf = read_resolv_conf(fs)
+    nameservers, source = list(conf.servers), conf.source
     retrans, retry = NET_DNS_RETRANS, NET_DNS_RETRY
-    source = "/etc/resolv.conf"
-    for line in (fs.read_text("/etc/resolv.conf") or "").splitlines():
-        words = line.split("#", 1)[0].split()
-        if len(words) >= 2 and words[0] == "nameserver":
-            nameservers.append(words[1])
-        elif words and words[0] == "options":
-            for option in words[1:]:
-                name, _, value = option.partition(":")
-                if name == "timeout" and value.isdigit():
-                    retrans = float(value)
-                elif name == "attempts" and value.isdigit():
-                    retry = int(value)
+    for option in conf.options:
+        name, _, value = option.partition(":")
+        if name == "timeout" and value.isdigit():
+            retrans = float(value)
+        elif name == "attempts" and value.isdigit():
+            retry = int(value)
     if env.get("RES_NAMESERVERS"):
         nameservers, source = env["RES_NAMESERVERS"].split(), "RES_NAMESERVERS"
     if env.get("RES_RETRANS", "").isdigit():
         retrans = float(env["RES_RETRANS"])
     if env.get("RES_RETRY", "").isdigit():
         retry = int(env["RES_RETRY"])
-    return Resolver(tuple(nameservers or ["127.0.0.1"]), retrans, max(retry, 1), source)
+    return Resolver(tuple(nameservers or [DEFAULT_NAMESERVER]), retrans, max(retry, 1), source)
 
 
 def choose_downloader(args: SaUpdateArgs, fs: RootFS, env: Mapping[str, str]) -> str:
@@ -324,7 +320,7 @@ class SaUpdateRule:
 
     def dependencies(self, command: FoundCommand, context: RuleContext) -> list[Dependency]:
         found = plan(command, context.fs, self.sa_version)
-        role = command_role(command, context.unit)
+        role = context.role(command)
         if found.args.install:
             return []
         deps: list[Dependency] = []

@@ -34,7 +34,6 @@ from mailpreflight.deps.urls import (
     parse_port,
     split_hostport,
     unique,
-    unit_user,
     user_home,
 )
 from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
@@ -167,7 +166,7 @@ class SpamAssassinPluginsRule:
         if directory is None:
             return []
         config = read_site_config(context.fs, directory)
-        homes = [h for h in (user_home(context.fs, unit_user(c, context.unit)) for c in relevant) if h]
+        homes = [h for h in (user_home(context.fs, context.user_of(c)) for c in relevant) if h]
         deps: list[Dependency] = []
         if config.enabled("Razor2"):
             deps.extend(_razor(context.fs, config, homes))

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import START_KEYS, RuleContext, command_role, service_type  # noqa: F401 - used by the rules
+from mailpreflight.deps.base import START_KEYS, RuleContext, command_role  # noqa: F401 - used by the rules
 from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, Role
-from mailpreflight.units.loader import Unit
 
 # --- helpers shared by the rule modules (candidates for deps/base.py) ------------------------------------
 
@@ -96,13 +95,6 @@ def user_home(fs: RootFS, user: str | None) -> str | None:
         if len(fields) >= 6 and user in (fields[0], fields[2]) and fields[5].startswith("/"):
             return fields[5]
     return None
-
-
-def unit_user(command: FoundCommand, unit: Unit) -> str | None:
-    if command.user:
-        return command.user
-    setting = unit.last("Service", "User")
-    return setting.value if setting and setting.value else None
 
 
 def dns_a_deps(deps: Iterable[Dependency]) -> list[Dependency]:
@@ -318,7 +310,7 @@ class UrlFetchRule:
     def dependencies(self, command: FoundCommand, context: RuleContext) -> list[Dependency]:
         tool = command.tool if command.tool in _VALUE_OPTIONS else "curl"
         options = _VALUE_OPTIONS[tool]
-        role = command_role(command, context.unit)
+        role = context.role(command)
         settings = _ProxySettings()
         if tool == "wget":
             _wgetrc(context.fs, settings)
@@ -405,7 +397,7 @@ class UnknownCommandRule:
     tools: frozenset[str] = frozenset()
 
     def dependencies(self, command: FoundCommand, context: RuleContext) -> list[Dependency]:
-        role = command_role(command, context.unit)
+        role = context.role(command)
         where = str(command.source)
         words = command.argv[1:]
         settings = _ProxySettings()

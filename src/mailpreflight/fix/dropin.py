@@ -22,6 +22,7 @@ from mailpreflight.model import Role
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit, UnitLoader, exec_environment
 from mailpreflight.units.timeouts import start_timeout
+from mailpreflight.units.unit import service_user
 
 DROPIN_NAME = "zz-mailpreflight.conf"  # sorts after override.conf and numbered drop-ins
 MARKER = "# Installed by mailpreflight"
@@ -88,10 +89,9 @@ def plan(loader: UnitLoader, name: str, timeout: float = DEFAULT_GUARD_TIMEOUT, 
     unit = loader.load(name, skip_dropins=frozenset({ours}))
     fs = loader.fs
     env = dict(exec_environment(unit, fs).variables)
-    user_setting = unit.last("Service", "User")
-    user = user_setting.value if user_setting and user_setting.value else None
+    user = service_user(unit)
     rules = command_rules()
-    context = RuleContext(unit, fs)
+    context = RuleContext.of(unit, fs)
     program = program or guard_program()
     lines, wrapped = [], []
     for command in unit.exec.get("ExecStartPre", ()):

@@ -112,11 +112,9 @@ def _statuses(text: str) -> frozenset[int]:
     return found
 
 
-def parse_args(argv: Sequence[str]) -> Options:
-    """`[--timeout S] [--grace S] [--ok-status N,...] [--strict] [--diagnose-budget S] -- COMMAND [ARG...]`.
-
-    Split at the first `--` ourselves: everything after it is the command, untouched (argparse's handling of
-    `--` and REMAINDER differs between Python versions). Raises _UsageError; SystemExit(0) for --help."""
+def build_parser() -> argparse.ArgumentParser:
+    """guard's options, for parse_args and for the man page and completion (render/manpage.py). Its errors raise
+    _UsageError."""
     parser = _Parser(prog="mailpreflight guard", usage="%(prog)s [OPTIONS] -- COMMAND [ARG...]",
                      description="Run COMMAND so that it can neither fail nor hang a unit's start.")
     parser.add_argument("--timeout", type=_seconds(True), default=60.0, metavar="S",
@@ -129,6 +127,15 @@ def parse_args(argv: Sequence[str]) -> Options:
                         help="exit with the command's status (124 on timeout) instead of always 0")
     parser.add_argument("--diagnose-budget", type=_seconds(False), default=3.0, metavar="S",
                         help="seconds to probe the command's endpoints after a failure (default 3; 0: never)")
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    """`[--timeout S] [--grace S] [--ok-status N,...] [--strict] [--diagnose-budget S] -- COMMAND [ARG...]`.
+
+    Split at the first `--` ourselves: everything after it is the command, untouched (argparse's handling of
+    `--` and REMAINDER differs between Python versions). Raises _UsageError; SystemExit(0) for --help."""
+    parser = build_parser()
     if "--" not in argv:
         if any(word in ("-h", "--help") for word in argv):
             parser.parse_args(["--help"])
@@ -254,16 +261,12 @@ def dependencies(argv: Sequence[str], env: Mapping[str, str]) -> list[Dependency
     from mailpreflight.deps.base import RuleContext
     from mailpreflight.deps.registry import command_rules, rule_for
     from mailpreflight.model import DepKind, FoundCommand, Source
-    from mailpreflight.units.loader import LoadState, Unit
 
     tool = os.path.basename(argv[0])
     command = FoundCommand(tool, tuple(argv), "ExecStartPre", Source("guard", 0), True, env=dict(env))
-    # Guard does not know its unit; the rules only ask it for Type=, which does not matter for ExecStartPre.
-    unit = Unit(requested=tool, id=f"{tool}.guard", names=(), load_state=LoadState.LOADED, fragment_path=None,
-                dropin_paths=(), assignments=(), exec={}, environment=(), environment_files=(), diagnostics=(),
-                load_error=None, search_paths=(), systemd_version=0)
-    fs = RootFS("/")
-    found = rule_for(tool, command_rules()).dependencies(command, RuleContext(unit, fs))
+    # Guard does not know its unit: the host's tree is all the rules get (an ExecStartPre is start work whatever
+    # Type= says; whom it runs as is the process's own business).
+    found = rule_for(tool, command_rules()).dependencies(command, RuleContext(RootFS("/")))
     wanted: dict[tuple[str, str], Dependency] = {}
     for dep in sorted((d for d in found if d.kind is not DepKind.UDP and "via proxy" not in d.note),
                       key=_probe_order):
@@ -273,28 +276,17 @@ def dependencies(argv: Sequence[str], env: Mapping[str, str]) -> list[Dependency
 
 def probe(deps: Sequence[Dependency], budget: float, resolv_conf: str = RESOLV_CONF) -> list[ProbeResult]:
     """Probe deps concurrently; returns within about `budget` seconds (unfinished ones are `deadline`)."""
-    from mailpreflight.model import DepKind
-    from mailpreflight.probes import dns, http, net
-    from mailpreflight.probes.runner import ProbeRunner, Task
+    from mailpreflight.access.rootfs import RootFS
+    from mailpreflight.probes import dns
+    from mailpreflight.probes.resolvconf import read_resolv_conf
+    from mailpreflight.probes.runner import ProbeRunner
+    from mailpreflight.probes.tasks import probe_task
 
-    try:
-        with open(resolv_conf, encoding="utf-8", errors="replace") as handle:
-            resolver = dns.read_resolv_conf(handle.read(), resolv_conf)
-    except OSError:
-        resolver = dns.read_resolv_conf("", resolv_conf)
+    resolver = dns.resolver_for(read_resolv_conf(RootFS("/"), os.path.abspath(resolv_conf), resolv_conf))
     timeout = max(budget * 0.8, 0.1)  # let the probes' own timeouts name the error before the runner's deadline
-
-    def task(dep: Dependency) -> Task:
-        if dep.kind is DepKind.DNS:
-            rdtype, _, name = dep.target.partition(" ")
-            return lambda: dns.query(name, rdtype, resolver, timeout)
-        if dep.kind in (DepKind.HTTP, DepKind.HTTPS):
-            return lambda: http.fetch(dep.target, timeout)[0]
-        return lambda: net.tcp(dep.target, timeout)
-
     runner = ProbeRunner(budget)
     try:
-        results = runner.run({(dep.kind, dep.target): task(dep) for dep in deps})
+        results = runner.run({(dep.kind, dep.target): probe_task(dep, resolver, timeout) for dep in deps})
     finally:
         runner.close()
     found: list[ProbeResult] = [results[(dep.kind.value, dep.target)] for dep in deps

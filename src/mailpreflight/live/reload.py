@@ -1,35 +1,24 @@
-"""Ask systemd to reload its units over D-Bus: pystemd first, dbus-python if pystemd is not installed."""
+"""Ask systemd to reload its units (daemon-reload) over the same transport as `explain`: pystemd first,
+dbus-python if pystemd is not installed, on the system bus or the user manager's bus."""
 
 from __future__ import annotations
 
-
-def daemon_reload(user: bool = False) -> str | None:
-    """None when done; otherwise a one-line reason (systemd not reachable, no binding installed)."""
-    try:
-        from pystemd.dbuslib import DBus
-        from pystemd.systemd1 import Manager
-    except ImportError:
-        return _reload_dbus_python(user)
-    try:
-        with DBus(user_mode=user) as bus:
-            manager = Manager(bus=bus, _autoload=True)
-            manager.Manager.Reload()
-    except Exception as exc:
-        return f"systemd not reachable over D-Bus ({exc}); run `systemctl daemon-reload` yourself"
-    return None
+from mailpreflight.live.backend import BackendError, open_backend
 
 
-def _reload_dbus_python(user: bool) -> str | None:
+def daemon_reload(user: bool = False, kind: str = "auto", address: str | None = None) -> None:
+    """Returns once systemd has reloaded (Manager.Reload replies when done). Raises BackendError, one line:
+    which bus, why, and to run `systemctl daemon-reload` yourself."""
+    by_hand = f"run `systemctl{' --user' if user else ''} daemon-reload` yourself"
     try:
-        import dbus
-    except ImportError:
-        return "neither pystemd nor dbus-python is installed (pip install 'mailpreflight[live]'); " \
-               "run `systemctl daemon-reload` yourself"
+        backend = open_backend(kind, user, address)
+    except BackendError as exc:
+        hint = f"install the live extra (pip install 'mailpreflight[live]') or {by_hand}" \
+            if exc.cause == "missing" else by_hand
+        raise BackendError(exc.message, cause=exc.cause, hint=hint) from exc
     try:
-        bus = dbus.SessionBus() if user else dbus.SystemBus()
-        manager = dbus.Interface(bus.get_object("org.freedesktop.systemd1", "/org/freedesktop/systemd1"),
-                                 "org.freedesktop.systemd1.Manager")
-        manager.Reload()
-    except Exception as exc:
-        return f"systemd not reachable over D-Bus ({exc}); run `systemctl daemon-reload` yourself"
-    return None
+        backend.reload()
+    except BackendError as exc:
+        raise BackendError(exc.message, cause=exc.cause, hint=by_hand) from exc
+    finally:
+        backend.close()

@@ -1,17 +1,16 @@
 """`mailpreflight explain UNIT`: the last start attempt as systemd recorded it — which command failed and how
-— with the journal of that invocation, a fresh check, and a diagnosis in plain words with the fix."""
+— with the journal of that invocation, a fresh check, and a diagnosis in plain words with the fix.
+
+Pure analysis of what it is given: systemd's record and the journal come from live/ (backend.py, journal.py),
+the presentation is render/explain.py."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import signal
-import subprocess
-from dataclasses import dataclass
 
 from mailpreflight.deps.discover import START_PATH_KEYS
-from mailpreflight.live.backend import CLD_DUMPED, CLD_EXITED, CLD_KILLED, ExecRun, LiveUnit
-from mailpreflight.model import Report
+from mailpreflight.live.backend import CLD_DUMPED, CLD_EXITED, CLD_KILLED, LiveUnit
+from mailpreflight.model import ExecRun, Explanation, Failure, Report
 from mailpreflight.units.loader import Unit
 
 SYSTEMD_EXIT = {  # systemd.exec(5) "Process Exit Codes"
@@ -27,29 +26,6 @@ TOOL_EXIT = {
                   "the mirror", 54: "the mirrors are not in sync (try later)", 56: "a configuration file error",
                   57: "an error while updating"},
 }
-
-
-@dataclass(frozen=True)
-class Failure:
-    key: str
-    index: int
-    run: ExecRun
-    cause: str  # exit-code, not-found, timeout, signal, core-dump
-    seconds: float | None
-
-
-@dataclass(frozen=True)
-class Explanation:
-    unit: str
-    failure: Failure | None
-    cause: str
-    exit_status: int | None
-    signal: str | None
-    meaning: str
-    journal: tuple[str, ...]
-    differences: tuple[str, ...]
-    report: Report | None
-    diagnosis: str
 
 
 def find_failure(live: LiveUnit) -> Failure | None:
@@ -91,32 +67,6 @@ def signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-def journal(live: LiveUnit, limit: int = 50) -> tuple[str, ...]:
-    """The messages of that invocation, if there is a journal at all.
-
-    No `--user` even for a user unit: journald keeps a user unit's messages in system.journal for root and
-    system users, with volatile storage and with SplitMode=none, and `--user` reads only user-UID.journal
-    files. Without it journalctl reads every journal the caller may read; the invocation ID selects."""
-    if not live.invocation_id or set(live.invocation_id) == {"0"} or shutil.which("journalctl") is None:
-        return ()
-    argv = ["journalctl", "-o", "json", "--no-pager", "-n", str(limit),
-            f"_SYSTEMD_INVOCATION_ID={live.invocation_id}"]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ()
-    lines = []
-    for raw in done.stdout.splitlines():
-        try:
-            entry = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
-        message = entry.get("MESSAGE")
-        if isinstance(message, str):
-            lines.append(message)
-    return tuple(lines)
 
 
 def differences(live: LiveUnit, unit: Unit | None) -> tuple[str, ...]:
@@ -192,38 +142,3 @@ def _fixes(live: LiveUnit, report: Report | None, failure: Failure) -> list[str]
     if failure.cause == "not-found":
         fixes.append(f"install the program or correct the path {failure.run.path}")
     return fixes
-
-
-def to_json(explanation: Explanation) -> dict[str, object]:
-    from mailpreflight.render.check import to_json as report_json
-    from mailpreflight.render.deps import finding_json
-
-    failure = explanation.failure
-    report = report_json(explanation.report) if explanation.report else None
-    return {
-        "schema_version": 1,
-        "unit": explanation.unit,
-        "failed_command": None if failure is None else {"argv": list(failure.run.argv), "key": failure.key,
-                                                        "index": failure.index, "seconds": failure.seconds},
-        "cause": explanation.cause,
-        "exit_status": explanation.exit_status,
-        "signal": explanation.signal,
-        "meaning": explanation.meaning,
-        "journal": list(explanation.journal),
-        "differences": list(explanation.differences),
-        "probes": report["probes"] if report else [],
-        "findings": [finding_json(f) for f in explanation.report.findings] if explanation.report else [],
-        "diagnosis": explanation.diagnosis,
-    }
-
-
-def render_text(explanation: Explanation) -> str:
-    lines = [explanation.diagnosis, ""]
-    if explanation.journal:
-        lines.append("journal of that start:")
-        lines += [f"  {line}" for line in explanation.journal[-15:]]
-    failed = [p for p in (explanation.report.probes if explanation.report else ()) if not p.ok]
-    if failed:
-        lines.append("failed probes:")
-        lines += [f"  {p.kind.value:5} {p.target:55} {p.error}: {p.detail}" for p in failed]
-    return "\n".join(lines).rstrip()

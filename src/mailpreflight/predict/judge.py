@@ -12,9 +12,9 @@ from mailpreflight.auth.check import AuthReport, auth_view
 from mailpreflight.deps.analyze import UnitDeps
 from mailpreflight.deps.base import command_role
 from mailpreflight.deps.risks import CommandDeps
+from mailpreflight.deps.startup import SaUpdateLocal
 from mailpreflight.model import (
     CommandVerdict,
-    Dependency,
     DepKind,
     Finding,
     Prediction,
@@ -25,18 +25,18 @@ from mailpreflight.model import (
     Status,
     UnitVerdict,
 )
+from mailpreflight.predict import startup
 from mailpreflight.predict.saupdate_live import SaUpdateProbe
 from mailpreflight.probes import dns as dnsprobe
-from mailpreflight.probes import http as httpprobe
-from mailpreflight.probes import net
 from mailpreflight.probes.runner import ProbeRunner
+from mailpreflight.probes.tasks import probe_task
+from mailpreflight.units.unit import service_type
 
 
 @dataclass(frozen=True)
 class CheckOptions:
     timeout: float = 5.0  # per probe
     deadline: float = 60.0  # for the whole check
-    resolver: dnsprobe.ResolverConfig | None = None
     progress: TextIO | None = None
 
 
@@ -44,7 +44,7 @@ def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.Res
           auth: AuthReport | None = None) -> Report:
     """`auth`: the static mail-authentication analysis, whose findings join the report's."""
     started = time.monotonic()
-    runner = ProbeRunner(options.deadline, options.progress)
+    runner = ProbeRunner(options.deadline, options.progress, probe_timeout=options.timeout)
     try:
         # Everything static at once: the sa-update chains add what depends on earlier answers.
         sa_probes: dict[int, SaUpdateProbe] = {}
@@ -56,10 +56,10 @@ def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.Res
                     sa_probes[id(entry)] = probe
                     continue
                 for dep in entry.dependencies:
-                    tasks[(dep.kind, dep.target)] = _task(dep, resolver, options.timeout)
+                    tasks[(dep.kind, dep.target)] = probe_task(dep, resolver, options.timeout)
         for probe in sa_probes.values():
-            probe.prefetch()
-        runner.run(tasks)
+            tasks.update(probe.prefetch())
+        runner.run(tasks)  # one timeout for everything known before the first answer
         units = tuple(_unit(result, runner, sa_probes) for result in results)
     finally:
         runner.close()
@@ -69,29 +69,25 @@ def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.Res
                   auth_view(auth) if auth else None)
 
 
-def _task(dep: Dependency, resolver: dnsprobe.ResolverConfig, timeout: float) -> Callable[[], ProbeResult]:
-    if dep.kind is DepKind.DNS:
-        rdtype, _, name = dep.target.partition(" ")
-        return lambda: dnsprobe.query(name, rdtype, resolver, timeout)
-    if dep.kind in (DepKind.HTTP, DepKind.HTTPS):
-        return lambda: httpprobe.fetch(dep.target, timeout)[0]
-    if dep.kind is DepKind.TCP:
-        return lambda: net.tcp(dep.target, timeout)
-    payload = None if "24441" in dep.target else b"\0"
-    return lambda: net.udp(dep.target, timeout, payload)
-
-
 def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdateProbe]) -> UnitVerdict:
     verdicts = []
-    for entry in result.commands:
+    facts, kind = result.startup, service_type(result.unit).name
+    sa_runs: list[tuple[SaUpdateLocal, CommandVerdict]] = []  # sa-update runs of the start path
+    for index, entry in enumerate(result.commands):
         if not entry.dependencies and id(entry) not in sa_probes:
             continue  # needs no network: nothing to predict here
         probe = sa_probes.get(id(entry))
-        verdicts.append(probe.evaluate(entry.command) if probe else _generic(entry, runner))
+        verdict = probe.evaluate(entry.command) if probe else _generic(entry, runner)
+        local = facts.sa_update_for(index) if facts else None
+        if facts and local:
+            verdict = startup.before_network(verdict, local, facts)
+            if command_role(entry.command, kind) is Role.START and entry.command.key != "ExecStart":
+                sa_runs.append((local, verdict))
+        verdicts.append(verdict)
     timeout = result.timeout
     for verdict in verdicts:
         command = verdict.command
-        if command_role(command, result.unit) is not Role.START:
+        if command_role(command, kind) is not Role.START:
             continue
         if timeout.limited and verdict.predicted_seconds > timeout.seconds:
             return UnitVerdict(result.unit.id, Prediction.FAIL,
@@ -111,6 +107,12 @@ def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdatePr
             return UnitVerdict(result.unit.id, Prediction.FAIL,
                                f"sa-update ({command.source}) will exit 1 (no new rules), which fails the start",
                                tuple(verdicts))
+    unit = result.unit
+    restart_setting = unit.last("Service", "Restart")
+    restart = restart_setting.value.strip() if restart_setting else "no"
+    no_rules = startup.spamd_fails(facts, sa_runs, kind, restart) if facts else None
+    if no_rules:
+        return UnitVerdict(result.unit.id, Prediction.FAIL, no_rules, tuple(verdicts))
     return UnitVerdict(result.unit.id, Prediction.OK, "every start-path command is expected to succeed in time",
                        tuple(verdicts))
 

@@ -68,8 +68,9 @@ class SaUpdateProbe:
         result = self.runner.run({(kind, url): task})[(kind.value, url)]
         return result, bodies.get(url)
 
-    def prefetch(self) -> None:
-        """Ask everything that does not depend on an earlier answer at once (one timeout for all)."""
+    def prefetch(self) -> dict[tuple[DepKind, str], Callable[[], ProbeResult]]:
+        """What does not depend on an earlier answer: the caller runs it with every other probe at once (one
+        timeout for all)."""
         tasks: dict[tuple[DepKind, str], Callable[[], ProbeResult]] = {}
         for channel in self.plan.channels:
             for name in (channel.version_query, channel.mirrors_query):
@@ -79,7 +80,7 @@ class SaUpdateProbe:
                 if not self._proxied(mirror.url) and not _is_ip(host):
                     for rdtype in ("A", "AAAA"):
                         tasks[(DepKind.DNS, f"{rdtype} {host}")] = _dns_task(host, rdtype, self.resolver, self.timeout)
-        self.runner.run(tasks)
+        return tasks
 
     # -- the chain --------------------------------------------------------------------------------
     def evaluate(self, command: FoundCommand) -> CommandVerdict:

@@ -16,7 +16,11 @@ import dns.rcode
 import dns.rdatatype
 
 from mailpreflight.model import DepKind, ProbeResult, ProbeStatus
+from mailpreflight.probes.budget import Budget
 from mailpreflight.probes.errors import classify_oserror
+from mailpreflight.probes.resolvconf import ResolvConf
+
+MIN_SHARE = 0.5  # seconds: the least one nameserver is given while time is left
 
 
 @dataclass(frozen=True)
@@ -26,14 +30,9 @@ class ResolverConfig:
     port: int = 53  # resolv.conf cannot say otherwise; tests run servers on loopback ports
 
 
-def read_resolv_conf(text: str, source: str) -> ResolverConfig:
-    servers = []
-    for line in text.splitlines():
-        words = line.split("#", 1)[0].split(";", 1)[0].split()
-        if len(words) >= 2 and words[0] == "nameserver":
-            servers.append(words[1].split("%", 1)[0])
-    # glibc's default when resolv.conf names no server
-    return ResolverConfig(tuple(servers) or ("127.0.0.1",), source)
+def resolver_for(conf: ResolvConf) -> ResolverConfig:
+    """Ask the servers resolv.conf gives glibc (probes.resolvconf reads it)."""
+    return ResolverConfig(conf.nameservers, conf.source)
 
 
 def _txt(rdata: object) -> str:
@@ -44,34 +43,49 @@ def _txt(rdata: object) -> str:
 
 
 def query(name: str, rdtype: str, resolver: ResolverConfig, timeout: float) -> ProbeResult:
-    """Ask for `rdtype` records of `name`; ok with the answers, or the error class of the last server."""
+    """Ask for `rdtype` records of `name`; ok with the answers, or the error class of the last server.
+
+    `timeout` is the total: the servers share it (each gets at least MIN_SHARE while time is left), and a
+    server's TCP retry after a truncated answer comes out of that server's share."""
     target = f"{rdtype} {name}"
-    started = time.monotonic()
+    budget = Budget(timeout)
     tried: list[str] = []
     error = "error"
     try:
         message = dns.message.make_query(dns.name.from_text(name), dns.rdatatype.from_text(rdtype))
     except (dns.exception.DNSException, ValueError) as exc:
         return ProbeResult(DepKind.DNS, target, ProbeStatus.FAIL, "error", f"bad query: {exc}", 0.0)
-    per_server = max(timeout / max(len(resolver.nameservers), 1), 0.5)
-    for server in resolver.nameservers:
-        outcome, answers, detail = _ask(message, server, rdtype, per_server, resolver.port)
+    servers = resolver.nameservers
+    for index, server in enumerate(servers):
+        left = budget.remaining()
+        if left <= 0:
+            skipped = len(servers) - index
+            tried.append(f"{skipped} more server(s) not asked: the --timeout of {timeout:g} s was used up")
+            break
+        share = min(left, max(left / (len(servers) - index), MIN_SHARE))
+        budget.note(f"asking {server}:{resolver.port} (up to {share:.1f} s)")
+        outcome, answers, detail = _ask(message, server, rdtype, share, resolver.port)
         tried.append(f"{server}: {detail}")
         if outcome == "ok":
-            return ProbeResult(DepKind.DNS, target, ProbeStatus.OK, None, "; ".join(tried),
-                               time.monotonic() - started, tuple(answers))
+            return ProbeResult(DepKind.DNS, target, ProbeStatus.OK, None, "; ".join(tried), budget.elapsed(),
+                               tuple(answers))
         error = outcome
         if outcome in ("nxdomain", "no-answer"):
             break  # an authoritative "no": other servers give the same answer
-    return ProbeResult(DepKind.DNS, target, ProbeStatus.FAIL, error, "; ".join(tried), time.monotonic() - started)
+    return ProbeResult(DepKind.DNS, target, ProbeStatus.FAIL, error, "; ".join(tried), budget.elapsed())
 
 
 def _ask(message: dns.message.Message, server: str, rdtype: str, timeout: float,
          port: int) -> tuple[str, list[str], str]:
+    """One server, `timeout` seconds in all (dnspython's timeout bounds the whole exchange, not each read)."""
+    expires = time.monotonic() + timeout
     try:
         response = dns.query.udp(message, server, port=port, timeout=timeout, ignore_unexpected=True)
         if response.flags & dns.flags.TC:
-            response = dns.query.tcp(message, server, port=port, timeout=timeout)
+            left = expires - time.monotonic()
+            if left <= 0:
+                return "dns-timeout", [], f"truncated answer, no time left for the TCP retry ({timeout:.1f} s)"
+            response = dns.query.tcp(message, server, port=port, timeout=left)
     except dns.exception.Timeout:
         return "dns-timeout", [], f"no answer within {timeout:.1f} s"
     except OSError as exc:

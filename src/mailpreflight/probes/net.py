@@ -6,6 +6,7 @@ import socket
 import time
 
 from mailpreflight.model import DepKind, ProbeResult, ProbeStatus
+from mailpreflight.probes.budget import Budget
 from mailpreflight.probes.errors import classify_oserror
 
 
@@ -40,14 +41,21 @@ def _resolve(kind: DepKind, target: str, socktype: int,
 
 
 def tcp(target: str, timeout: float) -> ProbeResult:
-    started = time.monotonic()
+    """Connect to host:port; `timeout` is the total over every address the name has."""
+    budget = Budget(timeout)
+    started = budget.started
+    budget.note(f"resolving {target}")
     found = _resolve(DepKind.TCP, target, socket.SOCK_STREAM, started)
     if isinstance(found, ProbeResult):
         return found
     error, detail = "error", "no address"
     for family, address in found:
+        if budget.expired:
+            error, detail = "connect-timeout", f"{detail}; {budget.gave_up()}"
+            break
+        budget.note(f"connecting to {address[0]}")
         with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
+            sock.settimeout(budget.socket_timeout())
             try:
                 sock.connect(address)
             except TimeoutError:
@@ -67,14 +75,18 @@ def pyzor_ping(thread: int) -> bytes:
 
 
 def udp(target: str, timeout: float, payload: bytes | None = None) -> ProbeResult:
-    """Send one datagram and wait for any answer. No answer cannot tell a drop from a silent server."""
-    started = time.monotonic()
+    """Send one datagram and wait for any answer, `timeout` seconds in all. No answer cannot tell a drop from a
+    silent server."""
+    budget = Budget(timeout)
+    started = budget.started
+    budget.note(f"resolving {target}")
     found = _resolve(DepKind.UDP, target, socket.SOCK_DGRAM, started)
     if isinstance(found, ProbeResult):
         return found
     family, address = found[0]
+    budget.note(f"waiting for a reply from {address[0]}")
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
+        sock.settimeout(budget.socket_timeout())  # what the name's lookup left
         try:
             sock.connect(address)
             sock.send(payload or pyzor_ping(int(started) % 65536))

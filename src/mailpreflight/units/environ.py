@@ -85,6 +85,8 @@ def parse_env_file(data: bytes, systemd_version: int = 252) -> EnvFileResult:
             return
         _replace(env, name, val)
 
+    # A deliberate copy of systemd's parse_env_file_internal() state machine (env-file.c), see docs/design.md:
+    # its states repeat each other (KEY and VALUE trim blanks alike; the quote states count lines alike) as there.
     for char in text:
         if state == "PRE_KEY":
             if char in "#;":

@@ -2,6 +2,7 @@
 
 Sources: unit_file_build_name_map() and unit_file_find_fragment() in unit-file.c,
 unit_file_find_dropin_paths() in dropin.c, conf_files_list_strv() in conf-files.c, unit_load_fragment().
+What a loaded unit is: units/unit.py; how a file's settings are applied: units/settings.py.
 """
 
 from __future__ import annotations
@@ -10,105 +11,37 @@ import posixpath
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
-from functools import cache
-from importlib import resources
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError, UnitNotFoundError
 from mailpreflight.model import Source
 from mailpreflight.units import environ
-from mailpreflight.units.execline import EXEC_KEYS, ExecCommand, parse_exec
+from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.searchpath import os_release, search_paths_for, systemd_version
+from mailpreflight.units.settings import Settings, verify_service
 from mailpreflight.units.specifiers import (
     Expander,
     ManagerContext,
-    SpecifierError,
     host_facts_from_files,
     host_facts_live,
     system_manager,
 )
 from mailpreflight.units.syntax import (
     SECTIONS_BY_TYPE,
-    Assignment,
     Diagnostic,
     Severity,
     parse_unit_file,
 )
+from mailpreflight.units.unit import EnvironmentFileRef, LoadState, Unit
 from mailpreflight.units.unitname import UnitName, dropin_unit_names, parse_unit_name
+
+# Unit, LoadState and EnvironmentFileRef live in units/unit.py; importing them from here keeps working.
+__all__ = ["ALIASABLE_TYPES", "FOLLOW_MAX", "TEMPLATABLE_TYPES", "EnvironmentFileRef", "ExecEnvironment", "LoadState",
+           "Unit", "UnitLoader", "exec_environment", "expand_command"]
 
 FOLLOW_MAX = 8
 ALIASABLE_TYPES = frozenset({"service", "socket", "target", "device", "timer", "path"})
 TEMPLATABLE_TYPES = frozenset({"service", "socket", "target", "timer", "path"})
-
-
-class LoadState(StrEnum):
-    LOADED = "loaded"
-    MASKED = "masked"
-    NOT_FOUND = "not-found"
-    BAD_SETTING = "bad-setting"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class EnvironmentFileRef:
-    path: str
-    optional: bool  # the `-` prefix: a missing file is fine
-    source: Source
-
-
-@dataclass(frozen=True)
-class Unit:
-    """A unit as systemd would hold it after loading. Paths are guest paths."""
-
-    requested: str
-    id: str
-    names: tuple[str, ...]
-    load_state: LoadState
-    fragment_path: str | None
-    dropin_paths: tuple[str, ...]
-    assignments: tuple[Assignment, ...]
-    exec: dict[str, tuple[ExecCommand, ...]]
-    environment: tuple[tuple[str, str, Source], ...]
-    environment_files: tuple[EnvironmentFileRef, ...]
-    diagnostics: tuple[Diagnostic, ...]
-    load_error: Diagnostic | None
-    search_paths: tuple[str, ...]
-    systemd_version: int
-
-    @property
-    def masked(self) -> bool:
-        return self.load_state is LoadState.MASKED
-
-    def values(self, section: str, key: str) -> list[Assignment]:
-        """Effective list of a list-type setting: everything after the last empty assignment."""
-        found: list[Assignment] = []
-        for assignment in self.assignments:
-            if assignment.section == section and assignment.key == key:
-                found = [] if assignment.value == "" else [*found, assignment]
-        return found
-
-    def last(self, section: str, key: str) -> Assignment | None:
-        """Effective value of a scalar setting: the last assignment wins."""
-        found = [a for a in self.assignments if a.section == section and a.key == key]
-        return found[-1] if found else None
-
-
-@cache
-def known_keys() -> dict[str, frozenset[str]]:
-    """Section -> keys systemd 252 knows (shipped data from `systemd --dump-configuration-items`)."""
-    table: dict[str, set[str]] = {}
-    section = ""
-    text = resources.files("mailpreflight.units").joinpath("keys-252.txt").read_text(encoding="utf-8")
-    for line in text.splitlines():
-        if line.startswith("#") or not line:
-            continue
-        if line.startswith("["):
-            section = line[1:-1]
-            table.setdefault(section, set())
-        else:
-            table[section].add(line)
-    return {name: frozenset(keys) for name, keys in table.items()}
 
 
 @dataclass
@@ -309,7 +242,7 @@ class UnitLoader:
         A fatal problem in the fragment stops loading (LoadState error or bad-setting). In a drop-in,
         systemd ignores config_parse()'s failure: only the rest of that drop-in is lost.
         """
-        settings = _Settings(Expander(id_name, self.manager), self.version, id_name.type)
+        settings = Settings(Expander(id_name, self.manager), self.version, id_name.type)
         sections = SECTIONS_BY_TYPE.get(id_name.type)
         state, failure = LoadState.LOADED, None
         for path in (fragment, *dropins):
@@ -337,7 +270,7 @@ class UnitLoader:
                 Severity.WARNING, f"{fatal[0].message}; systemd skips the rest of this drop-in",
                 fatal[0].source))
         if state is LoadState.LOADED and id_name.type == "service":
-            failure = _verify_service(settings, fragment)
+            failure = verify_service(settings, fragment)
             if failure is not None:
                 state = LoadState.BAD_SETTING
                 settings.diagnostics.append(failure)
@@ -345,8 +278,8 @@ class UnitLoader:
 
     def _unit(self, requested: str, id_name: UnitName, names: tuple[str, ...], state: LoadState,
               fragment: str | None, dropins: tuple[str, ...], failure: Diagnostic | None,
-              settings: _Settings | None = None) -> Unit:
-        settings = settings or _Settings(Expander(id_name, self.manager), self.version, id_name.type)
+              settings: Settings | None = None) -> Unit:
+        settings = settings or Settings(Expander(id_name, self.manager), self.version, id_name.type)
         diagnostics = list(settings.diagnostics)
         unknown = settings.expander.unknown_seen
         if unknown:
@@ -363,121 +296,6 @@ class UnitLoader:
             systemd_version=self.version,
         )
 
-
-_EXEC_SECTIONS = {"service": "Service", "socket": "Socket", "mount": "Mount", "swap": "Swap"}
-
-
-@dataclass
-class _Settings:
-    """The settings the tool interprets, accumulated over the unit's files in order."""
-
-    expander: Expander
-    version: int
-    unit_type: str
-    kept: list[Assignment] = field(default_factory=list)
-    exec_lists: dict[str, list[ExecCommand]] = field(default_factory=dict)
-    env: list[tuple[str, str, Source]] = field(default_factory=list)
-    env_files: list[EnvironmentFileRef] = field(default_factory=list)
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-
-    def apply(self, assignments: Iterable[Assignment]) -> tuple[Diagnostic, LoadState] | None:
-        """Apply one file's assignments; returns the fatal problem that stops this file, if any."""
-        keys = known_keys()
-        section = _EXEC_SECTIONS.get(self.unit_type, "")
-        for assignment in assignments:
-            known = keys.get(assignment.section)
-            if known is not None and assignment.key not in known:
-                if not assignment.key.startswith("X-"):
-                    self.diagnostics.append(Diagnostic(
-                        Severity.WARNING,
-                        f"Unknown key '{assignment.key}' in section [{assignment.section}], ignoring.",
-                        assignment.source))
-                continue
-            self.kept.append(assignment)
-            if assignment.section != section:
-                continue
-            warnings: list[str] = []
-            fatal = self._apply_one(assignment, warnings)
-            self.diagnostics.extend(Diagnostic(Severity.WARNING, w, assignment.source) for w in warnings)
-            if fatal:
-                return Diagnostic(Severity.ERROR, fatal, assignment.source), LoadState.BAD_SETTING
-        return None
-
-    def _apply_one(self, assignment: Assignment, warnings: list[str]) -> str | None:
-        key, value, source = assignment.key, assignment.value, assignment.source
-        if key in EXEC_KEYS or key.startswith("Exec"):
-            if not value:
-                self.exec_lists[key] = []
-                return None
-            result = parse_exec(key, value, source, self.expander, warnings, self.version)
-            self.exec_lists.setdefault(key, []).extend(result.commands)
-            if result.error and not result.fatal:
-                warnings.append(result.error)
-            return result.error if result.fatal else None
-        if key == "Environment":
-            if not value:
-                self.env = []
-            for name, env_value in environ.parse_environment_value(value, self.expander, warnings):
-                _replace_env(self.env, name, env_value, source)
-        elif key == "EnvironmentFile":
-            if not value:
-                self.env_files = []
-                return None
-            ref = _environment_file(value, source, self.expander, warnings)
-            if ref is not None:
-                self.env_files.append(ref)
-        return None
-
-
-def _verify_service(settings: _Settings, fragment: str) -> Diagnostic | None:
-    """service_verify() of systemd 252: combinations that make systemd refuse a loaded service."""
-    def last(section: str, key: str) -> str:
-        found = [a.value for a in settings.kept if a.section == section and a.key == key]
-        return found[-1] if found else ""
-
-    start = settings.exec_lists.get("ExecStart", [])
-    stop = settings.exec_lists.get("ExecStop", [])
-    declared = last("Service", "Type")
-    service_type = declared or ("dbus" if last("Service", "BusName") else "simple" if start else "oneshot")
-    problem = None
-    if not start and not stop and last("Unit", "SuccessAction") in ("", "none"):
-        problem = "Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing."
-    elif service_type != "oneshot" and not start:
-        problem = "Service has no ExecStart= setting, which is only allowed for Type=oneshot services. Refusing."
-    elif service_type != "oneshot" and len(start) > 1:
-        problem = ("Service has more than one ExecStart= setting, which is only allowed for Type=oneshot "
-                   "services. Refusing.")
-    elif service_type == "oneshot" and last("Service", "Restart") in ("always", "on-success"):
-        problem = ("Service has Restart= set to either always or on-success, which isn't allowed for "
-                   "Type=oneshot services. Refusing.")
-    elif service_type == "dbus" and not last("Service", "BusName"):
-        problem = "Service is of type D-Bus but no D-Bus service name has been specified. Refusing."
-    elif last("Service", "PAMName") and last("Service", "KillMode") not in ("", "control-group", "mixed"):
-        problem = "Service has PAM enabled. Kill mode must be set to 'control-group' or 'mixed'. Refusing."
-    return Diagnostic(Severity.ERROR, problem, Source(fragment, 0)) if problem else None
-
-
-def _environment_file(value: str, source: Source, expander: Expander,
-                      warnings: list[str]) -> EnvironmentFileRef | None:
-    """config_parse_unit_env_file(): `[-]/absolute/path`, specifiers expanded."""
-    optional = value.startswith("-")
-    try:
-        path = expander.expand(value[1:] if optional else value)
-    except SpecifierError as exc:
-        warnings.append(f"Failed to resolve unit specifiers in '{value}', ignoring: {exc}")
-        return None
-    if not path.startswith("/"):
-        warnings.append(f"EnvironmentFile= path is not absolute, ignoring: {path}")
-        return None
-    return EnvironmentFileRef(path, optional, source)
-
-
-def _replace_env(env: list[tuple[str, str, Source]], name: str, value: str, source: Source) -> None:
-    for index, (existing, _, _) in enumerate(env):
-        if existing == name:
-            env[index] = (name, value, source)
-            return
-    env.append((name, value, source))
 
 
 def _mangle(name: str) -> str:

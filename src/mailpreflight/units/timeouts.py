@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.units.loader import Unit
 from mailpreflight.units.syntax import parse_unit_file
+from mailpreflight.units.unit import Unit, service_type
 
 DEFAULT_START_TIMEOUT = 90.0
 _UNITS = {
@@ -84,7 +84,7 @@ def start_timeout(unit: Unit, fs: RootFS) -> StartTimeout:
                 explicit = StartTimeout(seconds or float("inf"), str(assignment.source))  # 0 = no timeout
     if explicit is not None:
         return explicit
-    service_type = unit.last("Service", "Type")
-    if service_type is not None and service_type.value == "oneshot":
-        return StartTimeout(float("inf"), f"Type=oneshot ({service_type.source}): no start timeout")
+    kind = service_type(unit)
+    if kind.name == "oneshot":
+        return StartTimeout(float("inf"), f"Type=oneshot ({kind.origin}): no start timeout")
     return manager_default_start_timeout(fs)

@@ -1,0 +1,342 @@
+"""Reading a shell script's syntax tree: every simple command it may run, in order, and whether its failure
+becomes the script's exit status (`set -e`, `||`, `if`, pipelines, subshells, functions, `exit`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+from mailpreflight.deps.shell.expand import ASSIGN, VARIABLE, Expansion, split_fields
+from mailpreflight.deps.shell.lexer import Tok, lex
+from mailpreflight.deps.shell.syntax import (
+    AndOr,
+    Case,
+    Group,
+    If,
+    List,
+    Loop,
+    Node,
+    Parser,
+    Pipe,
+    Simple,
+    leading_words,
+)
+
+
+@dataclass(frozen=True)
+class ShellCommand:
+    """One simple command the script may run."""
+
+    argv: tuple[str, ...]  # after quote removal; known $VARs expanded, unknown ones left as written
+    line: int  # 1-based line of the script where the command starts
+    tolerated: bool  # its failure does not make the script exit non-zero
+    why: tuple[str, ...]  # why it is tolerated ("'|| true'", "if condition", …); () when it is not
+    assignments: Mapping[str, str]  # variables in effect for it: the env given, script assignments, NAME=v prefixes
+    background: bool  # run with '&'
+
+
+@dataclass(frozen=True)
+class ShellReading:
+    commands: tuple[ShellCommand, ...]
+    warnings: tuple[str, ...]  # what could not be read or followed, "line N: …"
+    exits_early: bool  # an unconditional `exit` (or `exec`) ends the script; nothing after it is reported
+
+
+_OR, _IF = "'|| <fallback>'", "if condition"
+PIPE = "pipeline (only the last command's status counts)"
+SUBSTITUTION = "command substitution (status ignored)"
+_TRUE = {"true": "'|| true'", "/bin/true": "'|| true'", "/usr/bin/true": "'|| true'", ":": "'|| :'"}
+_DECLARE = frozenset({"export", "local", "readonly", "declare", "typeset"})
+_CONTROL = frozenset({"exit", "return", "break", "continue"})
+
+
+# --- Reading ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Ctx:
+    """Where a command stands, i.e. what its failure amounts to."""
+
+    why: tuple[str, ...] = ()  # why its status does not become the script's; () = it does
+    guarded: bool = False  # `set -e` does not act here (condition, left of && / ||, '!', pipeline part)
+    exit_why: tuple[str, ...] = ()  # what a failing `exit` here amounts to: () in the script's shell
+    return_why: tuple[str, ...] = ()  # what a failing `return` here amounts to: the function call's
+    negated_why: tuple[str, ...] | None = None  # `why` for `! cmd` here, when not simply "'!' negation"
+    main: bool = True  # runs unconditionally in the script's own shell: an `exit` here ends the script
+    background: bool = False
+
+    def absorb(self, reason: str) -> _Ctx:
+        return self if reason in self.why else replace(self, why=(*self.why, reason))
+
+    def guard(self) -> _Ctx:
+        return replace(self, guarded=True, main=False)
+
+
+class _Reader(Expansion):
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.vars: dict[str, str] = dict(env)
+        self.functions: dict[str, Node] = {}
+        self.errexit = self.pipefail = False
+        self.depth = 0  # function calls being followed
+        self.commands: list[ShellCommand] = []
+        self.warnings: list[str] = []
+        self.exits_early = False
+
+    def script(self, text: str, line: int, ctx: _Ctx) -> None:
+        self._list(Parser(lex(text, line, self.warnings), self.warnings).parse_list(), ctx)
+
+    @contextmanager
+    def _subshell(self) -> Iterator[None]:
+        """Assignments, `set` options and functions made in a subshell stay there."""
+        saved = dict(self.vars), dict(self.functions), self.errexit, self.pipefail
+        try:
+            yield
+        finally:
+            self.vars, self.functions, self.errexit, self.pipefail = saved
+
+    def _effective(self, ctx: _Ctx) -> tuple[str, ...]:
+        """`set -e` turns any unguarded failure into an exit of the current shell."""
+        return ctx.exit_why if self.errexit and not ctx.guarded else ctx.why
+
+    def _sub_ctx(self, ctx: _Ctx) -> _Ctx:
+        """Inside a subshell: its exit status stands where the subshell stands."""
+        why = self._effective(ctx)
+        return replace(ctx, why=why, exit_why=why, main=False)
+
+    def _list(self, statements: List, ctx: _Ctx) -> None:
+        items = statements.items
+        for index, (statement, background) in enumerate(items):
+            end = None if background else self._flow_end(statement)
+            ends = end is not None and (end[0] in ("exit", "exec") or (end[0] == "return" and self.depth > 0))
+            following = items[index + 1][0] if index + 1 < len(items) else None
+            passes = self._flow_end(following) if following is not None else None
+            if background:
+                sub = replace(self._sub_ctx(ctx.guard()).absorb("background"), background=True)
+                sub = replace(sub, exit_why=sub.why)
+            elif ends or following is None or (passes is not None and passes[0] in ("exit", "return")
+                                                  and passes[1] in ("", "$?")):
+                sub = ctx  # the last statement, or followed by a plain `exit` that passes its status on
+            elif any("$?" in w or "${?}" in w for w in leading_words(following)):
+                sub = ctx.absorb("status checked by the script")
+            else:
+                sub = ctx.absorb("not the last command")
+            self._and_or(statement, sub if sub is ctx else replace(sub, negated_why=None))
+            if ends:
+                break
+
+    def _flow_end(self, node: AndOr | Node, depth: int = 0) -> tuple[str, str] | None:
+        """("exit" | "return" | "exec" | "status", argument) when `node` always ends the flow, else None;
+        "status" is a function call that returns: its status passes on, the caller goes on."""
+        if isinstance(node, AndOr):
+            lone = len(node.pipes) == 1 and not node.pipes[0].negated and len(node.pipes[0].cmds) == 1
+            return self._flow_end(node.pipes[0].cmds[0], depth) if lone else None
+        if isinstance(node, Group) and not node.subshell:
+            for statement, background in node.body.items:
+                end = None if background else self._flow_end(statement, depth)
+                if end is not None:
+                    return end
+        if not isinstance(node, Simple):
+            return None
+        words = [w.text for w in node.words]
+        while words and ASSIGN.match(words[0]):
+            words.pop(0)
+        if words and words[0] in ("exit", "return"):
+            return words[0], words[1].strip("\"'") if len(words) > 1 else ""
+        if words and words[0] == "exec" and len(words) > 1:
+            return "exec", ""
+        body = self.functions.get(words[0]) if words else None
+        if body is None or depth >= 3:
+            return None
+        end = self._flow_end(body, depth + 1)
+        return ("status", end[1]) if end is not None and end[0] == "return" else end
+
+    def _on_failure(self, then: AndOr | Node | None, ctx: _Ctx, reason: str) -> _Ctx:
+        """Context of a command whose failure runs `then` next (what follows `||`, the branch an `if` takes):
+        tolerated for `reason`, unless `then` always exits non-zero."""
+        if reason == _OR and isinstance(then, AndOr) and len(then.pipes[0].cmds) == 1:
+            cmd = then.pipes[0].cmds[0]
+            if isinstance(cmd, Simple) and cmd.words[0].text in _TRUE and not then.pipes[0].negated:
+                return ctx.absorb(_TRUE[cmd.words[0].text]).guard()
+        end = self._flow_end(then) if then is not None else None
+        if end is not None and end[0] in ("exit", "return", "status"):
+            if end[1] != "0":
+                return replace(ctx, why={"exit": ctx.exit_why, "return": ctx.return_why}.get(end[0], ctx.why)).guard()
+            if reason == _OR and end[0] != "status":
+                reason = f"'|| {end[0]} 0'"
+        return ctx.absorb(reason).guard()
+
+    def _and_or(self, node: AndOr, ctx: _Ctx) -> None:
+        pipes, ops = node.pipes, node.ops
+        for index, pipe in enumerate(pipes):
+            sub = ctx
+            if index < len(ops):
+                # A failure skips the `&&`s up to the next `||` (whose command then runs), or ends the list.
+                rescue = next((k for k in range(index, len(ops)) if ops[k] == "||"), None)
+                sub = ctx.guard() if rescue is None else self._on_failure(AndOr([pipes[rescue + 1]], []), ctx, _OR)
+                # `! cmd` succeeding ends the list with status 0 unless an `&&` follows.
+                ends_ok = "&&" not in ops[index:]
+                sub = replace(sub, negated_why=ctx.negated_why if ends_ok else None)
+            self._pipeline(pipe, sub if index == 0 else replace(sub, main=False))
+
+    def _pipeline(self, pipe: Pipe, ctx: _Ctx) -> None:
+        if pipe.negated and ctx.negated_why is not None:  # `if ! cmd; then exit 1; fi`: cmd failing exits
+            ctx = replace(ctx, why=ctx.negated_why, negated_why=None).guard()
+        elif pipe.negated:
+            ctx = ctx.absorb("'!' negation").guard()
+        for index, cmd in enumerate(pipe.cmds):
+            sub = ctx
+            if index < len(pipe.cmds) - 1 and not self.pipefail:
+                sub = ctx.absorb(PIPE).guard()
+            if len(pipe.cmds) == 1:
+                self._command(cmd, sub)
+                continue
+            with self._subshell():  # bash runs each part of a pipeline in a subshell
+                self._command(cmd, self._sub_ctx(sub))
+
+    def _command(self, node: Node, ctx: _Ctx) -> None:
+        if isinstance(node, Simple):
+            self._simple(node, ctx)
+        elif isinstance(node, Group) and node.subshell:
+            with self._subshell():
+                self._list(node.body, self._sub_ctx(ctx))
+        elif isinstance(node, Group):
+            self._list(node.body, ctx)
+        elif isinstance(node, If):
+            for index, (cond, body) in enumerate(node.clauses):
+                # A failing condition runs the else branch (after the last elif), a failing `! cond` the body.
+                last = index == len(node.clauses) - 1 and node.orelse is not None
+                otherwise = self._on_failure(Group(node.orelse, False) if last and node.orelse else None, ctx, _IF)
+                negated = self._on_failure(Group(body, False), ctx, _IF)
+                self._list(cond, replace(otherwise, negated_why=negated.why))
+                self._list(body, replace(ctx, main=False))
+            if node.orelse is not None:
+                self._list(node.orelse, replace(ctx, main=False))
+        elif isinstance(node, Loop):
+            if node.cond is not None:
+                self._list(node.cond, ctx.absorb("while/until condition").guard())
+            elif VARIABLE.fullmatch(node.var):
+                values = self._expand(node.words, ctx)
+                single = len(values) == 1 and not any(c in values[0] for c in "*?[")  # a glob may be many
+                self._assign({node.var: values[0] if single else None})
+            # Simplification: a body is read once; it stands where the loop stands.
+            self._list(node.body, replace(ctx.absorb("loop body") if ctx.why else ctx, main=False))
+        elif isinstance(node, Case):
+            self._expand([node.subject] if node.subject else [], ctx)
+            for branch in node.branches:
+                self._list(branch, replace(ctx, main=False))
+        else:
+            self.functions[node.name] = node.body
+
+    def _expand(self, words: list[Tok], ctx: _Ctx) -> list[str]:
+        """Words of a `for` or `case`: their command substitutions run, their status is lost."""
+        subs: list[tuple[str, int]] = []
+        fields = [f for tok in words for f in split_fields(self._pieces(tok.text, tok.line, subs))]
+        self._substitutions(subs, self._subst_ctx(ctx))
+        return fields
+
+    def _subst_ctx(self, ctx: _Ctx) -> _Ctx:
+        why = (SUBSTITUTION,)
+        return _Ctx(why, guarded=True, exit_why=why, return_why=why, main=False, background=ctx.background)
+
+    def _substitutions(self, subs: list[tuple[str, int]], ctx: _Ctx) -> None:
+        for text, line in subs:
+            with self._subshell():
+                self.script(text, line, ctx)
+
+    def _assign_word(self, tok: Tok, subs: list[tuple[str, int]]) -> None:
+        """NAME=value (or NAME+=value, which appends); anything else is ignored."""
+        match = ASSIGN.match(tok.text)
+        if match is None:
+            return
+        pieces = self._pieces(tok.text[match.end():], tok.line, subs)
+        old = self.vars.get(match[1]) if match[2] else ""
+        known = old is not None and all(kind != "raw" for _, kind in pieces)
+        self._assign({match[1]: f"{old}{''.join(text for text, _ in pieces)}" if known else None})
+
+    def _simple(self, node: Simple, ctx: _Ctx) -> None:
+        subs: list[tuple[str, int]] = []
+        if node.words[0].text in _DECLARE:  # export NAME=v: the builtin's own status hides its substitutions'
+            for tok in node.words[1:]:
+                self._assign_word(tok, subs)
+            self._substitutions(subs, self._subst_ctx(ctx))
+            return
+        count = next((i for i, tok in enumerate(node.words) if not ASSIGN.match(tok.text)), len(node.words))
+        # The words expand first, then the NAME=v prefixes, left to right: `NAME=v cmd "$NAME"` does not see v.
+        argv = [f for tok in node.words[count:] for f in split_fields(self._pieces(tok.text, tok.line, subs))]
+        saved = dict(self.vars)
+        for tok in node.words[:count]:
+            self._assign_word(tok, subs)
+        if not argv:
+            # A bare assignment's status is its last command substitution's: `out=$(sa-update)` fails with it.
+            self._substitutions(subs, self._sub_ctx(ctx).guard())
+            return
+        env, self.vars = self.vars, saved  # prefixes are for this command only
+        self._substitutions(subs, self._subst_ctx(ctx))
+        self._run(argv, node.line, ctx, env)
+
+    def _run(self, argv: list[str], line: int, ctx: _Ctx, env: dict[str, str]) -> None:
+        name = argv[0]
+        if name in _CONTROL:
+            self.exits_early |= name == "exit" and ctx.main
+            return
+        if name == "set":
+            self._set(argv[1:])
+            return
+        if name == "read":  # the variables it sets are not known here
+            self._assign({arg: None for arg in argv[1:] if VARIABLE.fullmatch(arg)})
+        if name == "exec":  # replaces the shell: the command's status is the script's, nothing runs after
+            argv = argv[1:]
+            while argv and argv[0] in ("-c", "-l", "-a", "--"):
+                argv = argv[2:] if argv[0] == "-a" else argv[1:]
+            if not argv:
+                return  # `exec >log 2>&1` only redirects
+            self.exits_early |= ctx.main
+            name = argv[0]
+        elif name in self.functions:
+            self._call(name, line, ctx)
+            return
+        if name in (".", "source"):
+            argv = ["source", *argv[1:]]
+            self.warnings.append(f"line {line}: sourced file {' '.join(argv[1:2])} not read")
+        elif name == "eval":
+            self.warnings.append(f"line {line}: eval not followed")
+        elif "$" in name or "`" in name:
+            self.warnings.append(f"line {line}: dynamic command name {name}")
+        why = self._effective(ctx)
+        self.commands.append(ShellCommand(tuple(argv), line, bool(why), why, env, ctx.background))
+
+    def _call(self, name: str, line: int, ctx: _Ctx) -> None:
+        """A function's body runs where it is called (its commands keep the lines they are written on)."""
+        if self.depth >= 3:
+            self.warnings.append(f"line {line}: call to {name} nested more than 3 deep, not followed")
+            return
+        self.depth += 1
+        try:
+            self._command(self.functions[name], replace(ctx, return_why=self._effective(ctx)))
+        finally:
+            self.depth -= 1
+
+    def _set(self, args: list[str]) -> None:
+        options = iter(args)
+        for arg in options:
+            if arg in ("-", "--") or arg[:1] not in ("-", "+"):
+                return
+            for letter in arg[1:]:
+                option = "errexit" if letter == "e" else next(options, "") if letter == "o" else ""
+                if option == "errexit":
+                    self.errexit = arg[0] == "-"
+                elif option == "pipefail":
+                    self.pipefail = arg[0] == "-"
+
+
+def read_shell(script: str, env: Mapping[str, str] | None = None) -> ShellReading:
+    """Read `script` (sh -c text or a script file's content) with the environment `env`; never raises."""
+    reader = _Reader(env or {})
+    first = script.split("\n", 1)[0]
+    if first.startswith("#!"):  # `#!/bin/sh -e`: systemd runs scripts directly, so the kernel passes -e
+        reader.errexit = any(w[:1] == "-" and w[:2] != "--" and "e" in w for w in first[2:].split()[1:])
+    try:
+        reader.script(script, 1, _Ctx())
+    except RecursionError:
+        reader.warnings.append("nesting too deep: the rest is not read")
+    return ShellReading(tuple(reader.commands), tuple(reader.warnings), reader.exits_early)

@@ -1,0 +1,223 @@
+"""What in the root decides a start besides the network (docs/design.md, "Predictions a booted guest
+confirms"): the unit's sandbox, what sa-update needs to write before it asks the network, the state of the
+SpamAssassin rules spamd will load, and Exec programs that are missing.
+
+Facts from sa-update 4.0.1 (Debian 12's /usr/bin/sa-update) and SpamAssassin 4.0.1:
+- with GPG on (the default), sa-update looks for `gpg` in PATH and dies at once without it (l.360-378:
+  "gpg required but not found"; gnupg is only a Recommends of Debian's spamassassin);
+- with no `<gpghomedir>/trustdb.gpg` it imports its default key first, creating the home dir (l.388,
+  l.1862-1867: mkpath or die) — default `<LOCAL_RULES_DIR>/sa-update-keys` = /etc/spamassassin/sa-update-keys;
+- per channel it creates `<updatedir>/<channel>/` (l.492) BEFORE any DNS query, and a failed run leaves it
+  empty;
+- spamd loads its rules from the first directory of its default rules path that exists:
+  `<LOCAL_STATE_DIR>/<version>` (= sa-update's default updatedir) before /usr/share/spamassassin
+  (Mail::SpamAssassin::default_rules_path); an existing one without rules makes it die "no rules were found".
+- systemd 252 logs "Executable ... missing, skipping" for a `-`-prefixed command whose program is missing and
+  records it as exited 0; without `-` the start fails with 203/EXEC.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+
+from mailpreflight.access.rootfs import RootFS
+from mailpreflight.deps.base import SYSTEMD_PATH
+from mailpreflight.deps.risks import CommandDeps
+from mailpreflight.model import Finding, Severity, Source
+from mailpreflight.units.loader import Unit
+from mailpreflight.units.sandbox import Sandbox, sandbox_of
+
+LOCAL_RULES_DIR = "/etc/spamassassin"
+
+
+@dataclass(frozen=True)
+class SaUpdateLocal:
+    """What one sa-update command needs from the root before it uses the network."""
+
+    installed: bool  # the real sa-update is in the root (its install-time paths could be read): only then does
+    #                  the rest say anything — a sketch root without it tells nothing about gpg or keyrings
+    gpg: bool  # GPG verification on (no --nogpg)
+    gpg_program: str | None  # gpg in the command's PATH in the root, None when not installed
+    gpghomedir: str
+    keyring: bool  # <gpghomedir>/trustdb.gpg exists: nothing to create
+    updatedir: str
+    channel_dirs: tuple[str, ...]  # <updatedir>/<channel>, created first thing per channel
+    missing_dirs: tuple[str, ...]  # of those, the ones that do not exist yet
+
+
+@dataclass(frozen=True)
+class SpamdRules:
+    """Which rules spamd will load, read from the root as SpamAssassin's default rules path finds them."""
+
+    directory: str  # the first existing directory of the rules path (or the updatedir, if sa-update makes it)
+    updatedir: str
+    updatedir_exists: bool
+    updatedir_has_rules: bool  # a *.cf file in it
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An Exec command whose program does not exist in the root."""
+
+    key: str
+    path: str
+    source: Source
+    ignored: bool  # `-` prefix: systemd 252 skips it and records exit 0; else the start fails (203/EXEC)
+
+
+@dataclass(frozen=True)
+class StartupFacts:
+    sandbox: Sandbox
+    sa_update: tuple[tuple[int, SaUpdateLocal], ...] = ()  # (index in UnitDeps.commands, facts)
+    spamd: SpamdRules | None = None  # set when the unit's ExecStart is spamd
+    missing_programs: tuple[Skipped, ...] = ()
+
+    def sa_update_for(self, index: int) -> SaUpdateLocal | None:
+        return next((facts for i, facts in self.sa_update if i == index), None)
+
+
+def _option(argv: tuple[str, ...], name: str) -> str | None:
+    """The last value of `--name X` / `--name=X` (sa-update's Getopt::Long also takes one dash)."""
+    found = None
+    for index, word in enumerate(argv):
+        for dash in ("--", "-"):
+            if word == f"{dash}{name}" and index + 1 < len(argv):
+                found = argv[index + 1]
+            elif word.startswith(f"{dash}{name}="):
+                found = word.split("=", 1)[1]
+    return found
+
+
+def _in_path(fs: RootFS, program: str, path: str) -> str | None:
+    for directory in path.split(":"):
+        if directory.startswith("/"):
+            candidate = posixpath.join(directory, program)
+            if fs.chase(candidate) is not None and not fs.is_dir(candidate):
+                return candidate
+    return None
+
+
+def _baked_in(fs: RootFS, program: str, name: str) -> str | None:
+    """A path sa-update got at install time (`my $LOCAL_RULES_DIR = '/etc/spamassassin';`, l.34), read from
+    the root's own script; None when the file is not a SpamAssassin sa-update."""
+    text = fs.read_text(program) or ""
+    match = re.search(rf"^my \${name}\s*=\s*'([^']+)';", text, re.M)
+    return match.group(1) if match else None
+
+
+def sa_update_local(entry: CommandDeps, fs: RootFS) -> SaUpdateLocal | None:
+    plan = entry.plan
+    if plan is None:
+        return None
+    argv = entry.command.argv
+    path = entry.command.env.get("PATH", ":".join(SYSTEMD_PATH))
+    program = argv[0] if argv and argv[0].startswith("/") else _in_path(fs, "sa-update", path)
+    local_rules_dir = _baked_in(fs, program, "LOCAL_RULES_DIR") if program else None
+    installed = local_rules_dir is not None
+    homedir = _option(argv, "gpghomedir") or posixpath.join(local_rules_dir or LOCAL_RULES_DIR, "sa-update-keys")
+    gpg_program = _in_path(fs, "gpg", path)
+    channel_dirs = tuple(channel.directory for channel in plan.channels)
+    return SaUpdateLocal(
+        installed=installed, gpg=plan.args.gpg, gpg_program=gpg_program, gpghomedir=homedir,
+        keyring=fs.chase(posixpath.join(homedir, "trustdb.gpg")) is not None, updatedir=plan.updatedir,
+        channel_dirs=channel_dirs, missing_dirs=tuple(d for d in channel_dirs if not fs.is_dir(d)))
+
+
+def spamd_rules(unit: Unit, fs: RootFS, updatedir: str | None) -> SpamdRules | None:
+    start = unit.exec.get("ExecStart", ())
+    if not start or posixpath.basename(start[0].path) != "spamd":
+        return None
+    if updatedir is None:
+        version = _installed_version(fs)
+        updatedir = f"/var/lib/spamassassin/{version}" if version else "/var/lib/spamassassin/VERSION"
+    exists = fs.is_dir(updatedir)
+    has_rules = exists and any(name.endswith(".cf") for name in fs.listdir(updatedir))
+    return SpamdRules(updatedir if exists else "/usr/share/spamassassin", updatedir, exists, has_rules)
+
+
+def _installed_version(fs: RootFS) -> str | None:
+    from mailpreflight.deps.saupdate import installed_version
+
+    version, _ = installed_version(fs)
+    return version
+
+
+START_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost")
+
+
+def missing_programs(unit: Unit, fs: RootFS) -> tuple[Skipped, ...]:
+    """Start-path commands whose program is not in the root (ExecReload=/ExecStop= do not decide a start)."""
+    found = []
+    for key in START_KEYS:
+        for command in unit.exec.get(key, ()):
+            if command.path.startswith("/") and fs.chase(command.path) is None:
+                found.append(Skipped(key, command.path, command.source, command.ignore_failure))
+    return tuple(found)
+
+
+def early_death(local: SaUpdateLocal, facts: StartupFacts) -> str | None:
+    """Why this sa-update dies at once, before any network traffic (exit 255), or None."""
+    if not local.installed:
+        return None
+    if local.gpg and local.gpg_program is None:
+        return ("gpg is not installed in the root (gnupg is only recommended): sa-update dies at once with 'gpg "
+                "required but not found' (sa-update l.378) — no rules are ever updated")
+    if local.gpg and not local.keyring:
+        writable, why = facts.sandbox.writable(local.gpghomedir)
+        if not writable:
+            return (f"sa-update must create its keyring {local.gpghomedir} first, but {why} makes it read-only for "
+                    "this unit: it dies at once (sa-update l.1866, 'Read-only file system'), before any network "
+                    "traffic — no rules are ever updated")
+    for directory in local.missing_dirs:
+        writable, why = facts.sandbox.writable(directory)
+        if not writable:
+            return (f"sa-update must create {directory}, but {why} makes it read-only for this unit: it dies at "
+                    "once (sa-update l.492)")
+    return None
+
+
+def startup_findings(unit: Unit, facts: StartupFacts, entries: list[CommandDeps]) -> list[Finding]:
+    found = []
+    for skipped in facts.missing_programs:
+        if skipped.ignored:
+            found.append(Finding(
+                "MP114", Severity.WARNING, unit.id,
+                f"{skipped.key}={skipped.path} does not exist in this root: systemd 252 logs 'Executable "
+                f"{skipped.path} missing, skipping' and records exit 0 — the command silently never runs",
+                f"install what provides {skipped.path}, or fix the path in {skipped.source.file} (for a "
+                f"mailpreflight drop-in: mailpreflight dropin install {unit.id} --root ROOT)",
+                (str(skipped.source),)))
+        else:
+            found.append(Finding(
+                "MP113", Severity.CRITICAL, unit.id,
+                f"{skipped.key}={skipped.path} does not exist in this root: the start fails (203/EXEC)",
+                f"install what provides {skipped.path}, or fix the path in {skipped.source.file}",
+                (str(skipped.source),)))
+    for index, local in facts.sa_update:
+        reason = early_death(local, facts)
+        if reason:
+            command = entries[index].command
+            found.append(Finding("MP115", Severity.WARNING, unit.id, f"sa-update ({command.source}) never reaches "
+                                 f"the network here: {reason}",
+                                 "apt-get install gpg (or zypper install gpg2)" if local.gpg_program is None else
+                                 f"add ReadWritePaths={local.gpghomedir} to the unit (systemctl edit {unit.id}), or "
+                                 f"give sa-update --gpghomedir under a writable directory",
+                                 (str(command.source),)))
+    rules = facts.spamd
+    if rules and rules.updatedir_exists and not rules.updatedir_has_rules:
+        found.append(Finding(
+            "MP116", Severity.CRITICAL, unit.id,
+            f"spamd loads its rules from {rules.updatedir}, which exists but holds no rules: it exits 255 ('no "
+            "rules were found') — typically left behind, empty, by a failed sa-update",
+            f"remove the empty directory (rmdir --ignore-fail-on-non-empty {rules.updatedir}/* {rules.updatedir}) "
+            "or run sa-update successfully once", (rules.updatedir,)))
+    return found
+
+
+def startup_facts(unit: Unit, fs: RootFS, entries: list[CommandDeps]) -> StartupFacts:
+    sa = tuple((index, facts) for index, entry in enumerate(entries)
+               if (facts := sa_update_local(entry, fs)) is not None)
+    updatedir = sa[0][1].updatedir if sa else None
+    return StartupFacts(sandbox_of(unit), sa, spamd_rules(unit, fs, updatedir), missing_programs(unit, fs))

@@ -1,0 +1,94 @@
+"""A unit as systemd holds it after loading: its names, files, load state and settings (paths are guest
+paths)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import NamedTuple
+
+from mailpreflight.model import Source
+from mailpreflight.units.execline import ExecCommand
+from mailpreflight.units.syntax import Assignment, Diagnostic
+
+
+class LoadState(StrEnum):
+    LOADED = "loaded"
+    MASKED = "masked"
+    NOT_FOUND = "not-found"
+    BAD_SETTING = "bad-setting"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class EnvironmentFileRef:
+    path: str
+    optional: bool  # the `-` prefix: a missing file is fine
+    source: Source
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A unit as systemd would hold it after loading. Paths are guest paths."""
+
+    requested: str
+    id: str
+    names: tuple[str, ...]
+    load_state: LoadState
+    fragment_path: str | None
+    dropin_paths: tuple[str, ...]
+    assignments: tuple[Assignment, ...]
+    exec: dict[str, tuple[ExecCommand, ...]]
+    environment: tuple[tuple[str, str, Source], ...]
+    environment_files: tuple[EnvironmentFileRef, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    load_error: Diagnostic | None
+    search_paths: tuple[str, ...]
+    systemd_version: int
+
+    @property
+    def masked(self) -> bool:
+        return self.load_state is LoadState.MASKED
+
+    def values(self, section: str, key: str) -> list[Assignment]:
+        """Effective list of a list-type setting: everything after the last empty assignment."""
+        found: list[Assignment] = []
+        for assignment in self.assignments:
+            if assignment.section == section and assignment.key == key:
+                found = [] if assignment.value == "" else [*found, assignment]
+        return found
+
+    def last(self, section: str, key: str) -> Assignment | None:
+        """Effective value of a scalar setting: the last assignment wins."""
+        found = [a for a in self.assignments if a.section == section and a.key == key]
+        return found[-1] if found else None
+
+
+def service_user(unit: Unit) -> str | None:
+    """User= of the unit; None when not set (root)."""
+    setting = unit.last("Service", "User")
+    return setting.value if setting and setting.value else None
+
+
+def effective_type(declared: str, bus_name: str, has_exec_start: bool) -> str:
+    """A service's type as systemd settles it at load time: the Type= set, else dbus with a BusName=, simple with
+    an ExecStart=, oneshot without (deliberate copy of systemd's service_add_extras(), see docs/design.md)."""
+    return declared or ("dbus" if bus_name else "simple" if has_exec_start else "oneshot")
+
+
+class ServiceType(NamedTuple):
+    name: str  # "simple", "oneshot", "dbus", …; "" for a unit that is not a loaded service (masked, not found)
+    origin: str  # where it comes from: the Type= line, or why systemd picks it
+
+
+def service_type(unit: Unit) -> ServiceType:
+    """The type of a service unit; systemd settles it only for a unit whose settings it read (a unit refused by
+    service_verify() has one too)."""
+    if not unit.id.endswith(".service") or unit.load_state not in (LoadState.LOADED, LoadState.BAD_SETTING):
+        return ServiceType("", f"{unit.id} is {unit.load_state.value}")
+    declared, bus_name = unit.last("Service", "Type"), unit.last("Service", "BusName")
+    if declared is not None and declared.value:
+        return ServiceType(declared.value, str(declared.source))
+    name = effective_type("", bus_name.value if bus_name else "", bool(unit.exec.get("ExecStart")))
+    return ServiceType(name, {"dbus": "no Type=, BusName= set", "simple": "no Type=, ExecStart= set"}.get(
+        name, "no Type=, BusName= or ExecStart="))
