@@ -33,7 +33,7 @@ def _run(*argv: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     root = leap15(tmp_path_factory.mktemp("fuzz") / "guest")
-    return root, take(RootFS(str(root)), str(root))
+    return root, take(RootFS(str(root)), str(root), fuzzing.digest_key(root.parent))
 
 
 def _first_file(document: dict[str, Any]) -> str:
@@ -70,8 +70,9 @@ def test_tampered_baseline_is_one_error(snapshot: tuple[Path, dict[str, Any]], t
     with pytest.raises(MailpreflightError) as raised:
         drift.load_baseline(str(baseline))
     assert str(baseline) in str(raised.value) and error in str(raised.value)
-    for argv in (("drift", "--baseline", str(baseline), "--root", str(root), "--other-host"),
-                 ("restore", "--baseline", str(baseline), "--root", str(root), "--dry-run", "/etc/pam.d/imap")):
+    key = ("--digest-key", fuzzing.key_path(root.parent))
+    for argv in (("drift", "--baseline", str(baseline), "--root", str(root), "--other-host", *key),
+                 ("restore", "--baseline", str(baseline), "--root", str(root), "--dry-run", "/etc/pam.d/imap", *key)):
         code, out, err = _run(*argv)
         assert (code, out) == (3, "") and err.count("\n") == 1 and "internal error" not in err, err
 
@@ -95,7 +96,8 @@ def test_untampered_baseline_still_loads(snapshot: tuple[Path, dict[str, Any]], 
     baseline = tmp_path / "baseline.json"
     baseline.write_text(json.dumps(document))
     assert drift.load_baseline(str(baseline)) == document
-    code, _, err = _run("drift", "--baseline", str(baseline), "--root", str(root))
+    code, _, err = _run("drift", "--baseline", str(baseline), "--root", str(root), "--digest-key",
+                        fuzzing.key_path(root.parent))
     assert (code, err) == (0, "")
 
 
@@ -108,10 +110,10 @@ def test_dovecot_include_of_itself_is_bounded(tmp_path: Path) -> None:
     write(root, "/etc/dovecot/conf.d/10-auth.conf", "passdb {\n  driver = pam\n  args = imap\n}\n")
     for number in range(12):  # files that include each other: no loop, but every order of them is a chain
         write(root, f"/etc/dovecot/conf.d/{number}-x.conf", "!include_try *\n")
-    started = time.monotonic()
+    started = time.process_time()
     with fuzzing.time_limit(10):  # a regression fails here instead of running for hours
         config = services.read_dovecot_config(RootFS(str(root)))
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
     assert config is not None and config.files_read <= services.DOVECOT_MAX_FILES
     assert ("pam", "imap") in {(p["driver"][0], p["args"][0]) for p in config.passdbs}
 
@@ -141,14 +143,14 @@ def test_postfix_parameters_that_name_themselves_or_double_at_every_level() -> N
     chain = "\n".join(f"p{i} = $p{i + 1} $p{i + 1}" for i in range(16)) + "\np16 = [relay.example.com]:587\n"
     settings = read_main_cf("relayhost = ${relayhost?[x]:25} $(relayhost)\nsasl_path = " + "$a$sasl_path " * 200
                             + "\na = x\n" + chain + "q = $p12\nmyhostname = mx.example.org\nr = [$myhostname]\n")
-    started = time.monotonic()
+    started = time.process_time()
     with fuzzing.time_limit(10):  # a regression fails here instead of running for hours
         assert expand("$relayhost", settings) is None  # postfix refuses a recursive parameter
         assert expand("$sasl_path", settings) is None
         assert expand("$p0", settings) is None  # 2**16 copies: beyond EXPANSION_MAX
         assert expand("$q", settings) == " ".join(["[relay.example.com]:587"] * 16)
         assert expand("$r", settings) == "[mx.example.org]"
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
 
 
 def test_drift_ties_thousands_of_findings_to_one_changed_file(tmp_path: Path) -> None:
@@ -158,14 +160,44 @@ def test_drift_ties_thousands_of_findings_to_one_changed_file(tmp_path: Path) ->
     lines = "".join(f"auth optional pam_gone{i}.so\n" for i in range(3000))
     write(root, "/etc/pam.d/imap", lines)
     fs = RootFS(str(root))
-    document = take(fs, str(root))
+    document = take(fs, str(root), fuzzing.digest_key(tmp_path))
     document["findings"] = [f for f in document["findings"] if "/etc/pam.d/imap" not in f["paths"]]
     write(root, "/etc/pam.d/imap", lines + "# changed\n")
     baseline = tmp_path / "baseline.json"
     baseline.write_text(json.dumps(document))
     started = time.process_time()
     with fuzzing.time_limit(10):
-        result = drift.compare(str(baseline), drift.load_baseline(str(baseline)), fs)
+        result = drift.compare(str(baseline), drift.load_baseline(str(baseline)), fs,
+                               digest_key=fuzzing.key_path(tmp_path))
     assert time.process_time() - started < 1.5
     [change] = result.changes
     assert change.path == "/etc/pam.d/imap" and len(change.causes) == len(result.new) >= 3000
+
+
+def test_nft_includes_of_a_big_ruleset_in_linear_time(tmp_path: Path) -> None:
+    """The word before each `include` was searched for from the start of the text, and the inlined text grew by
+    `+=` line by line: 13,000 includes took 29 s, 320,000 lines 4.5 s, a 4 MiB ruleset minutes (found by the
+    fuzzer)."""
+    import re
+
+    from mailpreflight.firewall import nftinclude
+
+    root = tmp_path / "root"
+    write(root, "/etc/nftables.conf", "table inet t {}\n" + "# x\n" * 400_000)
+    write(root, "/etc/many.nft", 'include "x.nft"\n' * 60_000)
+    started = time.process_time()
+    with fuzzing.time_limit(10):
+        inlined = nftinclude.inline(RootFS(str(root)), "/etc/nftables.conf")
+        keywords = nftinclude.include_keywords(RootFS(str(root)).read_text("/etc/many.nft") or "")
+    assert time.process_time() - started < 2
+    assert len(keywords) == 60_000 and inlined.origins[-1] == ("/etc/nftables.conf", 400_001)
+    assert inlined.text == "table inet t {}\n" + "# x\n" * 400_000
+    word_before = re.compile(r"[A-Za-z0-9_./\-]*\Z")  # what the search from the start found: the same words
+    for text in ("noinclude", "a:include", "./include", "x.include", "-include", "1include", "é include", " include"):
+        match = re.search("include", text)
+        assert match is not None
+        before = word_before.search(text, 0, match.start())
+        expected = [] if before and before.group(0) and re.match(r"[A-Za-z_.]", before.group(0)) and (
+            match.start() == len(before.group(0)) or text[match.start() - len(before.group(0)) - 1] != ":") else [
+            match.start()]
+        assert nftinclude.include_keywords(text + ' "f"') == expected, text
