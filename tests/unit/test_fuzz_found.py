@@ -56,6 +56,8 @@ TAMPERED = [  # (what is changed, the text the error names); every one was an At
     (lambda d, p: d.__setitem__("host", "somewhere"), "\"host\" is not an object"),
     (lambda d, p: d.__setitem__("findings", True), "\"findings\" is not a list"),
     (lambda d, p: d.__setitem__("salt", "\udcff"), "\"salt\" is not a string"),
+    (lambda d, p: d["files"][p].__setitem__("mac", "é" * 64), "\"mac\" is not a hex digest"),
+    (lambda d, p: d["files"][p].__setitem__("sha256", 5), "must be strings or null"),
 ]
 
 

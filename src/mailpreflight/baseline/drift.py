@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,7 +98,8 @@ def load_baseline(path: str) -> dict[str, Any]:
 
 
 _ENTRY_TYPES = ("file", "dir", "symlink", "other")
-_OPTIONAL_TEXT = ("owner", "group", "sha256", "text", "text_omitted")
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+_OPTIONAL_TEXT = ("owner", "group", "sha256", "text", "text_omitted", "mac")
 
 
 def _shape_problem(document: dict[str, Any]) -> str | None:
@@ -132,6 +134,9 @@ def _shape_problem(document: dict[str, Any]) -> str | None:
             return f"{where}: \"size\" is {json.dumps(size)[:40]}, not a size"
         if isinstance(entry.get("text"), str) and not _is_unicode(entry["text"]):
             return f"{where}: \"text\" is not UTF-8"
+        for key in ("sha256", "mac"):  # compared with hmac.compare_digest, which takes ASCII only
+            if entry.get(key) is not None and not _HEX_DIGEST.fullmatch(entry[key]):
+                return f"{where}: \"{key}\" is not a hex digest"
         target = entry.get("target")
         if target is not None and (not isinstance(target, str) or not target or "\0" in target
                                    or len(target) >= 4096):
