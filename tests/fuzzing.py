@@ -468,6 +468,29 @@ def gen_resolv_conf(rng: Rng) -> str:
     return "\n".join(lines) + rng.choice(("\n", ""))
 
 
+def gen_nft(rng: Rng) -> str:
+    """An nftables ruleset (with includes: globs, relative, absolute, loops, spanning lines) or iptables-save."""
+    if rng.random() < 0.3:
+        rules = [rng.choice(("-A OUTPUT -o eth0 -p tcp --dport 25 -j ACCEPT", "-A OUTPUT -o lo -j ACCEPT",
+                             "-A OUTPUT ! -o eth+ -j DROP", "-A OUTPUT -m bpf --object-pinned /sys/fs/bpf/x -j DROP",
+                             "-A OUTPUT -p udp --dport 53 -d 192.0.2.53 -j ACCEPT", ":OUTPUT DROP [0:0]", "COMMIT",
+                             "# comment", "-A OUTPUT --out-interface wg0 -j ACCEPT"))
+                 for _ in range(rng.randrange(8))]
+        return "*filter\n" + "\n".join(rules) + rng.choice(("\nCOMMIT\n", "\n", ""))
+    lines = [rng.choice(("flush ruleset", "#!/usr/sbin/nft -f", "define LAN = 192.0.2.0/24", ""))]
+    for _ in range(rng.randrange(8)):
+        lines.append(rng.choice((
+            "table inet filter {", "chain output {", "type filter hook output priority 0; policy drop;",
+            'oifname "eth0" tcp dport { 25, 587 } accept', "oif lo accept", 'oifname { "eth0", wg0 } accept',
+            "ip daddr $LAN accept # include \"x\"", "udp dport 53 accept", "}", "}}", 'iifname "br-*" drop',
+            'include "/etc/nftables.d/*.nft"', 'include "rules.nft"', 'include "./local.nft"',
+            'include "../../etc/shadow"', "include", 'include "spans\nlines.nft"', 'include \\\n"cont.nft"',
+            'xinclude "no.nft"', 'include"glued.nft"', 'include "nftables.conf"', 'include "/etc/nftables.d/[a"',
+            'include "/etc/nftables.d"', 'include "/etc/nftables.conf"', 'comment "include \\"x\\""',
+            'device "eth1"', "devices = { eth0, eth1 }", 'oif != "eth0" drop')))
+    return "\n".join(lines) + "\n"
+
+
 def gen_colon_conf(rng: Rng) -> str:
     keys = ("pwcheck_method", "mech_list", "sasl_pwcheck_method", "saslauthd_path", "allowplaintext", "x")
     values = ("saslauthd", "auxprop", "saslauthd auxprop", "PLAIN LOGIN", "/run/sasl2/mux", "", ":")
@@ -603,6 +626,8 @@ def dialect_of(path: str) -> str:
         return "colon"
     if name == "cyrus.conf":
         return "cyrus"
+    if "nftables" in path or name.endswith(".nft") or "/iptables/" in path:
+        return "nft"
     if "/bin/" in path or "/sbin/" in path or "/libexec/" in path or "fetchmail-systemd" in name:
         return "shell"
     return "config"
@@ -632,13 +657,16 @@ TOKENS: dict[str, list[str]] = {
     "config": ["http://", "https://", "[", "]", ":", "@", "%", " ", "=", "#", "\"", "'", "poll ", "via ", "port ",
                "loadplugin ", "DatabaseMirror ", "::1", "/"],
     "unitname": ["@", "-", ".", "\\x2d", "\\x", "\\", "/", ":", "_", ".service", ".target", "%"],
+    "nft": ["include ", '"', "#", "\\\n", "{", "}", ";", "*", "?", "[", "/", "./", "../", "oifname ", "eth0",
+            "-o ", "--object-pinned", "COMMIT", "\n"],
 }
 TOKENS["specifier"] = TOKENS["exec"]
 GRAMMARS: dict[str, Callable[[Rng], str]] = {
     "unit": gen_unit, "exec": gen_exec, "shell": gen_shell, "envfile": gen_env_file, "environ": gen_env_assignments,
     "pam": gen_pam, "main.cf": gen_main_cf, "master.cf": gen_master_cf, "dovecot": gen_dovecot,
     "resolv": gen_resolv_conf, "colon": gen_colon_conf, "cyrus": gen_cyrus_conf, "config": gen_config,
-    "unitname": gen_unit_name, "specifier": lambda rng: " ".join(rng.choice(ARGS) for _ in range(rng.randrange(5))),
+    "unitname": gen_unit_name, "nft": gen_nft,
+    "specifier": lambda rng: " ".join(rng.choice(ARGS) for _ in range(rng.randrange(5))),
 }
 
 
@@ -678,7 +706,9 @@ NEW_FILES = ("/etc/systemd/system/spamd.service.d/{}.conf", "/usr/lib/systemd/sy
              "/etc/systemd/system.conf", "/etc/systemd/system.conf.d/{}.conf", "/etc/os-release", "/etc/passwd",
              "/etc/hostname", "/etc/machine-id", "/etc/debian_version", "/lib64/security/pam_{}.so",
              "/etc/pam.conf", "/etc/sysconfig/saslauthd", "/etc/default/saslauthd", "/etc/services",
-             "/etc/wgetrc", "/usr/lib/os-release")
+             "/etc/wgetrc", "/usr/lib/os-release", "/etc/nftables.conf", "/etc/sysconfig/nftables.conf",
+             "/etc/nftables.d/{}.nft", "/etc/rules.nft", "/local.nft", "/etc/iptables/rules.v4",
+             "/etc/iptables/rules.v6", "/etc/sysconfig/iptables", "/etc/nftables.d/{}/x.nft")
 NAME_PARTS = ("spamd", "postfix", "dovecot", "saslauthd", "imap", "smtp", "other", "auth", "a-b", "x@y", "\udcff",
               "\x1b[2J", "sp ace", "\u202e", "fetchmail", "freshclam", "override", "50-sa-update", "..", ".hidden",
               "z" * 250)
@@ -1006,13 +1036,15 @@ def gen_resolv(rng: Rng, _: Path) -> Record:
 
 
 def run_resolv(record: Record, _: Path) -> None:
-    from mailpreflight.probes.dns import read_resolv_conf
+    import ipaddress
 
-    config = read_resolv_conf(record["text"], "/etc/resolv.conf")
-    # Only the type: read_resolv_conf keeps "" for `nameserver %eth0` and any word for `nameserver x`, which glibc
-    # skips (and which make `firewall` print rules nft refuses); reported for probes/ (issue 17), not checked here.
-    _check(bool(config.nameservers) and all(isinstance(s, str) for s in config.nameservers),
-           f"nameservers {config.nameservers!r}")
+    from mailpreflight.probes.resolvconf import MAXNS, parse_resolv_conf
+
+    config = parse_resolv_conf(record["text"], "/etc/resolv.conf")
+    # glibc keeps only addresses, at most MAXNS: anything else would become a broken firewall rule or probe
+    _check(bool(config.nameservers) and len(config.servers) <= MAXNS, f"nameservers {config.nameservers!r}")
+    for server in config.nameservers:
+        _check(ipaddress.ip_address(server).compressed == server, f"nameserver {server!r} is not an address")
 
 
 # postfix main.cf / master.cf, Cyrus SASL's key: value files
@@ -1106,6 +1138,7 @@ def run_deps(record: Record, workdir: Path) -> None:
     from mailpreflight.deps.view import deps_view
     from mailpreflight.errors import MailpreflightError
     from mailpreflight.firewall.rules import allow_list
+    from mailpreflight.probes.resolvconf import read_resolv_conf
     from mailpreflight.render import deps, firewall
     from mailpreflight.units.loader import UnitLoader
 
@@ -1115,7 +1148,7 @@ def run_deps(record: Record, workdir: Path) -> None:
         views = deps_view(results)
         json.loads(deps.render_json(views))
         deps.render_text(views)
-        rules = allow_list(results, ["127.0.0.53", "::1"])
+        rules = allow_list(results, read_resolv_conf(fs).nameservers)
         firewall.render_nft(rules)
         firewall.render_iptables(rules)
 
@@ -1160,6 +1193,36 @@ def run_dovecot(record: Record, workdir: Path) -> None:
     services.read_dovecot_config(fs)
 
 
+def gen_firewall_tree(rng: Rng, workdir: Path) -> Record:
+    tree = random_tree(rng, ("nft",))
+    for _ in range(rng.randrange(1, 5)):
+        path = rng.choice([p for p in NEW_FILES if dialect_of(p) == "nft"]).format(rng.choice(NAME_PARTS))
+        tree[path] = text_for(rng, "nft")
+    if rng.random() < 0.2:  # an include loop through a link
+        tree["/etc/nftables.d/loop.nft"] = {"link": "../nftables.conf"}
+    record = {"tree": tree}
+    write_root(record, workdir)
+    return record
+
+
+def run_firewall(record: Record, workdir: Path) -> None:
+    from mailpreflight.access.rootfs import RootFS
+    from mailpreflight.errors import MailpreflightError
+    from mailpreflight.firewall import guest, nftinclude
+
+    root = str(workdir / "root")
+    try:
+        ruleset = guest.find_ruleset(RootFS(root))
+    except MailpreflightError as exc:  # documented: names the guest file and line
+        _check(root not in str(exc), f"a host path in the error: {exc}")
+        return
+    ruleset.interfaces()
+    ruleset.loads()
+    if ruleset.kind == "nft":
+        _check(not nftinclude.include_keywords(ruleset.text), "an include left in the ruleset nft is given")
+        _check(all(p.startswith("/") and root not in p for p, _ in ruleset.origins), "an origin is not a guest path")
+
+
 def gen_auth(rng: Rng, workdir: Path) -> Record:
     return _tree_record(rng, workdir, ("pam", "main.cf", "master.cf", "dovecot", "colon", "cyrus", "envfile", "unit"))
 
@@ -1201,6 +1264,33 @@ SOUND_PATHS = ("/etc/pam.d/imap", "/etc/pam.d/smtp", "/etc/pam.d/pop3", "/etc/pa
                "/etc/new/dir/file.conf", "/etc/pam.d/imap.mailpreflight-backup", "/etc/\udcff", "/etc/x y")
 
 
+def key_path(workdir: Path) -> str:
+    """The digest key of a scratch directory: snapshots, drift and restore use it, never the host's."""
+    return str(workdir / "digest.key")
+
+
+_KEYS: dict[str, Any] = {}
+
+
+def digest_key(workdir: Path) -> Any:
+    from mailpreflight.baseline.digestkey import load_or_create
+
+    path = key_path(workdir)
+    if path not in _KEYS:
+        _KEYS[path] = load_or_create(path)
+    return _KEYS[path]
+
+
+def resign(document: Any, digest: Any) -> None:
+    """MAC every entry again with the key: a baseline edited by someone who holds the host's key (restore then
+    trusts it; what it does with odd entries is what is tested)."""
+    files = document.get("files") if isinstance(document, dict) else None
+    for path, entry in (files.items() if isinstance(files, dict) else ()):
+        if isinstance(entry, dict):
+            entry.pop("mac", None)
+            entry["mac"] = digest.mac(path, entry)
+
+
 def _base(key: int, workdir: Path) -> tuple[Tree, dict[str, Any]]:
     """Base root number `key` and its snapshot (taken with the real `snapshot` code)."""
     if key not in _BASES:
@@ -1214,7 +1304,7 @@ def _base(key: int, workdir: Path) -> tuple[Tree, dict[str, Any]]:
         materialize(tree, root)
         document: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": KIND, "files": {}, "findings": []}
         with documented(MailpreflightError):
-            document = take(RootFS(str(root)), "/mnt/guest")
+            document = take(RootFS(str(root)), "/mnt/guest", digest_key(workdir))
         wipe(root)
         _BASES[key] = (tree, json.dumps(document))
     tree, text = _BASES[key]
@@ -1294,6 +1384,8 @@ def gen_baseline(rng: Rng, workdir: Path) -> Record:
     tree = mutate_tree(rng, base_tree, ("pam", "main.cf", "dovecot", "colon")) if rng.random() < 0.8 else base_tree
     if rng.random() < 0.7:
         document = tamper(rng, document)
+        if rng.random() < 0.5:
+            resign(document, digest_key(workdir))
     files = document.get("files") if isinstance(document, dict) else None
     known = sorted(files) if isinstance(files, dict) else []
     sound = [p for p in known if p in SOUND_PATHS or p.startswith(("/etc/pam.d/", "/etc/postfix/", "/etc/sasl2/"))]
@@ -1321,7 +1413,7 @@ def run_drift(record: Record, workdir: Path) -> None:
     file = _write_baseline(record, workdir)
     with documented(MailpreflightError):
         baseline = drift.load_baseline(file)
-        result = drift.compare(file, baseline, RootFS(str(workdir / "root")), record["other_host"])
+        result = drift.compare(file, baseline, RootFS(str(workdir / "root")), record["other_host"], key_path(workdir))
         json.dumps(drift.to_json(result))
         drift.render_text(result)
 
@@ -1344,6 +1436,7 @@ def _stays_inside(root: Path, guest: Any) -> bool:
 def run_restore(record: Record, workdir: Path) -> None:
     from mailpreflight.access.rootfs import RootFS
     from mailpreflight.baseline import drift
+    from mailpreflight.baseline.digestkey import for_baseline
     from mailpreflight.baseline.restore import restore
     from mailpreflight.errors import MailpreflightError
 
@@ -1353,10 +1446,11 @@ def run_restore(record: Record, workdir: Path) -> None:
     with documented(MailpreflightError):
         baseline = drift.load_baseline(file)
         drift.check_host(file, baseline, fs, record["other_host"])
+        digest = for_baseline(file, baseline, key_path(workdir))
         for path in record["paths"]:
             if _stays_inside(root, path):
                 with documented(MailpreflightError):
-                    result = restore(fs, file, baseline, path, record["dry_run"])
+                    result = restore(fs, file, baseline, path, record["dry_run"], digest=digest)
                     _check(isinstance(result.message, str) and isinstance(result.diff, str), "odd Restored")
 
 
@@ -1370,7 +1464,8 @@ def gen_cli(rng: Rng, workdir: Path) -> Record:
     if verb == "drift":
         record = gen_baseline(rng, workdir)
         form = rng.choice(("text", "json"))
-        record["argv"] = ["drift", "--baseline", "{baseline}", "--root", "{root}", "--format", form,
+        record["argv"] = ["drift", "--baseline", "{baseline}", "--root", "{root}", "--format", form, "--digest-key",
+                          "{key}",
                           *(["--other-host"] if record["other_host"] else [])]
         return record
     tree = random_tree(rng)
@@ -1384,7 +1479,7 @@ def gen_cli(rng: Rng, workdir: Path) -> Record:
                 *([f"--sa-version={rng.choice(('3.004006', '4.000001', 'x'))}"] if rng.random() < 0.2 else []),
                 "--", *names]
     else:
-        argv = ["snapshot", "--root", "{root}"]
+        argv = ["snapshot", "--root", "{root}", "--digest-key", "{key}"]
     record = {"tree": tree, "argv": argv}
     write_root(record, workdir)
     return record
@@ -1394,7 +1489,8 @@ def run_cli(record: Record, workdir: Path) -> None:
     from mailpreflight import cli
 
     baseline = _write_baseline(record, workdir) if "baseline" in record else ""
-    argv = [a.replace("{root}", str(workdir / "root")).replace("{baseline}", baseline) for a in record["argv"]]
+    values = {"{root}": str(workdir / "root"), "{baseline}": baseline, "{key}": key_path(workdir)}
+    argv = [values.get(a, a) for a in record["argv"]]
     out, err = io.BytesIO(), io.BytesIO()
     # An admin's terminal under a UTF-8 locale: writing what is not UTF-8 fails there, so it fails here.
     stdout = io.TextIOWrapper(out, encoding="utf-8", errors="strict", newline="\n", write_through=True)
@@ -1407,6 +1503,8 @@ def run_cli(record: Record, workdir: Path) -> None:
     _check("Traceback" not in said, f"a traceback on stderr: {said[-2000:]}")
     _check(said.count("\n") <= 1 + said.count("mailpreflight: "), f"stderr: {said[-2000:]}")
     _check(not _CONTROL.search(said), f"a raw control character on stderr: {said[-500:]!r}")
+    host_prefix = values["{root}"] + "/"  # guest files are named as the guest sees them, never by host path
+    _check(host_prefix not in said and host_prefix not in printed, "a host path of a guest file in the output")
     if "json" in argv or argv[0] == "snapshot":
         if printed:
             json.loads(printed)
@@ -1426,7 +1524,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            run_environment, suite_examples=400),
     Target("shell", "deps.shell.read_shell (sh -c strings, scripts)", gen_shell_script, run_shell_script,
            suite_examples=400),
-    Target("resolv-conf", "probes.dns.read_resolv_conf", gen_resolv, run_resolv, suite_examples=300),
+    Target("resolv-conf", "probes.resolvconf.parse_resolv_conf", gen_resolv, run_resolv, suite_examples=300),
     Target("postfix", "deps.postfix read_main_cf/expand/destination_deps; auth.services master.cf, SASL, cyrus.conf",
            gen_postfix, run_postfix, suite_examples=300),
     Target("loader", "units.loader.UnitLoader.load, exec_environment, show_view/render on a generated root",
@@ -1436,6 +1534,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("pam", "auth.pam.resolve on a generated root", gen_pam_tree, run_pam, tree=True, suite_examples=120),
     Target("dovecot", "auth.services.read_dovecot (with !include) on a generated root", gen_dovecot_tree,
            run_dovecot, tree=True, suite_examples=120),
+    Target("guest-firewall", "firewall.guest.find_ruleset (nft includes inlined in the guest, iptables-save), "
+           "interfaces", gen_firewall_tree, run_firewall, tree=True, suite_examples=120),
     Target("auth", "auth.check.analyze_auth (postfix, master.cf, SASL, saslauthd, cyrus, dovecot, PAM), renderers",
            gen_auth, run_auth, tree=True, suite_examples=60),
     Target("baseline-drift", "baseline.drift.load_baseline, compare, to_json, render_text on tampered JSON",
