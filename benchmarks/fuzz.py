@@ -35,7 +35,7 @@ STATS = 5  # per (worker, target): examples, crashes, hangs, seconds, slowest
 
 
 def _worker(lane: int, start: int, stride: int, total: int, names: list[str], seed: int, limit: float,
-            memory: int, crashes: str, stats: Any, current: Any, beat: Any, queue: Any) -> None:
+            memory: int, crashes: str, stats: Any, current: Any, beat: Any, peak: Any, queue: Any) -> None:
     """Run examples start, start + stride, ... < total; example g is example g // len(names) of target
     g % len(names). Counters go to shared memory (they survive a killed worker), failures to the queue."""
     if memory:
@@ -55,6 +55,8 @@ def _worker(lane: int, start: int, stride: int, total: int, names: list[str], se
             stats[at] += 1
             stats[at + 3] += took
             stats[at + 4] = max(stats[at + 4], took)
+            if g % 256 < stride:
+                peak[lane] = max(peak[lane], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
             if failure is not None:
                 stats[at + (2 if failure.kind == "hang" else 1)] += 1
                 path = ""
@@ -62,6 +64,7 @@ def _worker(lane: int, start: int, stride: int, total: int, names: list[str], se
                     saved[failure.signature] = saved.get(failure.signature, 0) + 1
                     path = str(fuzzing.save(Path(crashes), failure, record, seed, index))
                 queue.put((failure.signature, failure.error, path))
+    peak[lane] = max(peak[lane], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     current[lane] = total
 
 
@@ -90,6 +93,7 @@ def campaign(args: argparse.Namespace) -> int:
     stats = context.Array("d", workers * len(names) * STATS, lock=False)
     current = context.Array("q", workers, lock=False)
     beat = context.Array("d", workers, lock=False)
+    peak = context.Array("d", workers, lock=False)  # MiB, the largest resident set of each worker
     queue = context.Queue()
     watchdog = max(60.0, 30 * args.limit)  # beyond the wall-clock limit of an example (10 x --limit)
 
@@ -97,7 +101,7 @@ def campaign(args: argparse.Namespace) -> int:
         beat[lane] = time.monotonic()
         process = context.Process(target=_worker, daemon=True, args=(
             lane, first, workers, args.n, names, args.seed, args.limit, args.memory, args.crashes, stats, current,
-            beat, queue))
+            beat, peak, queue))
         process.start()
         return process
 
@@ -145,8 +149,7 @@ def campaign(args: argparse.Namespace) -> int:
     while not queue.empty():
         note(*queue.get())
     wall = time.monotonic() - began
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return report(args, names, workers, stats, failures, wall, peak)
+    return report(args, names, workers, stats, failures, wall, max(peak))
 
 
 def report(args: argparse.Namespace, names: list[str], workers: int, stats: Any, failures: dict[str, list[Any]],
@@ -166,8 +169,8 @@ def report(args: argparse.Namespace, names: list[str], workers: int, stats: Any,
               f"{r['slowest_seconds']:>8.2f}s")
     print(f"{'total':18} {total['examples']:>10,} {total['crashes']:>8} {total['hangs']:>6} "
           f"{total['examples'] / wall:>11,.0f}  (wall clock, {workers} workers)")
-    print(f"wall time {wall:,.0f} s; seed {args.seed}; limit {args.limit:g} s per example; RLIMIT_AS {args.memory} MiB "
-          f"per worker; peak RSS of a worker {peak:.0f} MiB")
+    print(f"wall time {wall:,.0f} s; seed {args.seed}; limit {args.limit:g} s of CPU per example; RLIMIT_AS "
+          f"{args.memory} MiB per worker; peak RSS of a worker {peak:.0f} MiB")
     for signature, (count, error, paths) in sorted(failures.items(), key=lambda item: -item[1][0]):
         print(f"FAIL {count} x {signature}: {error[:200]}")
         for path in paths[:3]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,3 +112,22 @@ def test_generated_trees_stay_inside_their_root(tmp_path: Path) -> None:
     (tmp_path / "root/etc/link").symlink_to(outside)
     assert not fuzzing._stays_inside(tmp_path / "root", "/etc/link/x")
     assert fuzzing._stays_inside(tmp_path / "root", "/etc/pam.d/imap")
+
+
+def test_campaign_driver(tmp_path: Path) -> None:
+    """benchmarks/fuzz.py: a small campaign on two workers passes and prints every target; with a limit no example
+    can meet, every example is a hang, the inputs are saved, the run fails, and --replay fails on them again."""
+    driver = [sys.executable, str(Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz.py")]
+    done = subprocess.run([*driver, str(2 * len(fuzzing.TARGETS)), "--crashes", str(tmp_path / "none")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert all(f"\n{name:18} {2:>10}" in done.stdout for name in fuzzing.TARGETS), done.stdout
+    assert not (tmp_path / "none").exists()
+    done = subprocess.run([*driver, "4", "--workers", "1", "--targets", "unit-file", "--limit", "0.00001",
+                           "--crashes", str(tmp_path / "hangs")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "FAIL 4 x unit-file hang" in done.stdout, done.stdout + done.stderr
+    saved = sorted((tmp_path / "hangs").iterdir())
+    assert saved
+    again = subprocess.run([*driver, "--replay", str(saved[0]), "--limit", "0.00001"], capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 1 and "hang" in again.stdout
