@@ -1044,7 +1044,10 @@ def run_resolv(record: Record, _: Path) -> None:
     # glibc keeps only addresses, at most MAXNS: anything else would become a broken firewall rule or probe
     _check(bool(config.nameservers) and len(config.servers) <= MAXNS, f"nameservers {config.nameservers!r}")
     for server in config.nameservers:
-        _check(ipaddress.ip_address(server).compressed == server, f"nameserver {server!r} is not an address")
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise OracleError(f"nameserver {server!r} is not an address") from None
 
 
 # postfix main.cf / master.cf, Cyrus SASL's key: value files
