@@ -779,9 +779,25 @@ def random_tree(rng: Rng, focus: tuple[str, ...] | None = None) -> Tree:
     return mutate_tree(rng, tree, focus)
 
 
+def _parents_inside(root: Path, path: Path) -> bool:
+    """Make the directories above `path` one by one, never through a link (a link made earlier may lead out of
+    the root): False when one of them is a link or not a directory."""
+    current = root
+    for part in path.relative_to(root).parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            return False
+        if not current.exists():
+            current.mkdir()
+        elif not current.is_dir():
+            return False
+    return True
+
+
 def materialize(tree: Tree, root: Path) -> None:
-    """Write `tree` under `root` (which must not exist). Files and directories first, links last, so that no
-    file is ever written through a link; an entry that collides with another is left out."""
+    """Write `tree` under `root` (which must not exist). Files and directories first, links last, and no
+    directory is made through a link, so that nothing is ever written outside the root; an entry that collides
+    with another is left out."""
     root.mkdir(parents=True)
     links = []
     for guest in sorted(tree):
@@ -794,7 +810,8 @@ def materialize(tree: Tree, root: Path) -> None:
             links.append((path, entry["link"]))
             continue
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if not _parents_inside(root, path):
+                continue
             if isinstance(entry, dict) and entry.get("dir"):
                 path.mkdir(exist_ok=True)
                 continue
@@ -809,8 +826,7 @@ def materialize(tree: Tree, root: Path) -> None:
         if "\0" in target:
             continue
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.parent.is_symlink():
+            if _parents_inside(root, path):
                 os.symlink(target, path)
         except (OSError, ValueError):
             continue

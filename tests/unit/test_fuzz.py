@@ -104,9 +104,13 @@ def test_generated_trees_stay_inside_their_root(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     tree = {"/etc": {"link": str(outside)}, "/etc/passwd": "x", "/usr/lib": {"link": "../../../../.."},
-            "/usr/lib/evil": "y", "/a/b": {"link": "/"}, "/a/b/c/d": "z"}
+            "/usr/lib/evil": "y", "/a/b": {"link": "/"}, "/a/b/c/d": "z",
+            # links only: the first one is made before the others, which must not be made through it
+            "/l": {"link": str(outside)}, "/l/sub/x": {"link": "y"}, "/l/z": {"link": "y"},
+            "/m/..": {"link": str(outside)}, "/m/n/o": {"link": "p"}}
     fuzzing.materialize(tree, tmp_path / "root")
     assert list(outside.iterdir()) == []
+    assert (tmp_path / "root/l").is_symlink() and (tmp_path / "root/m").is_symlink()
     assert (tmp_path / "root/etc/passwd").read_text() == "x" and not (tmp_path / "root/etc").is_symlink()
     assert not fuzzing._stays_inside(tmp_path / "root", "/etc/../../x")
     (tmp_path / "root/etc/link").symlink_to(outside)
