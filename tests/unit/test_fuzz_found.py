@@ -203,3 +203,18 @@ def test_nft_includes_of_a_big_ruleset_in_linear_time(tmp_path: Path) -> None:
             match.start() == len(before.group(0)) or text[match.start() - len(before.group(0)) - 1] != ":") else [
             match.start()]
         assert nftinclude.include_keywords(text + ' "f"') == expected, text
+
+
+@pytest.mark.parametrize("conf, runs", [
+    ('SERVICES {\n  imap cmd="imapd" listen="imap"\n  pop3 cmd="/usr/lib/cyrus/bin/pop3d -s"\n}\n', {"imapd", "pop3d"}),
+    ('SERVICES {\n  imaps cmd=" imapd -s"\n  sieve cmd=timsieved listen=sieve\n}\n', {"imapd", "timsieved"}),
+    ('SERVICES {\n  x cmd="imapdx"\n  # pop3 cmd="pop3d"\n}\n', set()),
+    ('SERVICES {\n  imaps cmd="imcmd="imcmd="im' + 'cmd="im' * 150_000 + '"\n}\n', set()),
+])
+def test_cyrus_services_in_linear_time(conf: str, runs: set[str]) -> None:
+    """`cmd\\s*=\\s*"?\\s*(\\S*/)?pop3d\\b` backtracked over a long word: 28 KB took 0.3 s, 1 MiB minutes (found by
+    the fuzzer, as a 28 KB word)."""
+    started = time.process_time()
+    with fuzzing.time_limit(10):
+        found = {c for c in ("imapd", "pop3d", "timsieved") if services._cyrus_runs(conf, c)}
+    assert found == runs and time.process_time() - started < 1

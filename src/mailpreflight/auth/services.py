@@ -312,13 +312,19 @@ def read_cyrus(fs: RootFS, loader: UnitLoader, saslauthd: Saslauthd | None) -> l
     return paths
 
 
+_CYRUS_CMD = re.compile(r'cmd\s*=\s*"?\s*(\S*)')
+
+
 def _cyrus_runs(text: str | None, command: str) -> bool:
-    """Does cyrus.conf's SERVICES section start `command`? Without cyrus.conf: only imapd."""
+    """Does cyrus.conf's SERVICES section start `command` (the program of a `cmd=`, with or without its directory)?
+    Without cyrus.conf: only imapd. Each cmd= value is looked at once: a pattern that backtracked over a long word
+    took quadratic time."""
     if text is None:
         return command == "imapd"
     section = re.search(r"SERVICES\s*\{(.*?)\n\s*\}", re.sub(r"#[^\n]*", "", text), re.S)
     body = section.group(1) if section else ""
-    return re.search(rf'cmd\s*=\s*"?\s*(\S*/)?{re.escape(command)}\b', body) is not None
+    program = re.compile(rf"{re.escape(command)}\b")
+    return any(program.match(found.group(1).rsplit("/", 1)[-1]) for found in _CYRUS_CMD.finditer(body))
 
 
 DOVECOT_MAX_FILES = 256  # files read for one configuration, all told: includes of includes can fan out exponentially
