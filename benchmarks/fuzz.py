@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import time
@@ -35,7 +36,8 @@ STATS = 5  # per (worker, target): examples, crashes, hangs, seconds, slowest
 
 
 def _worker(lane: int, start: int, stride: int, total: int, names: list[str], seed: int, limit: float,
-            memory: int, crashes: str, stats: Any, current: Any, beat: Any, peak: Any, queue: Any) -> None:
+            memory: int, crashes: str, stats: Any, current: Any, beat: Any, beat_cpu: Any, peak: Any,
+            queue: Any) -> None:
     """Run examples start, start + stride, ... < total; example g is example g // len(names) of target
     g % len(names). Counters go to shared memory (they survive a killed worker), failures to the queue."""
     if memory:
@@ -45,7 +47,7 @@ def _worker(lane: int, start: int, stride: int, total: int, names: list[str], se
     base = lane * len(names) * STATS
     with fuzzing.scratch() as workdir:
         for g in range(start, total, stride):
-            current[lane], beat[lane] = g, time.monotonic()
+            current[lane], beat[lane], beat_cpu[lane] = g, time.monotonic(), time.process_time()
             slot = g % len(names)
             target, index = targets[slot], g // len(names)
             started = time.process_time()  # CPU time: the machine may be shared
@@ -82,6 +84,35 @@ def _died(lane_g: int, names: list[str], seed: int, kind: str, why: str, crashes
     return failure.signature, why, str(fuzzing.save(Path(crashes), failure, record, seed, index))
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (/proc/PID/stat), as its own time.process_time() counts it."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stuck(pid: int, silent: float, cpu_at_beat: float, lane: int, quiet: dict[int, tuple[float, float]],
+           watchdog: float, limit: float) -> str:
+    """Why a worker that has been on one example for `silent` seconds is stuck beyond its own limits, or "": it
+    used far more CPU than the per-example limit allows (signals not acted on), or no CPU at all for a whole
+    watchdog period (blocked where SIGALRM does not reach). Only starved of CPU by other processes: not stuck."""
+    if silent <= watchdog:
+        quiet.pop(lane, None)
+        return ""
+    now, cpu = time.monotonic(), _cpu_seconds(pid)
+    if cpu - cpu_at_beat > 20 * limit:
+        return f"{cpu - cpu_at_beat:.0f} s of CPU on one example"
+    since, cpu_then = quiet.setdefault(lane, (now, cpu))
+    if now - since > watchdog and cpu - cpu_then < 0.01:
+        return f"no CPU time used for {now - since:.0f} s"
+    if now - since > watchdog:
+        quiet[lane] = (now, cpu)
+    return ""
+
+
 def campaign(args: argparse.Namespace) -> int:
     names = args.targets.split(",") if args.targets else list(fuzzing.TARGETS)
     unknown = [n for n in names if n not in fuzzing.TARGETS]
@@ -95,13 +126,16 @@ def campaign(args: argparse.Namespace) -> int:
     beat = context.Array("d", workers, lock=False)
     peak = context.Array("d", workers, lock=False)  # MiB, the largest resident set of each worker
     queue = context.Queue()
+    beat_cpu = context.Array("d", workers, lock=False)  # the worker's CPU time at its last example's start
     watchdog = max(60.0, 30 * args.limit)  # beyond the wall-clock limit of an example (10 x --limit)
+    quiet: dict[int, tuple[float, float]] = {}  # lane -> (when, CPU time) it was first seen silent too long
 
     def start(lane: int, first: int) -> Any:
-        beat[lane] = time.monotonic()
+        beat[lane], beat_cpu[lane] = time.monotonic(), 0.0
+        quiet.pop(lane, None)
         process = context.Process(target=_worker, daemon=True, args=(
             lane, first, workers, args.n, names, args.seed, args.limit, args.memory, args.crashes, stats, current,
-            beat, peak, queue))
+            beat, beat_cpu, peak, queue))
         process.start()
         return process
 
@@ -125,15 +159,16 @@ def campaign(args: argparse.Namespace) -> int:
             if process.exitcode == 0 or g >= args.n:
                 del processes[lane]
                 continue
-            stuck = time.monotonic() - beat[lane] > watchdog
-            if process.exitcode is None and not stuck:
+            why = _stuck(process.pid, time.monotonic() - beat[lane], beat_cpu[lane], lane, quiet, watchdog,
+                         args.limit) if process.exitcode is None else ""
+            if process.exitcode is None and not why:
                 continue
             slot = lane * len(names) * STATS + (g % len(names)) * STATS
             if process.exitcode is None:  # alive but silent: beyond the SIGALRM limit, e.g. stuck in C code
                 process.kill()
                 process.join()
                 stats[slot + 2] += 1
-                died = _died(g, names, args.seed, "hang", f"no progress for {watchdog:g} s (killed)", args.crashes)
+                died = _died(g, names, args.seed, "hang", f"{why} (killed)", args.crashes)
             else:
                 stats[slot + 1] += 1
                 died = _died(g, names, args.seed, "crash", f"worker died (exit {process.exitcode})", args.crashes)

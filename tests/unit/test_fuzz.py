@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -76,7 +78,7 @@ def test_the_oracles_catch_what_they_are_for(workdir: Path) -> None:
     assert outcomes["crash"].error == "KeyError: 'missing'" and "test_fuzz.py" in outcomes["crash"].where
     for name in ("busy", "swallowing", "blocked"):
         assert outcomes[name] is not None and outcomes[name].kind == "hang", name
-    assert outcomes["blocked"] is not None and "after 1 s" in outcomes["blocked"].error
+    assert outcomes["blocked"] is not None and "no CPU time used in 1 s" in outcomes["blocked"].error
     assert outcomes["rule"] is not None and "exit code 7" in outcomes["rule"].signature
 
 
@@ -129,9 +131,34 @@ def test_campaign_driver(tmp_path: Path) -> None:
     assert not (tmp_path / "none").exists()
     done = subprocess.run([*driver, "4", "--workers", "1", "--targets", "unit-file", "--limit", "0.00001",
                            "--crashes", str(tmp_path / "hangs")], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1 and "FAIL 4 x unit-file hang" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 1 and re.search(r"\nunit-file +4 +0 +4 ", done.stdout), done.stdout + done.stderr
     saved = sorted((tmp_path / "hangs").iterdir())
     assert saved
     again = subprocess.run([*driver, "--replay", str(saved[0]), "--limit", "0.00001"], capture_output=True,
                            text=True, timeout=300)
     assert again.returncode == 1 and "hang" in again.stdout
+
+
+def test_watchdog_tells_stuck_from_starved() -> None:
+    """A worker silent beyond the watchdog is killed only when it burns far more CPU than an example may (signals
+    not acted on) or uses none for a whole period (blocked); a worker only starved of CPU is left alone."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fuzz_driver", Path(fuzzing.PROJECT) / "benchmarks" / "fuzz.py")
+    assert spec is not None and spec.loader is not None
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        quiet: dict[int, tuple[float, float]] = {}
+        assert driver._stuck(sleeper.pid, 10, 0.0, 0, quiet, 60, 2) == ""  # not silent long enough
+        assert driver._stuck(sleeper.pid, 100, 0.0, 0, quiet, 60, 2) == ""  # silent: watched from now on
+        quiet[0] = (time.monotonic() - 61, quiet[0][1])  # ... a watchdog period later, still no CPU used
+        assert driver._stuck(sleeper.pid, 161, 0.0, 0, quiet, 60, 2).startswith("no CPU time used for")
+        quiet.clear()
+        assert "s of CPU on one example" in driver._stuck(os.getpid(), 100, -1000.0, 1, quiet, 60, 2)
+        quiet[2] = (time.monotonic() - 61, driver._cpu_seconds(os.getpid()) - 1)  # used CPU, slowly: starved
+        assert driver._stuck(os.getpid(), 161, driver._cpu_seconds(os.getpid()), 2, quiet, 60, 2) == ""
+    finally:
+        sleeper.kill()
+        sleeper.wait()
