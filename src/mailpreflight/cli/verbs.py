@@ -11,7 +11,6 @@ from mailpreflight.cli.env import Environment
 from mailpreflight.cli.options import positive as _positive
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.model import Status
-from mailpreflight.render.escape import clean
 
 if TYPE_CHECKING:
     from mailpreflight.access.rootfs import RootFS
@@ -152,28 +151,15 @@ def _guest_firewall(args: argparse.Namespace, ruleset: GuestRuleset, resolvers: 
                     outside: dict[str, object], text: str) -> tuple[str, int]:
     """Classify every packet of the host's probes behind the guest's own rules (a sealed namespace); the
     report with what they block, and how many endpoints they block."""
-    import json
-
     from mailpreflight.firewall import guest as guestfw
+    from mailpreflight.render import firewall as render
 
     uplink = args.guest_interface or ruleset.interfaces()[0]
     endpoints = guestfw.evaluate(ruleset, outside, resolvers, args.timeout, uplink)
     blocked = [e for e in endpoints if e["guest"] in ("blocked", "partly blocked")]
     if args.format == "json":
-        document = json.loads(text)
-        document["guest_firewall"] = {"config": ruleset.guest_path, "kind": ruleset.kind, "interface": uplink,
-                                      "resolvers": resolvers, "endpoints": endpoints}
-        return json.dumps(document, indent=2, ensure_ascii=False), len(blocked)
-    lines = [text, "", clean(f"behind the guest's own firewall ({ruleset.guest_path}, {ruleset.kind}; packets out of "
-                             f"{uplink}):")]
-    for e in endpoints:
-        rule = e["blocking_rule"] or ("" if e["guest"] in ("passes", "not classified") else "a rule nft's tracer "
-                                                                                          "did not name")
-        note = f" (the guest's rules: {e['guest']})" if e["verdict"] == "unreachable anyway" else ""
-        lines.append(clean(f"  {e['kind']:5} {e['target']:55} {e['verdict']}{note}" + (f"  <- {rule}" if rule else "")))
-    if blocked:
-        lines.append(f"  -> {len(blocked)} endpoint(s) the services need are blocked by the guest's own rules")
-    return "\n".join(lines), len(blocked)
+        return render.guest_json(text, ruleset.guest_path, ruleset.kind, uplink, resolvers, endpoints), len(blocked)
+    return render.guest_text(text, ruleset.guest_path, ruleset.kind, uplink, endpoints), len(blocked)
 
 
 def _analyze(args: argparse.Namespace, loader: UnitLoader) -> list[UnitDeps]:
@@ -334,8 +320,9 @@ def _show(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.units.loader import UnitLoader, exec_environment
     from mailpreflight.units.view import show_view
 
-    fs = _root(args)
-    unit = UnitLoader(fs).load(args.unit)
+    loader = UnitLoader(_root(args))
+    fs = loader.fs  # with the units generators make at boot (units/generators.py)
+    unit = loader.load(args.unit)
     exec_env = exec_environment(unit, fs) if args.expand_env else None
     if args.format == "json":
         env.out(render_json(show_view(unit, exec_env)))

@@ -26,4 +26,4 @@ def deps_view(results: Iterable[UnitDeps]) -> tuple[UnitDepsView, ...]:
         commands=tuple(CommandDepsView(entry.command, tuple(entry.dependencies),
                                        sa_update_view(entry.plan) if entry.plan is not None else None)
                        for entry in result.commands),
-        findings=tuple(result.findings)) for result in results)
+        findings=tuple(result.findings), generated_by=result.unit.generated_by) for result in results)

@@ -3,7 +3,12 @@ A pure function of the FirewallRule data (docs/firewall.md)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from mailpreflight.model import FirewallRule
+from mailpreflight.render.escape import clean
 
 
 def render_nft(rules: list[FirewallRule], addresses: dict[str, list[str]] | None = None, when: str = "") -> str:
@@ -82,3 +87,27 @@ def render_firewalld(rules: list[FirewallRule], addresses: dict[str, list[str]] 
             lines.append(f"firewall-cmd --permanent --policy mailpreflight-out --add-rich-rule='{rich}'")
     lines.append("firewall-cmd --reload")
     return "\n".join(lines) + "\n"
+
+
+# -- check --guest-firewall: what the guest's own rules do to the probes' packets ---------------------------------
+
+
+def guest_json(report_json: str, config: str, kind: str, uplink: str, resolvers: Sequence[str],
+               endpoints: Sequence[Mapping[str, Any]]) -> str:
+    document = json.loads(report_json)
+    document["guest_firewall"] = {"config": config, "kind": kind, "interface": uplink,
+                                  "resolvers": list(resolvers), "endpoints": list(endpoints)}
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def guest_text(report_text: str, config: str, kind: str, uplink: str, endpoints: Sequence[Mapping[str, Any]]) -> str:
+    lines = [report_text, "", clean(f"behind the guest's own firewall ({config}, {kind}; packets out of {uplink}):")]
+    for e in endpoints:
+        rule = e["blocking_rule"] or ("" if e["guest"] in ("passes", "not classified") else "a rule nft's tracer "
+                                                                                          "did not name")
+        note = f" (the guest's rules: {e['guest']})" if e["verdict"] == "unreachable anyway" else ""
+        lines.append(clean(f"  {e['kind']:5} {e['target']:55} {e['verdict']}{note}" + (f"  <- {rule}" if rule else "")))
+    blocked = [e for e in endpoints if e["guest"] in ("blocked", "partly blocked")]
+    if blocked:
+        lines.append(f"  -> {len(blocked)} endpoint(s) the services need are blocked by the guest's own rules")
+    return "\n".join(lines)
