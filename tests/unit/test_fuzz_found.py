@@ -210,11 +210,28 @@ def test_nft_includes_of_a_big_ruleset_in_linear_time(tmp_path: Path) -> None:
     ('SERVICES {\n  imaps cmd=" imapd -s"\n  sieve cmd=timsieved listen=sieve\n}\n', {"imapd", "timsieved"}),
     ('SERVICES {\n  x cmd="imapdx"\n  # pop3 cmd="pop3d"\n}\n', set()),
     ('SERVICES {\n  imaps cmd="imcmd="imcmd="im' + 'cmd="im' * 150_000 + '"\n}\n', set()),
+    ("START {\n}\n" + "SERVICES {\n " * 40_000, set()),  # no section is ever closed
+    ('SERVICES {\n  imap cmd="imapd"' + "\n" * 300_000 + "x", set()),  # nor here, after many blank lines
+    ('SERVICES {\n  imap cmd="imapd"\n\n \r\n\t}\n  pop3 cmd="pop3d"\n}\n', {"imapd"}),
 ])
 def test_cyrus_services_in_linear_time(conf: str, runs: set[str]) -> None:
-    """`cmd\\s*=\\s*"?\\s*(\\S*/)?pop3d\\b` backtracked over a long word: 28 KB took 0.3 s, 1 MiB minutes (found by
-    the fuzzer, as a 28 KB word)."""
+    """`cmd\\s*=\\s*"?\\s*(\\S*/)?pop3d\\b` backtracked over a long word: 28 KB took 0.3 s, 1 MiB minutes; and
+    `SERVICES\\s*\\{(.*?)\\n\\s*\\}` scanned to the end from every unclosed `SERVICES {` (49 KB: 0.9 s per command)
+    and from every line of a blank run (found by the fuzzer)."""
     started = time.process_time()
     with fuzzing.time_limit(10):
         found = {c for c in ("imapd", "pop3d", "timsieved") if services._cyrus_runs(conf, c)}
     assert found == runs and time.process_time() - started < 1
+
+
+def test_another_hosts_baseline_is_refused_in_one_line(snapshot: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """A guest's /etc/machine-id that is a whole unit file made the refusal a message of many lines."""
+    _, document = snapshot
+    root = tmp_path / "guest"
+    write(root, "/etc/machine-id", "0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a\n# spamd.service\n[Unit]\n" + "x" * 5000)
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({**document, "host": {"machine_id": "5b1a9e8c2f3d4e6a8b0c1d2e3f405162"}}))
+    code, out, err = _run("drift", "--baseline", str(baseline), "--root", str(root))
+    assert (code, out) == (3, "") and err.count("\n") == 1 and len(err) < 400, err
+    assert ("machine-id 5b1a9e8c2f3d4e6a8b0c1d2e3f405162 (baseline) is not 0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a # spamd"
+            in err)

@@ -314,16 +314,21 @@ def read_cyrus(fs: RootFS, loader: UnitLoader, saslauthd: Saslauthd | None) -> l
 
 
 _CYRUS_CMD = re.compile(r'cmd\s*=\s*"?\s*(\S*)')
+_CYRUS_SECTION = re.compile(r"SERVICES\s*\{")
+_CYRUS_CLOSING = re.compile(r"\n[^\S\n]*\}")  # a `}` first on its line
 
 
 def _cyrus_runs(text: str | None, command: str) -> bool:
     """Does cyrus.conf's SERVICES section start `command` (the program of a `cmd=`, with or without its directory)?
-    Without cyrus.conf: only imapd. Each cmd= value is looked at once: a pattern that backtracked over a long word
-    took quadratic time."""
+    Without cyrus.conf: only imapd. Linear: the section is the first `SERVICES {` up to the next line starting with
+    `}` (one pattern for both took quadratic time over many unclosed sections or blank lines), and each cmd= value
+    is looked at once (a pattern backtracking over a long word did too)."""
     if text is None:
         return command == "imapd"
-    section = re.search(r"SERVICES\s*\{(.*?)\n\s*\}", re.sub(r"#[^\n]*", "", text), re.S)
-    body = section.group(1) if section else ""
+    cleaned = re.sub(r"#[^\n]*", "", text)
+    start = _CYRUS_SECTION.search(cleaned)
+    end = _CYRUS_CLOSING.search(cleaned, start.end()) if start else None
+    body = cleaned[start.end():end.start()] if start and end else ""
     program = re.compile(rf"{re.escape(command)}\b")
     return any(program.match(found.group(1).rsplit("/", 1)[-1]) for found in _CYRUS_CMD.finditer(body))
 

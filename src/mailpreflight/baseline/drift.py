@@ -159,9 +159,15 @@ def _same_host(baseline: dict[str, Any], now: dict[str, str | None]) -> str | No
     for key, label in (("machine_id", "machine-id"), ("hostname", "hostname")):
         if before.get(key) and now.get(key):
             if before[key] != now[key]:
-                return f"{label} {before[key]} (baseline) is not {now[key]} (this root)"
+                return f"{label} {_shown(before[key])} (baseline) is not {_shown(now[key])} (this root)"
             return None
     return None
+
+
+def _shown(value: str) -> str:
+    """A host's id as an error message quotes it: one line, not too long (a guest's /etc/machine-id may be anything)."""
+    words = " ".join(value.split())
+    return words if len(words) <= 64 else f"{words[:64]}..."
 
 
 def check_host(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host: bool) -> dict[str, str | None]:
