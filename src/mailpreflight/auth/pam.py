@@ -31,6 +31,7 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from mailpreflight.access.rootfs import RootFS
+from mailpreflight.units.distro import distribution
 
 CONFIG_DIRS = ("/etc/pam.d", "/usr/lib/pam.d", "/usr/etc/pam.d")
 LEGACY_CONF = "/etc/pam.conf"
@@ -141,8 +142,9 @@ class _Reader:
 
     @functools.cached_property
     def debian(self) -> bool:
-        """Debian's libpam patch: include, substack and @include look only in /etc/pam.d."""
-        return self.fs.lstat("/etc/debian_version") is not None
+        """Debian's libpam patch: include, substack and @include look only in /etc/pam.d (the distribution as
+        units/distro.py tells it: os-release first)."""
+        return distribution(self.fs).debian
 
     def is_file(self, path: str) -> bool:
         resolved = self.fs.chase(path)

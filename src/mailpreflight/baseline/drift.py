@@ -15,17 +15,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailpreflight.access.rootfs import RootFS
+from mailpreflight.access.rootfs import RootFS, read_regular_file
 from mailpreflight.auth.check import TrackedFinding
 from mailpreflight.baseline.digestkey import for_baseline
 from mailpreflight.baseline.snapshot import (
     KIND,
     MAIL_PATHS,
+    MAX_ENTRIES,
     SCHEMA_VERSION,
+    analyse,
     collect,
     host_of,
-    tracked_findings,
-    unit_files,
 )
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.model import Status
@@ -69,27 +69,38 @@ class Drift:
         return Status.worst([changed, *(issue.finding.severity.status for issue in self.new)])
 
 
+BASELINE_LIMIT = 64 * 1024 * 1024  # real ones: a few MiB (texts only of small world-readable files)
+
+
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
 def load_baseline(path: str) -> dict[str, Any]:
-    """The baseline document, checked against what `snapshot` writes (docs/schemas/snapshot.schema.json) in
-    everything drift and restore rely on: a baseline travels through tickets and may have been edited."""
+    """A baseline, checked before use: it travelled through tickets and mail, its content is hostile. What drift
+    and restore both rely on is checked here; restore checks each entry it writes itself."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle, parse_constant=_no_constant)
+        document = json.loads(read_regular_file(path, BASELINE_LIMIT).decode("utf-8"), parse_constant=_no_constant)
     except OSError as exc:
         raise MailpreflightError(f"cannot read baseline {path}: {exc.strerror or exc}") from exc
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, NaN, nesting too deep
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity, a number of 4,300 digits
         line = getattr(exc, "lineno", 1)
         raise MailpreflightError(f"{path}:{line}: not a mailpreflight snapshot (invalid JSON)") from exc
+    except RecursionError as exc:
+        raise MailpreflightError(f"{path}:1: not a mailpreflight snapshot (nested too deeply)") from exc
     if not isinstance(document, dict) or document.get("kind") != KIND or not isinstance(document.get("files"),
                                                                                        dict):
         raise MailpreflightError(f"{path}:1: not a mailpreflight snapshot (take one with `mailpreflight snapshot`)")
     if document.get("schema_version") != SCHEMA_VERSION:
         raise MailpreflightError(f"{path}:1: snapshot schema_version {document.get('schema_version')!r} is not "
                                  f"supported (this mailpreflight reads {SCHEMA_VERSION})")
+    files = document["files"]
+    if len(files) > MAX_ENTRIES + 1:
+        raise MailpreflightError(f"{path}:1: {len(files)} paths: more than a snapshot ever records ({MAX_ENTRIES})")
+    for name, entry in files.items():
+        if not name.startswith("/") or "\0" in name or not isinstance(entry, dict):
+            raise MailpreflightError(f"{path}: files entry {name[:200]!r} is not a path and its record: the "
+                                     "baseline was altered; take a new one with `mailpreflight snapshot`")
     problem = _shape_problem(document)
     if problem:
         raise MailpreflightError(f"{path}: {problem}: not as `snapshot` writes it (take a new one with "
@@ -97,13 +108,12 @@ def load_baseline(path: str) -> dict[str, Any]:
     return document
 
 
-_ENTRY_TYPES = ("file", "dir", "symlink", "other")
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
-_OPTIONAL_TEXT = ("owner", "group", "sha256", "text", "text_omitted", "mac")
 
 
 def _shape_problem(document: dict[str, Any]) -> str | None:
-    """What in the document is not as `snapshot` writes it, or None. Keys not checked here are not used."""
+    """What drift and restore both rely on and the document does not hold as `snapshot` writes it, or None (the
+    type, mode, owner, link target and path of an entry are checked by restore for each entry it writes)."""
     host = document.get("host")
     if host is not None and (not isinstance(host, dict) or
                              any(not isinstance(v, str | None) for v in host.values())):
@@ -114,33 +124,12 @@ def _shape_problem(document: dict[str, Any]) -> str | None:
         return "\"salt\" is not a string"
     for name, entry in document["files"].items():
         where = f"files[{json.dumps(name)[:100]}]"
-        if not name.startswith("/") or name.startswith("//") or "\0" in name or posixpath.normpath(name) != name:
-            return f"{where}: not an absolute, normalized path"
-        if not isinstance(entry, dict):
-            return f"{where}: not an object"
-        if entry.get("type") not in _ENTRY_TYPES:
-            return f"{where}: \"type\" is {json.dumps(entry.get('type'))[:40]}, not one of {', '.join(_ENTRY_TYPES)}"
-        mode = entry.get("mode")
-        if not isinstance(mode, str) or len(mode) != 4 or any(c not in "01234567" for c in mode):
-            return f"{where}: \"mode\" is {json.dumps(mode)[:40]}, not four octal digits"
-        for key in ("uid", "gid"):
-            value = entry.get(key)
-            if type(value) is not int or not 0 <= value < 2**32 - 1:
-                return f"{where}: \"{key}\" is {json.dumps(value)[:40]}, not a user or group id"
-        if any(not isinstance(entry.get(key), str | None) for key in _OPTIONAL_TEXT):
-            return f"{where}: {', '.join(_OPTIONAL_TEXT)} must be strings or null"
-        size = entry.get("size", 0)
-        if type(size) is not int or size < 0:
-            return f"{where}: \"size\" is {json.dumps(size)[:40]}, not a size"
-        if isinstance(entry.get("text"), str) and not _is_unicode(entry["text"]):
-            return f"{where}: \"text\" is not UTF-8"
+        text = entry.get("text")
+        if text is not None and (not isinstance(text, str) or not _is_unicode(text)):  # diffed and written as UTF-8
+            return f"{where}: \"text\" is not UTF-8 text"
         for key in ("sha256", "mac"):  # compared with hmac.compare_digest, which takes ASCII only
-            if entry.get(key) is not None and not _HEX_DIGEST.fullmatch(entry[key]):
+            if isinstance(entry.get(key), str) and not _HEX_DIGEST.fullmatch(entry[key]):
                 return f"{where}: \"{key}\" is not a hex digest"
-        target = entry.get("target")
-        if target is not None and (not isinstance(target, str) or not target or "\0" in target
-                                   or len(target) >= 4096):
-            return f"{where}: \"target\" is not a symlink's target"
     return None
 
 
@@ -157,9 +146,10 @@ def _same_host(baseline: dict[str, Any], now: dict[str, str | None]) -> str | No
     """None when the baseline is from this host, else why not."""
     before = baseline.get("host") or {}
     for key, label in (("machine_id", "machine-id"), ("hostname", "hostname")):
-        if before.get(key) and now.get(key):
-            if before[key] != now[key]:
-                return f"{label} {_shown(before[key])} (baseline) is not {_shown(now[key])} (this root)"
+        old, new = before.get(key), now.get(key)
+        if old and new:
+            if old != new:
+                return f"{label} {_shown(old)} (baseline) is not {_shown(new)} (this root)"
             return None
     return None
 
@@ -186,11 +176,11 @@ def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host
     host = check_host(baseline_file, baseline, fs, other_host)
     digest = for_baseline(baseline_file, baseline, digest_key)  # the same key, or no comparison at all
     loader = UnitLoader(fs)
-    tracked, modules = tracked_findings(loader)
-    units = unit_files(loader)
+    found = analyse(loader)
+    tracked = found.tracked
     before_files: dict[str, dict[str, Any]] = baseline["files"]
-    after_files, _ = collect(fs, digest, (*units, *modules, *before_files))
-    changes = _watched(_changes(before_files, after_files), before_files, set(units))
+    after_files, _ = collect(fs, digest, (*found.units, *found.modules), (*found.depends, *before_files))
+    changes = _watched(_changes(before_files, after_files), before_files, set(found.units))
     before_keys = {f"{f.get('code')}:{f.get('subject')}" for f in baseline.get("findings", [])
                    if isinstance(f, dict)}
     now_keys = {issue.key for issue in tracked}

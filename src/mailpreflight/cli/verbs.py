@@ -270,7 +270,7 @@ def _restore(args: argparse.Namespace, env: Environment) -> Status:
     if digest.key is None:
         env.say(f"{args.baseline}: taken before digest keys: its entries cannot be checked for changes made since")
     for path in args.paths:
-        result = restore(fs, args.baseline, baseline, path, args.dry_run, digest=digest)
+        result = restore(fs, args.baseline, baseline, path, args.dry_run, digest=digest, allow_setid=args.allow_setid)
         if result.diff and (args.dry_run or result.changed):
             env.out(result.diff, end="" if result.diff.endswith("\n") else "\n")
         env.say(result.message)
@@ -295,6 +295,7 @@ def _root(args: argparse.Namespace) -> RootFS:
     fs = RootFS(args.root or "/")
     if args.root and not fs.is_dir("/"):
         raise MailpreflightError(f"--root {args.root}: not a directory")
+    args.rootfs = fs  # cli/app.py reports the files it refused to read (FIFOs, devices, too big)
     return fs
 
 

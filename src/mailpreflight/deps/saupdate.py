@@ -110,7 +110,8 @@ def parse_args(argv: Sequence[str]) -> SaUpdateArgs:
         channels=tuple(c.lower() for c in values.get("channel", [])),
         channelfile=_last(values, "channelfile"),
         updatedir=_last(values, "updatedir"),
-        gpg=not ({"nogpg", "no-gpg"} & flags),
+        # l.207, 292-296, 321-335: --nogpg and --checkonly turn GPG off, --gpgkey and --gpgkeyfile back on
+        gpg=not ({"nogpg", "no-gpg", "checkonly"} & flags) or bool(values.get("gpgkey") or values.get("gpgkeyfile")),
         gpg_keys=tuple(values.get("gpgkey", [])),
         gpgkeyfile=_last(values, "gpgkeyfile"),
         allowplugins="allowplugins" in flags,

@@ -37,7 +37,7 @@ from mailpreflight.deps.urls import (
     user_home,
 )
 from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
-from mailpreflight.units.searchpath import os_release
+from mailpreflight.units.distro import distribution
 
 TOOLS = frozenset({"spamd", "spamassassin", "amavisd", "amavisd-new", "amavis"})
 PLUGIN_PREFIX = "mail::spamassassin::plugin::"
@@ -126,7 +126,7 @@ def site_dir(fs: RootFS, commands: Sequence[FoundCommand]) -> str | None:
                 return word.split("=", 1)[1]
             if word == "--siteconfigpath" and index + 1 < len(command.argv):
                 return command.argv[index + 1]
-    debian = "debian" in (os_release(fs).get("ID", "") + " " + os_release(fs).get("ID_LIKE", ""))
+    debian = distribution(fs).debian
     order = ("/etc/spamassassin", "/etc/mail/spamassassin") if debian else (
         "/etc/mail/spamassassin", "/etc/spamassassin")
     return next((d for d in order if fs.is_dir(d)), None)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import SYSTEMD_PATH
 from mailpreflight.deps.risks import CommandDeps
+from mailpreflight.deps.satrust import SaTrust, read_trust
 from mailpreflight.model import Finding, Severity, Source
 from mailpreflight.units.loader import Unit
 from mailpreflight.units.sandbox import Sandbox, sandbox_of
@@ -45,6 +46,7 @@ class SaUpdateLocal:
     updatedir: str
     channel_dirs: tuple[str, ...]  # <updatedir>/<channel>, created first thing per channel
     missing_dirs: tuple[str, ...]  # of those, the ones that do not exist yet
+    trust: SaTrust | None = None  # what its GPG check accepts (GPG on and the real sa-update in the root)
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,12 @@ def sa_update_local(entry: CommandDeps, fs: RootFS) -> SaUpdateLocal | None:
     homedir = _option(argv, "gpghomedir") or posixpath.join(local_rules_dir or LOCAL_RULES_DIR, "sa-update-keys")
     gpg_program = _in_path(fs, "gpg", path)
     channel_dirs = tuple(channel.directory for channel in plan.channels)
+    trust = read_trust(fs, program, plan.args, homedir, _baked_in(fs, program, "DEF_RULES_DIR")) \
+        if program and installed and plan.args.gpg else None
     return SaUpdateLocal(
         installed=installed, gpg=plan.args.gpg, gpg_program=gpg_program, gpghomedir=homedir,
         keyring=fs.chase(posixpath.join(homedir, "trustdb.gpg")) is not None, updatedir=plan.updatedir,
-        channel_dirs=channel_dirs, missing_dirs=tuple(d for d in channel_dirs if not fs.is_dir(d)))
+        channel_dirs=channel_dirs, missing_dirs=tuple(d for d in channel_dirs if not fs.is_dir(d)), trust=trust)
 
 
 def spamd_rules(unit: Unit, fs: RootFS, sa_version: str | None) -> SpamdRules | None:

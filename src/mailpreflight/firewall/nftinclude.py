@@ -13,7 +13,6 @@ skipped; at most 16 levels deep.
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
 import re
 import stat
@@ -148,7 +147,12 @@ def _resolve(fs: RootFS, name: str, origin: tuple[str, int]) -> list[str]:
     else:
         pattern = posixpath.join(INCLUDE_PATH, name)
     wildcard = any(c in name for c in "*?[")
-    matches = _glob(fs, pattern) if wildcard else [pattern]
+    matches = [pattern]
+    if wildcard:  # glob(3) inside the guest (RootFS.glob), capped in matches and work (a directory of links to `.`)
+        expanded = fs.glob(pattern, matches=MAX_FILES)
+        if expanded.problem:
+            raise MailpreflightError(f'include "{name}": {expanded.problem}', file=origin[0], line=origin[1])
+        matches = list(expanded.paths)
     files = []
     for match in matches:
         resolved = fs.chase(match)
@@ -167,21 +171,3 @@ def _resolve(fs: RootFS, name: str, origin: tuple[str, int]) -> list[str]:
                                      file=origin[0], line=origin[1])
         files.append(match)
     return files
-
-
-def _glob(fs: RootFS, pattern: str) -> list[str]:
-    """glob(3) inside the guest: every component may have wildcards; a leading dot is matched only by a dot."""
-    found = ["/"]
-    for part in [p for p in pattern.split("/") if p]:
-        following = []
-        for directory in found:
-            if not any(c in part for c in "*?["):
-                following.append(posixpath.join(directory, part))
-                continue
-            for entry in fs.listdir(directory):
-                if entry.startswith(".") and not part.startswith("."):
-                    continue
-                if fnmatch.fnmatchcase(entry, part):
-                    following.append(posixpath.join(directory, entry))
-        found = following[:MAX_FILES]
-    return sorted(found)

@@ -7,12 +7,24 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import re
 import shutil
+import stat
 import sys
 from dataclasses import dataclass
 
 from mailpreflight import __version__
-from mailpreflight.access.safewrite import diff, fsync_dir, host_path, write_atomically
+from mailpreflight.access.rootfs import RootFS, describe
+from mailpreflight.access.safewrite import (
+    diff,
+    directory,
+    guest_directory,
+    guest_parts,
+    host_path,
+    lstat_in,
+    read_in,
+    write_in,
+)
 from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.discover import discover_command
 from mailpreflight.deps.registry import command_rules, rule_for
@@ -21,6 +33,7 @@ from mailpreflight.errors import MailpreflightError
 from mailpreflight.model import Role
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit, UnitLoader, exec_environment
+from mailpreflight.units.syntax import LONG_LINE_MAX
 from mailpreflight.units.timeouts import start_timeout
 from mailpreflight.units.unit import service_user
 
@@ -30,6 +43,7 @@ BACKUP_SUFFIX = ".mailpreflight-backup"
 ETC_UNITS = "/etc/systemd/system"
 DEFAULT_GUARD_TIMEOUT = 60.0
 GUARD_GRACE = 5.0
+START_MARGIN = 10.0  # on top of the guarded commands' bounds: the unit's other start steps
 
 
 def quote_word(word: str) -> str:
@@ -48,6 +62,8 @@ def quote_word(word: str) -> str:
             escaped.append("\\t")
         elif ord(char) < 32 or ord(char) == 127:
             escaped.append(f"\\x{ord(char):02x}")
+        elif 0x80 <= ord(char) <= 0x9F or char in "\u2028\u2029":  # C1 controls, line/paragraph separators
+            escaped.append(f"\\u{ord(char):04x}")
         else:
             escaped.append(char)
     text = "".join(escaped)
@@ -57,6 +73,29 @@ def quote_word(word: str) -> str:
 
 def exec_line(prefixes: str, argv: list[str]) -> str:
     return prefixes + " ".join(quote_word(word) for word in argv)
+
+
+# What must not reach a comment raw: anything that ends a line for systemd (\n, \r, NUL) or for a reader
+# (other C0/C1 controls, DEL, Unicode line and paragraph separators), and the backslash that escapes them.
+_COMMENT_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
+COMMENT_MAX = 400  # characters of quoted text per comment line (systemd fails a file on a 1 MiB line)
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    if char == "\n":
+        return "\\n"
+    return f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}"
+
+
+def comment_text(text: str) -> str:
+    """Guest text quoted in a comment of the generated drop-in, as one inert line: C-style escapes for
+    backslashes and control characters (nothing a unit contains can end the comment and become a directive),
+    cut at COMMENT_MAX characters."""
+    escaped = _COMMENT_UNSAFE.sub(_escape_one, text)
+    return escaped if len(escaped) <= COMMENT_MAX else escaped[:COMMENT_MAX] + "..."
 
 
 @dataclass(frozen=True)
@@ -102,11 +141,15 @@ def plan(loader: UnitLoader, name: str, timeout: float = DEFAULT_GUARD_TIMEOUT, 
             wrapped.append(f"{command.source}: {' '.join(command.argv)}")
         else:
             lines.append(exec_line("".join(command.prefixes), _argv_of(command)))
+        if len(f"ExecStartPre={lines[-1]}".encode("utf-8", "surrogateescape")) >= LONG_LINE_MAX:
+            raise MailpreflightError(f"{command.source}: written back into the drop-in, this command would be a "
+                                     "line of 1 MiB or more, which makes systemd refuse the whole drop-in",
+                                     hint="shorten the command (e.g. move it into a script)")
     if not wrapped:
         raise MailpreflightError(f"{unit.id}: no ExecStartPre needs the network; nothing to guard")
     header = [f"{MARKER} {__version__}; undo with `mailpreflight dropin remove {unit.id}`.",
               "# It keeps the unit's start from failing or hanging when the network is down or firewalled:"]
-    header += [f"#  - wrapped in `mailpreflight guard --timeout {timeout:g}`: {w}" for w in wrapped]
+    header += [f"#  - wrapped in `mailpreflight guard --timeout {timeout:g}`: {comment_text(w)}" for w in wrapped]
     unit_section: list[str] = []
     wants = {v for a in unit.values("Unit", "Wants") for v in a.value.split()}
     after = {v for a in unit.values("Unit", "After") for v in a.value.split()}
@@ -118,11 +161,12 @@ def plan(loader: UnitLoader, name: str, timeout: float = DEFAULT_GUARD_TIMEOUT, 
         header.append(f"#  - After={NETWORK_ONLINE} added (it was missing)")
     service = ["ExecStartPre=", *(f"ExecStartPre={line}" for line in lines)]
     current = start_timeout(unit, fs)
-    needed = timeout + GUARD_GRACE + 10
+    needed = len(wrapped) * (timeout + GUARD_GRACE) + START_MARGIN  # the guarded commands run one after another
     if current.limited and current.seconds < needed:
         service.append(f"TimeoutStartSec={needed:g}")
-        header.append(f"#  - TimeoutStartSec raised from {current.seconds:g} s ({current.learned_from}) to "
-                      f"{needed:g} s: room for the guard's bound and grace")
+        header.append(f"#  - TimeoutStartSec raised from {current.seconds:g} s ({comment_text(current.learned_from)})"
+                      f" to {needed:g} s: room for {len(wrapped)} guarded command(s), each bounded by "
+                      f"{timeout:g} s + {GUARD_GRACE:g} s grace, and {START_MARGIN:g} s for the rest")
     body = [*header, ""]
     if unit_section:
         body += ["[Unit]", *unit_section, ""]
@@ -145,10 +189,12 @@ def _wrapped(command: ExecCommand, program: str, timeout: float) -> str:
 
 
 # -- writing --------------------------------------------------------------------------------------------------
-def _read(path: str) -> str | None:
+def _current(fs: RootFS, guest: str) -> str | None:
+    """The text of the drop-in now (None if absent), read without following a link; anything but a regular
+    file there is refused."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
+        with guest_directory(fs, guest) as fd:
+            return read_in(fd, posixpath.basename(guest), guest)
     except FileNotFoundError:
         return None
 
@@ -163,50 +209,69 @@ class Change:
 
 def install(loader: UnitLoader, name: str, timeout: float, dry_run: bool, program: str | None = None) -> Change:
     planned = plan(loader, name, timeout, program)
-    host = host_path(loader.fs, planned.path)
-    old = _read(host)
+    host_path(loader.fs, planned.path)  # refuses early, with the guest path: links, /usr, a FIFO there
+    old = _current(loader.fs, planned.path)
     messages = list(planned.warnings)
     if old == planned.text:
         return Change(planned.path, False, "", (*messages, f"{planned.path} is already current"))
     change = diff(old, planned.text, planned.path)
     if dry_run:
         return Change(planned.path, False, change, tuple(messages))
-    if old is not None and not old.startswith(MARKER):
-        backup = host + BACKUP_SUFFIX
-        if os.path.lexists(backup):
-            raise MailpreflightError(f"{planned.path} is not ours and a backup already exists at {backup}",
-                                     hint="move one of them away first")
-        os.link(host, backup)  # keep the admin's file; removed again by `dropin remove`
-        messages.append(f"your previous {planned.path} is kept as {planned.path}{BACKUP_SUFFIX}")
-    write_atomically(host, planned.text, make_dirs=True)
+    base = posixpath.basename(planned.path)
+    with guest_directory(loader.fs, planned.path, create=True) as fd:
+        now = read_in(fd, base, planned.path)
+        if now is not None and not now.startswith(MARKER):
+            if lstat_in(fd, base + BACKUP_SUFFIX) is not None:
+                raise MailpreflightError(f"{planned.path} is not ours and a backup already exists at "
+                                         f"{planned.path}{BACKUP_SUFFIX}", hint="move one of them away first")
+            # keep the admin's file (a hard link: the very file, never a copy); `dropin remove` puts it back
+            os.link(base, base + BACKUP_SUFFIX, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
+            messages.append(f"your previous {planned.path} is kept as {planned.path}{BACKUP_SUFFIX}")
+        write_in(fd, base, planned.text)
     return Change(planned.path, True, change, tuple(messages))
 
 
 def remove(loader: UnitLoader, name: str, dry_run: bool) -> Change:
+    """Remove our drop-in, putting back the admin's file it replaced. The backup is as hostile as the rest of
+    the guest: only a regular file owned by us is read and moved back; a link (to a host file, say) or
+    anything else is refused untouched."""
     unit = loader.load(name)
     guest = f"{ETC_UNITS}/{unit.id}.d/{DROPIN_NAME}"
-    host = host_path(loader.fs, guest)
-    old = _read(host)
-    if old is None:
-        return Change(guest, False, "", (f"no mailpreflight drop-in for {unit.id}",))
-    if not old.startswith(MARKER):
-        raise MailpreflightError(f"{guest} was not written by mailpreflight; leaving it alone")
-    backup = host + BACKUP_SUFFIX
-    restored = _read(backup)
-    change = diff(old, restored, guest)
-    if dry_run:
-        return Change(guest, False, change, ())
-    directory = os.path.dirname(host)
-    if restored is not None:
-        os.replace(backup, host)
-        message = f"restored your previous {guest}"
-    else:
-        os.unlink(host)
-        message = f"removed {guest}"
-    with contextlib.suppress(OSError):
-        os.rmdir(directory)  # only succeeds if the directory is now empty
-    if os.path.isdir(directory):
-        fsync_dir(directory)
+    host_path(loader.fs, guest)
+    with contextlib.ExitStack() as stack:
+        try:
+            fd = stack.enter_context(guest_directory(loader.fs, guest))
+        except FileNotFoundError:
+            return Change(guest, False, "", (f"no mailpreflight drop-in for {unit.id}",))
+        old = read_in(fd, DROPIN_NAME, guest)
+        if old is None:
+            return Change(guest, False, "", (f"no mailpreflight drop-in for {unit.id}",))
+        if not old.startswith(MARKER):
+            raise MailpreflightError(f"{guest} was not written by mailpreflight; leaving it alone")
+        backup = DROPIN_NAME + BACKUP_SUFFIX
+        info = lstat_in(fd, backup)
+        if info is not None and (not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid()):
+            what = (describe(info.st_mode, info.st_rdev) if not stat.S_ISREG(info.st_mode)
+                    else f"a file owned by uid {info.st_uid}")
+            raise MailpreflightError(
+                f"{guest}{BACKUP_SUFFIX} is {what}, not a backup mailpreflight made: it was neither read nor "
+                "moved", hint=f"look at it, remove it, then run `mailpreflight dropin remove {unit.id}` again")
+        restored = read_in(fd, backup, guest + BACKUP_SUFFIX) if info is not None else None
+        change = diff(old, restored, guest)
+        if dry_run:
+            return Change(guest, False, change, ())
+        if restored is not None:
+            os.replace(backup, DROPIN_NAME, src_dir_fd=fd, dst_dir_fd=fd)
+            message = f"restored your previous {guest}"
+        else:
+            os.unlink(DROPIN_NAME, dir_fd=fd)
+            message = f"removed {guest}"
+        os.fsync(fd)
+    parts = guest_parts(guest)
+    with directory(loader.fs.root, parts[:-2]) as parent:
+        with contextlib.suppress(OSError):
+            os.rmdir(parts[-2], dir_fd=parent)  # only succeeds if the directory is now empty
+        os.fsync(parent)
     return Change(guest, True, change, (message,))
 
 
@@ -214,7 +279,7 @@ def show(loader: UnitLoader, name: str, program: str | None = None) -> tuple[str
     """The installed drop-in's text, and whether it still matches what install would write now."""
     unit = loader.load(name)
     guest = f"{ETC_UNITS}/{unit.id}.d/{DROPIN_NAME}"
-    text = _read(host_path(loader.fs, guest))
+    text = _current(loader.fs, guest)
     if text is None:
         return f"no mailpreflight drop-in for {unit.id}", None
     timeout = _installed_timeout(text)

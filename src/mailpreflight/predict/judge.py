@@ -51,9 +51,10 @@ def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.Res
         sa_probes: dict[int, SaUpdateProbe] = {}
         tasks: dict[tuple[DepKind, str], Callable[[], ProbeResult]] = {}
         for result in results:
-            for entry in result.commands:
+            for index, entry in enumerate(result.commands):
                 if entry.plan is not None:
-                    probe = SaUpdateProbe(entry.plan, runner, resolver, options.timeout)
+                    local = result.startup.sa_update_for(index) if result.startup else None
+                    probe = SaUpdateProbe(entry.plan, runner, resolver, options.timeout, local.trust if local else None)
                     sa_probes[id(entry)] = probe
                     continue
                 for dep in entry.dependencies:
@@ -65,7 +66,8 @@ def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.Res
     finally:
         runner.close()
     probes = tuple(runner.results.values())
-    findings = (*_findings(results, units, runner), *(auth.findings() if auth else ()))
+    findings = (*_findings(results, units, runner), *_gpg_findings(results, sa_probes),
+                *(auth.findings() if auth else ()))
     return Report(_status(units, findings), units, probes, findings, round(time.monotonic() - started, 2),
                   auth_view(auth) if auth else None)
 
@@ -165,6 +167,21 @@ def _findings(results: list[UnitDeps], units: tuple[UnitVerdict, ...], runner: P
             severity = Severity.WARNING if finding.severity is Severity.CRITICAL else finding.severity
             found.append(Finding(finding.code, severity, finding.unit, f"risk: {finding.message}", finding.hint,
                                  finding.evidence))
+    return found
+
+
+def _gpg_findings(results: list[UnitDeps], sa_probes: dict[int, SaUpdateProbe]) -> list[Finding]:
+    """sa-update accepts rules signed by an expired or revoked key it trusts (deps/satrust.py)."""
+    found = []
+    for result in results:
+        for entry in result.commands:
+            probe = sa_probes.get(id(entry))
+            for signer, warning in probe.gpg_warnings if probe and probe.trust else ():
+                homedir = probe.trust.homedir if probe and probe.trust else ""
+                found.append(Finding("MP203", Severity.WARNING, result.unit.id, f"sa-update ({entry.command.source}): "
+                                     f"{warning}", f"gpg --homedir {homedir} --list-keys {signer} (then take the key "
+                                     "out of sa-update's --gpgkey/--gpgkeyfile, or ask the channel for its new one)",
+                                     (str(entry.command.source), f"{homedir}: {signer}")))
     return found
 
 

@@ -142,7 +142,11 @@ def at_boot(fs: RootFS, search_paths: Iterable[str]) -> Generated | None:
 
 def with_generated(fs: RootFS, generated: Generated | None) -> RootFS:
     """The tree as the loader should read it: the generator dirs replaced by `generated`."""
-    return fs if generated is None else GeneratedFS(fs.root, generated=generated)
+    if generated is None:
+        return fs
+    view = GeneratedFS(fs.root, generated=generated)
+    object.__setattr__(view, "_refused", fs._refused)  # one record of refused files, whichever view read them
+    return view
 
 
 def mark(unit: Unit, generated: Generated | None) -> Unit:
@@ -548,9 +552,11 @@ class GeneratedFS(RootFS):
         return guest.startswith("/run/systemd/generator") and (
             guest in OUTPUT_DIRS or guest.startswith(_OUTPUT_PREFIXES))
 
-    def lstat(self, guest: str) -> os.stat_result | None:
+    # RootFS resolves every path through these two (chase(), lstat(), readlink()): the generated entries take
+    # part in link resolution exactly as files on disk would.
+    def _lstat(self, guest: str) -> os.stat_result | None:
         if not self._owned(guest):
-            found = super().lstat(guest)
+            found = super()._lstat(guest)
             if found is None and guest in _OUTPUT_PARENTS:  # an unpopulated root: /run/systemd comes at boot
                 now = int(time.time())
                 return os.stat_result((stat.S_IFDIR | 0o755, 0, 0, 2, 0, 0, 0, now, now, now))
@@ -566,9 +572,9 @@ class GeneratedFS(RootFS):
             return os.stat_result((stat.S_IFDIR | 0o755, 0, 0, 2, 0, 0, 0, now, now, now))
         return None
 
-    def readlink(self, guest: str) -> str | None:
+    def _readlink(self, guest: str) -> str | None:
         if not self._owned(guest):
-            return super().readlink(guest)
+            return super()._readlink(guest)
         entry = self.generated.by_path.get(guest)
         return entry.link if entry is not None else None
 
