@@ -1393,6 +1393,17 @@ def digest_key(workdir: Path) -> Any:
     return _KEYS[path]
 
 
+def record_key(record: Record, workdir: Path) -> str:
+    """The key file a baseline record was made with, written again from the record (so that a saved failure
+    replays with the very key its MACs were made with); a record without one uses the scratch directory's."""
+    if "digest_key" not in record:
+        return key_path(workdir)
+    path = workdir / "record.key"
+    path.write_text(record["digest_key"])
+    path.chmod(0o600)
+    return str(path)
+
+
 def resign(document: Any, digest: Any) -> None:
     """MAC every entry again with the key: a baseline edited by someone who holds the host's key (restore then
     trusts it; what it does with odd entries is what is tested)."""
@@ -1506,7 +1517,8 @@ def gen_baseline(rng: Rng, workdir: Path) -> Record:
     if rng.random() < 0.2 and paths:  # a backup left from an earlier restore
         tree = {**tree, paths[0] + ".mailpreflight-backup": "old\n"}
     record = {"tree": tree, "baseline": _baseline_text(rng, document), "other_host": rng.random() < 0.8,
-              "paths": paths, "dry_run": rng.random() < 0.5}
+              "paths": paths, "dry_run": rng.random() < 0.5,
+              "digest_key": Path(key_path(workdir)).read_text(encoding="ascii")}
     write_root(record, workdir)
     return record
 
@@ -1525,7 +1537,8 @@ def run_drift(record: Record, workdir: Path) -> None:
     file = _write_baseline(record, workdir)
     with documented(MailpreflightError):
         baseline = drift.load_baseline(file)
-        result = drift.compare(file, baseline, RootFS(str(workdir / "root")), record["other_host"], key_path(workdir))
+        result = drift.compare(file, baseline, RootFS(str(workdir / "root")), record["other_host"],
+                               record_key(record, workdir))
         json.dumps(drift.to_json(result))
         drift.render_text(result)
 
@@ -1558,7 +1571,7 @@ def run_restore(record: Record, workdir: Path) -> None:
     with documented(MailpreflightError):
         baseline = drift.load_baseline(file)
         drift.check_host(file, baseline, fs, record["other_host"])
-        digest = for_baseline(file, baseline, key_path(workdir))
+        digest = for_baseline(file, baseline, record_key(record, workdir))
         for path in record["paths"]:
             if _stays_inside(root, path):
                 with documented(MailpreflightError):
@@ -1601,7 +1614,7 @@ def run_cli(record: Record, workdir: Path) -> None:
     from mailpreflight import cli
 
     baseline = _write_baseline(record, workdir) if "baseline" in record else ""
-    values = {"{root}": str(workdir / "root"), "{baseline}": baseline, "{key}": key_path(workdir)}
+    values = {"{root}": str(workdir / "root"), "{baseline}": baseline, "{key}": record_key(record, workdir)}
     argv = [values.get(a, a) for a in record["argv"]]
     out, err = io.BytesIO(), io.BytesIO()
     # An admin's terminal under a UTF-8 locale: writing what is not UTF-8 fails there, so it fails here.
