@@ -24,6 +24,7 @@ import json
 import multiprocessing
 import os
 import resource
+import signal
 import sys
 import time
 from pathlib import Path
@@ -150,41 +151,52 @@ def campaign(args: argparse.Namespace) -> int:
             entry[2].append(path)
 
     last_report = began
-    while processes:
-        while not queue.empty():
-            note(*queue.get())
-        for lane, process in list(processes.items()):
-            process.join(timeout=0.2)
-            g = current[lane]
-            if process.exitcode == 0 or g >= args.n:
-                del processes[lane]
-                continue
-            why = _stuck(process.pid, time.monotonic() - beat[lane], beat_cpu[lane], lane, quiet, watchdog,
-                         args.limit) if process.exitcode is None else ""
-            if process.exitcode is None and not why:
-                continue
-            slot = lane * len(names) * STATS + (g % len(names)) * STATS
-            if process.exitcode is None:  # alive but silent: beyond the SIGALRM limit, e.g. stuck in C code
-                process.kill()
-                process.join()
-                stats[slot + 2] += 1
-                died = _died(g, names, args.seed, "hang", f"{why} (killed)", args.crashes)
-            else:
-                stats[slot + 1] += 1
-                died = _died(g, names, args.seed, "crash", f"worker died (exit {process.exitcode})", args.crashes)
-            stats[slot] += 1
-            note(*died)
-            processes[lane] = start(lane, g + workers)
-        if time.monotonic() - last_report > args.progress:
-            last_report = time.monotonic()
-            done = sum(stats[i] for i in range(0, len(stats), STATS))
-            bad = sum(stats[i + 1] + stats[i + 2] for i in range(0, len(stats), STATS))
-            print(f"  {int(done):>9,} / {args.n:,} inputs, {int(bad)} failing, {done / (last_report - began):,.0f}/s",
-                  file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill PID: stop, and still report what was done
+    interrupted = False
+    try:
+        while processes:
+            while not queue.empty():
+                note(*queue.get())
+            for lane, process in list(processes.items()):
+                process.join(timeout=0.2)
+                g = current[lane]
+                if process.exitcode == 0 or g >= args.n:
+                    del processes[lane]
+                    continue
+                why = _stuck(process.pid, time.monotonic() - beat[lane], beat_cpu[lane], lane, quiet, watchdog,
+                             args.limit) if process.exitcode is None else ""
+                if process.exitcode is None and not why:
+                    continue
+                slot = lane * len(names) * STATS + (g % len(names)) * STATS
+                if process.exitcode is None:  # alive but silent: beyond the SIGALRM limit, e.g. stuck in C code
+                    process.kill()
+                    process.join()
+                    stats[slot + 2] += 1
+                    died = _died(g, names, args.seed, "hang", f"{why} (killed)", args.crashes)
+                else:
+                    stats[slot + 1] += 1
+                    died = _died(g, names, args.seed, "crash", f"worker died (exit {process.exitcode})", args.crashes)
+                stats[slot] += 1
+                note(*died)
+                processes[lane] = start(lane, g + workers)
+            if time.monotonic() - last_report > args.progress:
+                last_report = time.monotonic()
+                done = sum(stats[i] for i in range(0, len(stats), STATS))
+                bad = sum(stats[i + 1] + stats[i + 2] for i in range(0, len(stats), STATS))
+                rate = done / (last_report - began)
+                print(f"  {int(done):>9,} / {args.n:,} inputs, {int(bad)} failing, {rate:,.0f}/s", file=sys.stderr,
+                      flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        for process in processes.values():
+            process.kill()
+            process.join()
+        print("fuzz.py: interrupted; the figures below are of the inputs done so far", file=sys.stderr)
     while not queue.empty():
         note(*queue.get())
     wall = time.monotonic() - began
-    return report(args, names, workers, stats, failures, wall, max(peak))
+    status = report(args, names, workers, stats, failures, wall, max(peak))
+    return 130 if interrupted else status
 
 
 def report(args: argparse.Namespace, names: list[str], workers: int, stats: Any, failures: dict[str, list[Any]],
