@@ -259,3 +259,16 @@ def test_another_hosts_baseline_is_refused_in_one_line(snapshot: tuple[Path, dic
     assert (code, out) == (3, "") and err.count("\n") == 1 and len(err) < 400, err
     assert ("machine-id 5b1a9e8c2f3d4e6a8b0c1d2e3f405162 (baseline) is not 0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a # spamd"
             in err)
+
+
+def test_dovecot_conf_that_includes_itself_is_read_once(tmp_path: Path) -> None:
+    """With a budget of 256 files but no check for recursion, a dovecot.conf of 4,000 include lines that also
+    includes `*` (itself) was read 256 times: a million globs (found by the 1,000,000-input campaign)."""
+    root = tmp_path / "root"
+    write(root, "/etc/dovecot/dovecot.conf", "!include_try *\n" + "!include_try none.conf.ext\n" * 4000
+          + "passdb {\n  driver = pam\n}\n")
+    started = time.process_time()
+    with fuzzing.time_limit(20):
+        config = services.read_dovecot_config(RootFS(str(root)))
+    assert time.process_time() - started < 1
+    assert config is not None and len(config.passdbs) == 1  # read once: one passdb, not 256
