@@ -35,6 +35,7 @@ TRANSPORT_SETTINGS = ("default_transport", "relay_transport")
 LOCAL_TRANSPORTS = frozenset({"local", "virtual", "error", "discard", "retry", "pipe", "bsmtp"})
 _REFERENCE = re.compile(r"\$(?:\{(\w+)(?:([?:])([^}]*))?\}|\((\w+)(?:([?:])([^)]*))?\)|(\w+))")
 MAX_DEPTH = 20
+EXPANSION_MAX = 64 * 1024  # characters: a value doubling at each of 20 levels would otherwise take 20 MiB and more
 
 
 def read_main_cf(text: str) -> dict[str, tuple[str, int]]:
@@ -61,29 +62,55 @@ def read_main_cf(text: str) -> dict[str, tuple[str, int]]:
 
 
 def expand(value: str, settings: dict[str, tuple[str, int]], depth: int = 0) -> str | None:
-    """Resolve $references within main.cf; None when one cannot be resolved here."""
-    if depth > MAX_DEPTH:
-        return None
-    unresolved = False
+    """Resolve $references within main.cf; None when one cannot be resolved here: unknown, recursive (postfix
+    refuses a parameter that refers to itself, directly or not) or longer than EXPANSION_MAX. Each parameter is
+    expanded once per call: a value naming another one many times, at every level, stays linear."""
+    return _Expansion(settings).text(value, depth)
 
-    def substitute(match: re.Match[str]) -> str:
-        nonlocal unresolved
-        name = match.group(1) or match.group(4) or match.group(7)
-        operator = match.group(2) or match.group(5)
-        text = match.group(3) if match.group(2) else match.group(6)
-        raw = settings.get(name)
-        resolved = expand(raw[0], settings, depth + 1) if raw else None
-        if operator == "?":
-            return expand(text or "", settings, depth + 1) or "" if resolved else ""
-        if operator == ":":
-            return "" if resolved else expand(text or "", settings, depth + 1) or ""
-        if resolved is None:
-            unresolved = True
-            return ""
+
+class _Expansion:
+    def __init__(self, settings: dict[str, tuple[str, int]]) -> None:
+        self.settings = settings
+        self.done: dict[str, str | None] = {}
+        self.active: set[str] = set()
+
+    def name(self, name: str, depth: int) -> str | None:
+        if name in self.done:
+            return self.done[name]
+        raw = self.settings.get(name)
+        if raw is None or name in self.active:
+            return None
+        self.active.add(name)
+        resolved = self.text(raw[0], depth + 1)
+        self.active.discard(name)
+        self.done[name] = resolved
         return resolved
 
-    result = _REFERENCE.sub(substitute, value)
-    return None if unresolved else result
+    def text(self, value: str, depth: int) -> str | None:
+        if depth > MAX_DEPTH:
+            return None
+        unresolved = False
+        size = len(value)
+
+        def substitute(match: re.Match[str]) -> str:
+            nonlocal unresolved, size
+            name = match.group(1) or match.group(4) or match.group(7)
+            operator = match.group(2) or match.group(5)
+            text = match.group(3) if match.group(2) else match.group(6)
+            resolved = self.name(name, depth)
+            if operator == "?":
+                piece = self.text(text or "", depth + 1) or "" if resolved else ""
+            elif operator == ":":
+                piece = "" if resolved else self.text(text or "", depth + 1) or ""
+            else:
+                piece = resolved or ""
+                unresolved = unresolved or resolved is None
+            size += len(piece)
+            unresolved = unresolved or size > EXPANSION_MAX
+            return "" if unresolved else piece
+
+        result = _REFERENCE.sub(substitute, value)
+        return None if unresolved else result
 
 
 def config_dir(fs: RootFS, command: FoundCommand) -> str:

@@ -30,7 +30,7 @@ MAX_BYTES = 4 * 1024 * 1024
 # What nft's scanner skips as a whole (a quoted string, a comment) or reads as one word; `include` counts only
 # as a word of its own: "xinclude", "include_x", "include*" are other tokens.
 _SCAN = re.compile(r'"[^"]*"|#[^\n]*|include(?![A-Za-z0-9/_.\-*\\])')
-_WORD_BEFORE = re.compile(r"[A-Za-z0-9_./\-]*\Z")
+_WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./-")
 _AFTER_KEYWORD = re.compile(r'(?:[ \t]|\\\n)*("[^"]*")')
 
 
@@ -38,10 +38,15 @@ _AFTER_KEYWORD = re.compile(r'(?:[ \t]|\\\n)*("[^"]*")')
 class Inlined:
     """The ruleset as one text, and for each of its lines the guest file and line it came from."""
 
-    text: str = ""
+    parts: list[str] = field(default_factory=list)  # joined once (appending to one str is quadratic)
+    size: int = 0
     origins: list[tuple[str, int]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     _pending: bool = True  # the current line has no origin yet
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
     def add(self, text: str, path: str, line: int) -> None:
         """Append `text`, which starts at `line` of the guest file `path`."""
@@ -49,13 +54,13 @@ class Inlined:
             if n:
                 if self._pending:  # an empty line
                     self.origins.append((path, line + n - 1))
-                self.text += "\n"
                 self._pending = True
             if piece and self._pending:
                 self.origins.append((path, line + n))
                 self._pending = False
-            self.text += piece
-        if len(self.text) > MAX_BYTES:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size > MAX_BYTES:
             raise MailpreflightError(f"the ruleset with its includes is larger than {MAX_BYTES} bytes",
                                      file=path, line=line)
 
@@ -73,9 +78,10 @@ def include_keywords(text: str) -> list[int]:
     for match in _SCAN.finditer(text):
         if match.group(0) != "include":
             continue
-        before = _WORD_BEFORE.search(text, 0, match.start())
-        word = before.group(0) if before else ""
-        start = match.start() - len(word)
+        start = match.start()  # the word before it, looked for backwards: a search from 0 was quadratic
+        while start and text[start - 1] in _WORD_CHARS:
+            start -= 1
+        word = text[start:match.start()]
         if word and re.match(r"[A-Za-z_.]", word) and (start == 0 or text[start - 1] != ":"):
             continue  # the tail of one longer word (a name like "noinclude")
         found.append(match.start())
