@@ -273,3 +273,27 @@ def test_dovecot_conf_that_includes_itself_is_read_once(tmp_path: Path) -> None:
         config = services.read_dovecot_config(RootFS(str(root)))
     assert time.process_time() - started < 1
     assert config is not None and len(config.passdbs) == 1  # read once: one passdb, not 256
+
+
+def test_pam_file_of_thousands_of_lines_in_linear_time(tmp_path: Path) -> None:
+    """Every line looked for its module in the 10 module directories of every distribution: a common-auth of 4,000
+    lines took 0.9 s per service (found by the 1,000,000-input campaign), a 1 MiB one seconds per service."""
+    from mailpreflight.auth import pam
+
+    root = tmp_path / "root"
+    for directory in pam.MODULE_DIRS:  # all there, /lib and /lib64 linked to /usr as on merged-/usr systems
+        if directory.startswith("/usr/"):
+            write(root, f"{directory}/pam_permit.so", "")
+    (root / "lib").symlink_to("usr/lib")
+    (root / "lib64").symlink_to("usr/lib64")
+    write(root, "/usr/lib64/security/pam_unix.so", "")
+    lines = "".join(f"auth optional pam_gone{i}.so\nauth required pam_unix.so\n" for i in range(18_000))  # 1 MiB
+    write(root, "/etc/pam.d/imap", lines + "account required ../security/pam_unix.so\n")
+    started = time.process_time()
+    with fuzzing.time_limit(20):
+        service = pam.resolve(RootFS(str(root)), "imap")
+    assert time.process_time() - started < 1
+    found = {line.module: line.module_path for line in service.lines}
+    assert found["pam_unix.so"] == "/lib64/security/pam_unix.so" and found["pam_gone7.so"] is None
+    assert found["../security/pam_unix.so"] == "/lib64/security/../security/pam_unix.so"
+    assert sum(p.kind == "missing-module" for p in service.problems) == 18_000
