@@ -24,9 +24,16 @@ LOOPBACK = ("[Unit]\nDescription=fetches from loopback only\n\n[Service]\n"
             "ExecStartPre=/usr/bin/curl -fsS http://127.0.0.1:9/feed\nExecStart=/usr/sbin/fetchyd\n")
 
 
-def _state(path: Path) -> tuple[int, int, int, int]:
+def _state(path: Path, read_too: bool = False) -> tuple[int, ...]:
+    """What a write changes; with `read_too`, what a read changes as well: the access time, which the host
+    files nothing may read are given older than their mtime (relatime then updates it on the next read)."""
     info = os.lstat(path)
-    return info.st_ino, info.st_mtime_ns, info.st_size, info.st_mode
+    return (info.st_ino, info.st_mtime_ns, info.st_size, info.st_mode, *((info.st_atime_ns,) if read_too else ()))
+
+
+def _never_read(path: Path) -> None:
+    info = os.stat(path)
+    os.utime(path, ns=(info.st_mtime_ns - 10**9, info.st_mtime_ns))
 
 
 @dataclass
@@ -42,11 +49,15 @@ class Guest:
     key: Path = field(init=False)
     extra_outputs: tuple[Path, ...] = ()  # files beside the root a test lets the verb write (--output)
     elapsed: float = 0.0  # of the last run
-    _outside: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    _outside: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.root = self.tmp / "root"
         self.root.mkdir()
+        # coreutils' timeout: what a drop-in written into this guest may call (fix/inguest.py)
+        (self.root / "usr/bin").mkdir(parents=True)
+        (self.root / "usr/bin/timeout").write_text("")
+        (self.root / "usr/bin/timeout").chmod(0o755)
         self.secret = f"HOST-CANARY-{secrets.token_hex(8)}"
         self.canary = self.tmp / "host-secret"
         self.canary.write_text(f"{self.secret}\nnameserver 192.0.2.53\nX={self.secret}\n")
@@ -54,6 +65,8 @@ class Guest:
         self.host_dir.mkdir()
         for index in range(3):
             (self.host_dir / f"{self.secret}-{index}.conf").write_text(f"Y{index}={self.secret}\n")
+            _never_read(self.host_dir / f"{self.secret}-{index}.conf")
+        _never_read(self.canary)
         self.resolv = self.tmp / "resolv.conf"  # the host resolver `check` is given: loopback only
         self.resolv.write_text("nameserver 127.0.0.1\n")
         self.key = self.tmp / "baseline.key"  # the host's digest key (snapshot would make one in /var/lib)
@@ -96,14 +109,14 @@ class Guest:
         return where
 
     # -- running and checking -------------------------------------------------------------------------------
-    def _outside_state(self) -> dict[str, tuple[int, int, int, int]]:
+    def _outside_state(self) -> dict[str, tuple[int, ...]]:
         state = {}
         for dirpath, dirnames, filenames in os.walk(self.tmp):  # never into the root, never through links
             dirnames[:] = [d for d in dirnames if Path(dirpath, d) != self.root]
             for name in dirnames + filenames:
                 path = Path(dirpath, name)
                 if path not in self.extra_outputs:
-                    state[str(path)] = _state(path)
+                    state[str(path)] = _state(path, read_too=path == self.canary or self.secret in name)
         return state
 
     def assert_outside_untouched(self) -> None:
@@ -111,7 +124,7 @@ class Guest:
         changed = {p: "appeared" for p in set(now) - set(self._outside)}
         changed |= {p: "vanished" for p in set(self._outside) - set(now)}
         changed |= {p: "changed" for p in set(now) & set(self._outside) if now[p] != self._outside[p]}
-        assert not changed, f"written outside the root: {changed}"
+        assert not changed, f"read or written outside the root: {changed}"
 
     def run(self, *args: str, bound: float = 30.0, root: bool = True) -> subprocess.CompletedProcess[str]:
         """Run the CLI (with --root unless `root` is False) and assert the hostile-input contract."""

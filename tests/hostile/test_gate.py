@@ -100,8 +100,8 @@ def test_snapshot_hashes_a_bounded_total(guest: Guest, monkeypatch: pytest.Monke
             handle.truncate(400 * 1024)
     monkeypatch.setattr(snapshot, "HASH_TOTAL_LIMIT", 1024 * 1024)
     files, _ = snapshot.collect(RootFS(str(guest.root)), Digest(b"k" * 32), ())
-    hashed = [p for p in files if p.startswith("/etc/postfix/map") and files[p].get("sha256")]
-    refused = [p for p in files if "already hashed 1 MiB" in str(files[p].get("text_omitted"))]
+    hashed = [p for p in files if p.startswith("/etc/postfix/map") and files[p].sha256]
+    refused = [p for p in files if "already hashed 1 MiB" in str(files[p].text_omitted)]
     assert len(hashed) == 2 and len(refused) == 3, files
 
 
@@ -119,3 +119,33 @@ def test_chase_gives_up_on_endless_dotdot_chains(guest: Guest) -> None:
     assert fs.chase("/etc/c0") is None  # 4 x 1300 steps: more than MAX_CHASE_STEPS
     assert time.monotonic() - started < 2
     assert rootfs.MAX_CHASE_STEPS == 4096
+
+
+def test_one_run_reads_and_lists_a_bounded_total(guest: Guest) -> None:
+    """Many files that are each within the limit: the run's ledger stops them (the GeneratedFS view shares it)."""
+    for index in range(3):
+        guest.write(f"/etc/conf.d/{index}.conf", "x" * 60)
+    for index in range(50):
+        guest.write(f"/etc/many/{index:03}", "")
+    fs = RootFS(str(guest.root))
+    fs._ledger.bytes_left, fs._ledger.entries_left = 100, 60
+    assert fs.read_bytes("/etc/conf.d/0.conf") == b"x" * 60
+    with pytest.raises(GuestFileRefused, match="this run already read 64 MiB from the root"):
+        fs.read_bytes("/etc/conf.d/1.conf")
+    assert len(fs.listdir("/etc/many")) == 50 and len(fs.listdir("/etc/conf.d")) == 3
+    assert len(fs.listdir("/etc/many")) == 7
+    assert "not listed in full: this run already listed" in str(fs.refusals[-1])
+    from mailpreflight.units.generators import Generated, GeneratedFS
+
+    view = fs.sharing_ledger(GeneratedFS(fs.root, Generated(())))
+    assert view.listdir("/etc/many") == [] and view.refusals == fs.refusals
+
+
+def test_a_snapshot_records_a_bounded_total_of_text(guest: Guest, monkeypatch: pytest.MonkeyPatch) -> None:
+    for index in range(4):
+        guest.write(f"/etc/postfix/part{index}.cf", f"# {index}\n" + "y" * 1000 + "\n")
+    monkeypatch.setattr(snapshot, "TEXT_TOTAL_LIMIT", 2500)
+    files, _ = snapshot.collect(RootFS(str(guest.root)), Digest(b"k" * 32), ())
+    texts = [p for p in files if p.startswith("/etc/postfix/part") and files[p].text is not None]
+    omitted = [p for p in files if "of text" in str(files[p].text_omitted)]
+    assert len(texts) == 2 and len(omitted) == 2 and all(files[p].sha256 for p in omitted)

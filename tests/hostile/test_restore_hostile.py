@@ -50,8 +50,15 @@ def test_an_unsigned_change_is_refused_before_anything_else(guest: Guest) -> Non
     assert done.returncode == 3 and "was changed after the snapshot (its MAC does not match)" in done.stderr
 
 
-def entry(text: str = "pwned\n", mode: str = "0644", uid: Any = 0, gid: Any = 0, **extra: Any) -> dict[str, Any]:
-    return {"type": "file", "mode": mode, "uid": uid, "gid": gid, "text": text, **extra}
+def entry(text: str = "pwned\n", mode: Any = "0644", uid: Any = 0, gid: Any = 0, **extra: Any) -> dict[str, Any]:
+    """A file record with every field `snapshot` writes (load_baseline refuses one without them)."""
+    return {"type": "file", "mode": mode, "uid": uid, "gid": gid, "owner": None, "group": None,
+            "size": len(text.encode()), "sha256": None, "text": text, "text_omitted": None, **extra}
+
+
+def link_entry(target: Any, **extra: Any) -> dict[str, Any]:
+    return {"type": "symlink", "mode": "0777", "uid": 0, "gid": 0, "owner": None, "group": None, "target": target,
+            **extra}
 
 
 @pytest.mark.parametrize("path", [
@@ -65,12 +72,16 @@ def entry(text: str = "pwned\n", mode: str = "0644", uid: Any = 0, gid: Any = 0,
 ])
 def test_non_canonical_paths_are_refused_not_normalised(guest: Guest, path: str) -> None:
     baseline, document = baseline_of(guest)
-    tamper(guest, baseline, document, {path: entry()})
-    for dry in (("--dry-run",), ()):
+    for dry in (("--dry-run",), ()):  # on the command line
         done = guest.run("restore", "--baseline", str(baseline), *dry, path, bound=20)
         assert done.returncode == 3 and done.stderr.count("\n") == 1, done.stderr
         assert done.stderr.startswith(f"mailpreflight: refusing to restore {path}: a path with"), done.stderr
         assert "is ambiguous (give the plain path" in done.stderr
+    tamper(guest, baseline, document, {path: entry()})  # in the baseline: the baseline is refused when loaded
+    for dry in (("--dry-run",), ()):
+        done = guest.run("restore", "--baseline", str(baseline), *dry, path, bound=20)
+        assert done.returncode == 3 and done.stderr.count("\n") == 1, done.stderr
+        assert f"files[{json.dumps(path)}]: not an absolute, normalized path" in done.stderr, done.stderr
     assert not os.path.lexists("/tmp/mailpreflight-hostile-x")
     assert guest.path("/etc/pam.d/imap").read_text() == PAM
 
@@ -112,8 +123,7 @@ def test_a_linked_directory_on_the_way_is_refused(guest: Guest, linked: str) -> 
 
 def test_a_symlink_record_puts_a_link_inside_the_root_and_nothing_follows_it_out(guest: Guest) -> None:
     baseline, document = baseline_of(guest)
-    tamper(guest, baseline, document, {"/etc/pam.d/imap": {"type": "symlink", "mode": "0777", "uid": 0, "gid": 0,
-                                                   "target": str(guest.canary)}})
+    tamper(guest, baseline, document, {"/etc/pam.d/imap": link_entry(str(guest.canary))})
     done = guest.run("restore", "--baseline", str(baseline), "/etc/pam.d/imap", bound=20)
     assert done.returncode == 0 and os.readlink(guest.path("/etc/pam.d/imap")) == str(guest.canary)
     assert guest.path("/etc/pam.d/imap.mailpreflight-backup").read_text() == PAM
@@ -123,16 +133,16 @@ def test_a_symlink_record_puts_a_link_inside_the_root_and_nothing_follows_it_out
     assert guest.run("snapshot", bound=30).returncode == 0
 
 
-@pytest.mark.parametrize("record, error", [
-    (entry(mode="99999"), "the mode '99999', not an octal number"),
-    (entry(mode="17777"), "the mode 17777, more than permission bits"),
-    (entry(mode=420), "the mode '420', not an octal number"),
-    (entry(uid=-1), "the uid '-1', not a user or group id"),
-    (entry(gid=2**40), "the gid"),
-    (entry(uid=True), "the uid 'True'"),
-    ({"type": "symlink", "mode": "0777", "uid": 0, "gid": 0, "target": ""}, "no usable symlink target"),
-    ({"type": "symlink", "mode": "0777", "uid": 0, "gid": 0, "target": "a\0b"}, "no usable symlink target"),
-    ({"type": "fifo", "mode": "0644", "uid": 0, "gid": 0}, "was a fifo: only files and symlinks are restored"),
+@pytest.mark.parametrize("record, error", [  # refused when the baseline is loaded (baseline/document.py)
+    (entry(mode="99999"), '["mode"]: "99999", not four octal digits'),
+    (entry(mode="17777"), '["mode"]: "17777", not four octal digits'),
+    (entry(mode=420), '["mode"]: 420, not four octal digits'),
+    (entry(uid=-1), '["uid"]: -1, not a user or group id'),
+    (entry(gid=2**40), '["gid"]: 1099511627776, not a user or group id'),
+    (entry(uid=True), '["uid"]: true, not a user or group id'),
+    (link_entry(""), '["target"]: "", not a symlink\'s target'),
+    (link_entry("a\0b"), '["target"]: "a\\u0000b", not a symlink\'s target'),
+    ({"type": "fifo", "mode": "0644", "uid": 0, "gid": 0}, '["type"]: "fifo", not one of file, dir, symlink, other'),
 ])
 def test_garbage_records_are_refused_in_one_line(guest: Guest, record: dict[str, Any], error: str) -> None:
     baseline, document = baseline_of(guest)
@@ -159,10 +169,13 @@ def test_hostile_baseline_files(guest: Guest, verb: str) -> None:
     nested = guest.tmp / "nested.json"
     nested.write_text("[" * 100_000 + "]" * 100_000)
     weird = guest.tmp / "weird.json"
-    weird.write_text(json.dumps({"kind": "mailpreflight-snapshot", "schema_version": 1, "files": {"x": 1}}))
+    _, document = baseline_of(guest)
+    document["files"]["x"] = 1
+    guest.extra_outputs = (*guest.extra_outputs, weird)  # written by the test after the first run
+    weird.write_text(json.dumps(document))
     cases = [(str(fifo), "a FIFO (named pipe), not a regular file: not read (save it to a file first)"),
              (str(nested), "not a mailpreflight snapshot"),
-             (str(weird), "files entry 'x' is not a path and its record: the baseline was altered"),
+             (str(weird), 'files["x"]: not an absolute, normalized path: not as `snapshot` writes it'),
              ("/dev/zero", "a character device (1,5), not a regular file")]
     for baseline, error in cases:
         done = guest.run(verb, "--baseline", baseline, *paths, bound=15)

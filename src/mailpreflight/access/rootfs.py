@@ -32,6 +32,8 @@ DEV_NULL = "/dev/null"
 READ_LIMIT = 8 * 1024 * 1024  # unit files, drop-ins, environment files: systemd's own are a few KiB
 TEXT_LIMIT = 1024 * 1024  # read_text(): configuration files
 LISTDIR_LIMIT = 100_000  # entries of one directory
+READ_TOTAL_LIMIT = 64 * 1024 * 1024  # bytes read from one root in one run, all together (a Debian mail root: 7 MiB)
+LISTDIR_TOTAL_LIMIT = 500_000  # directory entries listed in one run, all together (a Debian mail root: 4,000)
 GLOB_DEPTH = 64  # path components of a pattern
 GLOB_MATCHES = 1024  # paths one pattern expands to (and candidates kept at each level)
 GLOB_STEPS = 20_000  # directory entries one pattern may look at: a directory of links to `.` stays cheap
@@ -82,6 +84,15 @@ class Refusal:
         return f"{self.path}: {self.reason}"
 
 
+@dataclass
+class Ledger:
+    """What one run has read from a root: the budgets no guest may exhaust, and what was refused."""
+
+    bytes_left: int = READ_TOTAL_LIMIT  # file bytes all reads together may still return
+    entries_left: int = LISTDIR_TOTAL_LIMIT  # directory entries all listings together may still return
+    refused: dict[str, str] = field(default_factory=dict)  # guest path -> why, in order
+
+
 @dataclass(frozen=True)
 class GlobResult:
     paths: tuple[str, ...]  # guest paths, sorted, as glob(3) would return them (links not resolved)
@@ -92,7 +103,7 @@ class GlobResult:
 class RootFS:
     root: str = "/"
     _dirs: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
-    _refused: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    _ledger: Ledger = field(default_factory=Ledger, compare=False, hash=False, repr=False)
 
     @property
     def is_offline(self) -> bool:
@@ -227,11 +238,17 @@ class RootFS:
     @property
     def refusals(self) -> tuple[Refusal, ...]:
         """Every guest file refused so far (not a regular file, too big), once each, in order."""
-        return tuple(Refusal(path, reason) for path, reason in self._refused.items())
+        return tuple(Refusal(path, reason) for path, reason in self._ledger.refused.items())
+
+    def sharing_ledger(self, view: RootFS) -> RootFS:
+        """`view` (another RootFS of the same root, e.g. with generated units) counting and recording what it
+        reads in this one's ledger: one budget and one list of refusals per run."""
+        object.__setattr__(view, "_ledger", self._ledger)
+        return view
 
     def _refuse(self, guest: str, reason: str, code: int = errno.EINVAL) -> GuestFileRefused:
-        if len(self._refused) < 1000:
-            self._refused.setdefault(guest, reason)
+        if len(self._ledger.refused) < 1000:
+            self._ledger.refused.setdefault(guest, reason)
         return GuestFileRefused(guest, reason, code)
 
     def _open_parent(self, resolved: str) -> tuple[int, str]:
@@ -313,6 +330,14 @@ class RootFS:
         fd = self._open_regular(guest)
         if fd is None:
             return b""
+        spent = (f"not read: this run already read {_size(READ_TOTAL_LIMIT)} from the root (no mail system's "
+                 "configuration is this big; look for what fills it)")
+        budgeted = self._ledger.bytes_left < limit
+        if budgeted:
+            if self._ledger.bytes_left <= 0:
+                os.close(fd)
+                raise self._refuse(guest, spent, errno.EFBIG)
+            limit = self._ledger.bytes_left
         chunks: list[bytes] = []
         total = 0
         try:
@@ -328,8 +353,9 @@ class RootFS:
         finally:
             os.close(fd)
         if total > limit:
-            raise self._refuse(guest, f"larger than {_size(limit)}: not read (more than mail services' "
-                                      "configuration ever holds; check what it is)", errno.EFBIG)
+            raise self._refuse(guest, spent if budgeted else f"larger than {_size(limit)}: not read (more than mail "
+                                      "services' configuration ever holds; check what it is)", errno.EFBIG)
+        self._ledger.bytes_left -= total
         return b"".join(chunks)
 
     def read_text(self, guest: str, limit: int = TEXT_LIMIT) -> str | None:
@@ -356,12 +382,16 @@ class RootFS:
                 finally:
                     os.close(parent)
             try:
+                cap = min(limit, self._ledger.entries_left)
                 with os.scandir(fd) as entries:
                     for entry in entries:
-                        if len(names) >= limit:
-                            self._refuse(guest, f"more than {limit} entries: only {limit} of them read")
+                        if len(names) >= cap:
+                            self._refuse(guest, f"more than {limit} entries: only {limit} of them read" if cap == limit
+                                         else f"not listed in full: this run already listed {LISTDIR_TOTAL_LIMIT} "
+                                              "directory entries of the root")
                             break
                         names.append(entry.name)
+                self._ledger.entries_left -= len(names)
             finally:
                 os.close(fd)
         except (OSError, ValueError):

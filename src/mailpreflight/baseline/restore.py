@@ -19,7 +19,6 @@ import posixpath
 import secrets
 import stat
 from dataclasses import dataclass
-from typing import Any
 
 from mailpreflight.access.rootfs import RootFS, describe
 from mailpreflight.access.safewrite import (
@@ -32,7 +31,9 @@ from mailpreflight.access.safewrite import (
     write_in,
 )
 from mailpreflight.baseline.digestkey import Digest, check_entry
+from mailpreflight.baseline.document import Baseline
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.model import FileRecord
 
 BACKUP_SUFFIX = ".mailpreflight-backup"
 REDACTED = "<redacted>"
@@ -81,24 +82,24 @@ def _altered(baseline_file: str, path: str, what: str) -> MailpreflightError:
                               "damaged", hint="take the file from a backup, or a new baseline with `snapshot`")
 
 
-def _checked(baseline_file: str, path: str, entry: dict[str, Any]) -> tuple[int, int, int]:
-    """mode, uid, gid of a baseline record, refusing values no snapshot writes."""
-    mode_text = entry.get("mode")
+def _checked(baseline_file: str, path: str, entry: FileRecord) -> tuple[int, int, int]:
+    """mode, uid, gid of a baseline record, refusing values no snapshot writes (load_baseline checked them too:
+    this holds for a record from anywhere)."""
+    mode_text = entry.mode
     if not isinstance(mode_text, str) or not mode_text.isdigit() or any(c not in "01234567" for c in mode_text):
         raise _altered(baseline_file, path, f"the mode {str(mode_text)[:20]!r}, not an octal number")
     mode = int(mode_text, 8)
     if mode > 0o7777:
         raise _altered(baseline_file, path, f"the mode {mode_text[:20]}, more than permission bits")
     ids = []
-    for key in ("uid", "gid"):
-        value = entry.get(key)
+    for key, value in (("uid", entry.uid), ("gid", entry.gid)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ID_MAX:
             raise _altered(baseline_file, path, f"the {key} {str(value)[:20]!r}, not a user or group id")
         ids.append(value)
     return mode, ids[0], ids[1]
 
 
-def restore(fs: RootFS, baseline_file: str, baseline: dict[str, Any], path: str, dry_run: bool, *,
+def restore(fs: RootFS, baseline_file: str, baseline: Baseline, path: str, dry_run: bool, *,
             digest: Digest, allow_setid: bool = False) -> Restored:
     """`digest`: the baseline's (digestkey.for_baseline); an entry whose MAC does not match is refused. A valid
     MAC says the entry is what `snapshot` recorded, not that what it recorded is safe to write: every check
@@ -107,18 +108,18 @@ def restore(fs: RootFS, baseline_file: str, baseline: dict[str, Any], path: str,
     if not path.startswith("/etc/"):
         raise MailpreflightError(f"refusing to write {path}: only /etc is restored, never /usr")
     parts = guest_parts(path)
-    entry = baseline["files"].get(path)
-    if not isinstance(entry, dict):
+    entry = baseline.files.get(path)
+    if entry is None:
         raise MailpreflightError(f"{baseline_file}: {path} is not in the baseline (`drift` lists what it holds)")
     check_entry(baseline_file, path, entry, digest)
-    kind = entry.get("type")
+    kind = entry.kind
     if kind not in ("file", "symlink"):
         raise MailpreflightError(f"{baseline_file}: {path} was a {str(kind)[:20]}: only files and symlinks are "
                                  "restored")
-    recorded = entry.get("text")
+    recorded = entry.text
     text = recorded if isinstance(recorded, str) else ""
     if kind == "file" and recorded is None:
-        raise MailpreflightError(f"{baseline_file}: no text of {path} ({entry.get('text_omitted')}): restore it "
+        raise MailpreflightError(f"{baseline_file}: no text of {path} ({entry.text_omitted}): restore it "
                                  "from a backup")
     if kind == "file" and REDACTED in text:
         raise MailpreflightError(f"{baseline_file}: the text of {path} has redacted secrets: restore it from a "
@@ -126,13 +127,13 @@ def restore(fs: RootFS, baseline_file: str, baseline: dict[str, Any], path: str,
     mode, uid, gid = _checked(baseline_file, path, entry)
     dropped = ""
     if mode & 0o7000 and not allow_setid:
-        dropped = (f"; its set-uid/set-gid/sticky bits ({entry['mode']}) were not restored (--allow-setid "
+        dropped = (f"; its set-uid/set-gid/sticky bits ({entry.mode}) were not restored (--allow-setid "
                    "restores them)")
         mode &= 0o777
     now = _current(fs, path)
     name = parts[-1]
     if kind == "symlink":
-        target = entry.get("target")
+        target = entry.target
         if not isinstance(target, str) or not target or "\0" in target or len(target) > TARGET_MAX:
             raise _altered(baseline_file, path, "no usable symlink target")
         if now.target == target:
@@ -156,7 +157,7 @@ def restore(fs: RootFS, baseline_file: str, baseline: dict[str, Any], path: str,
             os.link(name, name + BACKUP_SUFFIX, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
             backup = f"; the previous one is kept as {path}{BACKUP_SUFFIX} (undo: mv {path}{BACKUP_SUFFIX} {path})"
         if kind == "symlink":
-            _replace_with_symlink(fd, name, str(entry["target"]))
+            _replace_with_symlink(fd, name, str(entry.target))
         else:
             write_in(fd, name, text, mode, (uid, gid))
     undo = "" if backup else f" (undo: rm {path})"

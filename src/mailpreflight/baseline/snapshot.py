@@ -16,7 +16,7 @@ import posixpath
 import re
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from mailpreflight import __version__
@@ -24,6 +24,7 @@ from mailpreflight.access.rootfs import DEV_NULL, RootFS
 from mailpreflight.baseline.digestkey import REDACTED, Digest
 from mailpreflight.deps.base import SYSTEMD_PATH
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.model import EntryType, FileRecord
 from mailpreflight.units.distro import os_release
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ KIND = "mailpreflight-snapshot"
 TEXT_LIMIT = 256 * 1024  # bigger files are hashed, not recorded
 HASH_LIMIT = 64 * 1024 * 1024
 HASH_TOTAL_LIMIT = 512 * 1024 * 1024  # hashed in one snapshot (or drift), all files together
+TEXT_TOTAL_LIMIT = 32 * 1024 * 1024  # text recorded in one baseline, all files together (drift reads <= 64 MiB)
 MAX_ENTRIES = 50_000
 SCRIPT_LIMIT = 1024 * 1024  # a program bigger than this is not taken for a script
 SECRET_NAMES = re.compile(r"(?i)(passw|secret|shadow|\.key$|_key$|\.p12$|\.pfx$|credential|token)")
@@ -232,9 +234,10 @@ class Collector:
         self.digest = digest
         self.users = _names(fs, "/etc/passwd")
         self.groups = _names(fs, "/etc/group")
-        self.files: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, FileRecord] = {}
         self.truncated = False
         self.hash_budget = [HASH_TOTAL_LIMIT]
+        self.text_left = TEXT_TOTAL_LIMIT
 
     def add(self, guest: str, recursive: bool = True) -> None:
         """Record `guest` (and below it); symlinks are recorded, never followed out of the root."""
@@ -262,24 +265,31 @@ class Collector:
             if recursive and stat.S_ISDIR(info.st_mode):
                 stack.extend(f"{path.rstrip('/')}/{name}" for name in reversed(self.fs.listdir(path)))
 
-    def _entry(self, path: str, info: os.stat_result) -> dict[str, Any]:
+    def _entry(self, path: str, info: os.stat_result) -> FileRecord:
         mode = info.st_mode
-        kind = ("file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else "symlink" if stat.S_ISLNK(mode)
-                else "other")
-        entry: dict[str, Any] = {
-            "type": kind, "mode": f"{stat.S_IMODE(mode):04o}", "uid": info.st_uid, "gid": info.st_gid,
-            "owner": self.users.get(info.st_uid), "group": self.groups.get(info.st_gid),
-        }
-        if kind == "symlink":
-            entry["target"] = self.fs.readlink(path)
-        elif kind == "file":
-            entry["size"] = info.st_size
-            entry["sha256"], entry["text"], entry["text_omitted"] = _content(self.fs, path, info, self.digest,
-                                                                             self.hash_budget)
-        mac = self.digest.mac(path, entry)
-        if mac is not None:
-            entry["mac"] = mac
-        return entry
+        kind = (EntryType.FILE if stat.S_ISREG(mode) else EntryType.DIR if stat.S_ISDIR(mode) else
+                EntryType.SYMLINK if stat.S_ISLNK(mode) else EntryType.OTHER)
+        entry = FileRecord(kind, f"{stat.S_IMODE(mode):04o}", info.st_uid, info.st_gid, self.users.get(info.st_uid),
+                           self.groups.get(info.st_gid))
+        if kind is EntryType.SYMLINK:
+            entry = replace(entry, target=self.fs.readlink(path))
+        elif kind is EntryType.FILE:
+            sha256, text, text_omitted = _content(self.fs, path, info, self.digest, self.hash_budget)
+            if text is not None and len(text) > self.text_left:  # a baseline stays small
+                text = None
+                text_omitted = f"this snapshot already records {TEXT_TOTAL_LIMIT // 1024 // 1024} MiB of text"
+            elif text is not None:
+                self.text_left -= len(text)
+            entry = replace(entry, size=info.st_size, sha256=sha256, text=text, text_omitted=text_omitted)
+        return replace(entry, mac=self.digest.mac(path, entry.fields()))
+
+
+def stored(entry: FileRecord) -> dict[str, object]:
+    """An entry as the baseline holds it: its fields, then its MAC (none without a key)."""
+    fields = entry.fields()
+    if entry.mac is not None:
+        fields["mac"] = entry.mac
+    return fields
 
 
 def unit_files(loader: UnitLoader) -> list[str]:
@@ -299,7 +309,7 @@ def unit_files(loader: UnitLoader) -> list[str]:
 
 
 def collect(fs: RootFS, digest: Digest, extra_paths: Iterable[str],
-            flat_paths: Iterable[str] = ()) -> tuple[dict[str, dict[str, Any]], bool]:
+            flat_paths: Iterable[str] = ()) -> tuple[dict[str, FileRecord], bool]:
     """path -> entry for everything mail depends on under `fs`, plus `extra_paths` (the mail units' files,
     PAM modules, ...) and `flat_paths` (recorded themselves, a directory without what is in it)."""
     collector = Collector(fs, digest)
@@ -429,6 +439,6 @@ def take(fs: RootFS, root_label: str, digest: Digest) -> dict[str, Any]:
         "host": host_of(fs).to_json(),
         "truncated": truncated,
         "digest": digest.to_json(),  # every sha256 is HMAC-SHA256(host key, content); the key is not here
-        "files": files,
+        "files": {path: stored(entry) for path, entry in files.items()},
         "findings": [issue.to_json() for issue in tracked],
     }

@@ -110,14 +110,17 @@ def _firewall(args: argparse.Namespace, env: Environment) -> Status:
     results = _analyze(args, UnitLoader(fs))
     resolvers = read_resolv_conf(fs).nameservers
     rules = firewall.allow_list(results, resolvers)
+    unknown = firewall.unknown_endpoints(results)
     addresses, when = firewall.resolve(rules) if args.resolve else (None, "")
     if args.format == "firewalld" and (names := firewall.unresolved_names(rules, addresses)):
         raise MailpreflightError(f"firewalld rules need addresses; {names[0]} is a name",
                                  hint="add --resolve to put the current addresses in")
     output = {"nft": render.render_nft, "iptables": render.render_iptables,
               "firewalld": render.render_firewalld}[args.format]
-    env.out(output(rules, addresses, when), end="")
-    return Status.OK
+    env.out(output(rules, addresses, when, unknown), end="")
+    for note in unknown:  # the list is incomplete: a policy-drop table built from it would break these
+        env.say(f"firewall: warning: not in the list: {note}")
+    return Status.WARNING if unknown else Status.OK
 
 
 def _guest_firewall_setup(args: argparse.Namespace, fs: RootFS, resolv_source: str, resolv_text: str,
@@ -250,20 +253,23 @@ def _drift(args: argparse.Namespace, env: Environment) -> Status:
     import json
 
     from mailpreflight.baseline import drift
+    from mailpreflight.baseline.document import load_baseline
+    from mailpreflight.render.drift import render_text, to_json
 
-    baseline = drift.load_baseline(args.baseline)
+    baseline = load_baseline(args.baseline)
     result = drift.compare(args.baseline, baseline, _root(args), args.other_host, args.digest_key)
-    env.out(json.dumps(drift.to_json(result), indent=2, ensure_ascii=False) if args.format == "json"
-            else drift.render_text(result))
+    env.out(json.dumps(to_json(result), indent=2, ensure_ascii=False) if args.format == "json"
+            else render_text(result))
     return result.status
 
 
 def _restore(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.baseline import drift
     from mailpreflight.baseline.digestkey import for_baseline
+    from mailpreflight.baseline.document import load_baseline
     from mailpreflight.baseline.restore import restore
 
-    baseline = drift.load_baseline(args.baseline)
+    baseline = load_baseline(args.baseline)
     fs = _root(args)
     drift.check_host(args.baseline, baseline, fs, args.other_host)
     digest = for_baseline(args.baseline, baseline, args.digest_key)
@@ -336,9 +342,9 @@ def _show(args: argparse.Namespace, env: Environment) -> Status:
 
 
 def _cleanup(args: argparse.Namespace, env: Environment) -> Status:
-    from mailpreflight.firewall import sandbox
+    from mailpreflight.firewall import leftovers
 
-    result = sandbox.cleanup(args.dry_run)
+    result = leftovers.cleanup(args.dry_run)
     for line in result.removed:
         env.out(line)
     for line in result.live:

@@ -8,6 +8,10 @@ Facts (postconf(5), postfix(1), postmulti(1)):
 - config directory: `-c DIR` (postfix, master), else $MAIL_CONFIG, else /etc/postfix. postmulti `-i NAME`:
   "-" is the default instance; other instances are listed in `multi_instance_directories` of the default
   main.cf, each naming itself with `multi_instance_name` (by convention /etc/postfix-NAME).
+- no relayhost (Debian's postinst writes `relayhost =` for "Internet Site") and `default_transport` smtp (the
+  default) without a nexthop: mail to other domains goes straight to each recipient domain's MX hosts — an MX
+  lookup of any domain, then TCP 25 to any host (postconf(5) relayhost: "the default is to send mail directly
+  to the destination"); transport_maps may route some domains elsewhere, not all.
 - relayhost / smtp_fallback_relay / a transport nexthop: `host` or `host:port` (MX lookup of host first),
   `[host]` or `[host]:port` (no MX lookup); port 25 unless given (number or service name); since Postfix 3.5
   a list separated by comma or whitespace. `default_transport`/`relay_transport` = `transport:nexthop`
@@ -22,7 +26,7 @@ import re
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.urls import hostport, parse_port, split_hostport, unique
-from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
+from mailpreflight.model import ANY_HOST, Dependency, DepKind, FoundCommand, Role
 
 DEFAULT_DIR = "/etc/postfix"
 SERVICES = {"smtp": 25, "submission": 587, "submissions": 465, "smtps": 465, "lmtp": 24}
@@ -164,9 +168,12 @@ class PostfixRule:
     tools = frozenset({"postfix", "master", "postmulti"})
 
     def dependencies(self, command: FoundCommand, context: RuleContext) -> list[Dependency]:
+        if command.tool == "master" and "postfix" not in command.argv[0]:
+            return []  # another daemon's `master` (Cyrus IMAP's /usr/lib/cyrus/bin/master), not postfix's
         directory = config_dir(context.fs, command)
         path = posixpath.join(directory, "main.cf")
-        settings = read_main_cf(context.fs.read_text(path) or "")
+        text = context.fs.read_text(path)
+        settings = read_main_cf(text or "")
         if "mydomain" not in settings and "." in settings.get("myhostname", ("", 0))[0]:
             # postconf(5): mydomain defaults to $myhostname minus its first component.
             hostname, line = settings["myhostname"]
@@ -185,4 +192,26 @@ class PostfixRule:
                 if nexthop and transport.strip() not in LOCAL_TRANSPORTS:
                     port = 24 if transport.strip() == "lmtp" else 25
                     deps.extend(destination_deps(nexthop, f"{path}:{line}", port, f"{name} {transport.strip()}"))
+        if text is not None:
+            deps.extend(direct_delivery(settings, path))
         return unique(deps)
+
+
+def direct_delivery(settings: dict[str, tuple[str, int]], path: str) -> list[Dependency]:
+    """No relayhost and the default transport smtp without a nexthop: TCP 25 to any host (the MX hosts of every
+    recipient domain), after MX lookups of any domain. [] when mail leaves through a relay or not at all."""
+    relay = settings.get("relayhost")
+    if relay is not None and (expand(relay[0], settings) is None or expand(relay[0], settings)):
+        return []  # a relay host (or one that cannot be expanded here)
+    transport_setting = settings.get("default_transport")
+    value = expand(transport_setting[0], settings) if transport_setting else "smtp"
+    if value is None:
+        return []
+    transport, _, nexthop = value.partition(":")
+    if transport.strip() != "smtp" or nexthop.strip():
+        return []
+    where = f"{path}:{relay[1]}" if relay else f"{path} (no relayhost)"
+    note = ("direct delivery (no relayhost): the MX hosts of every recipient domain"
+            + ("; transport_maps may send some domains elsewhere" if "transport_maps" in settings else ""))
+    return [Dependency(DepKind.DNS, f"MX {ANY_HOST}", Role.RUNTIME, where, note="MX lookup of each recipient domain"),
+            Dependency(DepKind.TCP, hostport(ANY_HOST, 25), Role.RUNTIME, where, note=note)]

@@ -29,13 +29,15 @@ from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.discover import discover_command
 from mailpreflight.deps.registry import command_rules, rule_for
 from mailpreflight.deps.risks import NETWORK_ONLINE
+from mailpreflight.deps.startup import spamd_rules
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.fix import inguest
 from mailpreflight.model import Role
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit, UnitLoader, exec_environment
 from mailpreflight.units.syntax import LONG_LINE_MAX
 from mailpreflight.units.timeouts import start_timeout
-from mailpreflight.units.unit import service_user
+from mailpreflight.units.unit import service_type, service_user
 
 DROPIN_NAME = "zz-mailpreflight.conf"  # sorts after override.conf and numbered drop-ins
 MARKER = "# Installed by mailpreflight"
@@ -118,7 +120,8 @@ def guard_program() -> str:
 
 def plan(loader: UnitLoader, name: str, timeout: float = DEFAULT_GUARD_TIMEOUT, program: str | None = None) -> Plan:
     """What `dropin install` would write: the unit as it is WITHOUT our drop-in, with its network
-    ExecStartPre commands wrapped in the guard."""
+    ExecStartPre commands (and a oneshot's network ExecStart) bounded and tolerated — by the guard, or inside a
+    guest by what the guest has (fix/inguest.py)."""
     first = loader.load(name)
     if first.load_error is not None:
         raise MailpreflightError(f"{first.id} does not load: {first.load_error}")
@@ -131,25 +134,46 @@ def plan(loader: UnitLoader, name: str, timeout: float = DEFAULT_GUARD_TIMEOUT, 
     user = service_user(unit)
     rules = command_rules()
     context = RuleContext.of(unit, fs)
-    program = program or guard_program()
-    lines, wrapped = [], []
-    for command in unit.exec.get("ExecStartPre", ()):
-        found = discover_command(command, fs, env, user)
-        network = any(d.role is Role.START for f in found for d in rule_for(f.tool, rules).dependencies(f, context))
-        if network:
-            lines.append(_wrapped(command, program, timeout))
-            wrapped.append(f"{command.source}: {' '.join(command.argv)}")
-        else:
-            lines.append(exec_line("".join(command.prefixes), _argv_of(command)))
-        if len(f"ExecStartPre={lines[-1]}".encode("utf-8", "surrogateescape")) >= LONG_LINE_MAX:
-            raise MailpreflightError(f"{command.source}: written back into the drop-in, this command would be a "
-                                     "line of 1 MiB or more, which makes systemd refuse the whole drop-in",
-                                     hint="shorten the command (e.g. move it into a script)")
+    if program is not None:
+        wrapper = inguest.Wrapper("guard", program, why=f"the guard at {program}")
+    elif fs.is_offline:
+        wrapper = inguest.guest_wrapper(fs)
+    else:
+        found_program = guard_program()
+        wrapper = inguest.Wrapper("guard", found_program, why=f"the guard at {found_program}")
+    keys = ["ExecStartPre", *(["ExecStart"] if service_type(unit).name == "oneshot" else [])]
+    lines: dict[str, list[str]] = {key: [] for key in keys}
+    wrapped, tools = [], set()
+    for key in keys:
+        for command in unit.exec.get(key, ()):
+            found = discover_command(command, fs, env, user)
+            needs = [f.tool for f in found
+                     if any(d.role is Role.START for d in rule_for(f.tool, rules).dependencies(f, context))]
+            if needs:
+                lines[key].append(_wrapped(command, wrapper, timeout))
+                wrapped.append(f"{command.source}: {' '.join(command.argv)}")
+                tools.update(needs)
+            else:
+                lines[key].append(exec_line("".join(command.prefixes), _argv_of(command)))
+            if len(f"{key}={lines[key][-1]}".encode("utf-8", "surrogateescape")) >= LONG_LINE_MAX:
+                raise MailpreflightError(f"{command.source}: written back into the drop-in, this command would be "
+                                         "a line of 1 MiB or more, which makes systemd refuse the whole drop-in",
+                                         hint="shorten the command (e.g. move it into a script)")
     if not wrapped:
-        raise MailpreflightError(f"{unit.id}: no ExecStartPre needs the network; nothing to guard")
+        raise MailpreflightError(f"{unit.id}: no ExecStartPre (nor a oneshot's ExecStart) needs the network; "
+                                 "nothing to guard")
+    how = {"guard": f"`{wrapper.program} guard --timeout {timeout:g}`",
+           "timeout+logger": f"`{wrapper.program} --kill-after={inguest.KILL_AFTER:g} {timeout:g}` (warning via "
+                             f"{wrapper.logger})",
+           "timeout": f"`{wrapper.program} --kill-after={inguest.KILL_AFTER:g} {timeout:g}`"}[wrapper.form]
     header = [f"{MARKER} {__version__}; undo with `mailpreflight dropin remove {unit.id}`.",
-              "# It keeps the unit's start from failing or hanging when the network is down or firewalled:"]
-    header += [f"#  - wrapped in `mailpreflight guard --timeout {timeout:g}`: {comment_text(w)}" for w in wrapped]
+              "# It keeps the unit's start from failing or hanging when the network is down or firewalled:",
+              f"#  - form: {comment_text(wrapper.why)}", f"#  - bound: {timeout:g} s per command"]
+    header += [f"#  - wrapped in {comment_text(how)}: {comment_text(w)}" for w in wrapped]
+    cleanup = _rules_cleanup(unit, fs, tools)
+    if cleanup:
+        lines["ExecStartPre"].append(exec_line("-", cleanup[0]))
+        header.append(f"#  - then {comment_text(cleanup[1])}")
     unit_section: list[str] = []
     wants = {v for a in unit.values("Unit", "Wants") for v in a.value.split()}
     after = {v for a in unit.values("Unit", "After") for v in a.value.split()}
@@ -159,7 +183,10 @@ def plan(loader: UnitLoader, name: str, timeout: float = DEFAULT_GUARD_TIMEOUT, 
     if NETWORK_ONLINE not in after:
         unit_section.append(f"After={NETWORK_ONLINE}")
         header.append(f"#  - After={NETWORK_ONLINE} added (it was missing)")
-    service = ["ExecStartPre=", *(f"ExecStartPre={line}" for line in lines)]
+    service = []
+    for key in keys:
+        if key == "ExecStartPre" or any(line.startswith("-") for line in lines[key]):
+            service += [f"{key}=", *(f"{key}={line}" for line in lines[key])]
     current = start_timeout(unit, fs)
     needed = len(wrapped) * (timeout + GUARD_GRACE) + START_MARGIN  # the guarded commands run one after another
     if current.limited and current.seconds < needed:
@@ -173,7 +200,22 @@ def plan(loader: UnitLoader, name: str, timeout: float = DEFAULT_GUARD_TIMEOUT, 
     body += ["[Service]", *service]
     warnings = tuple(f"{p} sorts after {DROPIN_NAME} and is applied later: check that it does not undo it"
                      for p in unit.dropin_paths if posixpath.basename(p) > DROPIN_NAME)
-    return Plan(unit, ours, "\n".join(body) + "\n", tuple(wrapped), warnings)
+    notes = (f"written form: {wrapper.why}",) if fs.is_offline else ()
+    return Plan(unit, ours, "\n".join(body) + "\n", tuple(wrapped), (*notes, *warnings))
+
+
+def _rules_cleanup(unit: Unit, fs: RootFS, tools: set[str]) -> tuple[list[str], str] | None:
+    """After a bounded sa-update, the command that removes the update dir a failed run left without rules —
+    which spamd (this unit's ExecStart) would otherwise load, exiting 'no rules were found' (tests/vm/)."""
+    if "sa-update" not in tools:
+        return None
+    rules = spamd_rules(unit, fs, None)
+    shell = inguest.first_executable(fs, inguest.SHELLS)
+    if rules is None or "VERSION" in rules.updatedir or shell is None:
+        return None
+    return (inguest.rules_cleanup(rules.updatedir, shell),
+            f"{rules.updatedir} is removed when it holds no rules (*.cf), so that spamd falls back to the packaged "
+            "rules instead of exiting 'no rules were found'")
 
 
 def _argv_of(command: ExecCommand) -> list[str]:
@@ -181,11 +223,11 @@ def _argv_of(command: ExecCommand) -> list[str]:
     return [command.path, *command.argv] if "@" in command.prefixes else list(command.argv)
 
 
-def _wrapped(command: ExecCommand, program: str, timeout: float) -> str:
-    """The guard runs the program by its path; an '@' argv[0] cannot be passed on and is dropped."""
+def _wrapped(command: ExecCommand, wrapper: inguest.Wrapper, timeout: float) -> str:
+    """The wrapper runs the program by its path; an '@' argv[0] cannot be passed on and is dropped."""
     keep = "".join(p for p in command.prefixes if p in (":", "+", "!", "!!"))
     original = [command.path, *command.argv[1:]] if "@" in command.prefixes else list(command.argv)
-    return exec_line("-" + keep, [program, "guard", "--timeout", f"{timeout:g}", "--", *original])
+    return exec_line("-" + keep, wrapper.argv(original, timeout, posixpath.basename(command.path)))
 
 
 # -- writing --------------------------------------------------------------------------------------------------
@@ -287,10 +329,37 @@ def show(loader: UnitLoader, name: str, program: str | None = None) -> tuple[str
         current = plan(loader, name, timeout, program).text == text
     except MailpreflightError:
         current = False
+    missing = _missing_programs(loader.fs, text)
+    if missing:
+        text += "".join(f"# MISSING in this root: {comment_text(path)} — systemd 252 logs 'Executable "
+                        f"{comment_text(path)} missing, skipping' and records exit 0: the command never runs; run "
+                        "`mailpreflight dropin "
+                        f"install {unit.id}{' --root ROOT' if loader.fs.is_offline else ''}` again\n"
+                        for path in missing)
+        current = False
     return text, current
 
 
+def _missing_programs(fs: RootFS, text: str) -> list[str]:
+    """Programs of the drop-in's Exec lines that do not exist in the root it runs in."""
+    found = []
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key not in ("ExecStartPre", "ExecStart") or not value.startswith("-"):
+            continue  # only the lines this drop-in wraps (always `-`): the unit's own commands are check's business
+        word = value.lstrip("-@:+!").split(" ", 1)[0].strip('"')
+        if word.startswith("/") and fs.chase(word) is None:
+            found.append(word)
+    return list(dict.fromkeys(found))
+
+
 def _installed_timeout(text: str) -> float:
+    match = re.search(r"^#  - bound: ([0-9.]+) s per command$", text, re.M)
+    if match:
+        try:
+            return float(match.group(1))
+        except ValueError:
+            pass
     for word_before, word in zip(text.split(), text.split()[1:], strict=False):
         if word_before == "--timeout":
             try:
