@@ -150,7 +150,7 @@ def plan(loader: UnitLoader, name: str, timeout: float = DEFAULT_GUARD_TIMEOUT, 
             needs = [f.tool for f in found
                      if any(d.role is Role.START for d in rule_for(f.tool, rules).dependencies(f, context))]
             if needs:
-                lines[key].append(_wrapped(command, wrapper, timeout))
+                lines[key].append(_wrapped(command, wrapper, timeout, unit.id))
                 wrapped.append(f"{command.source}: {' '.join(command.argv)}")
                 tools.update(needs)
             else:
@@ -223,11 +223,11 @@ def _argv_of(command: ExecCommand) -> list[str]:
     return [command.path, *command.argv] if "@" in command.prefixes else list(command.argv)
 
 
-def _wrapped(command: ExecCommand, wrapper: inguest.Wrapper, timeout: float) -> str:
+def _wrapped(command: ExecCommand, wrapper: inguest.Wrapper, timeout: float, unit: str) -> str:
     """The wrapper runs the program by its path; an '@' argv[0] cannot be passed on and is dropped."""
     keep = "".join(p for p in command.prefixes if p in (":", "+", "!", "!!"))
     original = [command.path, *command.argv[1:]] if "@" in command.prefixes else list(command.argv)
-    return exec_line("-" + keep, wrapper.argv(original, timeout, posixpath.basename(command.path)))
+    return exec_line("-" + keep, wrapper.argv(original, timeout, posixpath.basename(command.path), unit))
 
 
 # -- writing --------------------------------------------------------------------------------------------------

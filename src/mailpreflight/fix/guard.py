@@ -402,6 +402,15 @@ def describe(name: str, outcome: Outcome, timeout: float, grace: float) -> str:
     return f"{name} exited {outcome.returncode} after {outcome.elapsed:.1f} s"
 
 
+def say(prefix: str, line: str) -> None:
+    """One line to stderr with its journald priority prefix; also straight into the journal when stderr is not
+    the unit's journal stream (StandardError=null, as Debian's spamd.service has: fix/journalsend.py)."""
+    from mailpreflight.fix import journalsend
+
+    print(f"{prefix}mailpreflight guard: {line}", file=sys.stderr, flush=True)
+    journalsend.send(f"mailpreflight guard: {line}", int(prefix.strip("<>")), os.environ)
+
+
 def main(argv: list[str]) -> int:
     """`mailpreflight guard [OPTIONS] -- COMMAND [ARG...]`: exit 0 (with --strict the command's status, 0 when
     it counts as success; 124 on timeout, 126/127 when it cannot run), 3 on a usage error."""
@@ -415,8 +424,7 @@ def main(argv: list[str]) -> int:
     name = os.path.basename(options.command[0])
     outcome = run_command(options.command, options.timeout, options.grace)
     if outcome.stopped_by is not None:  # the unit is being stopped: no diagnosis, just say so
-        print(f"{NOTICE}mailpreflight guard: {name} stopped by {_signal_name(outcome.stopped_by)} after "
-              f"{outcome.elapsed:.1f} s", file=sys.stderr, flush=True)
+        say(NOTICE, f"{name} stopped by {_signal_name(outcome.stopped_by)} after {outcome.elapsed:.1f} s")
         return outcome.status if options.strict else 0
     failed = (outcome.error is not None or outcome.timed_out
               or outcome.status not in ok_statuses(options.command[0], options.ok_status))
@@ -426,5 +434,5 @@ def main(argv: list[str]) -> int:
     if outcome.error is None and options.diagnose_budget > 0:
         line += "; " + diagnose_within(options.command, os.environ, options.diagnose_budget)
     line += f"; exit status {outcome.status} passed on" if options.strict else "; the unit starts anyway"
-    print(f"{WARNING}mailpreflight guard: {line}", file=sys.stderr, flush=True)
+    say(WARNING, line)
     return outcome.status if options.strict else 0

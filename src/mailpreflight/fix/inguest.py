@@ -6,9 +6,10 @@ missing, skipping" for the `-`-prefixed guard line and records exit 0 — sa-upd
 
 1. the guest's own mailpreflight (/usr/bin, /usr/sbin, /usr/local/bin): the full guard, with its diagnosis;
 2. else coreutils' timeout(1), under the guest's /bin/sh, and the guest's logger(1) for the warning line:
-   `-/bin/sh -c 'timeout --kill-after=5 S "$@" || logger -p daemon.warning -t mailpreflight ...' sh ARGV`
-   (logger writes to the journal's syslog socket, which also works for units with StandardError=null, as
-   Debian's spamd.service has);
+   `-/bin/sh -c 'timeout --kill-after=5 S "$@" || { ...; printf ... | logger --journald || logger -p ...; }' sh
+   ARGV`. logger talks to journald's sockets, which also works for units with StandardError=null, as Debian's
+   spamd.service has; `--journald` adds OBJECT_SYSTEMD_UNIT=, without which a booted guest's journal lost the
+   line's unit (a syslog line from a process gone before journald reads it carries none);
 3. else plain `-/usr/bin/timeout --kill-after=5 S ARGV`: bounded and tolerated, without the warning line.
 
 Each form keeps the warn-instead-of-fail behaviour; only the first adds the diagnosis.
@@ -17,6 +18,7 @@ Each form keeps the warn-instead-of-fail behaviour; only the first adds the diag
 from __future__ import annotations
 
 import posixpath
+import re
 import stat
 from dataclasses import dataclass
 
@@ -28,6 +30,7 @@ TIMEOUTS = ("/usr/bin/timeout", "/bin/timeout")
 SHELLS = ("/bin/sh", "/usr/bin/sh")
 LOGGERS = ("/usr/bin/logger", "/bin/logger")
 KILL_AFTER = 5.0
+UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\@-]{1,255}")  # systemd's unit-name characters: no quote
 
 
 @dataclass(frozen=True)
@@ -40,18 +43,32 @@ class Wrapper:
     logger: str | None = None
     why: str = ""
 
-    def argv(self, original: list[str], timeout: float, name: str) -> list[str]:
-        """The wrapped command's words (the `-` prefix is added by the caller)."""
+    def argv(self, original: list[str], timeout: float, name: str, unit: str) -> list[str]:
+        """The wrapped command's words (the `-` prefix is added by the caller). `name` and `unit` go into a
+        shell script: only characters that are inert there are kept."""
         bound = f"{timeout:g}"
         if self.form == "guard":
             return [self.program, "guard", "--timeout", bound, "--", *original]
         if self.form == "timeout":
             return [self.program, f"--kill-after={KILL_AFTER:g}", bound, *original]
         assert self.shell and self.logger
-        script = (f'{self.program} --kill-after={KILL_AFTER:g} {bound} "$@" || {{ rc=$?; {self.logger} -p '
-                  f'daemon.warning -t mailpreflight "guard: {name} exited $rc (124: stopped after {bound} s)'
-                  f'; the unit starts anyway"; }}')
+        name = _inert(name)
+        unit = unit if UNIT_NAME.fullmatch(unit) else _inert(unit)  # single-quoted below: a '\' stays
+        # The warning goes to the journal with OBJECT_SYSTEMD_UNIT= naming the unit (logger --journald), so that
+        # `journalctl -u UNIT` finds it even when journald reads it after logger has exited (a plain syslog line
+        # from a process already gone carries no unit: a booted guest lost it that way). A logger without
+        # --journald (util-linux built without systemd) fails, and the classic syslog line is sent instead.
+        script = (f'{self.program} --kill-after={KILL_AFTER:g} {bound} "$@" || {{ rc=$?; '
+                  f'm="guard: {name} exited $rc (124: stopped after {bound} s); the unit starts anyway"; '
+                  f"printf '%s\\n' \"MESSAGE=mailpreflight $m\" PRIORITY=4 SYSLOG_IDENTIFIER=mailpreflight "
+                  f"'OBJECT_SYSTEMD_UNIT={unit}' | {self.logger} --journald 2>/dev/null || "
+                  f'{self.logger} -p daemon.warning -t mailpreflight "$m"; }}')
         return [self.shell, "-c", script, "mailpreflight-guard", *original]
+
+
+def _inert(text: str) -> str:
+    """`text` with every character a shell or printf could act on replaced by '_'."""
+    return re.sub(r"[^A-Za-z0-9@:._+-]", "_", text)[:200]
 
 
 def _executable(fs: RootFS, guest: str) -> bool:
