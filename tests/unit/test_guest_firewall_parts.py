@@ -271,3 +271,20 @@ def test_the_interfaces_the_guests_rules_name(tmp_path: Path) -> None:
     assert guestfw.find_ruleset(fs).interfaces() == ("eth0", [])
     fs = tree(tmp_path / "none", {"/etc/nftables.conf": "table inet f {}\n"})
     assert guestfw.find_ruleset(fs).interfaces() == ("eth0", [])
+
+
+def test_resolver_threads_block_every_signal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process-directed SIGTERM must reach the main thread, which blocks it during clean-up; a resolver thread
+    that did not block it would take it and let the clean-up be interrupted."""
+    import signal
+    import socket
+
+    masks: list[set[signal.Signals]] = []
+
+    def spy(*_args: object, **_kwargs: object) -> list[object]:
+        masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        return []
+
+    monkeypatch.setattr(socket, "getaddrinfo", spy)
+    assert guestfw.resolve_names(["a.invalid", "b.invalid"], 5) == {"a.invalid": [], "b.invalid": []}
+    assert len(masks) == 2 and all({signal.SIGTERM, signal.SIGINT, signal.SIGHUP} <= m for m in masks)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shutil
+import signal
 import socket
 import stat
 import threading
@@ -289,6 +290,9 @@ def resolve_names(names: Sequence[str], timeout: float) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
 
     def lookup(name: str) -> None:
+        # signals go to the main thread only: a thread stuck in the resolver must not take the SIGTERM or
+        # SIGINT that the clean-up blocks in the main thread (probes/runner.py block_signals, same reason)
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
             infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):
