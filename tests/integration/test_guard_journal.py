@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -65,6 +66,12 @@ def test_guard_warning_reaches_the_units_journal_without_stderr(lab: UserManager
     assert line["MESSAGE"].endswith("; the unit starts anyway")
     assert (line["PRIORITY"], line["SYSLOG_IDENTIFIER"], line["OBJECT_SYSTEMD_USER_UNIT"]) == (
         "4", "mailpreflight", GUARDED)
+    # explain reads that start's journal by its invocation ID: the guard's line is among it
+    assert len(line["OBJECT_SYSTEMD_INVOCATION_ID"]) == 32
+    done = lab.run_inside([sys.executable, "-m", "mailpreflight", "explain", "--user", GUARDED, "--format", "json",
+                           "--timeout", "1"])
+    assert "Traceback" not in done.stderr, done.stderr
+    assert any(want in message for message in json.loads(done.stdout)["journal"]), done.stdout
 
 
 @pytest.mark.skipif(shutil.which("logger") is None, reason="util-linux logger not installed")

@@ -57,10 +57,12 @@ def test_send_writes_one_native_entry_naming_the_unit(tmp_path: Path, journal: t
                             str(tmp_path / "cgroup"))
     fields = dict(line.split("=", 1) for line in sock.recv(65536).decode().splitlines())
     assert fields == {"MESSAGE": "mailpreflight guard: sa-update exited 4 second line", "PRIORITY": "4",
-                      "SYSLOG_IDENTIFIER": "mailpreflight", "OBJECT_SYSTEMD_UNIT": "spamd.service"}
+                      "SYSLOG_IDENTIFIER": "mailpreflight", "OBJECT_SYSTEMD_UNIT": "spamd.service",
+                      "OBJECT_SYSTEMD_INVOCATION_ID": env["INVOCATION_ID"]}
     (tmp_path / "cgroup").write_text(USER)
-    assert journalsend.send("x", 5, env, path, str(tmp_path / "cgroup"))
-    assert b"OBJECT_SYSTEMD_USER_UNIT=mp-x.service\n" in sock.recv(65536)
+    assert journalsend.send("x", 5, {"INVOCATION_ID": "not-an-id"}, path, str(tmp_path / "cgroup"))
+    assert sock.recv(65536) == (b"MESSAGE=x\nPRIORITY=5\nSYSLOG_IDENTIFIER=mailpreflight\n"
+                                b"OBJECT_SYSTEMD_USER_UNIT=mp-x.service\n")
 
 
 def test_send_only_under_systemd_and_never_fails(tmp_path: Path, journal: tuple[socket.socket, str]) -> None:

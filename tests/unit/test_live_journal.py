@@ -47,7 +47,8 @@ def journalctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_the_invocation_is_asked_for_and_only_text_messages_kept(journalctl: Path) -> None:
     assert journal(unit(INVOCATION)) == ("sa-update: channel failed", "second line \u00e9")
     assert journalctl.read_text().splitlines() == [
-        "-o", "json", "--no-pager", "-n", "50", f"_SYSTEMD_INVOCATION_ID={INVOCATION}"]  # no --user: see journal()
+        "-o", "json", "--no-pager", "-n", "50", f"_SYSTEMD_INVOCATION_ID={INVOCATION}",  # no --user: see journal()
+        "+", f"OBJECT_SYSTEMD_INVOCATION_ID={INVOCATION}", "_UID=0"]  # the guard's line sent over the socket
 
 
 @pytest.mark.parametrize("invocation", ["", "0" * 32])

@@ -24,6 +24,7 @@ MESSAGE_MAX = 4096  # characters; one datagram, far below the socket's limit
 UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\@-]{1,255}")
 UNIT_SUFFIXES = (".service", ".socket", ".mount", ".swap", ".target", ".path", ".timer", ".scope")
 USER_MANAGER = re.compile(r"user@\d+\.service")
+INVOCATION_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def stderr_is_journal(environ: Mapping[str, str], fd: int = 2) -> bool:
@@ -58,11 +59,14 @@ def own_unit(cgroup_text: str) -> tuple[str, bool] | None:
     return None
 
 
-def entry(message: str, priority: int, unit: str, user: bool) -> bytes:
-    """One entry of journald's native protocol: KEY=value lines (the message is made one line first)."""
+def entry(message: str, priority: int, unit: str, user: bool, invocation: str = "") -> bytes:
+    """One entry of journald's native protocol: KEY=value lines (the message is made one line first). The
+    invocation ID lets `explain` find the line among that start's (live/journal.py)."""
     text = " ".join(message.splitlines())[:MESSAGE_MAX]
     field = "OBJECT_SYSTEMD_USER_UNIT" if user else "OBJECT_SYSTEMD_UNIT"
     lines = [f"MESSAGE={text}", f"PRIORITY={priority}", f"SYSLOG_IDENTIFIER={IDENTIFIER}", f"{field}={unit}"]
+    if INVOCATION_ID.fullmatch(invocation):
+        lines.append(f"OBJECT_SYSTEMD_INVOCATION_ID={invocation}")
     return ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace")
 
 
@@ -85,7 +89,7 @@ def send(message: str, priority: int, environ: Mapping[str, str], socket_path: s
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.settimeout(1.0)
-            sock.sendto(entry(message, priority, unit, user), socket_path)
+            sock.sendto(entry(message, priority, unit, user, environ.get("INVOCATION_ID", "")), socket_path)
     except OSError:
         return False
     return True

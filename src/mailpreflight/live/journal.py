@@ -19,7 +19,9 @@ def journal(live: LiveUnit, limit: int = 50) -> tuple[str, ...]:
     if not live.invocation_id or set(live.invocation_id) == {"0"} or shutil.which("journalctl") is None:
         return ()
     argv = ["journalctl", "-o", "json", "--no-pager", "-n", str(limit),
-            f"_SYSTEMD_INVOCATION_ID={live.invocation_id}"]
+            f"_SYSTEMD_INVOCATION_ID={live.invocation_id}",
+            # or the guard's own line, sent with that ID when the unit's stderr is not the journal (fix/journalsend.py)
+            "+", f"OBJECT_SYSTEMD_INVOCATION_ID={live.invocation_id}", "_UID=0"]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
