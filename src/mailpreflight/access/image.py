@@ -159,29 +159,48 @@ def _launch(guestfs: Any, add: Callable[[Any], None]) -> Any:
                                   "LIBGUESTFS_BACKEND_SETTINGS=force_tcg")
 
 
+def _luks_devices(handle: Any) -> list[str]:
+    """Every LUKS container the appliance sees: whole disks, partitions, LVs (LUKS on LVM). Not from
+    list_filesystems: libguestfs 1.48 leaves crypto_LUKS out of it (measured: {} for a disk holding one)."""
+    found = []
+    for device in [*handle.list_devices(), *handle.list_partitions(), *handle.lvs()]:
+        with contextlib.suppress(RuntimeError):
+            if handle.vfs_type(device) == "crypto_LUKS":
+                found.append(device)
+    return found
+
+
+def _activate_lvm(handle: Any) -> None:
+    scan = getattr(handle, "lvm_scan", None)
+    if scan is not None:
+        scan(True)  # vgscan, then activate every volume group (libguestfs >= 1.39)
+    else:
+        handle.vgscan()
+        handle.vg_activate_all(True)
+
+
 def _unlock(handle: Any, keys: Sequence[Key], ask: bool) -> None:
-    """Open every LUKS device with its key, then activate LVM (the guest's root is often an LV inside)."""
-    opened = 0
-    for device, fstype in sorted(handle.list_filesystems().items()):
-        if fstype != "crypto_LUKS":
-            continue
-        key = next((k for k in keys if k.device in (device, "all")), None)
-        if key is not None:
-            secret = key.passphrase()
-        elif ask and os.isatty(0):
-            secret = getpass.getpass(f"LUKS passphrase for {device}: ")
-        else:
-            raise MailpreflightError(f"{device} is LUKS-encrypted and no key was given",
-                                     hint=f"add --key {device}:file:/path/to/keyfile (or {device}:key:PASSPHRASE)")
-        name = f"mpluks{opened}"
-        try:
-            handle.cryptsetup_open(device, secret, name)
-        except RuntimeError as exc:
-            raise MailpreflightError(f"{device}: the LUKS key does not open it ({exc})",
-                                     hint=f"check the key given with --key {device}:...") from exc
-        opened += 1
-    handle.vgscan()
-    handle.vg_activate_all(True)
+    """Open every LUKS device with its key, activating LVM before (LUKS on LVM) and after (LVM on LUKS)."""
+    _activate_lvm(handle)
+    opened: set[str] = set()
+    while pending := [device for device in _luks_devices(handle) if device not in opened]:
+        for device in pending:
+            key = next((k for k in keys if k.device in (device, "all")), None)
+            if key is not None:
+                secret = key.passphrase()
+            elif ask and os.isatty(0):
+                secret = getpass.getpass(f"LUKS passphrase for {device}: ")
+            else:
+                raise MailpreflightError(f"{device} is LUKS-encrypted and no key was given",
+                                         hint=f"add --key {device}:file:/path/to/keyfile (or "
+                                              f"{device}:key:PASSPHRASE)")
+            try:
+                handle.cryptsetup_open(device, secret, f"mpluks{len(opened)}")
+            except RuntimeError as exc:
+                raise MailpreflightError(f"{device}: the LUKS key does not open it ({exc})",
+                                         hint=f"check the key given with --key {device}:...") from exc
+            opened.add(device)
+        _activate_lvm(handle)
 
 
 def _mount(handle: Any, readonly: bool) -> str:
