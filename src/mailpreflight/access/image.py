@@ -75,7 +75,8 @@ def _guestfs() -> Any:
 
 
 def locked_by_other(image: str) -> int | None:
-    """The pid holding a write-conflicting fcntl lock on the image (a running qemu), or None."""
+    """The pid holding a write-conflicting fcntl lock on the image, -1 when the lock has none (the OFD locks
+    of a running qemu), or None."""
     try:
         fd = os.open(image, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -248,7 +249,9 @@ def open_guest(images: Sequence[str] = (), domain: str | None = None, keys: Sequ
         for image in images:
             holder = locked_by_other(image)
             if holder is not None:
-                raise MailpreflightError(f"{image} is locked by process {holder} (a running qemu?)",
+                # qemu takes open-file-description locks: they carry no pid (l_pid -1)
+                who = f"process {holder}" if holder > 0 else "another process"
+                raise MailpreflightError(f"{image} is locked by {who} (a running qemu?)",
                                          hint="shut the guest down first; mailpreflight only writes into stopped "
                                               "guests")
     for image in images:
