@@ -1,6 +1,6 @@
 """Small guest disks in three layouts for `--image`/`--domain`, made by libguestfs itself in ONE appliance
-session (a launch costs 8-14 s under TCG: /work/shared/reference/VM-LAB.md), cached per recipe outside the
-repository and copied for each test session.
+session (a launch costs 8-14 s under TCG: /work/shared/reference/VM-LAB.md), cached per recipe (this file's
+hash) outside the repository and copied for each test session.
 
   plain  qcow2 (qemu-img create -f qcow2), MBR, one ext4 partition holding the whole tree
   lvm    raw, MBR, one PV; VG mplvm: LV root (ext4, /) and LV usr (ext4, /usr, mounted by the guest's fstab)
@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 LAYOUTS = ("plain", "lvm", "luks")
-RECIPE = 1  # bump when the disks' recipe changes: the cache is keyed on it
-CACHE = Path(os.environ.get("MAILPREFLIGHT_VM_CACHE", "/var/cache/mailpreflight-vm")) / f"image-layouts-r{RECIPE}"
+# the cache is keyed on this file: any change to the recipe builds the disks again
+RECIPE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+CACHE = Path(os.environ.get("MAILPREFLIGHT_VM_CACHE", "/var/cache/mailpreflight-vm")) / f"image-layouts-{RECIPE}"
 PASSPHRASE = "mp lab passphrase 7"  # the LUKS key of the luks layout
 FORMATS = {"plain": "qcow2", "lvm": "raw", "luks": "qcow2"}
 SIZE_MB = {"plain": 64, "lvm": 96, "luks": 112}
@@ -105,9 +106,18 @@ def sha256(path: Path) -> str:
 
 def disks(directory: Path, cache: Path = CACHE) -> Disks:
     """The three disks copied into `directory`; built (one appliance launch) when the cache lacks them."""
+    session = Disks(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        writable = os.access(cache.parent, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable and not (cache / ".mp-built").exists():
+        build(session)  # no cache for this user: built for this session only
+        return session
     built = Disks(cache)
     if not (cache / ".mp-built").exists():
-        cache.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache.parent, prefix="building-layouts-") as work:
             build(Disks(Path(work)))
             (Path(work) / ".mp-built").write_text(f"recipe {RECIPE}\n", encoding="utf-8")
@@ -115,8 +125,6 @@ def disks(directory: Path, cache: Path = CACHE) -> Disks:
                 shutil.rmtree(cache)
             Path(work).rename(cache)
             os.mkdir(work)  # TemporaryDirectory removes what it made
-    session = Disks(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     for layout in LAYOUTS:
         subprocess.run(["cp", "--sparse=always", str(built.path(layout)), str(session.path(layout))], check=True,
                        timeout=120)
