@@ -75,7 +75,8 @@ def _guestfs() -> Any:
 
 
 def locked_by_other(image: str) -> int | None:
-    """The pid holding a write-conflicting fcntl lock on the image (a running qemu), or None."""
+    """The pid holding a write-conflicting fcntl lock on the image, -1 when the lock has none (the OFD locks
+    of a running qemu), or None."""
     try:
         fd = os.open(image, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -92,11 +93,13 @@ def locked_by_other(image: str) -> int | None:
         os.close(fd)
 
 
-def domain_running(name: str) -> bool:
-    """Whether a libvirt domain is running (virsh domstate), for refusing writes."""
+def domain_running(name: str, connect: str | None = None) -> bool:
+    """Whether a libvirt domain is running (virsh domstate), for refusing writes. Without virsh, libguestfs's
+    add_domain refuses a live domain opened read-write on its own."""
     if shutil.which("virsh") is None:
         return False
-    done = subprocess.run(["virsh", "domstate", name], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(["virsh", *(["-c", connect] if connect else []), "domstate", name], capture_output=True,
+                          text=True, timeout=30)
     return done.returncode == 0 and done.stdout.strip() not in ("shut off", "crashed", "")
 
 
@@ -107,7 +110,8 @@ _EXPECTED = (b"No such file or directory", b"Not a directory")
 
 @contextlib.contextmanager
 def _filtered_stderr() -> Iterator[None]:
-    """While the guest is mounted, drop libguestfs's lines about missing paths from fd 2; pass the rest."""
+    """While the guest is open, drop libguestfs's lines about missing paths and libvirt's copies of errors
+    that are raised anyway from fd 2; pass the rest."""
     original = os.dup(2)
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
@@ -116,6 +120,8 @@ def _filtered_stderr() -> Iterator[None]:
     def pump() -> None:
         with os.fdopen(read_end, "rb") as pipe:
             for line in pipe:
+                if line.startswith(b"libvirt: "):
+                    continue  # libvirt's default error handler: the same error is raised and reported once
                 if not (line.startswith(b"libguestfs: error: ") and any(e in line for e in _EXPECTED)):
                     os.write(original, line)
 
@@ -147,7 +153,11 @@ def _launch(guestfs: Any, add: Callable[[Any], None]) -> Any:
         handle = guestfs.GuestFS(python_return_dict=True)
         if settings:
             handle.set_backend_settings([settings])
-        add(handle)
+        try:
+            add(handle)
+        except BaseException:
+            handle.close()
+            raise
         try:
             handle.launch()
             return handle
@@ -159,29 +169,48 @@ def _launch(guestfs: Any, add: Callable[[Any], None]) -> Any:
                                   "LIBGUESTFS_BACKEND_SETTINGS=force_tcg")
 
 
+def _luks_devices(handle: Any) -> list[str]:
+    """Every LUKS container the appliance sees: whole disks, partitions, LVs (LUKS on LVM). Not from
+    list_filesystems: libguestfs 1.48 leaves crypto_LUKS out of it (measured: {} for a disk holding one)."""
+    found = []
+    for device in [*handle.list_devices(), *handle.list_partitions(), *handle.lvs()]:
+        with contextlib.suppress(RuntimeError):
+            if handle.vfs_type(device) == "crypto_LUKS":
+                found.append(device)
+    return found
+
+
+def _activate_lvm(handle: Any) -> None:
+    scan = getattr(handle, "lvm_scan", None)
+    if scan is not None:
+        scan(True)  # vgscan, then activate every volume group (libguestfs >= 1.39)
+    else:
+        handle.vgscan()
+        handle.vg_activate_all(True)
+
+
 def _unlock(handle: Any, keys: Sequence[Key], ask: bool) -> None:
-    """Open every LUKS device with its key, then activate LVM (the guest's root is often an LV inside)."""
-    opened = 0
-    for device, fstype in sorted(handle.list_filesystems().items()):
-        if fstype != "crypto_LUKS":
-            continue
-        key = next((k for k in keys if k.device in (device, "all")), None)
-        if key is not None:
-            secret = key.passphrase()
-        elif ask and os.isatty(0):
-            secret = getpass.getpass(f"LUKS passphrase for {device}: ")
-        else:
-            raise MailpreflightError(f"{device} is LUKS-encrypted and no key was given",
-                                     hint=f"add --key {device}:file:/path/to/keyfile (or {device}:key:PASSPHRASE)")
-        name = f"mpluks{opened}"
-        try:
-            handle.cryptsetup_open(device, secret, name)
-        except RuntimeError as exc:
-            raise MailpreflightError(f"{device}: the LUKS key does not open it ({exc})",
-                                     hint=f"check the key given with --key {device}:...") from exc
-        opened += 1
-    handle.vgscan()
-    handle.vg_activate_all(True)
+    """Open every LUKS device with its key, activating LVM before (LUKS on LVM) and after (LVM on LUKS)."""
+    _activate_lvm(handle)
+    opened: set[str] = set()
+    while pending := [device for device in _luks_devices(handle) if device not in opened]:
+        for device in pending:
+            key = next((k for k in keys if k.device in (device, "all")), None)
+            if key is not None:
+                secret = key.passphrase()
+            elif ask and os.isatty(0):
+                secret = getpass.getpass(f"LUKS passphrase for {device}: ")
+            else:
+                raise MailpreflightError(f"{device} is LUKS-encrypted and no key was given",
+                                         hint=f"add --key {device}:file:/path/to/keyfile (or "
+                                              f"{device}:key:PASSPHRASE)")
+            try:
+                handle.cryptsetup_open(device, secret, f"mpluks{len(opened)}")
+            except RuntimeError as exc:
+                raise MailpreflightError(f"{device}: the LUKS key does not open it ({exc})",
+                                         hint=f"check the key given with --key {device}:...") from exc
+            opened.add(device)
+        _activate_lvm(handle)
 
 
 def _mount(handle: Any, readonly: bool) -> str:
@@ -209,17 +238,20 @@ def _mount(handle: Any, readonly: bool) -> str:
 
 @contextlib.contextmanager
 def open_guest(images: Sequence[str] = (), domain: str | None = None, keys: Sequence[Key] = (),
-               readonly: bool = True, ask: bool = True) -> Iterator[str]:
+               readonly: bool = True, ask: bool = True, connect: str | None = None) -> Iterator[str]:
     """Yield a host directory showing the guest's tree (FUSE from the appliance); undone on exit."""
     guestfs = _guestfs()
     if not readonly:
-        if domain and domain_running(domain):
+        if domain and domain_running(domain, connect):
             raise MailpreflightError(f"the domain {domain} is running: writing into its disks would corrupt them",
-                                     hint=f"shut it down first (virsh shutdown {domain}), or drop the write")
+                                     hint=f"shut it down first (virsh {f'-c {connect} ' if connect else ''}"
+                                          f"shutdown {domain}), or drop the write")
         for image in images:
             holder = locked_by_other(image)
             if holder is not None:
-                raise MailpreflightError(f"{image} is locked by process {holder} (a running qemu?)",
+                # qemu takes open-file-description locks: they carry no pid (l_pid -1)
+                who = f"process {holder}" if holder > 0 else "another process"
+                raise MailpreflightError(f"{image} is locked by {who} (a running qemu?)",
                                          hint="shut the guest down first; mailpreflight only writes into stopped "
                                               "guests")
     for image in images:
@@ -228,16 +260,27 @@ def open_guest(images: Sequence[str] = (), domain: str | None = None, keys: Sequ
 
     def add(handle: Any) -> None:
         if domain:
-            handle.add_domain(domain, readonly=readonly)
+            try:
+                handle.add_domain(domain, readonly=readonly, **({"libvirturi": connect} if connect else {}))
+            except RuntimeError as exc:  # no such domain, no libvirt daemon, a live domain opened read-write
+                reason = " ".join(str(exc).split())
+                raise MailpreflightError(f"--domain {domain}: {reason}",
+                                         hint="check the name with virsh list --all; for another libvirt "
+                                              "connection (a session, a remote host, the test driver) give "
+                                              "--connect URI") from exc
         for image in images:
             handle.add_drive_opts(image, readonly=readonly)
 
-    handle = _launch(guestfs, add)
+    quiet = contextlib.ExitStack()
+    quiet.enter_context(_filtered_stderr())
+    try:
+        handle = _launch(guestfs, add)
+    except BaseException:
+        quiet.close()
+        raise
     mountpoint = tempfile.mkdtemp(prefix="mailpreflight-guest-")
     worker: threading.Thread | None = None
-    quiet = contextlib.ExitStack()
     try:
-        quiet.enter_context(_filtered_stderr())
         _unlock(handle, keys, ask)
         _mount(handle, readonly)
         handle.mount_local(mountpoint, readonly=readonly)

@@ -128,6 +128,9 @@ def _root_option(parser: argparse.ArgumentParser) -> None:
                         help="a VM guest's disk image (qcow2, raw, vmdk...; repeat for each disk), opened with "
                              "libguestfs, read-only unless the verb writes")
     parser.add_argument("--domain", metavar="NAME", help="a libvirt domain: its disks, as --image")
+    parser.add_argument("--connect", metavar="URI",
+                        help="the libvirt connection of --domain, as the virt tools' -c (e.g. qemu:///system, "
+                             "test:///path/node.xml; default: libvirt's, LIBVIRT_DEFAULT_URI)")
     parser.add_argument("--key", metavar="DEVICE:key:PASS|DEVICE:file:PATH", action="append", default=[],
                         help="a LUKS key for an encrypted guest, as the virt tools take it (else asked on the "
                              "terminal)")

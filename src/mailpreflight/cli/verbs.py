@@ -287,6 +287,8 @@ def _root(args: argparse.Namespace) -> RootFS:
     """The tree the verb reads: "/", --root DIR, or a guest's disks opened for this run (--image, --domain)."""
     from mailpreflight.access.rootfs import RootFS
 
+    if args.connect and not args.domain:
+        raise MailpreflightError("--connect names the libvirt connection of --domain: give --domain NAME too")
     if args.image or args.domain:
         if args.root:
             raise MailpreflightError("--root and --image/--domain name two different systems: give one")
@@ -296,7 +298,7 @@ def _root(args: argparse.Namespace) -> RootFS:
             writes = args.verb == "restore" or (args.verb == "dropin" and args.action != "show")
             keys = [parse_key(spec) for spec in args.key]
             args.opened = args.resources.enter_context(open_guest(
-                args.image, args.domain, keys, readonly=not writes or args.dry_run))
+                args.image, args.domain, keys, readonly=not writes or args.dry_run, connect=args.connect))
         args.root = args.opened  # from here on the guest is an offline root, as with --root
     fs = RootFS(args.root or "/")
     if args.root and not fs.is_dir("/"):
