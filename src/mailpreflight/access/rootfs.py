@@ -65,11 +65,12 @@ class RootFS:
         return candidate
 
     def _chase_dir(self, guest: str) -> str | None:
-        """Cached per instance, and only when found: a directory created later (a new drop-in dir) is seen."""
+        """Cached per instance, and only when found: a directory created later (a new drop-in dir) is seen. Its
+        parent is resolved the same way: a new directory next to known ones costs one lstat."""
         hit = self._dirs.get(guest)
         if hit is not None:
             return hit
-        resolved = self._chase(guest, True)
+        resolved = self.chase(guest)
         if resolved is not None and len(self._dirs) < 8192:
             self._dirs[guest] = resolved
         return resolved
