@@ -10,16 +10,30 @@ import errno
 import os
 import posixpath
 import stat
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 MAX_LINKS = 32
 DEV_NULL = "/dev/null"
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class RootFS:
     root: str = "/"
     _dirs: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    _memo: dict[Hashable, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
+        """A fact read from the tree that every unit of a run shares (SpamAssassin's version, resolv.conf, a
+        MIRRORED.BY, ...): computed on first use and remembered by this instance, which is one run's view of
+        the tree (docs/design.md, "Performance"). Code that writes into the root and then needs such a fact
+        again builds a new RootFS. `key` starts with the name of the function computing it."""
+        if key in self._memo:
+            return self._memo[key]  # type: ignore[return-value]
+        value = self._memo[key] = compute()
+        return value
 
     @property
     def is_offline(self) -> bool:

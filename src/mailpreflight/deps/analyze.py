@@ -9,7 +9,7 @@ from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.discover import discover
 from mailpreflight.deps.registry import DAEMONS, UNIT_RULES, command_rules, rule_for
 from mailpreflight.deps.risks import CommandDeps, findings_for
-from mailpreflight.deps.saupdate import plan
+from mailpreflight.deps.saupdate import SaUpdateRule, plan
 from mailpreflight.deps.startup import StartupFacts, early_death, startup_facts, startup_findings
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.model import Dependency, Finding
@@ -37,8 +37,9 @@ def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
     entries: list[CommandDeps] = []
     for command in commands:
         rule = rule_for(command.tool, rules)
-        found = _unique(rule.dependencies(command, context))
         sa_plan = plan(command, fs, sa_version) if command.tool == "sa-update" else None
+        found = _unique(rule.plan_dependencies(sa_plan, command, context) if sa_plan and isinstance(rule, SaUpdateRule)
+                        else rule.dependencies(command, context))
         entries.append(CommandDeps(command, tuple(found), sa_plan))
     for unit_rule in UNIT_RULES:
         extra = _unique(unit_rule.dependencies(commands, context))

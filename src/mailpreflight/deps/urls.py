@@ -90,11 +90,14 @@ def user_home(fs: RootFS, user: str | None) -> str | None:
     """The home directory of a user (name or uid) in the tree's /etc/passwd."""
     if not user:
         return None
-    for line in (fs.read_text("/etc/passwd") or "").splitlines():
-        fields = line.split(":")
-        if len(fields) >= 6 and user in (fields[0], fields[2]) and fields[5].startswith("/"):
-            return fields[5]
-    return None
+    def lookup() -> str | None:
+        for line in (fs.read_text("/etc/passwd") or "").splitlines():
+            fields = line.split(":")
+            if len(fields) >= 6 and user in (fields[0], fields[2]) and fields[5].startswith("/"):
+                return fields[5]
+        return None
+
+    return fs.memo(("user_home", user), lookup)
 
 
 def dns_a_deps(deps: Iterable[Dependency]) -> list[Dependency]:
