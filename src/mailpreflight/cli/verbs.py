@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from mailpreflight.cli.env import Environment
@@ -320,13 +320,31 @@ def _label(args: argparse.Namespace) -> str:
 
 
 def _deps(args: argparse.Namespace, env: Environment) -> Status:
-    from mailpreflight.deps.view import deps_view
-    from mailpreflight.render.deps import render_json, render_text
+    """Streamed: each unit is written as soon as it is rendered (on every core for a whole tree, cli/fanout.py);
+    units named on the command line are all loaded first, so that an unknown one fails before any output."""
+    from mailpreflight.cli.fanout import rendered_units
+    from mailpreflight.deps.analyze import analyze_names
+    from mailpreflight.deps.view import unit_deps_view
+    from mailpreflight.render.deps import json_document, json_unit, text_document, text_unit
     from mailpreflight.units.loader import UnitLoader
 
-    views = deps_view(_analyze(args, UnitLoader(_root(args))))
-    env.out(render_json(views) if args.format == "json" else render_text(views))
-    return Status.worst(view.status for view in views)
+    loader = UnitLoader(_root(args))
+    render, document = (json_unit, json_document) if args.format == "json" else (text_unit, text_document)
+    if args.units:
+        views = [unit_deps_view(result) for result in analyze_names(loader, args.units, args.sa_version)]
+        pieces = iter([(view.status, render(view)) for view in views])
+    else:
+        pieces = rendered_units(loader, args.sa_version, render)
+    statuses: list[Status] = []
+
+    def texts() -> Iterator[str]:
+        for status, text in pieces:
+            statuses.append(status)
+            yield text
+
+    for chunk in document(texts()):
+        env.out(chunk, end="")
+    return Status.worst(statuses)
 
 
 def _show(args: argparse.Namespace, env: Environment) -> Status:

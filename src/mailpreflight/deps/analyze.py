@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from mailpreflight.access.rootfs import RootFS
@@ -63,15 +64,19 @@ def analyze_names(loader: UnitLoader, names: list[str], sa_version: str | None =
 
 def analyze_tree(loader: UnitLoader, sa_version: str | None = None) -> list[UnitDeps]:
     """Every service in the tree that has a network dependency (templates and broken units are skipped)."""
-    results = []
-    for name in loader.service_names():
+    return list(iter_tree(loader, sa_version))
+
+
+def iter_tree(loader: UnitLoader, sa_version: str | None = None,
+              names: Iterable[str] | None = None) -> Iterator[UnitDeps]:
+    """analyze_tree() one unit at a time, in name order (`names`: a part of loader.service_names())."""
+    for name in loader.service_names() if names is None else names:
         try:
             result = analyze(loader.load(name), loader.fs, sa_version)
         except MailpreflightError:
             continue
         if result.has_network:
-            results.append(result)
-    return results
+            yield result
 
 
 def _daemon_index(entries: list[CommandDeps]) -> int:

@@ -1,0 +1,79 @@
+"""`deps` over a whole tree, on every core when that pays (docs/design.md, "Performance").
+
+Units are loaded, analysed and rendered in worker processes forked from this one, a slice of names each: they
+inherit the search-path index the parent has built and render their units themselves, so what comes back is
+text, not objects. The parent writes the pieces in name order as they come, with at most two slices per worker
+in flight, so memory stays flat whatever the number of units. Below PARALLEL_MIN_UNITS, or on one core, it all
+runs here, one unit at a time: the same bytes either way.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.pool import AsyncResult
+
+from mailpreflight.deps.analyze import iter_tree
+from mailpreflight.deps.view import unit_deps_view
+from mailpreflight.model import Status, UnitDepsView
+from mailpreflight.units.loader import UnitLoader
+
+PARALLEL_MIN_UNITS = 1000  # below this, forking and collecting costs more than the second core gives
+SLICE = 250  # names per task
+Render = Callable[[UnitDepsView], str]
+_Piece = tuple[Status, str]
+
+_job: tuple[UnitLoader, str | None, Render] | None = None  # set in the parent just before the workers fork
+
+
+def rendered_units(loader: UnitLoader, sa_version: str | None, render: Render,
+                   min_units: int = PARALLEL_MIN_UNITS) -> Iterator[_Piece]:
+    """(status, rendered text) of every service of the tree with a network dependency, in name order."""
+    names = loader.service_names()  # builds the index and the name map here, before any fork
+    workers = _usable_cpus()
+    if workers < 2 or len(names) < min_units or "fork" not in multiprocessing.get_all_start_methods():
+        yield from _render(loader, names, sa_version, render)
+        return
+    yield from _parallel(loader, names, sa_version, render, workers)
+
+
+def _render(loader: UnitLoader, names: Sequence[str], sa_version: str | None, render: Render) -> Iterator[_Piece]:
+    for result in iter_tree(loader, sa_version, names):
+        view = unit_deps_view(result)
+        yield view.status, render(view)
+
+
+def _work(names: Sequence[str]) -> list[_Piece]:
+    assert _job is not None, "a worker runs only in a process forked by _parallel()"
+    loader, sa_version, render = _job
+    return list(_render(loader, names, sa_version, render))
+
+
+def _parallel(loader: UnitLoader, names: Sequence[str], sa_version: str | None, render: Render,
+              workers: int) -> Iterator[_Piece]:
+    global _job
+    slices = [names[i:i + SLICE] for i in range(0, len(names), SLICE)]
+    _job = (loader, sa_version, render)
+    pool = multiprocessing.get_context("fork").Pool(workers)
+    _job = None  # the workers have their copy; this process keeps no reference
+    pending: deque[AsyncResult[list[_Piece]]] = deque()
+    try:
+        for part in slices:
+            pending.append(pool.apply_async(_work, (part,)))
+            if len(pending) >= 2 * workers:
+                yield from pending.popleft().get()
+        while pending:
+            yield from pending.popleft().get()
+        pool.close()
+    finally:
+        pool.terminate()  # after close(): the workers have finished; after an error: stop them now
+        pool.join()
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

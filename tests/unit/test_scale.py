@@ -1,0 +1,156 @@
+"""Issue 14, the parts a fast test can prove (the timings themselves are benchmarks: benchmarks/load.py, check.py,
+guard.py): the loader reads the search path once per run, per-root facts are read once per run, and the streamed
+`deps` output is the same document whether one process or several render it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bigroot import generate
+from mailpreflight.access.rootfs import RootFS
+from mailpreflight.cli import fanout
+from mailpreflight.deps.analyze import analyze, analyze_tree
+from mailpreflight.deps.view import deps_view
+from mailpreflight.render.deps import json_document, json_unit, render_json, render_text, text_document, text_unit
+from mailpreflight.units.loader import UnitLoader
+
+SCHEMA = json.loads((Path(__file__).parents[2] / "docs/schemas/deps.schema.json").read_text())
+UNITS = 120
+
+
+@dataclass(frozen=True)
+class CountingFS(RootFS):
+    """RootFS that counts the calls made to it (each is at least one system call)."""
+
+    calls: Counter[str] = field(default_factory=Counter, compare=False, hash=False, repr=False)
+    reads: Counter[str] = field(default_factory=Counter, compare=False, hash=False, repr=False)
+
+    def lstat(self, guest: str):  # type: ignore[no-untyped-def]
+        self.calls["lstat"] += 1
+        return super().lstat(guest)
+
+    def chase(self, guest: str, follow_last: bool = True) -> str | None:
+        self.calls["chase"] += 1
+        return super().chase(guest, follow_last)
+
+    def listdir(self, guest: str) -> list[str]:
+        self.calls["listdir"] += 1
+        return super().listdir(guest)
+
+    def is_dir(self, guest: str) -> bool:
+        self.calls["is_dir"] += 1
+        return super().is_dir(guest)
+
+    def read_bytes(self, guest: str, limit: int = 64 * 1024 * 1024) -> bytes:
+        self.reads[guest] += 1
+        return super().read_bytes(guest, limit)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    path = tmp_path_factory.mktemp("bigroot")
+    return path, generate(path, UNITS)
+
+
+def test_the_loader_reads_the_search_path_once(root: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    path, names = root
+    syscalls: Counter[str] = Counter()
+    for name in ("lstat", "stat", "listdir", "readlink"):
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda *a, _real=real, _name=name, **k: (syscalls.update([_name]),
+                                                                               _real(*a, **k))[1])
+    fs = CountingFS(str(path))
+    loader = UnitLoader(fs)
+    units = [loader.load(name) for name in loader.service_names()]
+    monkeypatch.undo()
+    assert len(units) == len(names) and sum(u.masked for u in units) >= 1
+    assert any(len(u.names) > 1 for u in units)  # the aliases are there
+    loaded = [u for u in units if not u.masked]
+    assert all(u.load_error is None for u in loaded)
+    assert all("/usr/lib/systemd/system/service.d/10-all.conf" in u.dropin_paths for u in units)
+    dropin_dirs = {p.rsplit("/", 1)[0] for u in units for p in u.dropin_paths}
+    # every directory listed once: the search path, each drop-in directory, and what specifiers read at start
+    assert syscalls["listdir"] <= len(loader.search_paths) + len(dropin_dirs) + 4, syscalls
+    # per unit: an lstat of each file when the read gate opens it, and about one more; before issue 14 this was
+    # 171 lstat calls per unit (every search directory and drop-in directory probed per unit and name)
+    files = sum(1 + len(u.dropin_paths) for u in loaded)
+    per_unit = (syscalls["lstat"] + syscalls["stat"] + syscalls["readlink"] - files) / len(units)
+    assert per_unit < 2.5, (per_unit, syscalls)
+    # a drop-in every unit has is read once; a unit file twice at most (an alias loads its target's file again)
+    assert fs.reads["/usr/lib/systemd/system/service.d/10-all.conf"] == 1
+    assert fs.reads["/etc/systemd/system/mf-.service.d/90-prefix.conf"] == 1
+    assert max(fs.reads.values()) <= 2
+
+
+def test_index_answers_as_rootfs_does(root: tuple[Path, list[str]]) -> None:
+    """The index only remembers what RootFS says: the same unit, file for file, as a loader without it."""
+    path, names = root
+    loader = UnitLoader(RootFS(str(path)))
+    for name in names[::7]:
+        unit = loader.load(name)
+        fresh = UnitLoader(RootFS(str(path))).load(name)
+        assert unit == fresh
+        fs = RootFS(str(path))
+        for file in (unit.fragment_path or "", *unit.dropin_paths):
+            assert loader.index.chase(file) == fs.chase(file)
+            assert loader.index.is_null_or_empty(file) == fs.is_null_or_empty(file)
+            assert loader.index.lstat(file) == fs.lstat(file)
+
+
+def test_per_root_facts_are_read_once(root: tuple[Path, list[str]]) -> None:
+    """SpamAssassin's version and install, resolv.conf, MIRRORED.BY: as often for 60 units as for one."""
+    path, _ = root
+
+    def reads(count: int) -> Counter[str]:
+        fs = CountingFS(str(path))
+        loader = UnitLoader(fs)
+        results = [analyze(loader.load(name), fs) for name in loader.service_names()[:count]]
+        assert sum(1 for r in results for e in r.commands if e.plan is not None) >= count
+        return fs.reads
+
+    one, many = reads(1), reads(60)
+    for shared in ("/usr/share/perl5/Mail/SpamAssassin.pm", "/etc/resolv.conf", "/usr/bin/sa-update",
+                   "/var/lib/spamassassin/4.000001/updates_spamassassin_org/MIRRORED.BY",
+                   "/var/lib/spamassassin/4.000001/updates_example_org/MIRRORED.BY"):
+        assert 1 <= many[shared] <= max(one[shared], 1) + 1, (shared, one[shared], many[shared])
+    assert many["/usr/share/perl5/Mail/SpamAssassin.pm"] == 1
+    assert many["/etc/resolv.conf"] == 1
+
+
+def test_streamed_json_is_the_same_document_in_one_process_or_several(root: tuple[Path, list[str]]) -> None:
+    path, _ = root
+    serial = list(fanout.rendered_units(UnitLoader(RootFS(str(path))), None, json_unit, min_units=10**9))
+    parallel = list(fanout.rendered_units(UnitLoader(RootFS(str(path))), None, json_unit, min_units=1))
+    assert len(serial) > UNITS / 2
+
+    def without_age(pieces: list[tuple[object, str]]) -> list[tuple[object, object]]:
+        docs = [(status, json.loads(text)) for status, text in pieces]
+        for _, unit in docs:
+            for command in unit["commands"]:
+                for channel in command.get("sa_update", {}).get("channels", []):
+                    channel["mirrored_by_age_s"] = 0  # read at each run
+        return docs
+
+    assert without_age(serial) == without_age(parallel)
+    document = json.loads("".join(json_document(text for _, text in parallel)))
+    jsonschema.validate(document, SCHEMA)
+    assert all("\n" not in text for _, text in serial)  # one unit a line
+    # the same JSON as the whole document rendered at once
+    whole = json.loads(render_json(deps_view(analyze_tree(UnitLoader(RootFS(str(path)))))))
+    assert [u["name"] for u in whole["units"]] == [u["name"] for u in document["units"]]
+
+
+def test_streamed_text_is_the_listing_rendered_at_once(root: tuple[Path, list[str]]) -> None:
+    path, _ = root
+    views = deps_view(analyze_tree(UnitLoader(RootFS(str(path)), version=252))[:5])
+    assert "".join(text_document(text_unit(v) for v in views)) == render_text(views)
+    assert render_text(views).count("\n\n") == len(views) - 1
+    assert render_text(()) == "no unit with network dependencies found\n"
+    assert json.loads(render_json(())) == {"schema_version": 1, "units": []}
