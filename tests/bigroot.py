@@ -96,6 +96,7 @@ def generate(root: Path, count: int, seed: int = 14) -> list[str]:
     wants.mkdir()
     for i in range(3):
         os.symlink("/usr/lib/systemd/system/filter@.service", wants / f"filter@{i}.service")
+        names.append(f"filter@{i}.service")  # instances a .wants/ link enables are units of the tree too
     write(root, "/etc/systemd/system/mf-.service.d/90-prefix.conf", "[Service]\nEnvironment=PREFIX=1\n")
     write(root, "/usr/lib/systemd/system/service.d/10-all.conf", "[Service]\nEnvironment=ALL=1\n")
     return sorted(names)

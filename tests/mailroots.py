@@ -147,7 +147,9 @@ def leap15(root: Path, imap_smtp: bool = True) -> Path:
     modules(root, "/lib64/security", ["pam_env.so", "pam_unix.so", "pam_sss.so", "pam_limits.so", "pam_deny.so",
                                       "pam_warn.so", "pam_permit.so"])
     # saslauthd
-    write(root, "/usr/sbin/saslauthd", "", 0o755)
+    # the daemons' programs: a root without them fails every start (MP113)
+    for program in ("/usr/sbin/saslauthd", "/usr/sbin/postfix", "/usr/lib/cyrus/bin/master", "/usr/sbin/dovecot"):
+        write(root, program, "", 0o755)
     write(root, "/usr/lib/systemd/system/saslauthd.service", SASLAUTHD_SUSE_UNIT)
     write(root, "/etc/sysconfig/saslauthd", "## Path: System/Security/SASL\n## Type: list(getpwent,kerberos5,"
           "pam,rimap,shadow,ldap)\n## Default: pam\nSASLAUTHD_AUTHMECH=pam\n\n## Default: 5\nSASLAUTHD_THREADS=5\n"

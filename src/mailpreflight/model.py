@@ -86,6 +86,7 @@ class FoundCommand:
     via: tuple[str, ...] = ()  # how it was reached: "bash -c", "runuser", "/usr/sbin/spamassassin-maint:12"
     user: str | None = None  # who runs it when known (User=, runuser -u, su); None = the unit's default
     env: Mapping[str, str] = field(default_factory=dict)  # the environment it sees, as far as known
+    script: str | None = None  # the guest path of the shell script this is, when it was read and followed
 
 
 class Status(StrEnum):
@@ -137,19 +138,37 @@ class ProbeStatus(StrEnum):
     FAIL = "fail"
 
 
+class ProbeError(StrEnum):
+    """Why a probe failed, in classes an admin can act on (docs/check.md lists what each means)."""
+
+    NXDOMAIN = "nxdomain"
+    NO_ANSWER = "no-answer"
+    SERVFAIL = "servfail"
+    DNS_REFUSED = "dns-refused"
+    DNS_TIMEOUT = "dns-timeout"
+    NAME_NOT_RESOLVED = "name-not-resolved"
+    REFUSED = "refused"
+    BLOCKED_LOCALLY = "blocked-locally"
+    CONNECT_TIMEOUT = "connect-timeout"
+    READ_TIMEOUT = "read-timeout"
+    UNREACHABLE = "unreachable"
+    TLS = "tls"
+    HTTP_STATUS = "http-status"
+    TOO_LARGE = "too-large"
+    REDIRECT_LOOP = "redirect-loop"
+    UDP_NO_REPLY = "udp-no-reply"
+    DEADLINE = "deadline"
+    ERROR = "error"
+
+
 @dataclass(frozen=True)
 class ProbeResult:
-    """What one probe saw. Probes never raise: a network failure is a result with evidence.
-
-    `error` classes: nxdomain, no-answer, servfail, dns-refused, dns-timeout, name-not-resolved, refused,
-    blocked-locally, connect-timeout, read-timeout, unreachable, tls, http-status, too-large, redirect-loop,
-    udp-no-reply, deadline, error.
-    """
+    """What one probe saw. Probes never raise: a network failure is a result with evidence (`error`)."""
 
     kind: DepKind
     target: str
     status: ProbeStatus
-    error: str | None
+    error: ProbeError | None
     detail: str
     elapsed_s: float
     answers: tuple[str, ...] = ()  # TXT strings, addresses, or the final URL and status of an HTTP probe
@@ -279,6 +298,7 @@ class UnitDepsView:
     start_timeout_from: str
     commands: tuple[CommandDepsView, ...]
     findings: tuple[Finding, ...]
+    generated_by: str | None = None  # the generator that made the unit at boot (sysv, postfix instances)
 
     @property
     def status(self) -> Status:
@@ -320,6 +340,7 @@ class ShowView:
     files: tuple[tuple[str, str], ...] = ()  # (guest path, text) of the fragment and drop-ins, for the text form
     exec_environment: tuple[tuple[str, str], ...] | None = None  # with --expand-env
     exec_environment_problems: tuple[str, ...] = ()
+    generated_by: str | None = None  # the generator that made the unit at boot (sysv, postfix instances)
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,9 @@ def root_with(tmp_path: Path, channel: str, pre: str, mirror_lines: str) -> Path
         "/usr/share/perl5/Mail/SpamAssassin.pm": 'our $VERSION = "4.000001";\n',
         "/usr/bin/curl": "#!/bin/false\n",
         f"{directory}/MIRRORED.BY": mirror_lines,
+        # rules of an earlier successful update: spamd has rules whatever this run does (without them, an
+        # existing update dir makes spamd exit 'no rules were found', tests/vm/)
+        f"{directory}.cf": "# UPDATE version 1\n",
         "/etc/systemd/system/spamd.service":
             f"[Unit]\nWants=network-online.target\nAfter=network-online.target\n[Service]\n"
             f"ExecStartPre={pre.format(channel=channel)}\nExecStart=/usr/sbin/spamd\n",

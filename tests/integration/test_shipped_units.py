@@ -157,6 +157,9 @@ def quiet_root(workspace: Path) -> Path:
     root = workspace / "root"
     (root / "etc/systemd/system").mkdir(parents=True)
     (root / "etc/systemd/system/quiet.service").write_text(QUIET_UNIT)
+    (root / "bin").mkdir()
+    (root / "bin/true").write_text("")  # the unit's program: a root without it fails the start (MP113)
+    (root / "bin/true").chmod(0o755)
     return root
 
 

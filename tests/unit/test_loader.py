@@ -12,7 +12,7 @@ from helpers import make_tree
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError, UnitNotFoundError
 from mailpreflight.units.loader import LoadState, UnitLoader
-from mailpreflight.units.searchpath import system_search_paths
+from mailpreflight.units.searchpath import system_search_paths, systemd_version
 
 SIMPLE = "[Service]\nExecStart=/bin/true\n"
 USR = "/usr/lib/systemd/system"
@@ -193,3 +193,14 @@ def test_service_type_of_a_unit_that_did_not_load(tmp_path: Path) -> None:
     make_tree(tmp_path, {f"{ETC}/a.service": {"symlink": "/dev/null"}, f"{ETC}/b.socket": "[Socket]\nListenStream=1\n"})
     assert tuple(service_type(loader(tmp_path).load("a.service"))) == ("", "a.service is masked")
     assert service_type(loader(tmp_path).load("b.socket")).name == ""
+
+
+@pytest.mark.parametrize("directory", ["usr/lib/x86_64-linux-gnu/systemd", "usr/lib/aarch64-linux-gnu/systemd",
+                                       "usr/lib/systemd", "usr/lib64/systemd"])
+def test_systemd_version_from_the_shared_library(tmp_path: Path, directory: str) -> None:
+    """Debian's libsystemd-shared lives in the multiarch dir; a version read elsewhere would be a guess."""
+    (tmp_path / directory).mkdir(parents=True)
+    (tmp_path / directory / "libsystemd-shared-257.so").write_bytes(b"\x7fELF")
+    assert systemd_version(RootFS(str(tmp_path))) == 257
+    (tmp_path / "bare").mkdir()
+    assert systemd_version(RootFS(str(tmp_path / "bare"))) == 252  # nothing to tell: systemd 252 assumed

@@ -100,6 +100,44 @@ def domain_running(name: str) -> bool:
     return done.returncode == 0 and done.stdout.strip() not in ("shut off", "crashed", "")
 
 
+# What libguestfs's FUSE layer prints for every lookup of a path that does not exist (the loader probes dozens
+# of search-path directories): expected, not an error of the run.
+_EXPECTED = (b"No such file or directory", b"Not a directory")
+
+
+@contextlib.contextmanager
+def _filtered_stderr() -> Iterator[None]:
+    """While the guest is mounted, drop libguestfs's lines about missing paths from fd 2; pass the rest."""
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in pipe:
+                if not (line.startswith(b"libguestfs: error: ") and any(e in line for e in _EXPECTED)):
+                    os.write(original, line)
+
+    worker = threading.Thread(target=pump, name="guestfs-stderr", daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        os.dup2(original, 2)  # the pipe's last writer goes: the pump sees the end
+        worker.join(timeout=5)
+        os.close(original)
+
+
+def _unmount(mountpoint: str) -> None:
+    for attempt in range(50):
+        done = subprocess.run([shutil.which("fusermount3") or "fusermount", "-u", mountpoint], capture_output=True,
+                              timeout=30)
+        if done.returncode == 0 or not os.path.ismount(mountpoint):
+            return
+        time.sleep(0.1 * (attempt + 1))  # busy: a reader has not let go yet
+
+
 def _launch(guestfs: Any, add: Callable[[Any], None]) -> Any:
     """A launched handle: KVM (or whatever libguestfs picks) first, TCG when that launch fails."""
     os.environ.setdefault("LIBGUESTFS_BACKEND", "direct")
@@ -197,7 +235,9 @@ def open_guest(images: Sequence[str] = (), domain: str | None = None, keys: Sequ
     handle = _launch(guestfs, add)
     mountpoint = tempfile.mkdtemp(prefix="mailpreflight-guest-")
     worker: threading.Thread | None = None
+    quiet = contextlib.ExitStack()
     try:
+        quiet.enter_context(_filtered_stderr())
         _unlock(handle, keys, ask)
         _mount(handle, readonly)
         handle.mount_local(mountpoint, readonly=readonly)
@@ -212,13 +252,15 @@ def open_guest(images: Sequence[str] = (), domain: str | None = None, keys: Sequ
         yield mountpoint
     finally:
         if worker is not None:
-            with contextlib.suppress(RuntimeError):
-                handle.umount_local(retry=True)
+            # the handle is busy in mount_local_run for as long as the mount lives: unmount from outside it
+            # (guestfs(3): fusermount -u or guestunmount), then mount_local_run returns
+            _unmount(mountpoint)
             worker.join(timeout=30)
         with contextlib.suppress(RuntimeError):
             if not readonly:
                 handle.sync()
             handle.shutdown()
         handle.close()
+        quiet.close()
         with contextlib.suppress(OSError):
             os.rmdir(mountpoint)

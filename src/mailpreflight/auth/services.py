@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.postfix import expand, read_main_cf
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.units import environ
+from mailpreflight.units import environ, generators
 from mailpreflight.units.loader import LoadState, Unit, UnitLoader, exec_environment, expand_command
 
 SASLAUTHD_BINARIES = ("/usr/sbin/saslauthd", "/sbin/saslauthd")
@@ -119,7 +119,8 @@ def read_saslauthd(fs: RootFS, loader: UnitLoader) -> Saslauthd | None:
         if data is None:
             continue
         parsed = dict(environ.parse_env_file(data.encode()).env)
-        sysv = unit is None and _exists(fs, "/etc/init.d/saslauthd")
+        # Debian: no unit file, the init script (systemd-sysv-generator makes saslauthd.service of it)
+        sysv = (unit is None or unit.generated_by == generators.SYSV) and _exists(fs, "/etc/init.d/saslauthd")
         if sysv:
             enabled = _sysv_enabled(fs, "saslauthd", parsed)
         for name in names:

@@ -352,8 +352,9 @@ def _show(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.units.loader import UnitLoader, exec_environment
     from mailpreflight.units.view import show_view
 
-    fs = _root(args)
-    unit = UnitLoader(fs).load(args.unit)
+    loader = UnitLoader(_root(args))
+    fs = loader.fs  # with the units generators make at boot (units/generators.py)
+    unit = loader.load(args.unit)
     exec_env = exec_environment(unit, fs) if args.expand_env else None
     if args.format == "json":
         env.out(render_json(show_view(unit, exec_env)))

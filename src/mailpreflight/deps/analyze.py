@@ -8,14 +8,16 @@ from dataclasses import dataclass
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.discover import discover
-from mailpreflight.deps.registry import DAEMONS, UNIT_RULES, command_rules, rule_for
+from mailpreflight.deps.registry import DAEMONS, FALLBACK, UNIT_RULES, command_rules, rule_for
 from mailpreflight.deps.risks import CommandDeps, findings_for
 from mailpreflight.deps.saupdate import SaUpdateRule, plan
 from mailpreflight.deps.startup import StartupFacts, early_death, startup_facts, startup_findings
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.model import Dependency, Finding
+from mailpreflight.model import Dependency, Finding, FoundCommand
 from mailpreflight.units.loader import LoadState, Unit, UnitLoader
 from mailpreflight.units.timeouts import StartTimeout, start_timeout
+
+INIT_SCRIPT_DIRS = ("/etc/init.d/", "/etc/rc.d/init.d/")
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
     rules = command_rules(sa_version)
     entries: list[CommandDeps] = []
     for command in commands:
-        rule = rule_for(command.tool, rules)
+        rule = FALLBACK if _init_script(command) else rule_for(command.tool, rules)
         sa_plan = plan(command, fs, sa_version) if command.tool == "sa-update" else None
         found = _unique(rule.plan_dependencies(sa_plan, command, context) if sa_plan and isinstance(rule, SaUpdateRule)
                         else rule.dependencies(command, context))
@@ -82,10 +84,16 @@ def iter_tree(loader: UnitLoader, sa_version: str | None = None,
 def _daemon_index(entries: list[CommandDeps]) -> int:
     """Where unit-level (runtime) dependencies belong: the daemon's ExecStart, else the last command."""
     for index, entry in enumerate(entries):
-        if entry.command.key == "ExecStart" and entry.command.tool in DAEMONS:
+        if entry.command.key == "ExecStart" and entry.command.tool in DAEMONS and not _init_script(entry.command):
             return index
     starts = [i for i, e in enumerate(entries) if e.command.key == "ExecStart"]
     return starts[0] if starts else len(entries) - 1
+
+
+def _init_script(command: FoundCommand) -> bool:
+    """/etc/init.d/fetchmail is not the fetchmail program: it takes an action ("start"), and what it runs (read
+    and followed: the commands after it) is what is analysed. systemd-sysv-generator's units run them."""
+    return (command.script or "").startswith(INIT_SCRIPT_DIRS)
 
 
 def _unique(deps: list[Dependency]) -> list[Dependency]:

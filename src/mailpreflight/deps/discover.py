@@ -85,6 +85,7 @@ def _unwrap(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand
     text = _read_script(fs, script)
     if text is None:
         return [own]
+    own = replace(own, script=script)
     inner_context = replace(context, via=(*context.via, script), read_script=False)
     return [own, *_script_commands(text, script, argv[1:], inner_context, fs, first_line_offset=0)]
 

@@ -128,7 +128,9 @@ def sa_update_local(entry: CommandDeps, fs: RootFS) -> SaUpdateLocal | None:
     if plan is None:
         return None
     argv = entry.command.argv
-    path = entry.command.env.get("PATH", ":".join(SYSTEMD_PATH))
+    path = entry.command.env.get("PATH", "")
+    if not path or "$" in path:  # unset, or a variable the reading could not expand: systemd's default PATH
+        path = ":".join(SYSTEMD_PATH)
     program = argv[0] if argv and argv[0].startswith("/") else _in_path(fs, "sa-update", path)
     local_rules_dir = _baked_in(fs, program, "LOCAL_RULES_DIR") if program else None
     installed = local_rules_dir is not None
@@ -141,13 +143,13 @@ def sa_update_local(entry: CommandDeps, fs: RootFS) -> SaUpdateLocal | None:
         channel_dirs=channel_dirs, missing_dirs=tuple(d for d in channel_dirs if not _is_dir(fs, d)))
 
 
-def spamd_rules(unit: Unit, fs: RootFS, updatedir: str | None) -> SpamdRules | None:
+def spamd_rules(unit: Unit, fs: RootFS, sa_version: str | None) -> SpamdRules | None:
+    """spamd's own rules path: `<LOCAL_STATE_DIR>/<version>` whatever an sa-update's --updatedir says."""
     start = unit.exec.get("ExecStart", ())
     if not start or posixpath.basename(start[0].path) != "spamd":
         return None
-    if updatedir is None:
-        version = _installed_version(fs)
-        updatedir = f"/var/lib/spamassassin/{version}" if version else "/var/lib/spamassassin/VERSION"
+    version = sa_version or _installed_version(fs)
+    updatedir = f"/var/lib/spamassassin/{version}" if version else "/var/lib/spamassassin/VERSION"
     return fs.memo(("spamd_rules", updatedir), lambda: _rules_in(fs, updatedir))
 
 
@@ -239,5 +241,5 @@ def startup_findings(unit: Unit, facts: StartupFacts, entries: list[CommandDeps]
 def startup_facts(unit: Unit, fs: RootFS, entries: list[CommandDeps]) -> StartupFacts:
     sa = tuple((index, facts) for index, entry in enumerate(entries)
                if (facts := sa_update_local(entry, fs)) is not None)
-    updatedir = sa[0][1].updatedir if sa else None
-    return StartupFacts(sandbox_of(unit), sa, spamd_rules(unit, fs, updatedir), missing_programs(unit, fs))
+    version = next((e.plan.sa_version for e in entries if e.plan is not None and e.plan.sa_version), None)
+    return StartupFacts(sandbox_of(unit), sa, spamd_rules(unit, fs, version), missing_programs(unit, fs))

@@ -26,7 +26,7 @@ def unit_deps_view(result: UnitDeps) -> UnitDepsView:
         commands=tuple(CommandDepsView(entry.command, tuple(entry.dependencies),
                                        sa_update_view(entry.plan) if entry.plan is not None else None)
                        for entry in result.commands),
-        findings=tuple(result.findings))
+        findings=tuple(result.findings), generated_by=result.unit.generated_by)
 
 
 def deps_view(results: Iterable[UnitDeps]) -> tuple[UnitDepsView, ...]:

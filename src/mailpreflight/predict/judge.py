@@ -18,6 +18,7 @@ from mailpreflight.model import (
     DepKind,
     Finding,
     Prediction,
+    ProbeError,
     ProbeResult,
     Report,
     Role,
@@ -110,6 +111,14 @@ def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdatePr
     unit = result.unit
     restart_setting = unit.last("Service", "Restart")
     restart = restart_setting.value.strip() if restart_setting else "no"
+    dns_dropped = any(r.kind is DepKind.DNS and r.error is ProbeError.DNS_TIMEOUT for r in runner.results.values())
+    wait = startup.spamd_start_wait(facts, kind, dns_dropped) if facts else 0.0
+    if timeout.limited and wait > timeout.seconds:
+        return UnitVerdict(result.unit.id, Prediction.FAIL,
+                           f"spamd waits about {wait:.0f} s for DNS while it starts (rbl_timeout; DNS does not "
+                           f"answer), more than TimeoutStartSec={timeout.seconds:.0f} s: the start fails with "
+                           "Result=timeout",
+                           tuple(verdicts))
     no_rules = startup.spamd_fails(facts, sa_runs, kind, restart) if facts else None
     if no_rules:
         return UnitVerdict(result.unit.id, Prediction.FAIL, no_rules, tuple(verdicts))

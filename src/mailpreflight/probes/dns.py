@@ -15,7 +15,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from mailpreflight.model import DepKind, ProbeResult, ProbeStatus
+from mailpreflight.model import DepKind, ProbeError, ProbeResult, ProbeStatus
 from mailpreflight.probes.budget import Budget
 from mailpreflight.probes.errors import classify_oserror
 from mailpreflight.probes.resolvconf import ResolvConf
@@ -54,7 +54,7 @@ def query(name: str, rdtype: str, resolver: ResolverConfig, timeout: float) -> P
     try:
         message = dns.message.make_query(dns.name.from_text(name), dns.rdatatype.from_text(rdtype))
     except (dns.exception.DNSException, ValueError) as exc:
-        return ProbeResult(DepKind.DNS, target, ProbeStatus.FAIL, "error", f"bad query: {exc}", 0.0)
+        return ProbeResult(DepKind.DNS, target, ProbeStatus.FAIL, ProbeError.ERROR, f"bad query: {exc}", 0.0)
     servers = resolver.nameservers
     for index, server in enumerate(servers):
         left = budget.remaining()
@@ -72,7 +72,7 @@ def query(name: str, rdtype: str, resolver: ResolverConfig, timeout: float) -> P
         error = outcome
         if outcome in ("nxdomain", "no-answer"):
             break  # an authoritative "no": other servers give the same answer
-    return ProbeResult(DepKind.DNS, target, ProbeStatus.FAIL, error, "; ".join(tried), budget.elapsed())
+    return ProbeResult(DepKind.DNS, target, ProbeStatus.FAIL, ProbeError(error), "; ".join(tried), budget.elapsed())
 
 
 def _ask(message: dns.message.Message, server: str, rdtype: str, timeout: float,

@@ -22,7 +22,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError
 from urllib3.poolmanager import PoolManager
 
-from mailpreflight.model import DepKind, ProbeResult, ProbeStatus
+from mailpreflight.model import DepKind, ProbeError, ProbeResult, ProbeStatus
 from mailpreflight.probes.budget import Budget
 from mailpreflight.probes.errors import classify_oserror
 
@@ -118,7 +118,8 @@ def fetch(url: str, timeout: float, proxies: Mapping[str, str] | None = None, me
 
     def result(error: str | None, detail: str, answers: tuple[str, ...] = ()) -> ProbeResult:
         status = ProbeStatus.OK if error is None else ProbeStatus.FAIL
-        return ProbeResult(kind, url, status, error, detail, time.monotonic() - started, answers)
+        return ProbeResult(kind, url, status, ProbeError(error) if error else None, detail,
+                           time.monotonic() - started, answers)
 
     hops: list[str] = []
 

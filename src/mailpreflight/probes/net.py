@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-from mailpreflight.model import DepKind, ProbeResult, ProbeStatus
+from mailpreflight.model import DepKind, ProbeError, ProbeResult, ProbeStatus
 from mailpreflight.probes.budget import Budget
 from mailpreflight.probes.errors import classify_oserror
 
@@ -32,11 +32,11 @@ def _resolve(kind: DepKind, target: str, socktype: int,
     """The addresses of host:port, or the failed result to return."""
     parsed = split_hostport(target)
     if parsed is None:
-        return ProbeResult(kind, target, ProbeStatus.FAIL, "error", "not host:port", 0.0)
+        return ProbeResult(kind, target, ProbeStatus.FAIL, ProbeError.ERROR, "not host:port", 0.0)
     found = _addresses(*parsed, socktype)
     if isinstance(found, str):
         error, _, detail = found.partition(": ")
-        return ProbeResult(kind, target, ProbeStatus.FAIL, error, detail, time.monotonic() - started)
+        return ProbeResult(kind, target, ProbeStatus.FAIL, ProbeError(error), detail, time.monotonic() - started)
     return found
 
 
@@ -66,7 +66,7 @@ def tcp(target: str, timeout: float) -> ProbeResult:
                 continue
             return ProbeResult(DepKind.TCP, target, ProbeStatus.OK, None, f"connected to {address[0]}",
                                time.monotonic() - started, (address[0],))
-    return ProbeResult(DepKind.TCP, target, ProbeStatus.FAIL, error, detail, time.monotonic() - started)
+    return ProbeResult(DepKind.TCP, target, ProbeStatus.FAIL, ProbeError(error), detail, time.monotonic() - started)
 
 
 def pyzor_ping(thread: int) -> bytes:
@@ -92,10 +92,10 @@ def udp(target: str, timeout: float, payload: bytes | None = None) -> ProbeResul
             sock.send(payload or pyzor_ping(int(started) % 65536))
             answer = sock.recv(2048)
         except TimeoutError:
-            return ProbeResult(DepKind.UDP, target, ProbeStatus.FAIL, "udp-no-reply",
+            return ProbeResult(DepKind.UDP, target, ProbeStatus.FAIL, ProbeError.UDP_NO_REPLY,
                                f"{address[0]}: no reply within {timeout:.1f} s", time.monotonic() - started)
         except OSError as exc:
-            return ProbeResult(DepKind.UDP, target, ProbeStatus.FAIL, classify_oserror(exc),
+            return ProbeResult(DepKind.UDP, target, ProbeStatus.FAIL, ProbeError(classify_oserror(exc)),
                                f"{address[0]}: {exc.strerror or exc}", time.monotonic() - started)
     first = answer.split(b"\n", 1)[0].decode("utf-8", "replace")
     return ProbeResult(DepKind.UDP, target, ProbeStatus.OK, None, f"{address[0]} replied: {first[:80]}",

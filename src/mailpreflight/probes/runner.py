@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import TextIO
 
-from mailpreflight.model import DepKind, ProbeResult, ProbeStatus
+from mailpreflight.model import DepKind, ProbeError, ProbeResult, ProbeStatus
 from mailpreflight.probes.budget import Stage, set_current_stage
 
 MAX_WORKERS = 64
@@ -153,7 +153,7 @@ class ProbeRunner:
 
     def _given_up(self, key: tuple[str, str], stage: Stage, now: float) -> ProbeResult:
         started = stage.started if stage.started is not None else now
-        return ProbeResult(DepKind(key[0]), key[1], ProbeStatus.FAIL, "deadline",
+        return ProbeResult(DepKind(key[0]), key[1], ProbeStatus.FAIL, ProbeError.DEADLINE,
                            f"no result after {now - started:.1f} s (--timeout {self.probe_timeout:g} s), abandoned "
                            f"while {stage.text}", round(now - started, 3))
 
@@ -166,7 +166,7 @@ class ProbeRunner:
 
 
 def _past_deadline(key: tuple[str, str]) -> ProbeResult:
-    return ProbeResult(DepKind(key[0]), key[1], ProbeStatus.FAIL, "deadline",
+    return ProbeResult(DepKind(key[0]), key[1], ProbeStatus.FAIL, ProbeError.DEADLINE,
                        "not finished before the overall --deadline", 0.0)
 
 
@@ -174,7 +174,8 @@ def _safe_result(future: Future[ProbeResult], key: tuple[str, str]) -> ProbeResu
     try:
         return future.result()
     except Exception as exc:
-        return ProbeResult(DepKind(key[0]), key[1], ProbeStatus.FAIL, "error", f"probe failed: {exc!r}", 0.0)
+        return ProbeResult(DepKind(key[0]), key[1], ProbeStatus.FAIL, ProbeError.ERROR, f"probe failed: {exc!r}",
+                           0.0)
 
 
 def progress_stream() -> TextIO | None:

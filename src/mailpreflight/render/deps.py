@@ -49,6 +49,7 @@ def unit_json(result: UnitDepsView) -> dict[str, Any]:
     return {
         "name": result.name,
         "fragment_path": result.fragment_path,
+        "generated_by": result.generated_by,
         "start_timeout_s": result.start_timeout_s,
         "start_timeout_from": result.start_timeout_from,
         "commands": commands,
@@ -79,7 +80,8 @@ def text_unit(result: UnitDepsView) -> str:
     """One unit's block of the readable listing (no trailing newline)."""
     lines: list[str] = []
     timeout = f"{result.start_timeout_s:.0f} s" if result.start_timeout_s is not None else "none"
-    lines.append(f"{result.name}  ({result.fragment_path}; start timeout {timeout})")
+    made = f", made by {result.generated_by}" if result.generated_by else ""
+    lines.append(f"{result.name}  ({result.fragment_path}{made}; start timeout {timeout})")
     for entry in result.commands:
         command = entry.command
         tolerance = f"tolerated: {', '.join(command.tolerated_why)}" if command.tolerated else "must succeed"

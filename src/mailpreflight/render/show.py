@@ -36,6 +36,7 @@ def unit_to_json(unit: ShowView) -> dict[str, Any]:
                               for path, optional, source in unit.environment_files],
         "warnings": list(unit.warnings),
         "systemd_version": unit.systemd_version,
+        "generated_by": unit.generated_by,
     }
     if unit.exec_environment is not None:
         data["exec_environment"] = {"variables": dict(unit.exec_environment),
@@ -49,6 +50,8 @@ def render_json(unit: ShowView) -> str:
 
 def render_text(unit: ShowView) -> str:
     lines: list[str] = []
+    if unit.generated_by:
+        lines.append(f"# made by {unit.generated_by} at boot (what it would write for this tree)")
     if unit.masked:
         lines.append(f"# {unit.name} is masked ({unit.fragment_path} -> /dev/null or empty)")
     for path, text in unit.files:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError, UnitNotFoundError
 from mailpreflight.model import Source
-from mailpreflight.units import environ
+from mailpreflight.units import environ, generators
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.index import SearchIndex
 from mailpreflight.units.searchpath import os_release, search_paths_for, systemd_version
@@ -30,8 +30,8 @@ from mailpreflight.units.specifiers import (
 from mailpreflight.units.syntax import (
     SECTIONS_BY_TYPE,
     Diagnostic,
+    LogLevel,
     ParsedFile,
-    Severity,
     parse_unit_file,
 )
 from mailpreflight.units.unit import EnvironmentFileRef, LoadState, Unit
@@ -61,11 +61,15 @@ class UnitLoader:
     and the name map built once; a loader sees the tree as it was when it first looked."""
 
     def __init__(self, fs: RootFS | None = None, search_paths: Iterable[str] | None = None,
-                 manager: ManagerContext | None = None, version: int | None = None) -> None:
+                 manager: ManagerContext | None = None, version: int | None = None,
+                 run_generators: bool = True) -> None:
         self.fs = fs or RootFS("/")
         self.version = version if version is not None else systemd_version(self.fs)
         self.search_paths = tuple(search_paths) if search_paths is not None else tuple(
             search_paths_for(self.fs, self.version))
+        # An offline root's /run is empty: what its generators would write there at boot is read instead.
+        self.generated = generators.at_boot(self.fs, self.search_paths) if run_generators else None
+        self.fs = generators.with_generated(self.fs, self.generated)
         self.manager = manager or system_manager(self._host_facts())
         self._map: _NameMap | None = None
         self.index = SearchIndex(self.fs, self.search_paths)
@@ -149,12 +153,19 @@ class UnitLoader:
         return None
 
     def service_names(self) -> list[str]:
-        """Every loadable (non-template) service name in the search path, sorted."""
-        names = []
+        """Every loadable (non-template) service name in the search path, and every instance a .wants/ or
+        .requires/ link enables (getty@tty1.service, postfix@-.service), sorted."""
+        names = set()
         for name in self._name_map().ids:
             parsed = parse_unit_name(name)
             if parsed is not None and parsed.type == "service" and not parsed.is_template:
-                names.append(name)
+                names.add(name)
+        for entry in self._name_map().entries:
+            if entry.endswith((".wants", ".requires")):
+                for name in self.index.listdir(entry):
+                    parsed = parse_unit_name(name)
+                    if parsed is not None and parsed.type == "service" and parsed.is_instance:
+                        names.add(name)
         return sorted(names)
 
     # -- loading --------------------------------------------------------------------------------
@@ -189,8 +200,9 @@ class UnitLoader:
                         if p not in skip_dropins)
         if self.index.is_null_or_empty(fragment):
             # systemd still lists the drop-ins of a masked unit, but reads none of its settings.
-            return self._unit(requested, id_name, all_names, LoadState.MASKED, fragment, dropins, None)
-        return self._parse(requested, id_name, all_names, fragment, dropins)
+            return generators.mark(self._unit(requested, id_name, all_names, LoadState.MASKED, fragment, dropins,
+                                              None), self.generated)
+        return generators.mark(self._parse(requested, id_name, all_names, fragment, dropins), self.generated)
 
     def _find_fragment(self, parsed: UnitName, names_map: _NameMap) -> tuple[str | None, set[str]]:
         names: set[str] = set()
@@ -286,7 +298,7 @@ class UnitLoader:
             try:
                 parsed = self._read_parsed(path, sections, path != fragment)
             except OSError as exc:
-                problem = Diagnostic(Severity.ERROR, f"cannot read: {exc.strerror or exc}", Source(path, 0))
+                problem = Diagnostic(LogLevel.ERROR, f"cannot read: {exc.strerror or exc}", Source(path, 0))
                 if path == fragment:
                     state, failure = LoadState.ERROR, problem
                     break
@@ -303,7 +315,7 @@ class UnitLoader:
                 settings.diagnostics.append(failure)
                 break
             settings.diagnostics.append(Diagnostic(
-                Severity.WARNING, f"{fatal[0].message}; systemd skips the rest of this drop-in",
+                LogLevel.WARNING, f"{fatal[0].message}; systemd skips the rest of this drop-in",
                 fatal[0].source))
         if state is LoadState.LOADED and id_name.type == "service":
             failure = verify_service(settings, fragment)
@@ -321,7 +333,7 @@ class UnitLoader:
         if unknown:
             letters = " ".join(f"%{c}" for c in sorted(unknown))
             diagnostics.append(Diagnostic(
-                Severity.WARNING, f"{letters} depend on the running host and were left unexpanded",
+                LogLevel.WARNING, f"{letters} depend on the running host and were left unexpanded",
                 Source(fragment or "", 0)))
         return Unit(
             requested=requested, id=id_name.name, names=names, load_state=state, fragment_path=fragment,
@@ -372,22 +384,22 @@ def exec_environment(unit: Unit, fs: RootFS) -> ExecEnvironment:
         matches = sorted(glob.glob(pattern)) if glob.has_magic(ref.path) else [pattern]
         guest_paths = ["/" + posixpath.relpath(m, fs.root) if fs.root != "/" else m for m in matches]
         if not guest_paths and not ref.optional:
-            problems.append(Diagnostic(Severity.ERROR, f"no file matches EnvironmentFile={ref.path}", ref.source))
+            problems.append(Diagnostic(LogLevel.ERROR, f"no file matches EnvironmentFile={ref.path}", ref.source))
         for guest in guest_paths:
             try:
                 data = fs.read_bytes(guest)
             except OSError as exc:
                 if not ref.optional:
                     problems.append(Diagnostic(
-                        Severity.ERROR,
+                        LogLevel.ERROR,
                         f"EnvironmentFile={guest} cannot be read ({exc.strerror or exc}): the start will fail",
                         ref.source))
                 continue
             parsed = environ.parse_env_file(data, unit.systemd_version)
-            problems.extend(Diagnostic(Severity.WARNING, message, Source(guest, line))
+            problems.extend(Diagnostic(LogLevel.WARNING, message, Source(guest, line))
                             for line, message in parsed.warnings)
             if parsed.error:
-                problems.append(Diagnostic(Severity.ERROR, parsed.error[1] + ": the start will fail",
+                problems.append(Diagnostic(LogLevel.ERROR, parsed.error[1] + ": the start will fail",
                                            Source(guest, parsed.error[0])))
                 continue
             file_env = environ.merge(file_env, parsed.env)

@@ -59,8 +59,10 @@ def os_release(fs: RootFS) -> dict[str, str]:
 
 
 def systemd_version(fs: RootFS) -> int:
-    """The tree's systemd version from its private shared library's name; 252 if it cannot be told."""
-    for directory in ("/usr/lib/systemd", "/lib/systemd", "/usr/lib64/systemd"):
+    """The tree's systemd version from its private shared library's name; 252 if it cannot be told.
+    Debian ships it in the multiarch dir (libsystemd-shared: /usr/lib/x86_64-linux-gnu/systemd/)."""
+    multiarch = [f"/usr/lib/{name}/systemd" for name in fs.listdir("/usr/lib") if "-linux-" in name]
+    for directory in ("/usr/lib/systemd", "/lib/systemd", "/usr/lib64/systemd", *multiarch):
         for name in fs.listdir(directory):
             match = _SHARED_LIB.match(name)
             if match:

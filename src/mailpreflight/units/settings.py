@@ -16,7 +16,7 @@ from mailpreflight.model import Source
 from mailpreflight.units import environ
 from mailpreflight.units.execline import EXEC_KEYS, ExecCommand, parse_exec
 from mailpreflight.units.specifiers import Expander, SpecifierError
-from mailpreflight.units.syntax import Assignment, Diagnostic, Severity
+from mailpreflight.units.syntax import Assignment, Diagnostic, LogLevel
 from mailpreflight.units.unit import EnvironmentFileRef, LoadState, effective_type
 
 
@@ -62,7 +62,7 @@ class Settings:
             if known is not None and assignment.key not in known:
                 if not assignment.key.startswith("X-"):
                     self.diagnostics.append(Diagnostic(
-                        Severity.WARNING,
+                        LogLevel.WARNING,
                         f"Unknown key '{assignment.key}' in section [{assignment.section}], ignoring.",
                         assignment.source))
                 continue
@@ -71,9 +71,9 @@ class Settings:
                 continue
             warnings: list[str] = []
             fatal = self._apply_one(assignment, warnings)
-            self.diagnostics.extend(Diagnostic(Severity.WARNING, w, assignment.source) for w in warnings)
+            self.diagnostics.extend(Diagnostic(LogLevel.WARNING, w, assignment.source) for w in warnings)
             if fatal:
-                return Diagnostic(Severity.ERROR, fatal, assignment.source), LoadState.BAD_SETTING
+                return Diagnostic(LogLevel.ERROR, fatal, assignment.source), LoadState.BAD_SETTING
         return None
 
     def _apply_one(self, assignment: Assignment, warnings: list[str]) -> str | None:
@@ -126,7 +126,7 @@ def verify_service(settings: Settings, fragment: str) -> Diagnostic | None:
         problem = "Service is of type D-Bus but no D-Bus service name has been specified. Refusing."
     elif last("Service", "PAMName") and last("Service", "KillMode") not in ("", "control-group", "mixed"):
         problem = "Service has PAM enabled. Kill mode must be set to 'control-group' or 'mixed'. Refusing."
-    return Diagnostic(Severity.ERROR, problem, Source(fragment, 0)) if problem else None
+    return Diagnostic(LogLevel.ERROR, problem, Source(fragment, 0)) if problem else None
 
 
 def _environment_file(value: str, source: Source, expander: Expander,

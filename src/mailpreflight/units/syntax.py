@@ -53,7 +53,9 @@ SECTIONS_BY_TYPE: dict[str, frozenset[str]] = {
 }
 
 
-class Severity(StrEnum):
+class LogLevel(StrEnum):
+    """The level systemd logs a unit-file problem at (not a finding's Severity, model.py)."""
+
     WARNING = "warning"
     ERROR = "error"
 
@@ -62,7 +64,7 @@ class Severity(StrEnum):
 class Diagnostic:
     """A problem, located as systemd would locate it (so it matches the journal)."""
 
-    severity: Severity
+    severity: LogLevel
     message: str
     source: Source
 
@@ -99,7 +101,7 @@ class _State:
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     def warn(self, where: Source, message: str) -> None:
-        self.diagnostics.append(Diagnostic(Severity.WARNING, message, where))
+        self.diagnostics.append(Diagnostic(LogLevel.WARNING, message, where))
 
 
 def split_lines(data: bytes) -> list[bytes]:
@@ -160,7 +162,7 @@ def parse_unit_file(data: bytes, path: str, sections: frozenset[str] | None = No
 
 
 def _fail(state: _State, where: Source, message: str) -> ParsedFile:
-    fatal = Diagnostic(Severity.ERROR, message, where)
+    fatal = Diagnostic(LogLevel.ERROR, message, where)
     return ParsedFile(state.path, tuple(state.assignments), (*state.diagnostics, fatal), fatal)
 
 

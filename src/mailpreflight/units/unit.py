@@ -45,6 +45,7 @@ class Unit:
     load_error: Diagnostic | None
     search_paths: tuple[str, ...]
     systemd_version: int
+    generated_by: str | None = None  # the generator that made it at boot (units/generators.py), if one did
 
     @property
     def masked(self) -> bool:

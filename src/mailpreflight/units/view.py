@@ -28,4 +28,5 @@ def show_view(unit: Unit, env: ExecEnvironment | None = None, fs: RootFS | None 
         diagnostics=tuple(f"{d.severity.value}: {d}" for d in (*unit.diagnostics, *(env.problems if env else ()))),
         systemd_version=unit.systemd_version, files=tuple(files),
         exec_environment=tuple(env.variables) if env is not None else None,
-        exec_environment_problems=tuple(str(p) for p in env.problems) if env is not None else ())
+        exec_environment_problems=tuple(str(p) for p in env.problems) if env is not None else (),
+        generated_by=unit.generated_by)
