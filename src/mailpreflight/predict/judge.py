@@ -49,11 +49,12 @@ def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.Res
     try:
         # Everything static at once: the sa-update chains add what depends on earlier answers.
         sa_probes: dict[int, SaUpdateProbe] = {}
+        bodies: dict[str, bytes | None] = {}  # MIRRORED.BY files fetched, shared by every chain
         tasks: dict[tuple[DepKind, str], Callable[[], ProbeResult]] = {}
         for result in results:
             for entry in result.commands:
                 if entry.plan is not None:
-                    probe = SaUpdateProbe(entry.plan, runner, resolver, options.timeout)
+                    probe = SaUpdateProbe(entry.plan, runner, resolver, options.timeout, bodies)
                     sa_probes[id(entry)] = probe
                     continue
                 for dep in entry.dependencies:
@@ -61,6 +62,10 @@ def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.Res
         for probe in sa_probes.values():
             tasks.update(probe.prefetch())
         runner.run(tasks)  # one timeout for everything known before the first answer
+        # Then every sa-update chain's next steps, all chains in one round (docs/design.md, "Performance"): as
+        # many rounds as steps in a chain, whatever the number of units and mirrors.
+        while wanted := {key: task for probe in sa_probes.values() for key, task in probe.pending().items()}:
+            runner.run(wanted)
         units = tuple(_unit(result, runner, sa_probes) for result in results)
     finally:
         runner.close()

@@ -1,6 +1,12 @@
 """sa-update's real chain, probed: revision TXT -> mirrors TXT -> MIRRORED.BY -> each mirror's files for that
 revision; then the exit status and run time sa-update itself will have, modelled on its own behaviour
-(see deps/saupdate.py for the source citations)."""
+(see deps/saupdate.py for the source citations).
+
+At fleet scale (docs/design.md, "Performance") the chains of every unit advance together: `pending()` walks a
+chain over the answers already in, and returns what its next step needs; `check` runs what all chains need in
+one round, and again, until no chain needs anything. A round costs one --timeout at most, there are as many
+rounds as steps in the chain (every mirror of a channel is one step), not as many as units or mirrors.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,11 @@ from mailpreflight.probes.runner import ProbeRunner
 
 MIRRORED_BY_MAX_BYTES = 64 * 1024
 FAST = 0.2  # seconds a refused/404/TLS failure costs
+Tasks = dict[tuple[DepKind, str], Callable[[], ProbeResult]]
+
+
+class _Pending(Exception):
+    """The chain needs answers not in yet (collected by the probe walking it)."""
 
 
 @dataclass(frozen=True)
@@ -39,34 +50,62 @@ class SaUpdateProbe:
     """Evaluates one sa-update command against the live network through a shared ProbeRunner."""
 
     def __init__(self, plan: SaUpdatePlan, runner: ProbeRunner, resolver: dnsprobe.ResolverConfig,
-                 timeout: float) -> None:
+                 timeout: float, bodies: dict[str, bytes | None] | None = None) -> None:
+        """`bodies`: the MIRRORED.BY files fetched, shared by every probe of one check (as the runner's results
+        are), so that a unit whose chain meets a list another unit fetched reads the same list."""
         self.plan = plan
         self.runner = runner
         self.resolver = resolver
         self.timeout = timeout
         self.used: list[str] = []
+        self.bodies: dict[str, bytes | None] = {} if bodies is None else bodies
+        self._wanted: Tasks | None = None  # while pending() walks the chain: what it needs next
 
     # -- probes -----------------------------------------------------------------------------------
+    def _run(self, tasks: Tasks) -> dict[tuple[str, str], ProbeResult]:
+        """The answers to `tasks`: from the runner, probing what is not in yet — or, while pending() walks the
+        chain, the tasks missing, collected (the chain stops there for this round)."""
+        if self._wanted is not None:
+            missing = {key: task for key, task in tasks.items() if (key[0].value, key[1]) not in self.runner.results}
+            if missing:
+                self._wanted.update(missing)
+                raise _Pending
+            return self.runner.results
+        return self.runner.run(tasks)
+
     def _dns(self, name: str, rdtype: str) -> ProbeResult:
         target = f"{rdtype} {name}"
         self.used.append(f"dns {target}")
-        return self.runner.run({(DepKind.DNS, target): lambda: dnsprobe.query(name, rdtype, self.resolver,
-                                                                               self.timeout)})[("dns", target)]
+        return self._run({(DepKind.DNS, target): _dns_task(name, rdtype, self.resolver, self.timeout)})[("dns", target)]
 
     def _http(self, url: str, method: str = "HEAD") -> tuple[ProbeResult, bytes | None]:
         kind = DepKind.HTTPS if url.lower().startswith("https:") else DepKind.HTTP
         self.used.append(f"{kind.value} {url}")
         proxy = self.plan.proxies.get("https_proxy" if kind is DepKind.HTTPS else "http_proxy")
         proxies = {kind.value: proxy} if proxy else {}
-        bodies: dict[str, bytes | None] = {}
+        bodies = self.bodies
 
         def task() -> ProbeResult:
             result, body = httpprobe.fetch(url, self.timeout, proxies, method, MIRRORED_BY_MAX_BYTES)
             bodies[url] = body
             return result
 
-        result = self.runner.run({(kind, url): task})[(kind.value, url)]
+        result = self._run({(kind, url): task})[(kind.value, url)]
         return result, bodies.get(url)
+
+    def pending(self) -> Tasks:
+        """The probes this chain needs next, given the answers in so far; empty once it can be evaluated."""
+        self._wanted = {}
+        try:
+            for channel in self.plan.channels if not self.plan.args.install else ():
+                try:
+                    self._channel(channel)
+                except _Pending:
+                    continue  # channels are independent: each asks for its own next step
+            return self._wanted
+        finally:
+            self._wanted = None
+            self.used = []
 
     def prefetch(self) -> dict[tuple[DepKind, str], Callable[[], ProbeResult]]:
         """What does not depend on an earlier answer: the caller runs it with every other probe at once (one
@@ -147,8 +186,14 @@ class SaUpdateProbe:
                  note: str) -> ChannelOutcome:
         suffixes = (".tar.gz", ".tar.gz.asc") if self.plan.args.gpg else (".tar.gz", ".tar.gz.sha512")
         files = {m.url: [f"{m.url}/{revision}{s}" for s in suffixes] for m in mirrors}
-        self.runner.run({(_kind(u), u): _http_task(u, self.timeout, self._proxies(u))
-                         for urls in files.values() for u in urls})
+        batch: Tasks = {(_kind(u), u): _http_task(u, self.timeout, self._proxies(u))  # every mirror at once
+                        for urls in files.values() for u in urls}
+        for mirror in mirrors:  # and their addresses (those of a freshly fetched list were not asked before)
+            host = _host(mirror.url)
+            if not self._proxied(mirror.url) and not _is_ip(host):
+                batch.update({(DepKind.DNS, f"{t} {host}"): _dns_task(host, t, self.resolver, self.timeout)
+                              for t in ("A", "AAAA")})
+        self._run(batch)
         good, dead_costs, problems = 0, [], []
         for mirror in mirrors:
             cost, problem = self._mirror_cost(mirror, files[mirror.url])
