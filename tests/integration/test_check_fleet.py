@@ -19,7 +19,7 @@ import pytest
 
 from helpers import make_tree
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.analyze import analyze_tree
+from mailpreflight.deps.analyze import iter_tree
 from mailpreflight.model import DepKind, ProbeResult, Report
 from mailpreflight.predict.judge import CheckOptions, check
 from mailpreflight.probes.dns import ResolverConfig
@@ -29,7 +29,7 @@ from mailpreflight.units.loader import UnitLoader
 REVISION = "1913500"
 CHANNEL = "fleet.lab.test"
 TIMEOUT = 1.0
-RUN = ProbeRunner.run
+RUN, START = ProbeRunner.run, ProbeRunner.start
 
 
 @pytest.fixture(scope="module")
@@ -124,19 +124,28 @@ def fleet_root(root: Path, units: int, mirrored_by: str | None, channels: Sequen
 
 
 def fleet_check(root: Path, resolver: ResolverConfig, monkeypatch: pytest.MonkeyPatch) -> tuple[Report, list[int]]:
-    """The report, and the number of new probes each round started."""
+    """The report, and the number of new probes each round started (a round ends when run() has waited)."""
     rounds: list[int] = []
+    started = [0]
 
-    def counting(self: ProbeRunner, tasks: Mapping[tuple[DepKind, str], Task]) -> dict[tuple[str, str], ProbeResult]:
-        new = sum(1 for kind, target in tasks if (kind.value, target) not in self.results)
-        if new:
-            rounds.append(new)
-        return RUN(self, tasks)
+    def counting_start(self: ProbeRunner, tasks: Mapping[tuple[DepKind, str], Task]) -> None:
+        started[0] += sum(1 for kind, target in tasks
+                          if (kind.value, target) not in self.results and (kind.value, target) not in self._asked)
+        START(self, tasks)
 
-    monkeypatch.setattr(ProbeRunner, "run", counting)
+    def counting_run(self: ProbeRunner, tasks: Mapping[tuple[DepKind, str], Task]) -> dict[tuple[str, str],
+                                                                                          ProbeResult]:
+        self.start(tasks)
+        results = RUN(self, {})
+        if started[0]:
+            rounds.append(started[0])
+            started[0] = 0
+        return results
+
+    monkeypatch.setattr(ProbeRunner, "start", counting_start)
+    monkeypatch.setattr(ProbeRunner, "run", counting_run)
     fs = RootFS(str(root))
-    results = analyze_tree(UnitLoader(fs))
-    return check(results, CheckOptions(timeout=TIMEOUT, deadline=60), resolver), rounds
+    return check(iter_tree(UnitLoader(fs)), CheckOptions(timeout=TIMEOUT, deadline=60), resolver), rounds
 
 
 def sa_verdicts(report: Report) -> set[tuple[str, str, str]]:

@@ -208,10 +208,15 @@ def _check(args: argparse.Namespace, env: Environment) -> Status:
         resolv_conf = read_resolv_conf(resolv_fs, resolv_path, resolv_source, required=True)
     guest_fw = _guest_firewall_setup(args, fs, resolv_source, resolv_fs.read_text(resolv_path) or "",
                                      resolv_conf.nameservers) if args.guest_firewall else None
+    from mailpreflight.deps.analyze import analyze_names, iter_tree
+
     loader = UnitLoader(fs)
-    results = _analyze(args, loader)
+    # units named: all loaded first (an unknown one fails before any probe); a whole tree: each unit's probes
+    # start as soon as it is analysed, while the next ones are
+    named = analyze_names(loader, args.units, args.sa_version) if args.units else []
+    auth = _auth(args, loader, named)
     options = CheckOptions(args.timeout, args.deadline, progress=progress_stream())
-    report = check(results, options, resolver_for(resolv_conf), _auth(args, loader, results))
+    report = check(named or iter_tree(loader, args.sa_version), options, resolver_for(resolv_conf), auth)
     colour = args.format == "text" and env.colour and not args.output
     text = {"json": render.render_json, "nagios": render.render_nagios, "prometheus": render.render_prometheus,
             }.get(args.format, lambda r: render.render_text(r, colour=colour))(report)
