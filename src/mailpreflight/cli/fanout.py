@@ -29,11 +29,13 @@ _job: tuple[UnitLoader, str | None, Render] | None = None  # set in the parent j
 
 
 def rendered_units(loader: UnitLoader, sa_version: str | None, render: Render,
-                   min_units: int = PARALLEL_MIN_UNITS) -> Iterator[_Piece]:
-    """(status, rendered text) of every service of the tree with a network dependency, in name order."""
+                   min_units: int | None = None) -> Iterator[_Piece]:
+    """(status, rendered text) of every service of the tree with a network dependency, in name order; in worker
+    processes from `min_units` units on (default PARALLEL_MIN_UNITS)."""
     names = loader.service_names()  # builds the index and the name map here, before any fork
     workers = _usable_cpus()
-    if workers < 2 or len(names) < min_units or "fork" not in multiprocessing.get_all_start_methods():
+    threshold = PARALLEL_MIN_UNITS if min_units is None else min_units
+    if workers < 2 or len(names) < threshold or "fork" not in multiprocessing.get_all_start_methods():
         yield from _render(loader, names, sa_version, render)
         return
     yield from _parallel(loader, names, sa_version, render, workers)
