@@ -35,6 +35,11 @@ class RootFS:
         value = self._memo[key] = compute()
         return value
 
+    def forget(self) -> None:
+        """Drop what memo() remembers: the next use reads the tree again (tests/realpkg/knowledge.py lists what
+        each unit's analysis reads, shared files included)."""
+        self._memo.clear()
+
     @property
     def is_offline(self) -> bool:
         return os.path.realpath(self.root) != "/"
@@ -149,6 +154,27 @@ class RootFS:
             return sorted(os.listdir(self.host(resolved)))
         except (OSError, ValueError):
             return []
+
+    def scan(self, guest: str) -> list[tuple[str, int]]:
+        """listdir(), each entry with its file type as the directory read gives it (stat.S_IFLNK, S_IFDIR, S_IFREG;
+        0 for any other or unknown): what the loader's index of a unit directory needs (units/index.py), without a
+        system call per entry."""
+        resolved = self.chase(guest)
+        if resolved is None or resolved == DEV_NULL:
+            return []
+        found: list[tuple[str, int]] = []
+        try:
+            with os.scandir(self.host(resolved)) as entries:
+                for entry in entries:
+                    try:
+                        kind = (stat.S_IFLNK if entry.is_symlink() else stat.S_IFDIR if entry.is_dir(
+                            follow_symlinks=False) else stat.S_IFREG if entry.is_file(follow_symlinks=False) else 0)
+                    except OSError:
+                        kind = 0
+                    found.append((entry.name, kind))
+        except (OSError, ValueError):
+            return []
+        return sorted(found, key=lambda item: item[0])
 
     def is_dir(self, guest: str) -> bool:
         resolved = self.chase(guest)

@@ -28,16 +28,33 @@ class SearchIndex:
         self._listings: dict[str, tuple[str, ...]] = {}  # guest dir as asked -> sorted entries
         self._resolved_dirs: dict[str, str | None] = {}
         self._lstat: dict[str, os.stat_result | None] = {}
+        self._kinds: dict[str, int] = {}  # file type of the entries of listed directories (0: not known)
         self._chase: dict[str, str | None] = {}
         self._null: dict[str, bool] = {}
         self._is_dir: dict[str, bool] = {}
 
     def listdir(self, directory: str) -> tuple[str, ...]:
-        """RootFS.listdir(), once per directory and run."""
+        """RootFS.listdir(), once per directory and run; the type of every entry comes with it (RootFS.scan)."""
         found = self._listings.get(directory)
         if found is None:
-            found = self._listings[directory] = tuple(self.fs.listdir(directory))
+            scanned = self.fs.scan(directory)
+            found = self._listings[directory] = tuple(name for name, _ in scanned)
+            prefix = directory.rstrip("/") + "/"
+            for name, kind in scanned:
+                self._kinds[prefix + name] = kind
         return found
+
+    def kind(self, path: str) -> int:
+        """The file type of a path (stat.S_IFLNK, S_IFREG, ...; 0 if it does not exist), not following a last link;
+        for an entry of a listed directory, known from the listing."""
+        kind = self._kinds.get(path)
+        if kind:
+            return kind
+        info = self.lstat(path)
+        return stat.S_IFMT(info.st_mode) if info is not None else 0
+
+    def is_link(self, path: str) -> bool:
+        return self.kind(path) == stat.S_IFLNK
 
     def resolved_dir(self, directory: str) -> str | None:
         if directory not in self._resolved_dirs:
