@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from functools import lru_cache
 
 UNIT_NAME_MAX = 256
 UNIT_TYPES = frozenset({
@@ -38,6 +39,7 @@ class UnitName:
         return f"{self.prefix}@{instance}.{self.type}"
 
 
+@lru_cache(maxsize=16384)  # a pure function the loader asks about the same names many times; UnitName is frozen
 def parse_unit_name(name: str) -> UnitName | None:
     """Split a unit name, or None if systemd would not accept it as one."""
     if not name or len(name) >= UNIT_NAME_MAX:
