@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.pool import AsyncResult
@@ -57,6 +58,8 @@ def _parallel(loader: UnitLoader, names: Sequence[str], sa_version: str | None, 
               workers: int) -> Iterator[_Piece]:
     global _job
     slices = [names[i:i + SLICE] for i in range(0, len(names), SLICE)]
+    for stream in (sys.stdout, sys.stderr):  # a worker flushes what it inherited when it ends: nothing, then
+        stream.flush()
     _job = (loader, sa_version, render)
     pool = multiprocessing.get_context("fork").Pool(workers)
     _job = None  # the workers have their copy; this process keeps no reference
