@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,3 +172,18 @@ def test_streamed_text_is_the_listing_rendered_at_once(root: tuple[Path, list[st
     assert render_text(views).count("\n\n") == len(views) - 1
     assert render_text(()) == "no unit with network dependencies found\n"
     assert json.loads(render_json(())) == {"schema_version": 1, "units": []}
+
+
+def test_deps_command_in_worker_processes_writes_each_unit_once(root: tuple[Path, list[str]]) -> None:
+    """The whole command, forked workers and all, as a pipe sees it: the document once, each unit once."""
+    path, _ = root
+    code = ("import sys; from mailpreflight.cli import fanout, main; fanout.PARALLEL_MIN_UNITS = 1; "
+            "fanout.SLICE = 7; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "deps", "--root", str(path), "--format", "json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr  # MP113: the daemons are not installed in this root
+    document = json.loads(done.stdout)
+    names = [unit["name"] for unit in document["units"]]
+    assert len(names) == len(set(names)) > UNITS / 2 and names == sorted(names)  # an aliased unit once too
+    assert "mf-1-worker.service" in names and not any(name.startswith("mfalias-") for name in names)
+    assert done.stdout.count('"schema_version"') == 1

@@ -71,10 +71,16 @@ def analyze_tree(loader: UnitLoader, sa_version: str | None = None) -> list[Unit
 
 def iter_tree(loader: UnitLoader, sa_version: str | None = None,
               names: Iterable[str] | None = None) -> Iterator[UnitDeps]:
-    """analyze_tree() one unit at a time, in name order (`names`: a part of loader.service_names())."""
-    for name in loader.service_names() if names is None else names:
+    """analyze_tree() one unit at a time, in name order (`names`: a part of loader.service_names()). A unit is
+    reported once, under its own name, not again for each alias."""
+    every = loader.service_names()
+    own = set(every)
+    for name in every if names is None else names:
         try:
-            result = analyze(loader.load(name), loader.fs, sa_version)
+            unit = loader.load(name)
+            if unit.id != name and unit.id in own:
+                continue  # an alias of a unit reported under its own name
+            result = analyze(unit, loader.fs, sa_version)
         except MailpreflightError:
             continue
         if result.has_network:

@@ -74,6 +74,7 @@ class UnitLoader:
         self._map: _NameMap | None = None
         self.index = SearchIndex(self.fs, self.search_paths)
         self._type_dropin_dirs: dict[str, tuple[str, ...]] = {}
+        self._services: tuple[str, ...] | None = None
         self._parsed: dict[tuple[str, frozenset[str] | None], ParsedFile] = {}
 
     def _host_facts(self) -> dict[str, str]:
@@ -154,7 +155,12 @@ class UnitLoader:
 
     def service_names(self) -> list[str]:
         """Every loadable (non-template) service name in the search path, and every instance a .wants/ or
-        .requires/ link enables (getty@tty1.service, postfix@-.service), sorted."""
+        .requires/ link enables (getty@tty1.service, postfix@-.service), sorted; worked out once per loader."""
+        if self._services is None:
+            self._services = tuple(self._find_service_names())
+        return list(self._services)
+
+    def _find_service_names(self) -> list[str]:
         names = set()
         for name in self._name_map().ids:
             parsed = parse_unit_name(name)
