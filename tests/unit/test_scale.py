@@ -142,8 +142,10 @@ def test_per_root_facts_are_read_once(root: tuple[Path, list[str]]) -> None:
     assert many["/etc/resolv.conf"] == 1
 
 
-def test_streamed_json_is_the_same_document_in_one_process_or_several(root: tuple[Path, list[str]]) -> None:
+def test_streamed_json_is_the_same_document_in_one_process_or_several(root: tuple[Path, list[str]],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     path, _ = root
+    monkeypatch.setattr(fanout, "WORKERS", 2)  # whatever the machine's load
     serial = list(fanout.rendered_units(UnitLoader(RootFS(str(path))), None, json_unit, min_units=10**9))
     parallel = list(fanout.rendered_units(UnitLoader(RootFS(str(path))), None, json_unit, min_units=1))
     assert len(serial) > UNITS / 2
@@ -178,7 +180,7 @@ def test_deps_command_in_worker_processes_writes_each_unit_once(root: tuple[Path
     """The whole command, forked workers and all, as a pipe sees it: the document once, each unit once."""
     path, _ = root
     code = ("import sys; from mailpreflight.cli import fanout, main; fanout.PARALLEL_MIN_UNITS = 1; "
-            "fanout.SLICE = 7; sys.exit(main(sys.argv[1:]))")
+            "fanout.SLICE = 7; fanout.WORKERS = 2; sys.exit(main(sys.argv[1:]))")
     done = subprocess.run([sys.executable, "-c", code, "deps", "--root", str(path), "--format", "json"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr  # MP113: the daemons are not installed in this root

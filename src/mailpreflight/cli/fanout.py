@@ -1,10 +1,11 @@
 """`deps` over a whole tree, on every core when that pays (docs/design.md, "Performance").
 
-Units are loaded, analysed and rendered in worker processes forked from this one, a slice of names each: they
-inherit the search-path index the parent has built and render their units themselves, so what comes back is
-text, not objects. The parent writes the pieces in name order as they come, with at most two slices per worker
-in flight, so memory stays flat whatever the number of units. Below PARALLEL_MIN_UNITS, or on one core, it all
-runs here, one unit at a time: the same bytes either way.
+Units are loaded, analysed and rendered in worker processes forked from this one (one per CPU that other work
+leaves idle, by the load average), a slice of names each: they inherit the search-path index the parent has
+built and render their units themselves, so what comes back is text, not objects. The parent writes the pieces
+in name order as they come, with at most two slices per worker in flight, so memory stays flat whatever the
+number of units. Below PARALLEL_MIN_UNITS, or with fewer than two idle CPUs, it all runs here, one unit at a
+time: the same bytes either way.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mailpreflight.units.loader import UnitLoader
 
 PARALLEL_MIN_UNITS = 1000  # below this, forking and collecting costs more than the second core gives
 SLICE = 250  # names per task
+WORKERS: int | None = None  # None: one per idle CPU (tests and benchmarks set it)
 Render = Callable[[UnitDepsView], str]
 _Piece = tuple[Status, str]
 
@@ -34,7 +36,7 @@ def rendered_units(loader: UnitLoader, sa_version: str | None, render: Render,
     """(status, rendered text) of every service of the tree with a network dependency, in name order; in worker
     processes from `min_units` units on (default PARALLEL_MIN_UNITS)."""
     names = loader.service_names()  # builds the index and the name map here, before any fork
-    workers = _usable_cpus()
+    workers = WORKERS if WORKERS is not None else _usable_cpus()
     threshold = PARALLEL_MIN_UNITS if min_units is None else min_units
     if workers < 2 or len(names) < threshold or "fork" not in multiprocessing.get_all_start_methods():
         yield from _render(loader, names, sa_version, render)
@@ -78,7 +80,14 @@ def _parallel(loader: UnitLoader, names: Sequence[str], sa_version: str | None, 
 
 
 def _usable_cpus() -> int:
+    """CPUs this process may use that are not busy with other work (like `make -l`): a second worker on a CPU
+    another program keeps busy only competes with it, and the run takes longer than in one process."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0] - 1.0  # this process is running: it counts in the load already
+    except OSError:
+        busy = 0.0
+    return max(1, min(cpus, int(cpus - max(busy, 0.0) + 0.5)))
