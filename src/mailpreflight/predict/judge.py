@@ -4,7 +4,7 @@ command and each unit will do, and say why."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -27,7 +27,7 @@ from mailpreflight.model import (
     UnitVerdict,
 )
 from mailpreflight.predict import startup
-from mailpreflight.predict.saupdate_live import SaUpdateProbe
+from mailpreflight.predict.saupdate_live import SaUpdateProbe, chain_key
 from mailpreflight.probes import dns as dnsprobe
 from mailpreflight.probes.runner import ProbeRunner
 from mailpreflight.probes.tasks import probe_task
@@ -52,15 +52,19 @@ def check(results: Iterable[UnitDeps], options: CheckOptions, resolver: dnsprobe
     try:
         # Everything static at once: the sa-update chains add what depends on earlier answers.
         sa_probes: dict[int, SaUpdateProbe] = {}
+        chains: dict[Hashable, SaUpdateProbe] = {}  # one per distinct sa-update chain, however many units run it
         bodies: dict[str, bytes | None] = {}  # MIRRORED.BY files fetched, shared by every chain
         for result in results:
             analysed.append(result)
             tasks: dict[tuple[DepKind, str], Callable[[], ProbeResult]] = {}
             for entry in result.commands:
                 if entry.plan is not None:
-                    probe = SaUpdateProbe(entry.plan, runner, resolver, options.timeout, bodies)
+                    key = chain_key(entry.plan)
+                    probe = chains.get(key)
+                    if probe is None:
+                        probe = chains[key] = SaUpdateProbe(entry.plan, runner, resolver, options.timeout, bodies)
+                        tasks.update(probe.prefetch())
                     sa_probes[id(entry)] = probe
-                    tasks.update(probe.prefetch())
                     continue
                 for dep in entry.dependencies:
                     tasks[(dep.kind, dep.target)] = probe_task(dep, resolver, options.timeout)
@@ -68,7 +72,7 @@ def check(results: Iterable[UnitDeps], options: CheckOptions, resolver: dnsprobe
         runner.run({})  # one timeout for everything known before the first answer
         # Then every sa-update chain's next steps, all chains in one round (docs/design.md, "Performance"): as
         # many rounds as steps in a chain, whatever the number of units and mirrors.
-        while wanted := {key: task for probe in sa_probes.values() for key, task in probe.pending().items()}:
+        while wanted := {key: task for probe in chains.values() for key, task in probe.pending().items()}:
             runner.run(wanted)
         units = tuple(_unit(result, runner, sa_probes) for result in analysed)
     finally:

@@ -11,8 +11,8 @@ rounds as steps in the chain (every mirror of a channel is one step), not as man
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, replace
 
 from mailpreflight.deps.saupdate import (
     DOWNLOAD_WORST,
@@ -35,6 +35,15 @@ Tasks = dict[tuple[DepKind, str], Callable[[], ProbeResult]]
 
 class _Pending(Exception):
     """The chain needs answers not in yet (collected by the probe walking it)."""
+
+
+def chain_key(plan: SaUpdatePlan) -> Hashable:
+    """Everything the chain and its verdict depend on: two sa-update commands with the same key (a fleet of units
+    running the same sa-update on one tree) share one SaUpdateProbe, walked and judged once."""
+    return (plan.args.install, plan.args.gpg, plan.downloader, plan.resolver.retrans, plan.resolver.retry,
+            tuple(sorted(plan.proxies.items())),
+            tuple((c.channel, c.version_query, c.mirrors_query, c.mirrors, c.needs_mirror_refresh,
+                   c.mirrored_by_age is None, c.installed_revision) for c in plan.channels))
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class SaUpdateProbe:
         self.used: list[str] = []
         self.bodies: dict[str, bytes | None] = {} if bodies is None else bodies
         self._wanted: Tasks | None = None  # while pending() walks the chain: what it needs next
+        self._verdict: CommandVerdict | None = None  # once judged: every command sharing the probe gets it
 
     # -- probes -----------------------------------------------------------------------------------
     def _run(self, tasks: Tasks) -> dict[tuple[str, str], ProbeResult]:
@@ -123,6 +133,13 @@ class SaUpdateProbe:
 
     # -- the chain --------------------------------------------------------------------------------
     def evaluate(self, command: FoundCommand) -> CommandVerdict:
+        """The verdict for `command` (judged once per probe: the commands sharing it share its reason and
+        probes, which keeps a fleet's report small)."""
+        if self._verdict is None:
+            self._verdict = self._judge(command)
+        return replace(self._verdict, command=command)
+
+    def _judge(self, command: FoundCommand) -> CommandVerdict:
         if self.plan.args.install:
             return CommandVerdict(command, Prediction.OK, "0|1", 0.0, "--install: no network used")
         outcomes = [self._channel(channel) for channel in self.plan.channels]
