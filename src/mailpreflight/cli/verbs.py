@@ -218,6 +218,11 @@ def _check(args: argparse.Namespace, env: Environment) -> Status:
     options = CheckOptions(args.timeout, args.deadline, progress=progress_stream())
     report = check(named or iter_tree(loader, args.sa_version), options, resolver_for(resolv_conf), auth)
     colour = args.format == "text" and env.colour and not args.output
+    if args.format == "json" and guest_fw is None and not args.output:  # streamed: a fleet's report is large
+        for chunk in render.iter_json(report):
+            env.out(chunk, end="")
+        env.out()
+        return report.status
     text = {"json": render.render_json, "nagios": render.render_nagios, "prometheus": render.render_prometheus,
             }.get(args.format, lambda r: render.render_text(r, colour=colour))(report)
     status = report.status
