@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.access.safewrite import write_atomically
 from mailpreflight.baseline.digestkey import load_or_create
-from mailpreflight.baseline.drift import compare, load_baseline
+from mailpreflight.baseline.document import load_baseline
+from mailpreflight.baseline.drift import compare
 from mailpreflight.baseline.snapshot import MAIL_PATHS, take
 from mailroots import leap15, write
 
@@ -101,7 +102,7 @@ def main() -> None:
         expected = {"deleted": 7, "added": 5, "changed": len(changed)}
         causes = sorted({f.finding.code for c in result.changes for f in c.causes})
         size = baseline.stat().st_size
-        print(f"root: {args.files + 150} files ({len(result.baseline['files'])} recorded paths, baseline "
+        print(f"root: {args.files + 150} files ({len(load_baseline(str(baseline)).files)} recorded paths, baseline "
               f"{size / 1024 / 1024:.1f} MiB)")
         print(f"  mailpreflight snapshot {t_snapshot:6.2f} s    peer cp -a of the same dirs {t_copy:6.2f} s    "
               f"ratio {t_snapshot / t_copy:5.2f}x")

@@ -156,6 +156,7 @@ def leap15(root: Path, imap_smtp: bool = True) -> Path:
           "\nSASLAUTHD_PARAMS=\"\"\n")
     # postfix with Cyrus SASL
     write(root, "/usr/lib/systemd/system/postfix.service", POSTFIX_UNIT)
+    write(root, "/usr/sbin/postfix", "", 0o755)  # its ExecStart= (no relayhost: direct delivery makes it analysed)
     write(root, "/etc/postfix/main.cf", "myhostname = mail.example.com\nsmtpd_sasl_auth_enable = yes\n"
           "smtpd_sasl_path = smtpd\nsmtpd_recipient_restrictions = permit_mynetworks,\n"
           "    permit_sasl_authenticated, reject_unauth_destination\n")
@@ -221,6 +222,7 @@ def debian12(root: Path) -> Path:
           "/var/spool/postfix/private/auth {\n    mode = 0660\n    user = postfix\n  }\n}\n")
     # postfix: SMTP AUTH through Dovecot's socket
     write(root, "/lib/systemd/system/postfix.service", POSTFIX_UNIT)
+    write(root, "/usr/sbin/postfix", "", 0o755)
     write(root, "/etc/postfix/main.cf", "myhostname = mx1.example.org\nsmtpd_sasl_type = dovecot\n"
           "smtpd_sasl_path = private/auth\nsmtpd_sasl_auth_enable = yes\n")
     write(root, "/etc/postfix/master.cf", "smtp      inet  n       -       y       -       -       smtpd\n")

@@ -45,7 +45,10 @@ class Role(StrEnum):
 
 class Confidence(StrEnum):
     HIGH = "high"  # a rule that knows the tool
-    LOW = "low"  # a URL or host:port merely seen in an unknown command's arguments
+    LOW = "low"  # a URL or host:port merely seen in an unknown command's arguments: mentioned, not contacted
+
+
+ANY_HOST = "*"  # a Dependency's host when it can be any host: postfix delivering straight to each recipient's MX
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,11 @@ class Dependency:
     note: str = ""
 
     @property
+    def any_host(self) -> bool:
+        """Any host at all (e.g. `*:25`): allowed by port in a firewall, never probed."""
+        return self.host == ANY_HOST
+
+    @property
     def host(self) -> str:
         """The host name (or address) this dependency reaches."""
         if self.kind is DepKind.DNS:
@@ -71,6 +79,40 @@ class Dependency:
             return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
         host, _, _ = self.target.rpartition(":")
         return host.strip("[]")
+
+
+class Fate(StrEnum):
+    """What the script (or `sh -c` line) that runs a command does when the command exits with some status."""
+
+    GOES_ON = "goes on"  # the script carries on: what it runs next decides its exit
+    EXITS = "exits"  # the script exits at once with `exit_status` (0: success)
+    PASSES = "exits with it"  # the script exits at once with the command's own status (`exit $rc`)
+    UNKNOWN = "unknown"  # the script looks at the status in a way not read statically
+
+
+@dataclass(frozen=True)
+class StatusFate:
+    """For the exit statuses low..high of a command: the script's fate, and where the script decides it."""
+
+    low: int
+    high: int
+    fate: Fate
+    exit_status: int | None = None  # with EXITS
+    where: str = ""  # "file:line" of the statement that looks at the status
+
+    @property
+    def fails_on_any(self) -> bool:
+        """Does the script fail for some status of the range (`exit 1`, or `exit $rc` past 0)?"""
+        return (self.fate is Fate.EXITS and self.exit_status != 0) or (self.fate is Fate.PASSES and self.high > 0)
+
+    def script_exit(self, status: int) -> int | None:
+        """The status the script exits with when the command exits `status`; None: it goes on, or unknown."""
+        return self.exit_status if self.fate is Fate.EXITS else status if self.fate is Fate.PASSES else None
+
+    def __str__(self) -> str:
+        statuses = str(self.low) if self.low == self.high else f"{self.low}-{self.high}"
+        outcome = f"exits {self.exit_status}" if self.fate is Fate.EXITS else self.fate.value
+        return f"{statuses}: {outcome}" + (f" ({self.where})" if self.where else "")
 
 
 @dataclass(frozen=True)
@@ -87,6 +129,15 @@ class FoundCommand:
     user: str | None = None  # who runs it when known (User=, runuser -u, su); None = the unit's default
     env: Mapping[str, str] = field(default_factory=dict)  # the environment it sees, as far as known
     script: str | None = None  # the guest path of the shell script this is, when it was read and followed
+    # When the script looks at the command's exit status itself (`case $?`, `[ $? -le 1 ] || exit 1`, ...): what
+    # it does for each status, 0-255 covered; () when it does not (then `tolerated` says it all).
+    status_fates: tuple[StatusFate, ...] = ()
+    # For a script that was read: where a guard the tree decides ends it, e.g. "exits 0 at
+    # /usr/sbin/spamassassin-maint:83: `command -v gpg` fails in this tree" (what follows never runs).
+    ends: str = ""
+
+    def fate_of(self, status: int) -> StatusFate | None:
+        return next((f for f in self.status_fates if f.low <= status <= f.high), None)
 
 
 class Status(StrEnum):
@@ -182,6 +233,7 @@ class Prediction(StrEnum):
     OK = "ok"
     DEGRADED = "degraded"  # it succeeds, but some endpoints are dead
     FAIL = "fail"
+    UNKNOWN = "unknown"  # cannot be known statically (e.g. a script's own check of the status); the reason says why
 
 
 @dataclass(frozen=True)
@@ -197,9 +249,10 @@ class CommandVerdict:
 @dataclass(frozen=True)
 class UnitVerdict:
     name: str
-    start_predicted: Prediction  # ok or fail
+    start_predicted: Prediction  # ok, fail or unknown
     reason: str
     commands: tuple[CommandVerdict, ...]
+    fix: str = ""  # a command that fixes this cause, when the cause has its own ("" = the general advice)
 
 
 @dataclass(frozen=True)
@@ -286,6 +339,7 @@ class CommandDepsView:
     command: FoundCommand
     dependencies: tuple[Dependency, ...]
     sa_update: SaUpdateView | None = None
+    mentions: tuple[Dependency, ...] = ()  # URLs/host:port seen in its text that nothing says it contacts
 
 
 @dataclass(frozen=True)
@@ -348,13 +402,18 @@ class FirewallRule:
     """One outgoing allow rule and who needs it."""
 
     protocol: str  # tcp or udp
-    host: str  # a name or an address
+    host: str  # a name or an address, or ANY_HOST
     port: int
     users: tuple[str, ...] = ()  # "spamd.service sa-update"
+    why: str = ""  # said beside the rule when the list alone does not explain it (e.g. any host)
+
+    @property
+    def any_host(self) -> bool:
+        return self.host == ANY_HOST
 
     @property
     def family(self) -> str | None:
-        """4 or 6 for an address literal, None for a name (resolved by the firewall at load time)."""
+        """4 or 6 for an address literal, None for a name (resolved by the firewall at load time) or any host."""
         try:
             return str(ipaddress.ip_address(self.host).version)
         except ValueError:
@@ -365,6 +424,97 @@ class FirewallRule:
         """Who needs it; nft keeps at most 128 bytes of comment."""
         text = ", ".join(dict.fromkeys(self.users)).replace('"', "'")
         return text if len(text.encode()) <= 120 else text.encode()[:116].decode("utf-8", "ignore") + " ..."
+
+
+class EntryType(StrEnum):
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One path as `snapshot` records it (docs/schemas/snapshot.schema.json): a baseline's entry, or the path
+    now. `target` is a symlink's; `size`, `sha256`, `text`, `text_omitted` a file's."""
+
+    kind: EntryType
+    mode: str  # four octal digits: "0644"
+    uid: int
+    gid: int
+    owner: str | None  # names from the root's own passwd and group
+    group: str | None
+    target: str | None = None
+    size: int | None = None
+    sha256: str | None = None  # the content's digest, keyed (baseline/digestkey.py)
+    text: str | None = None  # small world-readable text files, secrets redacted
+    text_omitted: str | None = None  # why the text is not recorded
+    mac: str | None = None  # of the path and the fields; None in a baseline from before digest keys
+
+    def fields(self) -> dict[str, object]:
+        """The entry as `snapshot` writes it, in its order, without the MAC (what the MAC covers)."""
+        fields: dict[str, object] = {"type": self.kind.value, "mode": self.mode, "uid": self.uid, "gid": self.gid,
+                                     "owner": self.owner, "group": self.group}
+        if self.kind is EntryType.SYMLINK:
+            fields["target"] = self.target
+        elif self.kind is EntryType.FILE:
+            fields.update(size=self.size, sha256=self.sha256, text=self.text, text_omitted=self.text_omitted)
+        return fields
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    """Which host a root is (or a baseline was taken on)."""
+
+    machine_id: str | None
+    hostname: str | None
+    os_name: str | None  # os-release's PRETTY_NAME
+
+
+@dataclass(frozen=True)
+class TrackedFindingView:
+    """A finding as drift tracks it: `code` and `subject` are its stable key, `paths` the files that decide it."""
+
+    finding: Finding
+    subject: str
+    paths: tuple[str, ...]
+
+
+class ChangeKind(StrEnum):
+    DELETED = "deleted"
+    ADDED = "added"
+    CHANGED = "changed"
+
+
+@dataclass(frozen=True)
+class ChangeView:
+    """One path that changed since the baseline, and the new findings it helps cause."""
+
+    path: str
+    change: ChangeKind
+    details: tuple[str, ...]  # "mode 0644 -> 0600", "content", or what an added/deleted path is
+    diff: str | None  # unified, when both texts are known
+    before: FileRecord | None
+    after: FileRecord | None
+    causes: tuple[TrackedFindingView, ...]
+
+
+@dataclass(frozen=True)
+class DriftView:
+    """What `drift` found (built by baseline/drift.py)."""
+
+    status: Status
+    baseline_file: str
+    baseline_created: str
+    baseline_host: HostRecord
+    baseline_root: str  # how the baseline names the system it was taken of
+    host: HostRecord
+    root: str  # the tree compared: "/" or --root DIR (restore's fix names it)
+    changes: tuple[ChangeView, ...]
+    new: tuple[TrackedFindingView, ...]
+    loose: tuple[TrackedFindingView, ...]  # the new findings no change causes
+    resolved: tuple[TrackedFindingView, ...]  # the baseline's, gone now
+    persisting: tuple[TrackedFindingView, ...]
 
 
 @dataclass(frozen=True)

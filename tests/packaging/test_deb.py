@@ -191,6 +191,10 @@ def test_installed_units_verify_and_are_not_enabled(installed: Installed, tmp_pa
 def test_installed_dropin_names_usr_bin(installed: Installed, tmp_path: Path) -> None:
     root = tmp_path / "guest"
     shutil.copytree(EXAMPLE, root, symlinks=True)
+    # the guest has the package too (a drop-in written into a guest calls only what the guest has: its own
+    # /usr/bin/mailpreflight here; fix/inguest.py)
+    (root / "usr/bin/mailpreflight").write_text("#!/usr/bin/python3\n")
+    (root / "usr/bin/mailpreflight").chmod(0o755)
     # another mailpreflight first on PATH (a venv, /usr/local/bin): the drop-in must still name the program
     # that wrote it, /usr/bin/mailpreflight, which every host with the package has
     decoy = tmp_path / "bin"
@@ -241,6 +245,8 @@ def test_ansible_role_configures_the_installed_package(installed: Installed, deb
     textfile = tmp_path / "textfile"
     guest = tmp_path / "guest"
     shutil.copytree(EXAMPLE, guest, symlinks=True)
+    (guest / "usr/bin/mailpreflight").write_text("#!/usr/bin/python3\n")  # the guest has the package too:
+    (guest / "usr/bin/mailpreflight").chmod(0o755)  # the drop-in calls the guest's own (fix/inguest.py)
     variables = {"mailpreflight_package_file": str(deb), "mailpreflight_textfile_dir": str(textfile),
                  "mailpreflight_check_args": ["--deadline", "30"], "mailpreflight_dropin_units": ["spamd.service"],
                  "mailpreflight_dropin_root": str(guest),

@@ -105,7 +105,7 @@ def test_rpmbuild_on_debian(tmp_path: Path) -> None:
     assert expected <= files, expected - files
     assert any(f.startswith("/usr/share/man/man1/mailpreflight.1") for f in files)
     assert any(f.endswith("/mailpreflight/units/keys-252.txt") for f in files)
-    assert any(re.search(r"/mailpreflight/__pycache__/cli\.cpython-\d+\.pyc$", f) for f in files)
+    assert any(re.search(r"/mailpreflight/cli/__pycache__/__init__\.cpython-\d+\.pyc$", f) for f in files)
     assert not [f for f in files if f.startswith("/usr/local")]
     requires = run(["rpm", "-qp", "--requires", str(rpm)]).stdout
     assert "python3-dnspython >= 2.3" in requires and "python3-dbus" in requires

@@ -119,6 +119,7 @@ def describe_unit(loader: UnitLoader, name: str, enabled: dict[str, list[str]], 
         shown = ", ".join(f"`{t}`" for t in inner[:MAX_INNER])
         lines.append(f"  - the scripts run: {shown}" + (f" and {len(inner) - MAX_INNER} more"
                                                          if len(inner) > MAX_INNER else ""))
+    lines += [f"  - `{c.script}` {c.ends}" for c in commands if c.ends]
     own = {unit.fragment_path, *unit.dropin_paths}
     # a program's first bytes are read to tell a script from a binary: that is no configuration it reads
     programs = {c.argv[0] for c in commands if c.argv and not c.script}

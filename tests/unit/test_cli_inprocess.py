@@ -67,7 +67,7 @@ def test_text_output_escapes_control_characters(tmp_path: Path) -> None:
         code, out, _ = run("show", "--root", str(tmp_path), "evil.service", tty=tty)
         assert code == 0
         assert not any(c in out for c in "\x1b\x07\x9b"), out
-        assert "\\x1b]0;owned\\a" in out and "\\x9b31m" in out
+        assert "\\x1b]0;owned\\a" in out and "\\u009b31m" in out
 
 
 def test_coloured_check_text_escapes_guest_text_but_keeps_its_colours() -> None:

@@ -552,8 +552,13 @@ def test_postfix_expansion() -> None:
     ("default_transport = lmtp:inet:lmtp.example.net\nrelay_transport = lmtp:unix:private/lmtp\n",
      ["MX lmtp.example.net", "lmtp.example.net:24"]),
     ("default_transport = error:outbound mail disabled\nrelayhost =\n", []),
-    ("relay_transport = smtp:[r1.example], [r2.example]:2525\n", ["r1.example:25", "r2.example:2525"]),
-    ("not a setting\n", []),
+    # no relayhost, default_transport smtp: direct delivery to any host's port 25 after an MX lookup
+    ("relay_transport = smtp:[r1.example], [r2.example]:2525\n", ["r1.example:25", "r2.example:2525", "MX *",
+                                                                  "*:25"]),
+    ("not a setting\n", ["MX *", "*:25"]),
+    ("relayhost =\ndefault_transport = smtp\n", ["MX *", "*:25"]),
+    ("relayhost = [smarthost.example]\n", ["smarthost.example:25"]),
+    ("default_transport = discard\n", []),
     ("relayhost = $relayhost\n", []),  # a reference loop resolves to nothing
     ("default_transport = smtp:unix:/run/relay.sock, [r3.example]\n", ["r3.example:25"]),
 ])
@@ -648,7 +653,8 @@ def test_wgetrc_proxy(tmp_path: Path) -> None:
 def test_unknown_command_hostport_and_urls() -> None:
     ctx = context("debian-unknown-hostport", "relay-watch.service")
     found = from_unit(ctx, "ExecStart")
-    deps = UnknownCommandRule().dependencies(found, ctx)
+    assert UnknownCommandRule().dependencies(found, ctx) == []  # nothing says it contacts them
+    deps = UnknownCommandRule().mentions(found, ctx)
     assert UnknownCommandRule.tools == frozenset()
     assert [(d.kind, d.target) for d in deps] == [
         (DepKind.HTTP, "http://status.example.com/relay"), (DepKind.TCP, "relay.example.net:587"),
@@ -661,7 +667,8 @@ def test_unknown_command_in_execstartpre_with_env_proxy(tmp_path: Path) -> None:
     ctx = tmp_context(tmp_path, {})
     found = command(["/opt/bin/sync-tool", "--src=https://data.example.com/feed", "mx.example.com:70000"],
                     "ExecStartPre", env={"HTTPS_PROXY": "proxy.example:3128"})
-    deps = UnknownCommandRule().dependencies(found, ctx)
+    assert UnknownCommandRule().dependencies(found, ctx) == []
+    deps = UnknownCommandRule().mentions(found, ctx)
     assert [(d.target, d.role, d.confidence) for d in deps] == [
         ("https://data.example.com/feed", Role.START, Confidence.LOW),
         ("proxy.example:3128", Role.START, Confidence.LOW)]

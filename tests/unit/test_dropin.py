@@ -49,8 +49,12 @@ def test_tricky_words(word: str) -> None:
 
 
 def root(tmp_path: Path, unit: str = SPAMD, **extra: object) -> UnitLoader:
+    """A guest with coreutils' timeout, and mailpreflight where PROGRAM says (what the drop-in calls must
+    exist in the root it runs in: MP114)."""
     make_tree(tmp_path, {"/etc/os-release": "ID=opensuse-leap\n", "/usr/lib/systemd/system/spamd.service": unit,
-                         **extra})
+                         PROGRAM: "", "/usr/bin/timeout": "", **extra})
+    for program in (PROGRAM, "/usr/bin/timeout"):
+        (tmp_path / program.lstrip("/")).chmod(0o755)
     return UnitLoader(RootFS(str(tmp_path)))
 
 
@@ -153,7 +157,9 @@ def test_cli_dropin_cycle(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=60)
 
     dry = cli("install", "spamd", "--dry-run")
-    assert dry.returncode == 0 and "+ExecStartPre=-" in dry.stdout and " guard --timeout 60 -- " in dry.stdout
+    # inside a root without mailpreflight at a standard path: coreutils' timeout, no host path (fix/inguest.py)
+    assert dry.returncode == 0 and "+ExecStartPre=-/usr/bin/timeout --kill-after=5 60 /bin/bash -c" in dry.stdout
+    assert sys.executable.rsplit("/", 2)[0] not in dry.stdout and "written form:" in dry.stderr
     assert not (tmp_path / DROPIN.lstrip("/")).exists()
     assert cli("install", "spamd").returncode == 0 and (tmp_path / DROPIN.lstrip("/")).exists()
     shown = cli("show", "spamd")

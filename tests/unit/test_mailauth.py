@@ -281,7 +281,11 @@ def test_debian_includes_only_from_etc(tmp_path: Path) -> None:
     [problem] = pam.resolve(RootFS(str(root)), "dovecot").problems
     assert problem.kind == "missing-include" and problem.detail.endswith("(/etc/pam.d/common-vendor): the auth "
                                                                           "stack fails")
-    (root / "etc/debian_version").unlink()  # upstream libpam (openSUSE, Fedora): looked up like a service
+    (root / "etc/debian_version").unlink()  # os-release decides (units/distro.py): still Debian's libpam
+    assert [p.kind for p in pam.resolve(RootFS(str(root)), "dovecot").problems] == ["missing-include"]
+    write(root, "/etc/os-release", 'ID="opensuse-leap"\nID_LIKE="suse opensuse"\n')
+    write(root, "/etc/debian_version", "12.8\n")  # a stray file does not outvote os-release
+    # upstream libpam (openSUSE, Fedora): the include is looked up like a service
     assert pam.resolve(RootFS(str(root)), "dovecot").problems == ()
 
 
@@ -389,7 +393,9 @@ def test_at_include_outside_debian_is_a_failing_line(tmp_path: Path) -> None:
     write(root, "/etc/pam.d/smtp", "@include common-auth\naccount required pam_unix.so\n")
     [(severity, message)] = issues(root)["MP305"]
     assert severity == "critical" and "unknown type '@include'" in message
-    write(root, "/etc/debian_version", "12\n")
+    write(root, "/etc/debian_version", "12\n")  # os-release (openSUSE) decides, not a stray debian_version
+    assert "MP305" in issues(root)
+    write(root, "/etc/os-release", 'ID=debian\nVERSION_ID="12"\n')
     assert "MP305" not in issues(root)
 
 

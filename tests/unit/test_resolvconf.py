@@ -3,6 +3,7 @@ the firewall allow-list and guard; and the one dependency -> probe mapping they 
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -69,8 +70,11 @@ def test_a_required_file_that_cannot_be_read_is_one_error(tmp_path: Path) -> Non
     with pytest.raises(MailpreflightError, match=r"^cannot read given: No such file or directory$"):
         read_resolv_conf(RootFS("/"), str(tmp_path / "missing"), "given", required=True)
     (tmp_path / "dir").mkdir()
-    with pytest.raises(MailpreflightError, match=r"^cannot read .*/dir: Is a directory$"):
+    with pytest.raises(MailpreflightError, match=r"^cannot read .*/dir: a directory, not a regular file: not read"):
         read_resolv_conf(RootFS("/"), str(tmp_path / "dir"), required=True)
+    os.mkfifo(tmp_path / "fifo")  # the read gate: refused unopened, never a hang
+    with pytest.raises(MailpreflightError, match=r"^cannot read .*/fifo: a FIFO \(named pipe\), not a regular file"):
+        read_resolv_conf(RootFS("/"), str(tmp_path / "fifo"), required=True)
 
 
 def test_check_names_a_resolv_conf_it_cannot_read(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,12 @@ from mailpreflight.baseline.digestkey import (
     for_baseline,
     load_or_create,
     read_key,
+    recorded_digest,
 )
+from mailpreflight.baseline.document import load_baseline
 from mailpreflight.baseline.snapshot import redact, take
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.model import EntryType, FileRecord
 from mailroots import leap15, write
 
 CLI = [sys.executable, "-m", "mailpreflight"]
@@ -216,13 +220,13 @@ def test_restore_refuses_an_entry_changed_after_the_snapshot(tmp_path: Path, fie
 
 def test_text_that_does_not_match_its_digest_is_refused() -> None:
     digest = Digest(b"k" * 32)
-    entry: dict[str, object] = {"type": "file", "mode": "0644", "uid": 0, "gid": 0, "sha256": digest.hexdigest(b"a\n"),
-                                "text": "b\n"}
-    entry["mac"] = digest.mac("/etc/x", entry)
+    entry = FileRecord(EntryType.FILE, "0644", 0, 0, "root", "root", size=2, sha256=digest.hexdigest(b"a\n"),
+                       text="b\n")
+    entry = replace(entry, mac=digest.mac("/etc/x", entry.fields()))
     with pytest.raises(MailpreflightError, match="the text recorded for /etc/x is not the content it was hashed"):
         check_entry("b.json", "/etc/x", entry, digest)
-    entry["text"] = "a\n"
-    entry["mac"] = digest.mac("/etc/x", entry)
+    entry = replace(entry, text="a\n")
+    entry = replace(entry, mac=digest.mac("/etc/x", entry.fields()))
     check_entry("b.json", "/etc/x", entry, digest)
 
 
@@ -242,7 +246,7 @@ def test_a_baseline_from_before_the_key_is_still_read(tmp_path: Path) -> None:
     document["salt"] = "0123abcd"
     baseline = tmp_path / "old.json"
     baseline.write_text(json.dumps(document))
-    assert for_baseline(str(baseline), document, None).key is None
+    assert for_baseline(str(baseline), load_baseline(str(baseline)), None).key is None
     write(root, "/etc/imapd.conf", "configdirectory: /var/lib/imap\n")
     drift = run("drift", "--baseline", str(baseline), "--root", str(root), "--format", "json")
     assert drift.returncode == 1, drift.stderr
@@ -257,4 +261,4 @@ def test_a_baseline_from_before_the_key_is_still_read(tmp_path: Path) -> None:
 def test_a_baseline_with_an_unknown_digest_is_refused(digest: object) -> None:
     document: dict[str, object] = {"files": {}} if digest is None else {"files": {}, "digest": digest}
     with pytest.raises(MailpreflightError, match=r"^b\.json:1: (unknown digest|neither a digest key id nor a salt)"):
-        for_baseline("b.json", document, None)
+        recorded_digest("b.json", document)

@@ -2,20 +2,102 @@
 
 Symlinks are resolved INSIDE the root: an absolute target is relative to the root and `..` never climbs
 above it (like systemd's chase() with a root). Paths given and returned are guest paths.
+
+This is the one gate every read of guest data goes through (`open_file`, `read_bytes`, `read_text`,
+`listdir`, `glob`). A guest is hostile until checked, so a read:
+- opens the already-resolved path from the root one component at a time with O_NOFOLLOW (a component swapped
+  for a link after it was resolved fails instead of leading out of the root);
+- takes the last component with O_PATH first and looks at what it is before opening it for reading: a FIFO
+  would block for ever, a device node (`/dev/zero`'s 1,5; a block device is a host disk; 10,130 arms the
+  watchdog) must not even be opened. Anything but a regular file is refused with a `GuestFileRefused`
+  (an OSError whose strerror says what the file is and what to do), recorded in `refusals`;
+- reads at most limit+1 bytes: a bigger file is refused the same way.
+Globs and directory listings happen inside the root too, with caps on entries, matches and work.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import posixpath
+import re
 import stat
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 MAX_LINKS = 32
+MAX_CHASE_STEPS = 4096  # path components walked to resolve one path, links included
 DEV_NULL = "/dev/null"
+READ_LIMIT = 8 * 1024 * 1024  # unit files, drop-ins, environment files: systemd's own are a few KiB
+TEXT_LIMIT = 1024 * 1024  # read_text(): configuration files
+LISTDIR_LIMIT = 100_000  # entries of one directory
+READ_TOTAL_LIMIT = 64 * 1024 * 1024  # bytes read from one root in one run, all together (a Debian mail root: 7 MiB)
+LISTDIR_TOTAL_LIMIT = 500_000  # directory entries listed in one run, all together (a Debian mail root: 4,000)
+GLOB_DEPTH = 64  # path components of a pattern
+GLOB_MATCHES = 1024  # paths one pattern expands to (and candidates kept at each level)
+GLOB_STEPS = 20_000  # directory entries one pattern may look at: a directory of links to `.` stays cheap
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+_CHUNK = 1024 * 1024
+
+
+def describe(mode: int, rdev: int = 0) -> str:
+    """What a file is, for a message: "a FIFO (named pipe)", "a character device (1,5)", ..."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode):
+        return f"a character device ({os.major(rdev)},{os.minor(rdev)})"
+    if stat.S_ISBLK(mode):
+        return f"a block device ({os.major(rdev)},{os.minor(rdev)})"
+    return f"a file of unknown type (mode {mode:o})"
+
+
+class GuestFileRefused(OSError):
+    """A guest file that is there but is not read: not a regular file, too big, or changed while being opened.
+
+    An OSError, so callers that report unreadable files report it (strerror says what it is and what to do)
+    and the others carry on as with a missing file."""
+
+    def __init__(self, guest: str, reason: str, code: int = errno.EINVAL) -> None:
+        super().__init__(code, reason, guest)
+        self.guest = guest
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One refused read, as `refusals` lists them."""
+
+    path: str  # guest path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class Ledger:
+    """What one run has read from a root: the budgets no guest may exhaust, and what was refused."""
+
+    bytes_left: int = READ_TOTAL_LIMIT  # file bytes all reads together may still return
+    entries_left: int = LISTDIR_TOTAL_LIMIT  # directory entries all listings together may still return
+    refused: dict[str, str] = field(default_factory=dict)  # guest path -> why, in order
+
+
+@dataclass(frozen=True)
+class GlobResult:
+    paths: tuple[str, ...]  # guest paths, sorted, as glob(3) would return them (links not resolved)
+    problem: str | None = None  # a cap was reached: the paths are incomplete
 _T = TypeVar("_T")
 
 
@@ -23,6 +105,7 @@ _T = TypeVar("_T")
 class RootFS:
     root: str = "/"
     _dirs: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    _ledger: Ledger = field(default_factory=Ledger, compare=False, hash=False, repr=False)
     _memo: dict[Hashable, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
@@ -49,14 +132,33 @@ class RootFS:
         return os.path.join(self.root, guest.lstrip("/")) if self.root != "/" else guest
 
     def lstat(self, guest: str) -> os.stat_result | None:
+        """lstat() of a guest path: its directories resolved inside the root, the last component not followed
+        (the host path alone would follow a guest's /lib -> /usr/lib link to the host's /usr/lib)."""
+        resolved = self._resolve_parent(guest)
+        return None if resolved is None else self._lstat(resolved)
+
+    def readlink(self, guest: str) -> str | None:
+        """A guest link's target, as written (its directories resolved inside the root)."""
+        resolved = self._resolve_parent(guest)
+        return None if resolved is None else self._readlink(resolved)
+
+    def _resolve_parent(self, guest: str) -> str | None:
+        parent, _, base = guest.rpartition("/")
+        if base and base not in (".", "..") and "/." not in parent and "//" not in guest:
+            resolved_parent = self._chase_dir(parent or "/")
+            return None if resolved_parent is None else posixpath.join(resolved_parent, base)
+        return self.chase(guest, follow_last=False)
+
+    def _lstat(self, resolved: str) -> os.stat_result | None:
+        """lstat() of a RESOLVED guest path (no link in its directories)."""
         try:
-            return os.lstat(self.host(guest))
+            return os.lstat(self.host(resolved))
         except (OSError, ValueError):
             return None
 
-    def readlink(self, guest: str) -> str | None:
+    def _readlink(self, resolved: str) -> str | None:
         try:
-            return os.readlink(self.host(guest))
+            return os.readlink(self.host(resolved))
         except (OSError, ValueError):
             return None
 
@@ -76,7 +178,7 @@ class RootFS:
         candidate = posixpath.join(resolved_parent, base)
         if candidate == DEV_NULL:
             return DEV_NULL
-        info = self.lstat(candidate)
+        info = self._lstat(candidate)
         if info is None:
             return None
         if follow_last and stat.S_ISLNK(info.st_mode):
@@ -95,11 +197,14 @@ class RootFS:
         return resolved
 
     def _chase(self, guest: str, follow_last: bool) -> str | None:
-        todo = [p for p in guest.split("/") if p]
+        todo = [p for p in reversed(guest.split("/")) if p]  # a stack: the next component last
         done = "/"
-        hops = 0
+        hops = steps = 0
         while todo:
-            part = todo.pop(0)
+            part = todo.pop()
+            steps += 1
+            if steps > MAX_CHASE_STEPS:  # links of thousands of `..` each: give up as on a loop
+                return None
             if part == ".":
                 continue
             if part == "..":
@@ -108,17 +213,17 @@ class RootFS:
             candidate = posixpath.join(done, part)
             if candidate == "/dev" and todo == ["null"]:
                 return DEV_NULL  # whether or not the guest's /dev is populated
-            info = self.lstat(candidate)
+            info = self._lstat(candidate)
             if info is None:
                 return None
             if stat.S_ISLNK(info.st_mode) and (todo or follow_last):
                 hops += 1
-                target = self.readlink(candidate)
+                target = self._readlink(candidate)
                 if target is None or hops > MAX_LINKS:
                     return None
                 if target.startswith("/"):
                     done = "/"
-                todo = [p for p in target.split("/") if p] + todo
+                todo.extend(p for p in reversed(target.split("/")) if p)
                 continue
             done = candidate
         return done
@@ -139,62 +244,312 @@ class RootFS:
             return False
         if resolved == DEV_NULL:
             return True
-        try:
-            info = os.stat(self.host(resolved))
-        except OSError:
-            return False
-        return stat.S_ISCHR(info.st_mode) or (stat.S_ISREG(info.st_mode) and info.st_size == 0)
+        info = self._lstat(resolved)  # resolved: not a link (lstat opens nothing, a device node is harmless)
+        return info is not None and (stat.S_ISCHR(info.st_mode)
+                                     or (stat.S_ISREG(info.st_mode) and info.st_size == 0))
 
-    def listdir(self, guest: str) -> list[str]:
-        """Entries of a directory resolved inside the root (a guest's absolute link never leads to the host)."""
+    def is_dir(self, guest: str) -> bool:
         resolved = self.chase(guest)
-        if resolved is None or resolved == DEV_NULL:
-            return []
-        try:
-            return sorted(os.listdir(self.host(resolved)))
-        except (OSError, ValueError):
-            return []
+        info = self._lstat(resolved) if resolved is not None and resolved != DEV_NULL else None
+        return info is not None and stat.S_ISDIR(info.st_mode)
 
-    def scan(self, guest: str) -> list[tuple[str, int]]:
+    # -- the gate ------------------------------------------------------------------------------------------
+    @property
+    def refusals(self) -> tuple[Refusal, ...]:
+        """Every guest file refused so far (not a regular file, too big), once each, in order."""
+        return tuple(Refusal(path, reason) for path, reason in self._ledger.refused.items())
+
+    def sharing_ledger(self, view: RootFS) -> RootFS:
+        """`view` (another RootFS of the same root, e.g. with generated units) counting and recording what it
+        reads in this one's ledger: one budget and one list of refusals per run."""
+        object.__setattr__(view, "_ledger", self._ledger)
+        return view
+
+    def _refuse(self, guest: str, reason: str, code: int = errno.EINVAL) -> GuestFileRefused:
+        if len(self._ledger.refused) < 1000:
+            self._ledger.refused.setdefault(guest, reason)
+        return GuestFileRefused(guest, reason, code)
+
+    def _open_parent(self, resolved: str) -> tuple[int, str]:
+        """(fd of the parent directory, last component) of a resolved guest path, walked from the root one
+        component at a time with O_NOFOLLOW: a component that is (now) a symlink fails with ENOTDIR/ELOOP
+        instead of being followed. The root itself is the admin's and is opened as given."""
+        parts = resolved.split("/")[1:]
+        if (not resolved.startswith("/") or "\0" in resolved or any(p in ("", ".", "..") for p in parts[:-1])
+                or parts[-1] in (".", "..")):
+            raise OSError(errno.EINVAL, "not a resolved path", resolved)
+        fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in parts[:-1]:
+                parent, fd = fd, -1
+                try:
+                    fd = os.open(part, _DIR_FLAGS, dir_fd=parent)
+                finally:
+                    os.close(parent)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            raise
+        return fd, parts[-1] or "."
+
+    def open_file(self, guest: str, follow_last: bool = True) -> BinaryIO:
+        """A regular guest file, opened for reading without blocking and without following a link out of the
+        root (`/dev/null` reads as empty). Raises FileNotFoundError, GuestFileRefused for anything that is not
+        a regular file (never opened for reading: a device's open alone can act), or another OSError."""
+        fd = self._open_regular(guest, follow_last)
+        return io.BytesIO(b"") if fd is None else os.fdopen(fd, "rb")
+
+    def _open_regular(self, guest: str, follow_last: bool = True) -> int | None:
+        resolved = self.chase(guest, follow_last)
+        if resolved is None:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", guest)
+        if resolved == DEV_NULL:
+            return None
+        try:
+            parent, name = self._open_parent(resolved)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                raise self._refuse(guest, "a path component changed into a symlink while being read: not read (is "
+                                          "the guest still running?)", exc.errno) from exc
+            raise
+        try:  # O_PATH: nothing is opened for I/O yet (a link is pinned as the link, O_NOFOLLOW)
+            pinned = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        finally:
+            os.close(parent)
+        try:
+            info = os.fstat(pinned)
+            if not stat.S_ISREG(info.st_mode):
+                what = describe(info.st_mode, info.st_rdev)
+                hint = ("it is listed, never read" if stat.S_ISDIR(info.st_mode)
+                        else "replace it with a regular file if it is meant to be read")
+                code = errno.EISDIR if stat.S_ISDIR(info.st_mode) else errno.EINVAL
+                raise self._refuse(guest, f"{what}, not a regular file: not read ({hint})", code)
+            try:  # reopen the very inode just checked, for reading: nothing can be swapped in between
+                return os.open(f"/proc/self/fd/{pinned}", _READ_FLAGS & ~os.O_NOFOLLOW)
+            except FileNotFoundError:  # no /proc: open the name again, and check it is the same regular file
+                return self._reopen(guest, resolved, info)
+        finally:
+            os.close(pinned)
+
+    def _reopen(self, guest: str, resolved: str, info: os.stat_result) -> int:
+        parent, name = self._open_parent(resolved)
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=parent)
+        finally:
+            os.close(parent)
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            os.close(fd)
+            raise self._refuse(guest, "replaced while being read: not read (is the guest still running?)")
+        return fd
+
+    def read_bytes(self, guest: str, limit: int = READ_LIMIT) -> bytes:
+        """A regular file's bytes, resolved inside the root, at most `limit` of them. Raises OSError:
+        FileNotFoundError, GuestFileRefused (not a regular file, or larger than `limit`), ..."""
+        fd = self._open_regular(guest)
+        if fd is None:
+            return b""
+        spent = (f"not read: this run already read {_size(READ_TOTAL_LIMIT)} from the root (no mail system's "
+                 "configuration is this big; look for what fills it)")
+        budgeted = self._ledger.bytes_left < limit
+        if budgeted:
+            if self._ledger.bytes_left <= 0:
+                os.close(fd)
+                raise self._refuse(guest, spent, errno.EFBIG)
+            limit = self._ledger.bytes_left
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            # Never more than limit+1 bytes, whatever st_size says (a file can grow, /proc files say 0), and
+            # never a buffer of `limit` bytes up front: the first read asks for what st_size announces.
+            wanted = min(os.fstat(fd).st_size, limit) + 1
+            while total <= limit:
+                chunk = os.read(fd, min(wanted - total if total < wanted else _CHUNK, limit + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+        finally:
+            os.close(fd)
+        if total > limit:
+            raise self._refuse(guest, spent if budgeted else f"larger than {_size(limit)}: not read (more than mail "
+                                      "services' configuration ever holds; check what it is)", errno.EFBIG)
+        self._ledger.bytes_left -= total
+        return b"".join(chunks)
+
+    def read_text(self, guest: str, limit: int = TEXT_LIMIT) -> str | None:
+        """A file's text (undecodable bytes replaced), or None if it cannot be read (missing, refused, ...)."""
+        try:
+            return self.read_bytes(guest, limit).decode("utf-8", "replace")
+        except OSError:
+            return None
+
+    def listdir(self, guest: str, limit: int = LISTDIR_LIMIT) -> list[str]:
+        """Entries of a directory resolved inside the root (a guest's absolute link never leads to the host),
+        sorted; at most `limit` of them (the rest is refused, and recorded in `refusals`)."""
+        return [name for name, _ in self.scan(guest, limit)]
+
+    def scan(self, guest: str, limit: int = LISTDIR_LIMIT) -> list[tuple[str, int]]:
         """listdir(), each entry with its file type as the directory read gives it (stat.S_IFLNK, S_IFDIR, S_IFREG;
         0 for any other or unknown): what the loader's index of a unit directory needs (units/index.py), without a
         system call per entry."""
         resolved = self.chase(guest)
         if resolved is None or resolved == DEV_NULL:
             return []
-        found: list[tuple[str, int]] = []
+        names: list[tuple[str, int]] = []
         try:
-            with os.scandir(self.host(resolved)) as entries:
-                for entry in entries:
-                    try:
-                        kind = (stat.S_IFLNK if entry.is_symlink() else stat.S_IFDIR if entry.is_dir(
-                            follow_symlinks=False) else stat.S_IFREG if entry.is_file(follow_symlinks=False) else 0)
-                    except OSError:
-                        kind = 0
-                    found.append((entry.name, kind))
+            if resolved == "/":
+                fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            else:
+                parent, name = self._open_parent(resolved)
+                try:
+                    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+                finally:
+                    os.close(parent)
+            try:
+                cap = min(limit, self._ledger.entries_left)
+                with os.scandir(fd) as entries:
+                    for entry in entries:
+                        if len(names) >= cap:
+                            self._refuse(guest, f"more than {limit} entries: only {limit} of them read" if cap == limit
+                                         else f"not listed in full: this run already listed {LISTDIR_TOTAL_LIMIT} "
+                                              "directory entries of the root")
+                            break
+                        try:
+                            kind = (stat.S_IFLNK if entry.is_symlink() else stat.S_IFDIR if entry.is_dir(
+                                follow_symlinks=False) else stat.S_IFREG if entry.is_file(follow_symlinks=False) else 0)
+                        except OSError:
+                            kind = 0
+                        names.append((entry.name, kind))
+                self._ledger.entries_left -= len(names)
+            finally:
+                os.close(fd)
         except (OSError, ValueError):
-            return []
-        return sorted(found, key=lambda item: item[0])
+            return sorted(names, key=lambda item: item[0])
+        return sorted(names, key=lambda item: item[0])
 
-    def is_dir(self, guest: str) -> bool:
-        resolved = self.chase(guest)
-        return resolved is not None and resolved != DEV_NULL and os.path.isdir(self.host(resolved))
+    def glob(self, pattern: str, matches: int = GLOB_MATCHES, steps: int = GLOB_STEPS) -> GlobResult:
+        """glob(3) of an absolute pattern inside the root: `*`, `?`, `[...]` and backslash escapes per
+        component, names starting with `.` matched only by a pattern starting with `.`, links resolved inside
+        the root. Capped: at most `matches` paths (and candidates at each level), `steps` directory entries
+        looked at, GLOB_DEPTH components; a capped result says so in `problem`."""
+        parts = [p for p in pattern.split("/") if p]
+        if not pattern.startswith("/"):
+            return GlobResult((), f"{pattern}: not an absolute path")
+        if len(parts) > GLOB_DEPTH:
+            return GlobResult((), f"{pattern}: more than {GLOB_DEPTH} path components: not expanded")
+        candidates = ["/"]
+        looked = 0
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            found: list[str] = []
+            regex = _glob_regex(part)
+            for base in candidates:
+                if regex is None:
+                    names = [_glob_unescape(part)]
+                else:
+                    entries = self.listdir(base)
+                    looked += len(entries) + 1
+                    names = [n for n in entries if regex.fullmatch(n)
+                             and (not n.startswith(".") or part.startswith((".", "\\.")))]
+                for name in names:
+                    path = posixpath.join(base, name)  # as glob(3) returns it; resolved inside the root below
+                    if self.is_dir(path) if not last else self.chase(path, follow_last=False) is not None:
+                        found.append(path)
+                if len(found) > matches:
+                    return GlobResult((), f"{pattern}: more than {matches} matches: not expanded")
+                if looked > steps:
+                    return GlobResult((), f"{pattern}: more than {steps} directory entries to look at: not "
+                                          "expanded")
+            candidates = found
+            if not candidates:
+                break
+        return GlobResult(tuple(sorted(candidates)))
 
-    def read_bytes(self, guest: str, limit: int = 64 * 1024 * 1024) -> bytes:
-        """Read a file after resolving it inside the root. Raises OSError."""
-        resolved = self.chase(guest)
-        if resolved is None:
-            raise FileNotFoundError(guest)
-        if resolved == DEV_NULL:
-            return b""
-        with open(self.host(resolved), "rb") as handle:
-            # read(limit) would allocate `limit` bytes up front: check the size instead.
-            if os.fstat(handle.fileno()).st_size > limit:
-                raise OSError(errno.EFBIG, f"larger than {limit} bytes", guest)
-            return handle.read()
 
-    def read_text(self, guest: str) -> str | None:
-        try:
-            return self.read_bytes(guest, 1024 * 1024).decode("utf-8", "replace")
-        except OSError:
-            return None
+def read_regular_file(path: str, limit: int) -> bytes:
+    """A host file the admin named whose CONTENT is untrusted (a baseline that travelled through a ticket): only
+    a regular file is opened (a FIFO would block, a device would be read without end), at most `limit` bytes.
+    Raises OSError (GuestFileRefused for a file that is not regular or too big)."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise GuestFileRefused(path, f"{describe(info.st_mode, info.st_rdev)}, not a regular file: not read "
+                                     "(save it to a file first)")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            raise GuestFileRefused(path, "replaced while being opened: not read")
+        if now.st_size > limit:
+            raise GuestFileRefused(path, f"larger than {_size(limit)}: not read", errno.EFBIG)
+        chunks: list[bytes] = []
+        total = 0
+        while total <= limit:
+            chunk = os.read(fd, min(_CHUNK, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    finally:
+        os.close(fd)
+    if total > limit:
+        raise GuestFileRefused(path, f"larger than {_size(limit)}: not read", errno.EFBIG)
+    return b"".join(chunks)
+
+
+def has_glob_magic(pattern: str) -> bool:
+    """Whether glob(3) would expand the pattern: an unescaped `*`, `?` or `[`."""
+    return _glob_magic(pattern)
+
+
+def _glob_magic(text: str) -> bool:
+    escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in "*?[":
+            return True
+    return False
+
+
+def _glob_unescape(part: str) -> str:
+    return re.sub(r"\\(.)", r"\1", part)
+
+
+def _glob_regex(part: str) -> re.Pattern[str] | None:
+    """fnmatch(3) of one component (FNM_PERIOD aside) as a regex; None when it has nothing to expand."""
+    if not _glob_magic(part):
+        return None
+    out: list[str] = []
+    index = 0
+    while index < len(part):
+        char = part[index]
+        index += 1
+        if char == "\\" and index < len(part):
+            out.append(re.escape(part[index]))
+            index += 1
+        elif char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[":
+            close = index + (1 if part[index:index + 1] in ("!", "^") else 0)
+            close = part.find("]", close + 1)  # a `]` right after `[` or `[!` is a member
+            if close < 0:
+                out.append(re.escape(char))
+                continue
+            body = part[index:close]
+            negate = body[:1] in ("!", "^")
+            members = body[1:] if negate else body
+            escaped = "".join("\\" + c if c in "\\^[]" else c for c in members)
+            out.append(f"[{'^' if negate else ''}{escaped}]")
+            index = close + 1
+        else:
+            out.append(re.escape(char))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MiB" if limit % (1024 * 1024) == 0 else f"{limit} bytes"

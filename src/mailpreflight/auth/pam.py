@@ -30,7 +30,8 @@ import posixpath
 import unicodedata
 from dataclasses import dataclass, field
 
-from mailpreflight.access.rootfs import RootFS
+from mailpreflight.access.rootfs import LISTDIR_LIMIT, RootFS
+from mailpreflight.units.distro import distribution
 
 CONFIG_DIRS = ("/etc/pam.d", "/usr/lib/pam.d", "/usr/etc/pam.d")
 LEGACY_CONF = "/etc/pam.conf"
@@ -138,11 +139,14 @@ class _Reader:
     lines: list[PamLine] = field(default_factory=list)
     problems: list[PamProblem] = field(default_factory=list)
     unknown: bool = False  # a file it should read could not be read: its stacks are not known
+    _modules: dict[str, str | None] = field(default_factory=dict)  # module as written -> where it is found
+    _listed: dict[str, frozenset[str] | None] = field(default_factory=dict)  # module dir -> entries (None: all)
 
     @functools.cached_property
     def debian(self) -> bool:
-        """Debian's libpam patch: include, substack and @include look only in /etc/pam.d."""
-        return self.fs.lstat("/etc/debian_version") is not None
+        """Debian's libpam patch: include, substack and @include look only in /etc/pam.d (the distribution as
+        units/distro.py tells it: os-release first)."""
+        return distribution(self.fs).debian
 
     def is_file(self, path: str) -> bool:
         resolved = self.fs.chase(path)
@@ -156,9 +160,23 @@ class _Reader:
         return next((p for p in candidates(name)[: 1 if etc_only else None] if self.is_file(p)), None)
 
     def module_path(self, module: str) -> str | None:
+        """Looked for once per module, and only in the directories that list it: a file of thousands of lines
+        took 10 lookups a line."""
         if module.startswith("/"):
             return module if self.is_file(module) else None
-        return next((f"{d}/{module}" for d in MODULE_DIRS if self.is_file(f"{d}/{module}")), None)
+        if module not in self._modules:
+            self._modules[module] = next((f"{d}/{module}" for d in MODULE_DIRS if self._may_hold(d, module)
+                                          and self.is_file(f"{d}/{module}")), None)
+        return self._modules[module]
+
+    def _may_hold(self, directory: str, module: str) -> bool:
+        if "/" in module:
+            return True
+        if directory not in self._listed:
+            names = self.fs.listdir(directory)
+            self._listed[directory] = None if len(names) >= LISTDIR_LIMIT else frozenset(names)
+        listed = self._listed[directory]
+        return listed is None or module in listed
 
     def problem(self, kind: str, source: str, detail: str, pam_type: str | None, fatal: bool = True,
                 path: str | None = None) -> None:

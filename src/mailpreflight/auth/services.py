@@ -9,7 +9,6 @@ names, `!include`/`!include_try`, protocols). Sources of each fact are in docs/a
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
 import re
 import shlex
@@ -19,6 +18,7 @@ from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.postfix import expand, read_main_cf
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.units import environ, generators
+from mailpreflight.units.distro import distribution
 from mailpreflight.units.loader import LoadState, Unit, UnitLoader, exec_environment, expand_command
 
 SASLAUTHD_BINARIES = ("/usr/sbin/saslauthd", "/sbin/saslauthd")
@@ -31,6 +31,8 @@ SASL_CONF_DIRS = ("/usr/lib64/sasl2", "/usr/lib/sasl2", "/etc/sasl2")
 DEBIAN_SASL_CONF_DIRS = ("/etc/postfix/sasl", "/usr/lib/sasl")
 CYRUS_SERVICE_NAMES = {"imapd": ("IMAP", "imap"), "pop3d": ("POP3", "pop"), "timsieved": ("Sieve", "sieve")}
 DOVECOT_AUTH_PROTOCOLS = {"imap": "IMAP", "pop3": "POP3", "submission": "Submission", "sieve": "Sieve"}
+DOVECOT_MAX_FILES = 256  # files read for one dovecot.conf, includes included
+DOVECOT_MAX_BYTES = 4 * 1024 * 1024  # and their size, all told
 DOVECOT_DEFAULT_PROTOCOLS = "imap pop3 lmtp"  # `protocols` before any setting (so `$protocols` starts there)
 DOVECOT_PAM_OPTIONS = re.compile(r"^(session|setcred|failure_show_msg|max_requests|cache_key|blocking)=")
 
@@ -259,7 +261,7 @@ def read_postfix(fs: RootFS, saslauthd: Saslauthd | None, dovecot_unit: str | No
             continue
         configured = settings.get("cyrus_sasl_config_path")
         dirs: tuple[str, ...]
-        if _exists(fs, "/etc/debian_version"):
+        if distribution(fs).debian:
             dirs = DEBIAN_SASL_CONF_DIRS
         elif configured and configured[0]:
             dirs = tuple(configured[0].split(":"))
@@ -313,13 +315,24 @@ def read_cyrus(fs: RootFS, loader: UnitLoader, saslauthd: Saslauthd | None) -> l
     return paths
 
 
+_CYRUS_CMD = re.compile(r'cmd\s*=\s*"?\s*(\S*)')
+_CYRUS_SECTION = re.compile(r"SERVICES\s*\{")
+_CYRUS_CLOSING = re.compile(r"\n[^\S\n]*\}")  # a `}` first on its line
+
+
 def _cyrus_runs(text: str | None, command: str) -> bool:
-    """Does cyrus.conf's SERVICES section start `command`? Without cyrus.conf: only imapd."""
+    """Does cyrus.conf's SERVICES section start `command` (the program of a `cmd=`, with or without its directory)?
+    Without cyrus.conf: only imapd. Linear: the section is the first `SERVICES {` up to the next line starting with
+    `}` (one pattern for both took quadratic time over many unclosed sections or blank lines), and each cmd= value
+    is looked at once (a pattern backtracking over a long word did too)."""
     if text is None:
         return command == "imapd"
-    section = re.search(r"SERVICES\s*\{(.*?)\n\s*\}", re.sub(r"#[^\n]*", "", text), re.S)
-    body = section.group(1) if section else ""
-    return re.search(rf'cmd\s*=\s*"?\s*(\S*/)?{re.escape(command)}\b', body) is not None
+    cleaned = re.sub(r"#[^\n]*", "", text)
+    start = _CYRUS_SECTION.search(cleaned)
+    end = _CYRUS_CLOSING.search(cleaned, start.end()) if start else None
+    body = cleaned[start.end():end.start()] if start and end else ""
+    program = re.compile(rf"{re.escape(command)}\b")
+    return any(program.match(found.group(1).rsplit("/", 1)[-1]) for found in _CYRUS_CMD.finditer(body))
 
 
 @dataclass
@@ -332,15 +345,23 @@ def read_dovecot_config(fs: RootFS, path: str = "/etc/dovecot/dovecot.conf") -> 
     if fs.read_text(path) is None:
         return None
     config = DovecotConfig({"protocols": (DOVECOT_DEFAULT_PROTOCOLS, "dovecot default")}, [])
-    _dovecot_file(fs, path, config, [], 0)
+    _dovecot_file(fs, path, config, [], 0, [DOVECOT_MAX_FILES, DOVECOT_MAX_BYTES])
     return config
 
 
 def _dovecot_file(fs: RootFS, path: str, config: DovecotConfig, stack: list[dict[str, tuple[str, str]] | None],
-                  depth: int) -> None:
-    text = fs.read_text(path)
-    if text is None or depth > 20:
+                  depth: int, budget: list[int], including: tuple[str, ...] = ()) -> None:
+    """One file and what it includes; `budget`: files and bytes still to be read for the whole configuration
+    (files that include each other by globs must not take exponential time). A file that includes itself,
+    directly or not, is skipped: dovecot refuses it ("Recursive include file")."""
+    real = fs.chase(path) or path
+    if depth > 20 or budget[0] <= 0 or budget[1] <= 0 or real in including:
         return
+    budget[0] -= 1
+    text = fs.read_text(path)
+    if text is None:
+        return
+    budget[1] -= len(text)
     for number, raw in enumerate(text.splitlines(), 1):
         line = re.sub(r"(^|\s)#.*$", "", raw).strip()
         if not line:
@@ -349,9 +370,8 @@ def _dovecot_file(fs: RootFS, path: str, config: DovecotConfig, stack: list[dict
         if line.startswith("!include"):
             pattern = line.split(None, 1)[1].strip().strip('"') if " " in line else ""
             pattern = pattern if pattern.startswith("/") else posixpath.join(posixpath.dirname(path), pattern)
-            directory, name = posixpath.split(pattern)  # globs in the file name, resolved inside the root
-            for match in sorted(n for n in fs.listdir(directory) if fnmatch.fnmatchcase(n, name)):
-                _dovecot_file(fs, posixpath.join(directory, match), config, stack, depth + 1)
+            for match in fs.glob(pattern).paths:  # glob(3) as dovecot does, inside the root, capped
+                _dovecot_file(fs, match, config, stack, depth + 1, budget, (*including, real))
             continue
         if line.endswith("{"):
             words = line[:-1].split()

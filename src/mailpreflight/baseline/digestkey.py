@@ -18,12 +18,18 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.model import FileRecord
+
+if TYPE_CHECKING:
+    from mailpreflight.baseline.document import Baseline
 
 DEFAULT_KEY_PATH = "/var/lib/mailpreflight/baseline.key"
 KEY_PATH_ENV = "MAILPREFLIGHT_DIGEST_KEY"
@@ -34,6 +40,8 @@ MAX_KEY_FILE = 4096
 KEY_ID_LENGTH = 16
 FIX = f"pass --digest-key FILE, a copy of {DEFAULT_KEY_PATH} from the host that took it"
 REDACTED = "<redacted>"  # what snapshot puts in place of a secret value
+_KEY_ID = re.compile(rf"[0-9a-f]{{{KEY_ID_LENGTH}}}")
+_SALT = re.compile(r"[0-9a-f]{1,128}")  # secrets.token_hex(16) in the baselines that had one
 
 
 class Hash(Protocol):
@@ -70,7 +78,7 @@ class Digest:
         digest.update(data)
         return digest.hexdigest()
 
-    def mac(self, path: str, entry: dict[str, Any]) -> str | None:
+    def mac(self, path: str, entry: Mapping[str, object]) -> str | None:
         """MAC of a baseline entry (everything in it but the MAC, and its path); None without a key."""
         if self.key is None:
             return None
@@ -136,20 +144,34 @@ def load_or_create(path: str) -> Digest:
     return Digest(read_key(path), source=path)
 
 
-def for_baseline(baseline_file: str, baseline: dict[str, Any], key_path: str | None) -> Digest:
-    """The digest a baseline was made with; refuses, saying what to do, when its key is not at hand."""
-    recorded = baseline.get("digest")
+def recorded_digest(baseline_file: str, document: Mapping[str, object]) -> tuple[str | None, str | None]:
+    """(key id, salt) of a baseline document: how its digests were made; one of them is None."""
+    recorded = document.get("digest")
     if recorded is None:
-        salt = baseline.get("salt")
+        salt = document.get("salt")
         if not isinstance(salt, str):
             raise MailpreflightError(f"{baseline_file}:1: neither a digest key id nor a salt: not a baseline "
                                      "mailpreflight wrote", hint="take a new one with `mailpreflight snapshot`")
-        return Digest(None, salt.encode())
-    if not isinstance(recorded, dict) or recorded.get("algorithm") != ALGORITHM \
-            or not isinstance(recorded.get("key_id"), str):
+        if not _SALT.fullmatch(salt):
+            raise MailpreflightError(f"{baseline_file}:1: the salt {json.dumps(salt)[:80]} is not one snapshot "
+                                     "writes", hint="take a new baseline with `mailpreflight snapshot`")
+        return None, salt
+    key_id = recorded.get("key_id") if isinstance(recorded, dict) else None
+    if not isinstance(recorded, dict) or set(recorded) != {"algorithm", "key_id"} or \
+            recorded["algorithm"] != ALGORITHM or not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
         raise MailpreflightError(f"{baseline_file}:1: unknown digest {json.dumps(recorded)[:80]}",
                                  hint="take a new baseline with `mailpreflight snapshot`")
-    wanted = recorded["key_id"]
+    if "salt" in document:
+        raise MailpreflightError(f"{baseline_file}:1: both a digest key id and a salt: not a baseline mailpreflight "
+                                 "wrote", hint="take a new one with `mailpreflight snapshot`")
+    return key_id, None
+
+
+def for_baseline(baseline_file: str, baseline: Baseline, key_path: str | None) -> Digest:
+    """The digest a baseline was made with; refuses, saying what to do, when its key is not at hand."""
+    if baseline.key_id is None:
+        return Digest(None, (baseline.salt or "").encode())
+    wanted = baseline.key_id
     path = key_path or default_key_path()
     try:
         digest = Digest(read_key(path), source=path)
@@ -162,15 +184,15 @@ def for_baseline(baseline_file: str, baseline: dict[str, Any], key_path: str | N
     return digest
 
 
-def check_entry(baseline_file: str, path: str, entry: dict[str, Any], digest: Digest) -> None:
+def check_entry(baseline_file: str, path: str, entry: FileRecord, digest: Digest) -> None:
     """Refuse an entry whose MAC does not match (edited after `snapshot`), and text that is not what was hashed."""
     if digest.key is None:
         return  # a baseline from before the key: nothing to check against
-    if not hmac.compare_digest(str(entry.get("mac")), digest.mac(path, entry) or ""):
+    if not hmac.compare_digest(str(entry.mac), digest.mac(path, entry.fields()) or ""):
         raise MailpreflightError(f"{baseline_file}: the entry of {path} was changed after the snapshot (its MAC does "
                                  "not match): restore it from a backup or from an untouched baseline")
-    text = entry.get("text")
-    if isinstance(text, str) and REDACTED not in text and not hmac.compare_digest(str(entry.get("sha256")),
+    text = entry.text
+    if isinstance(text, str) and REDACTED not in text and not hmac.compare_digest(str(entry.sha256),
                                                          digest.hexdigest(text.encode("utf-8", "surrogatepass"))):
         raise MailpreflightError(f"{baseline_file}: the text recorded for {path} is not the content it was hashed "
                                  "from: restore it from a backup")

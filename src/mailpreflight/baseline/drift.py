@@ -9,132 +9,108 @@ hostname); comparing it against another host is refused unless asked for, becaus
 from __future__ import annotations
 
 import difflib
-import json
 import posixpath
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import replace
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.auth.check import TrackedFinding
 from mailpreflight.baseline.digestkey import for_baseline
+from mailpreflight.baseline.document import Baseline
 from mailpreflight.baseline.snapshot import (
-    KIND,
     MAIL_PATHS,
-    SCHEMA_VERSION,
+    analyse,
     collect,
     host_of,
-    tracked_findings,
-    unit_files,
 )
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.model import Status
+from mailpreflight.model import (
+    ChangeKind,
+    ChangeView,
+    DriftView,
+    EntryType,
+    FileRecord,
+    HostRecord,
+    Status,
+    TrackedFindingView,
+)
 from mailpreflight.units.loader import UnitLoader
 
 DIFF_LINES = 200  # per file; the rest is summarised
-_COMPARED = ("type", "mode", "uid", "gid", "target", "sha256")
 
 
-@dataclass
-class Change:
-    path: str
-    change: str  # deleted | added | changed
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    details: list[str] = field(default_factory=list)
-    diff: str | None = None
-    causes: list[TrackedFinding] = field(default_factory=list)
+def status(changes: tuple[ChangeView, ...], new: tuple[TrackedFindingView, ...]) -> Status:
+    """OK: nothing changed; WARNING: changes (or new warnings); CRITICAL: a new critical finding."""
+    changed = Status.WARNING if changes else Status.OK
+    return Status.worst([changed, *(issue.finding.severity.status for issue in new)])
 
 
-@dataclass
-class Drift:
-    baseline_file: str
-    baseline: dict[str, Any]
-    host: dict[str, str | None]
-    changes: list[Change]
-    new: list[TrackedFinding]
-    resolved: list[dict[str, Any]]
-    persisting: list[TrackedFinding]
-    root: str = "/"
-
-    def hint(self, finding: TrackedFinding) -> str:
-        """The finding's fix, with this baseline (and root) filled in where it names `restore`."""
-        where = f"--baseline {self.baseline_file}" + (f" --root {self.root}" if self.root != "/" else "")
-        return finding.finding.hint.replace("--baseline FILE", where)
-
-    @property
-    def status(self) -> Status:
-        """OK: nothing changed; WARNING: changes (or new warnings); CRITICAL: a new critical finding."""
-        changed = Status.WARNING if self.changes else Status.OK
-        return Status.worst([changed, *(issue.finding.severity.status for issue in self.new)])
-
-
-def load_baseline(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-    except OSError as exc:
-        raise MailpreflightError(f"cannot read baseline {path}: {exc.strerror or exc}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        line = getattr(exc, "lineno", 1)
-        raise MailpreflightError(f"{path}:{line}: not a mailpreflight snapshot (invalid JSON)") from exc
-    if not isinstance(document, dict) or document.get("kind") != KIND or not isinstance(document.get("files"),
-                                                                                       dict):
-        raise MailpreflightError(f"{path}:1: not a mailpreflight snapshot (take one with `mailpreflight snapshot`)")
-    if document.get("schema_version") != SCHEMA_VERSION:
-        raise MailpreflightError(f"{path}:1: snapshot schema_version {document.get('schema_version')!r} is not "
-                                 f"supported (this mailpreflight reads {SCHEMA_VERSION})")
-    return document
-
-
-def _same_host(baseline: dict[str, Any], now: dict[str, str | None]) -> str | None:
+def _same_host(before: HostRecord, now: HostRecord) -> str | None:
     """None when the baseline is from this host, else why not."""
-    before = baseline.get("host") or {}
-    for key, label in (("machine_id", "machine-id"), ("hostname", "hostname")):
-        if before.get(key) and now.get(key):
-            if before[key] != now[key]:
-                return f"{label} {before[key]} (baseline) is not {now[key]} (this root)"
+    for label, old, new in (("machine-id", before.machine_id, now.machine_id),
+                            ("hostname", before.hostname, now.hostname)):
+        if old and new:
+            if old != new:
+                return f"{label} {old} (baseline) is not {new} (this root)"
             return None
     return None
 
 
-def check_host(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host: bool) -> dict[str, str | None]:
+def check_host(baseline_file: str, baseline: Baseline, fs: RootFS, other_host: bool) -> HostRecord:
     """This root's host identity; refuses a baseline of another host unless told."""
-    host = host_of(fs).to_json()
-    mismatch = _same_host(baseline, host)
+    found = host_of(fs)
+    host = HostRecord(found.machine_id, found.hostname, found.os_name)
+    mismatch = _same_host(baseline.host, host)
     if mismatch and not other_host:
         raise MailpreflightError(f"{baseline_file}: the baseline is from another host: {mismatch}; pass "
                                  "--other-host to use it anyway")
     return host
 
 
-def compare(baseline_file: str, baseline: dict[str, Any], fs: RootFS, other_host: bool = False,
-            digest_key: str | None = None) -> Drift:
+def compare(baseline_file: str, baseline: Baseline, fs: RootFS, other_host: bool = False,
+            digest_key: str | None = None) -> DriftView:
     """`digest_key`: the key file the baseline's digests were made with (default: this host's)."""
     host = check_host(baseline_file, baseline, fs, other_host)
     digest = for_baseline(baseline_file, baseline, digest_key)  # the same key, or no comparison at all
     loader = UnitLoader(fs)
-    tracked, modules = tracked_findings(loader)
-    units = unit_files(loader)
-    before_files: dict[str, dict[str, Any]] = baseline["files"]
-    after_files, _ = collect(fs, digest, (*units, *modules, *before_files))
-    changes = _watched(_changes(before_files, after_files), before_files, set(units))
-    before_keys = {f"{f.get('code')}:{f.get('subject')}" for f in baseline.get("findings", [])
-                   if isinstance(f, dict)}
+    found = analyse(loader)
+    tracked = found.tracked
+    before_files = baseline.files
+    after_files, _ = collect(fs, digest, (*found.units, *found.modules), (*found.depends, *before_files))
+    changes = _watched(_changes(before_files, after_files), before_files, set(found.units))
+    before_keys = {_key(f) for f in baseline.findings}
     now_keys = {issue.key for issue in tracked}
     new = [issue for issue in tracked if issue.key not in before_keys]
-    by_path = {change.path: change for change in changes}
+    causes: dict[str, list[TrackedFinding]] = {change.path: [] for change in changes}
+    pairs: set[tuple[str, TrackedFinding]] = set()  # a set, not `in causes`: a file may cause thousands
     for issue in new:
         decisive = {p for path in issue.paths for p in (path, fs.chase(path)) if p}  # symlinks: both ends
         for path in sorted(decisive):
-            if path in by_path and issue not in by_path[path].causes:
-                by_path[path].causes.append(issue)
-    resolved = [f for f in baseline.get("findings", []) if isinstance(f, dict)
-                and f"{f.get('code')}:{f.get('subject')}" not in now_keys]
-    persisting = [issue for issue in tracked if issue.key in before_keys]
-    return Drift(baseline_file, baseline, host, changes, new, resolved, persisting, fs.root)
+            if path in causes and (path, issue) not in pairs:
+                pairs.add((path, issue))
+                causes[path].append(issue)
+    tied = {id(issue) for issues in causes.values() for issue in issues}
+    views = {id(issue): _view(issue) for issue in tracked}
+    new_views = tuple(views[id(issue)] for issue in new)
+    changed = tuple(replace(change, causes=tuple(views[id(issue)] for issue in causes[change.path]))
+                    for change in changes)
+    return DriftView(
+        status=status(changed, new_views), baseline_file=baseline_file, baseline_created=baseline.created,
+        baseline_host=baseline.host, baseline_root=baseline.root, host=host, root=fs.root, changes=changed,
+        new=new_views, loose=tuple(views[id(issue)] for issue in new if id(issue) not in tied),
+        resolved=tuple(f for f in baseline.findings if _key(f) not in now_keys),
+        persisting=tuple(views[id(issue)] for issue in tracked if issue.key in before_keys))
 
 
-def _watched(changes: list[Change], before: dict[str, dict[str, Any]], units: set[str]) -> list[Change]:
+def _key(issue: TrackedFindingView) -> str:
+    return f"{issue.finding.code}:{issue.subject}"
+
+
+def _view(issue: TrackedFinding) -> TrackedFindingView:
+    return TrackedFindingView(issue.finding, issue.subject, issue.paths)
+
+
+def _watched(changes: list[ChangeView], before: Mapping[str, FileRecord], units: set[str]) -> list[ChangeView]:
     """Drop "added" paths that are only newly looked at (e.g. a module a changed stack now names): a path is
     new inside a directory the baseline recorded (or a new one there), as a mail unit's file (a vendor
     drop-in in a new directory), or as a fixed path."""
@@ -142,7 +118,7 @@ def _watched(changes: list[Change], before: dict[str, dict[str, Any]], units: se
     fixed = units | set(MAIL_PATHS)
     kept = []
     for change in changes:  # sorted: a directory comes before its entries
-        if change.change == "added":
+        if change.change is ChangeKind.ADDED:
             if posixpath.dirname(change.path) not in known and change.path not in fixed:
                 continue
             known.add(change.path)
@@ -150,53 +126,57 @@ def _watched(changes: list[Change], before: dict[str, dict[str, Any]], units: se
     return kept
 
 
-def _changes(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> list[Change]:
-    changes: list[Change] = []
+def _changes(before: Mapping[str, FileRecord], after: Mapping[str, FileRecord]) -> list[ChangeView]:
+    changes: list[ChangeView] = []
     for path in sorted(set(before) | set(after)):
         old, new = before.get(path), after.get(path)
         if old is None:
-            changes.append(Change(path, "added", None, new, _describe(new), _diff(path, None, new)))
+            changes.append(ChangeView(path, ChangeKind.ADDED, _describe(new), _diff(path, None, new), None, new, ()))
         elif new is None:
-            changes.append(Change(path, "deleted", old, None, _describe(old), _diff(path, old, None)))
+            changes.append(ChangeView(path, ChangeKind.DELETED, _describe(old), _diff(path, old, None), old, None, ()))
         else:
             details = _details(old, new)
             if details:
-                content = old.get("sha256") != new.get("sha256")
-                changes.append(Change(path, "changed", old, new, details, _diff(path, old, new) if content else None))
+                content = old.sha256 != new.sha256
+                changes.append(ChangeView(path, ChangeKind.CHANGED, details,
+                                          _diff(path, old, new) if content else None, old, new, ()))
     return changes
 
 
-def _describe(entry: dict[str, Any] | None) -> list[str]:
+def _describe(entry: FileRecord | None) -> tuple[str, ...]:
     if entry is None:
-        return []
-    owner = f"{entry.get('owner') or entry.get('uid')}:{entry.get('group') or entry.get('gid')}"
-    extra = f" -> {entry.get('target')}" if entry.get("type") == "symlink" else (
-        f", {entry.get('size')} bytes" if entry.get("type") == "file" else "")
-    return [f"{entry.get('type')} {owner} {entry.get('mode')}{extra}"]
+        return ()
+    owner = f"{entry.owner or entry.uid}:{entry.group or entry.gid}"
+    extra = f" -> {entry.target}" if entry.kind is EntryType.SYMLINK else (
+        f", {entry.size} bytes" if entry.kind is EntryType.FILE else "")
+    return (f"{entry.kind.value} {owner} {entry.mode}{extra}",)
 
 
-def _details(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def _details(old: FileRecord, new: FileRecord) -> tuple[str, ...]:
     details = []
-    for key in _COMPARED:
-        if old.get(key) != new.get(key):
-            if key == "sha256":
-                details.append("content")
-            elif key in ("uid", "gid"):
-                name = "owner" if key == "uid" else "group"
-                details.append(f"{name} {old.get(name) or old.get(key)} -> {new.get(name) or new.get(key)}")
-            else:
-                details.append(f"{key} {old.get(key)} -> {new.get(key)}")
-    return details
+    if old.kind is not new.kind:
+        details.append(f"type {old.kind.value} -> {new.kind.value}")
+    if old.mode != new.mode:
+        details.append(f"mode {old.mode} -> {new.mode}")
+    if old.uid != new.uid:
+        details.append(f"owner {old.owner or old.uid} -> {new.owner or new.uid}")
+    if old.gid != new.gid:
+        details.append(f"group {old.group or old.gid} -> {new.group or new.gid}")
+    if old.target != new.target:
+        details.append(f"target {old.target} -> {new.target}")
+    if old.sha256 != new.sha256:
+        details.append("content")
+    return tuple(details)
 
 
-def _diff(path: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> str | None:
+def _diff(path: str, old: FileRecord | None, new: FileRecord | None) -> str | None:
     """A unified diff when both sides' texts are known (a deleted file: its whole recorded text)."""
     texts = []
     for entry in (old, new):
-        if entry is None or entry.get("type") != "file":
+        if entry is None or entry.kind is not EntryType.FILE:
             texts.append("" if entry is None else None)
         else:
-            texts.append(entry.get("text"))
+            texts.append(entry.text)
     if texts[0] is None or texts[1] is None or (old is None and new is None):
         return None
     lines = list(difflib.unified_diff(texts[0].splitlines(keepends=True), texts[1].splitlines(keepends=True),
@@ -206,54 +186,3 @@ def _diff(path: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> 
     if len(lines) > DIFF_LINES:
         lines = [*lines[:DIFF_LINES], f"... {len(lines) - DIFF_LINES} more diff lines\n"]
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
-
-
-def to_json(drift: Drift) -> dict[str, Any]:
-    base = drift.baseline
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "status": drift.status.value,
-        "baseline": {"file": drift.baseline_file, "created": base.get("created"), "host": base.get("host"),
-                     "root": base.get("root")},
-        "host": drift.host,
-        "changes": [{"path": c.path, "change": c.change, "details": c.details, "diff": c.diff,
-                     "before": _public(c.before), "after": _public(c.after),
-                     "causes": [issue.to_json() for issue in c.causes]} for c in drift.changes],
-        "new_findings": [issue.to_json() for issue in drift.new],
-        "resolved_findings": drift.resolved,
-        "persisting_findings": [issue.to_json() for issue in drift.persisting],
-    }
-
-
-def _public(entry: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if entry is None else {k: v for k, v in entry.items() if k not in ("text", "mac")}
-
-
-def render_text(drift: Drift) -> str:
-    base = drift.baseline
-    host = base.get("host") or {}
-    out = [f"Baseline {drift.baseline_file}: taken {base.get('created')} on {host.get('hostname') or '?'} "
-           f"({host.get('os') or 'unknown OS'}); now: {drift.host.get('os') or 'unknown OS'}"]
-    counts = {kind: sum(1 for c in drift.changes if c.change == kind) for kind in ("deleted", "added", "changed")}
-    out.append(", ".join(f"{n} {kind}" for kind, n in counts.items()) if drift.changes else "No drift.")
-    tied = {id(issue) for change in drift.changes for issue in change.causes}
-    for change in drift.changes:
-        out.append(f"\n{change.change.upper():8} {change.path}  ({'; '.join(change.details)})")
-        for issue in change.causes:
-            out.append(f"         -> {issue.finding.code} {issue.finding.severity.value}: {issue.finding.message}")
-            out.append(f"            fix: {drift.hint(issue)}")
-        if change.diff:
-            out.extend("         " + line for line in change.diff.rstrip("\n").split("\n"))
-    loose = [issue for issue in drift.new if id(issue) not in tied]
-    if loose:
-        out.append("\nNew findings not tied to a recorded file:")
-        out.extend(f"  {i.finding.code} {i.finding.severity.value}: {i.finding.message}" for i in loose)
-    if drift.resolved:
-        out.append("\nResolved since the baseline:")
-        out.extend(f"  {f.get('code')} {f.get('severity')}: {f.get('message')}" for f in drift.resolved)
-    if drift.persisting:
-        out.append("\nAlready in the baseline:")
-        out.extend(f"  {i.finding.code} {i.finding.severity.value}: {i.finding.message}" for i in drift.persisting)
-    out.append(f"\n{drift.status.value.upper()}: {len(drift.changes)} change(s), "
-               f"{len(drift.new)} new finding(s)")
-    return "\n".join(out)

@@ -16,23 +16,31 @@ import posixpath
 import re
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from mailpreflight import __version__
 from mailpreflight.access.rootfs import DEV_NULL, RootFS
 from mailpreflight.baseline.digestkey import REDACTED, Digest
+from mailpreflight.deps.base import SYSTEMD_PATH
 from mailpreflight.errors import MailpreflightError
+from mailpreflight.model import EntryType, FileRecord
+from mailpreflight.units.distro import os_release
 
 if TYPE_CHECKING:
     from mailpreflight.auth.check import TrackedFinding
+    from mailpreflight.deps.analyze import UnitDeps
+    from mailpreflight.model import FoundCommand
     from mailpreflight.units.loader import UnitLoader
 
 SCHEMA_VERSION = 1
 KIND = "mailpreflight-snapshot"
 TEXT_LIMIT = 256 * 1024  # bigger files are hashed, not recorded
 HASH_LIMIT = 64 * 1024 * 1024
+HASH_TOTAL_LIMIT = 512 * 1024 * 1024  # hashed in one snapshot (or drift), all files together
+TEXT_TOTAL_LIMIT = 32 * 1024 * 1024  # text recorded in one baseline, all files together (drift reads <= 64 MiB)
 MAX_ENTRIES = 50_000
+SCRIPT_LIMIT = 1024 * 1024  # a program bigger than this is not taken for a script
 SECRET_NAMES = re.compile(r"(?i)(passw|secret|shadow|\.key$|_key$|\.p12$|\.pfx$|credential|token)")
 # What the keys of secret values contain (a scan for these words spares most files the patterns below).
 SECRET_WORDS = ("pass", "pw", "secret", "authtok", "credential", "token", "apikey", "api_key", "api-key",
@@ -77,6 +85,7 @@ MAIL_PATHS = (
     "/usr/lib/x86_64-linux-gnu/security", "/lib/aarch64-linux-gnu/security", "/usr/lib/aarch64-linux-gnu/security",
     # who the host is
     "/etc/machine-id", "/etc/hostname", "/etc/HOSTNAME", "/etc/os-release", "/usr/lib/os-release",
+    "/etc/debian_version", "/etc/SuSE-release",  # which distribution it is, when os-release does not say
 )
 
 # Mail units whose vendor files (fragment and drop-ins outside /etc) are recorded as well.
@@ -103,11 +112,7 @@ def host_of(fs: RootFS) -> Host:
     machine_id = (fs.read_text("/etc/machine-id") or "").strip() or None
     hostname = ((fs.read_text("/etc/hostname") or fs.read_text("/etc/HOSTNAME") or "").strip().split("\n")[0]
                 or None)
-    os_name = None
-    for line in (fs.read_text("/etc/os-release") or fs.read_text("/usr/lib/os-release") or "").splitlines():
-        if line.startswith("PRETTY_NAME="):
-            os_name = line.partition("=")[2].strip().strip("\"'")
-    return Host(machine_id, hostname, os_name)
+    return Host(machine_id, hostname, os_release(fs).get("PRETTY_NAME") or None)
 
 
 def _names(fs: RootFS, path: str) -> dict[int, str]:
@@ -120,39 +125,48 @@ def _names(fs: RootFS, path: str) -> dict[int, str]:
     return names
 
 
-def _content(host_path: str, info: os.stat_result, key: Digest) -> tuple[str | None, str | None, str | None]:
-    """(digest, text, why the text is not recorded), reading the file once (not following a final link).
+def _content(fs: RootFS, path: str, info: os.stat_result, key: Digest,
+             budget: list[int]) -> tuple[str | None, str | None, str | None]:
+    """(digest, text, why the text is not recorded), reading the file once through the root's gate (resolved
+    inside the root, a final link not followed, anything but a regular file refused unopened). `budget`: bytes
+    still to be hashed in this snapshot (a guest full of big sparse files must not take hours).
 
     Digests are keyed with the host's key, which is not in the baseline: a baseline copied off the host must not
     let anyone test guesses against, say, sasl_passwd or a redacted line (and every file is digested the same
     way, so a mode change alone does not look like a content change)."""
+    if info.st_size > HASH_LIMIT:
+        return None, None, f"larger than {HASH_LIMIT // 1024 // 1024} MiB: neither hashed nor recorded"
+    if info.st_size > budget[0]:
+        return None, None, (f"not hashed: this snapshot already hashed {HASH_TOTAL_LIMIT // 1024 // 1024} MiB "
+                            "(a guest with this much mail configuration is not plausible; check what the files are)")
     try:
-        fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        handle = fs.open_file(path, follow_last=False)
     except OSError as exc:
         return None, None, f"unreadable: {exc.strerror}"
     private = not info.st_mode & stat.S_IROTH
     digest = key.new()
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return None, None, "not a regular file"
+    with handle:
         head = handle.read(TEXT_LIMIT + 1)
         digest.update(head)
+        hashed = len(head)
         if len(head) > TEXT_LIMIT:
-            if info.st_size > HASH_LIMIT:
-                return None, None, f"larger than {HASH_LIMIT // 1024 // 1024} MiB: neither hashed nor recorded"
-            while chunk := handle.read(1024 * 1024):
+            while hashed <= min(budget[0], HASH_LIMIT) and (chunk := handle.read(1024 * 1024)):
                 digest.update(chunk)
+                hashed += len(chunk)
+        budget[0] -= hashed
+        if hashed > HASH_LIMIT or budget[0] < 0:  # it grew since lstat()
+            return None, None, f"larger than {HASH_LIMIT // 1024 // 1024} MiB: neither hashed nor recorded"
     hexdigest = digest.hexdigest()
     if len(head) > TEXT_LIMIT:
         return hexdigest, None, f"larger than {TEXT_LIMIT // 1024} KiB"
     if private:
         return hexdigest, None, f"not world-readable (mode {stat.S_IMODE(info.st_mode):04o})"
-    if SECRET_NAMES.search(posixpath.basename(host_path)):
+    if SECRET_NAMES.search(posixpath.basename(path)):
         return hexdigest, None, "its name says it holds secrets"
     if b"\0" in head:
         return hexdigest, None, "binary"
     try:
-        return hexdigest, redact(head.decode("utf-8"), posixpath.basename(host_path)), None
+        return hexdigest, redact(head.decode("utf-8"), posixpath.basename(path)), None
     except UnicodeDecodeError:
         return hexdigest, None, "binary"
 
@@ -220,8 +234,10 @@ class Collector:
         self.digest = digest
         self.users = _names(fs, "/etc/passwd")
         self.groups = _names(fs, "/etc/group")
-        self.files: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, FileRecord] = {}
         self.truncated = False
+        self.hash_budget = [HASH_TOTAL_LIMIT]
+        self.text_left = TEXT_TOTAL_LIMIT
 
     def add(self, guest: str, recursive: bool = True) -> None:
         """Record `guest` (and below it); symlinks are recorded, never followed out of the root."""
@@ -249,24 +265,31 @@ class Collector:
             if recursive and stat.S_ISDIR(info.st_mode):
                 stack.extend(f"{path.rstrip('/')}/{name}" for name in reversed(self.fs.listdir(path)))
 
-    def _entry(self, path: str, info: os.stat_result) -> dict[str, Any]:
+    def _entry(self, path: str, info: os.stat_result) -> FileRecord:
         mode = info.st_mode
-        kind = ("file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else "symlink" if stat.S_ISLNK(mode)
-                else "other")
-        entry: dict[str, Any] = {
-            "type": kind, "mode": f"{stat.S_IMODE(mode):04o}", "uid": info.st_uid, "gid": info.st_gid,
-            "owner": self.users.get(info.st_uid), "group": self.groups.get(info.st_gid),
-        }
-        host_path = self.fs.host(path)
-        if kind == "symlink":
-            entry["target"] = self.fs.readlink(path)
-        elif kind == "file":
-            entry["size"] = info.st_size
-            entry["sha256"], entry["text"], entry["text_omitted"] = _content(host_path, info, self.digest)
-        mac = self.digest.mac(path, entry)
-        if mac is not None:
-            entry["mac"] = mac
-        return entry
+        kind = (EntryType.FILE if stat.S_ISREG(mode) else EntryType.DIR if stat.S_ISDIR(mode) else
+                EntryType.SYMLINK if stat.S_ISLNK(mode) else EntryType.OTHER)
+        entry = FileRecord(kind, f"{stat.S_IMODE(mode):04o}", info.st_uid, info.st_gid, self.users.get(info.st_uid),
+                           self.groups.get(info.st_gid))
+        if kind is EntryType.SYMLINK:
+            entry = replace(entry, target=self.fs.readlink(path))
+        elif kind is EntryType.FILE:
+            sha256, text, text_omitted = _content(self.fs, path, info, self.digest, self.hash_budget)
+            if text is not None and len(text) > self.text_left:  # a baseline stays small
+                text = None
+                text_omitted = f"this snapshot already records {TEXT_TOTAL_LIMIT // 1024 // 1024} MiB of text"
+            elif text is not None:
+                self.text_left -= len(text)
+            entry = replace(entry, size=info.st_size, sha256=sha256, text=text, text_omitted=text_omitted)
+        return replace(entry, mac=self.digest.mac(path, entry.fields()))
+
+
+def stored(entry: FileRecord) -> dict[str, object]:
+    """An entry as the baseline holds it: its fields, then its MAC (none without a key)."""
+    fields = entry.fields()
+    if entry.mac is not None:
+        fields["mac"] = entry.mac
+    return fields
 
 
 def unit_files(loader: UnitLoader) -> list[str]:
@@ -285,31 +308,118 @@ def unit_files(loader: UnitLoader) -> list[str]:
     return paths
 
 
-def collect(fs: RootFS, digest: Digest, extra_paths: Iterable[str]) -> tuple[dict[str, dict[str, Any]], bool]:
+def collect(fs: RootFS, digest: Digest, extra_paths: Iterable[str],
+            flat_paths: Iterable[str] = ()) -> tuple[dict[str, FileRecord], bool]:
     """path -> entry for everything mail depends on under `fs`, plus `extra_paths` (the mail units' files,
-    PAM modules, ...)."""
+    PAM modules, ...) and `flat_paths` (recorded themselves, a directory without what is in it)."""
     collector = Collector(fs, digest)
     for path in (*MAIL_PATHS, *extra_paths):
         collector.add(path)
+    for path in flat_paths:
+        collector.add(path, recursive=False)
     return dict(sorted(collector.files.items())), collector.truncated
 
 
-def tracked_findings(loader: UnitLoader) -> tuple[list[TrackedFinding], tuple[str, ...]]:
-    """The findings drift compares: mail authentication (MP3xx) and the units' start paths (MP1xx, static);
-    and the PAM module files the mail stacks load."""
+@dataclass(frozen=True)
+class Analysis:
+    """What a baseline records besides MAIL_PATHS, and the findings drift compares."""
+
+    tracked: list[TrackedFinding]  # mail authentication (MP3xx) and the units' start paths (MP1xx, static)
+    modules: tuple[str, ...]  # the PAM module files the mail stacks load
+    units: tuple[str, ...]  # unit files and drop-ins: MAIL_UNITS', the analysed units' and their timers'
+    depends: tuple[str, ...]  # scripts the start paths run, environment files, every path a finding cites
+
+
+def cited_paths(evidence: Iterable[str]) -> list[str]:
+    """The guest paths evidence names: `/usr/sbin/x:87: ...`, `/var/lib/spamassassin holds: nothing`."""
+    return [re.split(r"[:\s]", e, maxsplit=1)[0] for e in evidence if e.startswith("/")]
+
+
+def analyse(loader: UnitLoader) -> Analysis:
+    """The findings drift compares, and every file a finding or a start path depends on."""
     from mailpreflight.auth.check import TrackedFinding, analyze_auth
     from mailpreflight.deps.analyze import analyze_tree
 
     auth = analyze_auth(loader.fs, loader)
     tracked = list(auth.issues)
+    units: dict[str, None] = dict.fromkeys(unit_files(loader))
+    depends: dict[str, None] = {}
     for result in analyze_tree(loader):
         unit = result.unit
-        unit_files = tuple(p for p in (unit.fragment_path, *unit.dropin_paths) if p)
+        own = tuple(p for p in (unit.fragment_path, *unit.dropin_paths) if p)
+        units.update(dict.fromkeys((*own, *_activators(loader, unit.id))))
+        depends.update(dict.fromkeys(ref.path for ref in unit.environment_files))
+        depends.update(dict.fromkeys(_scripts(loader.fs, [entry.command for entry in result.commands])))
+        depends.update(dict.fromkeys(_sa_update_keys(loader.fs, result)))
         for finding in result.findings:
-            cited = {e.split(":", 1)[0] for e in finding.evidence if e.startswith("/")}
-            sources = tuple(sorted(cited | set(unit_files)))
+            cited = {e.split(":", 1)[0] for e in finding.evidence if e.startswith("/")}  # the subject, as before
+            sources = tuple(sorted(set(cited_paths(finding.evidence)) | set(own)))
             tracked.append(TrackedFinding(finding, f"{unit.id}:{','.join(sorted(cited))}", sources))
-    return tracked, auth.module_paths()
+    for issue in tracked:
+        depends.update(dict.fromkeys(issue.paths))
+    return Analysis(tracked, auth.module_paths(), tuple(units), tuple(p for p in depends if p not in units))
+
+
+def _activators(loader: UnitLoader, unit_id: str) -> list[str]:
+    """The files of the timer, socket and path unit of the same name (what starts a oneshot such as
+    spamassassin-maintenance.service), with their drop-ins."""
+    stem = unit_id.rsplit(".", 1)[0]
+    paths: list[str] = []
+    for kind in ("timer", "socket", "path"):
+        try:
+            unit = loader.load(f"{stem}.{kind}")
+        except MailpreflightError:
+            continue
+        paths.extend(p for p in (unit.fragment_path, *unit.dropin_paths) if p)
+    return paths
+
+
+def _sa_update_keys(fs: RootFS, result: UnitDeps) -> list[str]:
+    """What sa-update's GPG check trusts (deps/satrust.py): its keyring's key files and --gpgkeyfile (not
+    trustdb.gpg, which gpg rewrites on its own)."""
+    paths: list[str] = []
+    for index, local in result.startup.sa_update if result.startup else ():
+        if local.trust is None:
+            continue
+        paths += [posixpath.join(local.gpghomedir, name) for name, _ in local.trust.keyring if name != "trustdb.gpg"]
+        plan = result.commands[index].plan
+        if plan is not None and plan.args.gpgkeyfile and fs.chase(plan.args.gpgkeyfile) is not None:
+            paths.append(plan.args.gpgkeyfile)
+    return paths
+
+
+def _scripts(fs: RootFS, commands: Iterable[FoundCommand]) -> list[str]:
+    """Every script a start path runs: the files its commands were read from (a unit's Exec line, a script's
+    line), the scripts they went through (`via`), and each program that is itself a script (`#!`)."""
+    found: dict[str, None] = {}
+    for command in commands:
+        found.update(dict.fromkeys(p for p in (command.source.file, *command.via) if p.startswith("/")))
+        program = _program(fs, command)
+        if program and _is_script(fs, program):
+            found[program] = None
+    return [path for path in found if fs.chase(path) is not None]
+
+
+def _is_script(fs: RootFS, path: str) -> bool:
+    try:
+        return fs.read_bytes(path, SCRIPT_LIMIT).startswith(b"#!")
+    except OSError:  # unreadable, or bigger than any script: a binary
+        return False
+
+
+def _program(fs: RootFS, command: FoundCommand) -> str | None:
+    if not command.argv:
+        return None
+    name = command.argv[0]
+    if name.startswith("/"):
+        return name if fs.chase(name) is not None and not fs.is_dir(name) else None
+    if "/" in name:
+        return None
+    for directory in command.env.get("PATH", ":".join(SYSTEMD_PATH)).split(":"):
+        candidate = f"{directory.rstrip('/')}/{name}"
+        if directory.startswith("/") and fs.chase(candidate) is not None and not fs.is_dir(candidate):
+            return candidate
+    return None
 
 
 def take(fs: RootFS, root_label: str, digest: Digest) -> dict[str, Any]:
@@ -317,8 +427,9 @@ def take(fs: RootFS, root_label: str, digest: Digest) -> dict[str, Any]:
     from mailpreflight.units.loader import UnitLoader
 
     loader = UnitLoader(fs)
-    tracked, modules = tracked_findings(loader)
-    files, truncated = collect(fs, digest, (*unit_files(loader), *modules))
+    found = analyse(loader)
+    tracked = found.tracked
+    files, truncated = collect(fs, digest, (*found.units, *found.modules), found.depends)
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
@@ -328,6 +439,6 @@ def take(fs: RootFS, root_label: str, digest: Digest) -> dict[str, Any]:
         "host": host_of(fs).to_json(),
         "truncated": truncated,
         "digest": digest.to_json(),  # every sha256 is HMAC-SHA256(host key, content); the key is not here
-        "files": files,
+        "files": {path: stored(entry) for path, entry in files.items()},
         "findings": [issue.to_json() for issue in tracked],
     }

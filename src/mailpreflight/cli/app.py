@@ -3,11 +3,13 @@ codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; a crash is UNKNOWN). See docs/des
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import traceback
 from collections.abc import Sequence
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.cli.env import Environment
 from mailpreflight.cli.options import build_parser
 from mailpreflight.cli.verbs import VERBS
@@ -30,6 +32,7 @@ def run(arguments: Sequence[str], env: Environment | None = None) -> int:
     try:
         with contextlib.ExitStack() as resources:  # what a verb opens for the run (a guest's disks) is closed here
             args.resources = resources
+            resources.callback(_report_refused, args, env)
             return handler(args, env).exit_code
     except MailpreflightError as exc:
         env.say(str(exc))
@@ -48,3 +51,11 @@ def run(arguments: Sequence[str], env: Environment | None = None) -> int:
         env.say(f"internal error{place}: {type(exc).__name__}: {exc} (run again with --debug for the traceback, "
                 f"and report it)")
     return Status.UNKNOWN.exit_code
+
+
+def _report_refused(args: argparse.Namespace, env: Environment) -> None:
+    """Every guest file the read gate refused (a FIFO, a device, too big), once, wherever the verb reported it."""
+    fs: RootFS | None = getattr(args, "rootfs", None)
+    if fs is not None:
+        for refusal in fs.refusals:
+            env.say(f"warning: {fs.host(refusal.path)}: {refusal.reason}")

@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("paths", nargs="+", metavar="PATH", help="as the guest sees it, e.g. /etc/pam.d/imap")
     _baseline_options(restore, "restore even though the baseline was taken on another host")
     restore.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
+    restore.add_argument("--allow-setid", action="store_true",
+                         help="also restore set-uid, set-gid and sticky bits the baseline records (dropped otherwise)")
     cleanup = verbs.add_parser("cleanup", help="remove what killed check --guest-firewall runs left behind",
                                description="Remove the network namespaces and state files of check "
                                            "--guest-firewall runs that were killed before they could clean up "

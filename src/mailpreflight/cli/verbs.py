@@ -11,7 +11,6 @@ from mailpreflight.cli.env import Environment
 from mailpreflight.cli.options import positive as _positive
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.model import Status
-from mailpreflight.render.escape import clean
 
 if TYPE_CHECKING:
     from mailpreflight.access.rootfs import RootFS
@@ -111,14 +110,17 @@ def _firewall(args: argparse.Namespace, env: Environment) -> Status:
     results = _analyze(args, UnitLoader(fs))
     resolvers = read_resolv_conf(fs).nameservers
     rules = firewall.allow_list(results, resolvers)
+    unknown = firewall.unknown_endpoints(results)
     addresses, when = firewall.resolve(rules) if args.resolve else (None, "")
     if args.format == "firewalld" and (names := firewall.unresolved_names(rules, addresses)):
         raise MailpreflightError(f"firewalld rules need addresses; {names[0]} is a name",
                                  hint="add --resolve to put the current addresses in")
     output = {"nft": render.render_nft, "iptables": render.render_iptables,
               "firewalld": render.render_firewalld}[args.format]
-    env.out(output(rules, addresses, when), end="")
-    return Status.OK
+    env.out(output(rules, addresses, when, unknown), end="")
+    for note in unknown:  # the list is incomplete: a policy-drop table built from it would break these
+        env.say(f"firewall: warning: not in the list: {note}")
+    return Status.WARNING if unknown else Status.OK
 
 
 def _guest_firewall_setup(args: argparse.Namespace, fs: RootFS, resolv_source: str, resolv_text: str,
@@ -152,28 +154,15 @@ def _guest_firewall(args: argparse.Namespace, ruleset: GuestRuleset, resolvers: 
                     outside: dict[str, object], text: str) -> tuple[str, int]:
     """Classify every packet of the host's probes behind the guest's own rules (a sealed namespace); the
     report with what they block, and how many endpoints they block."""
-    import json
-
     from mailpreflight.firewall import guest as guestfw
+    from mailpreflight.render import firewall as render
 
     uplink = args.guest_interface or ruleset.interfaces()[0]
     endpoints = guestfw.evaluate(ruleset, outside, resolvers, args.timeout, uplink)
     blocked = [e for e in endpoints if e["guest"] in ("blocked", "partly blocked")]
     if args.format == "json":
-        document = json.loads(text)
-        document["guest_firewall"] = {"config": ruleset.guest_path, "kind": ruleset.kind, "interface": uplink,
-                                      "resolvers": resolvers, "endpoints": endpoints}
-        return json.dumps(document, indent=2, ensure_ascii=False), len(blocked)
-    lines = [text, "", clean(f"behind the guest's own firewall ({ruleset.guest_path}, {ruleset.kind}; packets out of "
-                             f"{uplink}):")]
-    for e in endpoints:
-        rule = e["blocking_rule"] or ("" if e["guest"] in ("passes", "not classified") else "a rule nft's tracer "
-                                                                                          "did not name")
-        note = f" (the guest's rules: {e['guest']})" if e["verdict"] == "unreachable anyway" else ""
-        lines.append(clean(f"  {e['kind']:5} {e['target']:55} {e['verdict']}{note}" + (f"  <- {rule}" if rule else "")))
-    if blocked:
-        lines.append(f"  -> {len(blocked)} endpoint(s) the services need are blocked by the guest's own rules")
-    return "\n".join(lines), len(blocked)
+        return render.guest_json(text, ruleset.guest_path, ruleset.kind, uplink, resolvers, endpoints), len(blocked)
+    return render.guest_text(text, ruleset.guest_path, ruleset.kind, uplink, endpoints), len(blocked)
 
 
 def _analyze(args: argparse.Namespace, loader: UnitLoader) -> list[UnitDeps]:
@@ -274,27 +263,30 @@ def _drift(args: argparse.Namespace, env: Environment) -> Status:
     import json
 
     from mailpreflight.baseline import drift
+    from mailpreflight.baseline.document import load_baseline
+    from mailpreflight.render.drift import render_text, to_json
 
-    baseline = drift.load_baseline(args.baseline)
+    baseline = load_baseline(args.baseline)
     result = drift.compare(args.baseline, baseline, _root(args), args.other_host, args.digest_key)
-    env.out(json.dumps(drift.to_json(result), indent=2, ensure_ascii=False) if args.format == "json"
-            else drift.render_text(result))
+    env.out(json.dumps(to_json(result), indent=2, ensure_ascii=False) if args.format == "json"
+            else render_text(result))
     return result.status
 
 
 def _restore(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.baseline import drift
     from mailpreflight.baseline.digestkey import for_baseline
+    from mailpreflight.baseline.document import load_baseline
     from mailpreflight.baseline.restore import restore
 
-    baseline = drift.load_baseline(args.baseline)
+    baseline = load_baseline(args.baseline)
     fs = _root(args)
     drift.check_host(args.baseline, baseline, fs, args.other_host)
     digest = for_baseline(args.baseline, baseline, args.digest_key)
     if digest.key is None:
         env.say(f"{args.baseline}: taken before digest keys: its entries cannot be checked for changes made since")
     for path in args.paths:
-        result = restore(fs, args.baseline, baseline, path, args.dry_run, digest=digest)
+        result = restore(fs, args.baseline, baseline, path, args.dry_run, digest=digest, allow_setid=args.allow_setid)
         if result.diff and (args.dry_run or result.changed):
             env.out(result.diff, end="" if result.diff.endswith("\n") else "\n")
         env.say(result.message)
@@ -319,6 +311,7 @@ def _root(args: argparse.Namespace) -> RootFS:
     fs = RootFS(args.root or "/")
     if args.root and not fs.is_dir("/"):
         raise MailpreflightError(f"--root {args.root}: not a directory")
+    args.rootfs = fs  # cli/app.py reports the files it refused to read (FIFOs, devices, too big)
     return fs
 
 
@@ -377,9 +370,9 @@ def _show(args: argparse.Namespace, env: Environment) -> Status:
 
 
 def _cleanup(args: argparse.Namespace, env: Environment) -> Status:
-    from mailpreflight.firewall import sandbox
+    from mailpreflight.firewall import leftovers
 
-    result = sandbox.cleanup(args.dry_run)
+    result = leftovers.cleanup(args.dry_run)
     for line in result.removed:
         env.out(line)
     for line in result.live:

@@ -6,14 +6,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import RuleContext
+from mailpreflight.deps.base import RuleContext, unexpanded
 from mailpreflight.deps.discover import discover
 from mailpreflight.deps.registry import DAEMONS, FALLBACK, UNIT_RULES, command_rules, rule_for
 from mailpreflight.deps.risks import CommandDeps, findings_for
 from mailpreflight.deps.saupdate import SaUpdateRule, plan
+from mailpreflight.deps.spamassassin_plugins import amavis_findings
 from mailpreflight.deps.startup import StartupFacts, early_death, startup_facts, startup_findings
+from mailpreflight.deps.urls import valid_host
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.model import Dependency, Finding, FoundCommand
+from mailpreflight.model import Confidence, Dependency, Finding, FoundCommand
 from mailpreflight.units.loader import LoadState, Unit, UnitLoader
 from mailpreflight.units.timeouts import StartTimeout, start_timeout
 
@@ -30,7 +32,9 @@ class UnitDeps:
 
     @property
     def has_network(self) -> bool:
-        return any(entry.dependencies for entry in self.commands)
+        """Is it a unit `deps`/`check` report without being named: a network dependency, or a network tool that
+        stops on its configuration before it gets to one (freshclam without freshclam.conf)."""
+        return any(entry.dependencies for entry in self.commands) or bool(self.startup and self.startup.config_errors)
 
 
 def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
@@ -41,18 +45,23 @@ def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
     for command in commands:
         rule = FALLBACK if _init_script(command) else rule_for(command.tool, rules)
         sa_plan = plan(command, fs, sa_version) if command.tool == "sa-update" else None
-        found = _unique(rule.plan_dependencies(sa_plan, command, context) if sa_plan and isinstance(rule, SaUpdateRule)
-                        else rule.dependencies(command, context))
-        entries.append(CommandDeps(command, tuple(found), sa_plan))
+        found, mentioned = _endpoints(rule.plan_dependencies(sa_plan, command, context)
+                                      if sa_plan is not None and isinstance(rule, SaUpdateRule)
+                                      else rule.dependencies(command, context))
+        if rule is FALLBACK:
+            mentioned += FALLBACK.mentions(command, context)
+        entries.append(CommandDeps(command, tuple(found), sa_plan, tuple(_unique(mentioned))))
     for unit_rule in UNIT_RULES:
-        extra = _unique(unit_rule.dependencies(commands, context))
-        if extra and entries:
+        extra, also = _endpoints(unit_rule.dependencies(commands, context))
+        if (extra or also) and entries:
             index = _daemon_index(entries)
             entry = entries[index]
-            entries[index] = CommandDeps(entry.command, tuple(_unique([*entry.dependencies, *extra])), entry.plan)
+            entries[index] = CommandDeps(entry.command, tuple(_unique([*entry.dependencies, *extra])), entry.plan,
+                                         tuple(_unique([*entry.mentions, *also])))
     timeout = start_timeout(unit, fs)
     facts = startup_facts(unit, fs, entries) if unit.load_state is LoadState.LOADED else None
-    findings = [*findings_for(unit, fs, entries, timeout), *(startup_findings(unit, facts, entries) if facts else [])]
+    findings = [*findings_for(unit, fs, entries, timeout), *(startup_findings(unit, facts, entries) if facts else []),
+                *amavis_findings(unit.id, fs, commands)]
     if facts:  # an sa-update that dies before the network cannot hang: its timeout risks do not apply
         doomed = {str(entries[i].command.source) for i, local in facts.sa_update if early_death(local, facts)}
         findings = [f for f in findings
@@ -94,6 +103,25 @@ def _daemon_index(entries: list[CommandDeps]) -> int:
             return index
     starts = [i for i, e in enumerate(entries) if e.command.key == "ExecStart"]
     return starts[0] if starts else len(entries) - 1
+
+
+def _endpoints(deps: list[Dependency]) -> tuple[list[Dependency], list[Dependency]]:
+    """(endpoints, mentions): what a command contacts, and what only looks like an endpoint — a low-confidence
+    guess, or a target still holding a variable nobody could expand here (`$http_proxy:3128`) or that is no host
+    name or address. Only endpoints are probed and allowed; mentions are listed by `deps`, nothing else."""
+    endpoints: list[Dependency] = []
+    mentions: list[Dependency] = []
+    for dep in _unique(deps):
+        problem = ("" if dep.confidence is Confidence.HIGH else "low confidence") or (
+            f"not an endpoint: {dep.target} holds a variable whose value is not known here"
+            if unexpanded(dep.target) else "" if dep.any_host or valid_host(dep.host)
+            else f"not an endpoint: {dep.host!r} is no host name or address")
+        if problem:
+            note = problem if problem != "low confidence" else dep.note
+            mentions.append(Dependency(dep.kind, dep.target, dep.role, dep.learned_from, Confidence.LOW, note))
+        else:
+            endpoints.append(dep)
+    return endpoints, mentions
 
 
 def _init_script(command: FoundCommand) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -12,6 +13,15 @@ from mailpreflight.units.unit import Unit, service_type, service_user
 # The PATH systemd gives services when the unit sets none.
 SYSTEMD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 START_KEYS = frozenset({"ExecCondition", "ExecStartPre", "ExecStartPost"})
+
+
+_UNEXPANDED = re.compile(r"\$(?:[A-Za-z_{(]|[0-9@*#?$!-])|`")
+
+
+def unexpanded(text: str) -> bool:
+    """Does the text still hold a shell/systemd variable or command substitution nobody could expand here
+    (`$http_proxy`, `${X}`, `$(…)`, `…`)? Such a value is never an endpoint: its real value is not known."""
+    return bool(_UNEXPANDED.search(text))
 
 
 def command_role(command: FoundCommand, service_type: str) -> Role:

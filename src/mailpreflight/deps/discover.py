@@ -4,13 +4,15 @@ scripts the Exec line points to (read from the tree, one level deep). Nothing is
 from __future__ import annotations
 
 import posixpath
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import SYSTEMD_PATH
 from mailpreflight.deps.shell import read_shell
-from mailpreflight.model import FoundCommand, Source
+from mailpreflight.deps.shell.status import compose
+from mailpreflight.model import FoundCommand, Source, StatusFate
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit, exec_environment, expand_command
 from mailpreflight.units.unit import service_user
@@ -38,12 +40,14 @@ class _Context:
     env: Mapping[str, str]
     depth: int = 0
     read_script: bool = True  # scripts are read one level deep only
+    fates: tuple[StatusFate, ...] = ()  # what the script(s) around it do with its exit status, when they look
 
 
 def discover(unit: Unit, fs: RootFS) -> list[FoundCommand]:
     """The commands of ExecCondition/ExecStartPre/ExecStart/ExecStartPost, in the order they run."""
     environment = exec_environment(unit, fs)
     env = dict(environment.variables)
+    env.setdefault("PATH", ":".join(SYSTEMD_PATH))  # systemd gives every service a PATH (systemd.exec(5))
     user = service_user(unit)
     found: list[FoundCommand] = []
     for key in START_PATH_KEYS:
@@ -78,16 +82,17 @@ def _unwrap(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand
         return _shell(argv, context, fs)
     script = _script_path(argv[0], fs, context.env) if context.read_script else None
     own = FoundCommand(tool, tuple(argv), context.key, context.source, context.tolerated, context.why,
-                       context.via, context.user, dict(context.env))
+                       context.via, context.user, dict(context.env), status_fates=context.fates)
     if script is None:
         return [own]
     # A shell script: report the script itself, then what it runs.
     text = _read_script(fs, script)
     if text is None:
         return [own]
-    own = replace(own, script=script)
     inner_context = replace(context, via=(*context.via, script), read_script=False)
-    return [own, *_script_commands(text, script, argv[1:], inner_context, fs, first_line_offset=0)]
+    ends: list[str] = []
+    runs = _script_commands(text, script, argv[1:], inner_context, fs, first_line_offset=0, ends=ends)
+    return [replace(own, script=script, ends=ends[0] if ends else ""), *runs]
 
 
 def _shell(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand]:
@@ -121,23 +126,93 @@ def _shell(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand]
 
 
 def _script_commands(text: str, path: str | None, args: Sequence[str], context: _Context, fs: RootFS,
-                     first_line_offset: int) -> list[FoundCommand]:
+                     first_line_offset: int, ends: list[str] | None = None) -> list[FoundCommand]:
+    """The commands the script runs; `ends` gets where a guard the tree decides ends it, if one does."""
     env = dict(context.env)
     env.update({str(i): a for i, a in enumerate(args, 1)})
-    reading = read_shell(text, env)
+    reading = read_shell(text, env, tree_test(fs, env))
+    stop = reading.stop
+    if stop is not None and ends is not None:
+        where = f"{path}:{stop.line + first_line_offset}" if path else str(context.source)
+        ends.append(f"exits {stop.status} at {where}: `{stop.condition}` {'holds' if stop.holds else 'fails'} in "
+                    "this tree — nothing after it runs")
     found: list[FoundCommand] = []
     for command in reading.commands:
         source = Source(path, command.line + first_line_offset) if path else context.source
+        # The script names the line that looks at the status; where that is, as the guest sees it.
+        fates = tuple(replace(f, where=f"{path}:{int(f.where) + first_line_offset}" if path else str(context.source))
+                      for f in command.status_fates)
         inner = replace(
             context, source=source, tolerated=context.tolerated or command.tolerated,
-            why=context.why + tuple(command.why), env={**env, **command.assignments})
+            why=context.why + tuple(command.why), env={**env, **command.assignments},
+            fates=compose(context.fates, fates))
         found.extend(_unwrap(list(command.argv), replace(inner, depth=context.depth + 1), fs))
     return found
 
 
+_BUILTINS = frozenset({"cd", "command", "echo", "eval", "exec", "exit", "export", "printf", "pwd", "read", "set",
+                       "shift", "test", "[", "trap", "true", "false", "type", "umask", "unset", "wait", ":", "."})
+_FILE_TESTS = {"-e": "exists", "-f": "file", "-d": "dir", "-x": "executable", "-s": "non-empty", "-r": "exists",
+               "-L": "link", "-h": "link"}
+
+
+def tree_test(fs: RootFS, env: Mapping[str, str]) -> Callable[[Sequence[str]], bool | None]:
+    """What a script's test gives in the tree: `test -x /usr/bin/sa-update`, `[ -f FILE ]`, `command -v gpg`,
+    `which gpg`, `type gpg` (PATH from the environment). None for anything else, or a path not known here."""
+    def program(name: str) -> bool | None:
+        if "$" in name or "`" in name:
+            return None
+        path = env.get("PATH", ":".join(SYSTEMD_PATH))
+        if "$" in path:
+            return None
+        candidates = [name] if "/" in name else [posixpath.join(d, name) for d in path.split(":") if d.startswith("/")]
+        return any(_file_test(fs, "-x", c) and _file_test(fs, "-f", c) for c in candidates)
+
+    def decide(argv: Sequence[str]) -> bool | None:
+        words = list(argv)
+        if words[:1] in (["command"], ["type"]) and words[1:2] in (["-v"], ["-V"], []) and len(words) >= 2:
+            name = words[-1]
+            return True if name in _BUILTINS else program(name) if len(words) <= 3 else None
+        if words[:1] == ["which"] and len(words) == 2:
+            return program(words[1])
+        if words[:1] == ["test"]:
+            words = words[1:]
+        elif words[:1] in (["["], ["[["]) and words[-1:] in (["]"], ["]]"]):
+            words = words[1:-1]
+        else:
+            return None
+        negated = words[:1] == ["!"]
+        words = words[1:] if negated else words
+        if len(words) != 2 or words[0] not in _FILE_TESTS or not words[1].startswith("/") or "$" in words[1]:
+            return None
+        result = _file_test(fs, words[0], words[1])
+        return None if result is None else result != negated
+    return decide
+
+
+def _file_test(fs: RootFS, test: str, path: str) -> bool | None:
+    info = fs.lstat(path) if test in ("-L", "-h") else None
+    if test in ("-L", "-h"):
+        return info is not None and stat.S_ISLNK(info.st_mode)
+    real = fs.chase(path)
+    info = fs.lstat(real) if real else None
+    if info is None:
+        return False
+    kind = _FILE_TESTS[test]
+    if kind == "file":
+        return stat.S_ISREG(info.st_mode)
+    if kind == "dir":
+        return stat.S_ISDIR(info.st_mode)
+    if kind == "executable":
+        return bool(info.st_mode & 0o111)
+    if kind == "non-empty":
+        return info.st_size > 0
+    return True
+
+
 def _plain(argv: list[str], context: _Context) -> FoundCommand:
     return FoundCommand(posixpath.basename(argv[0]), tuple(argv), context.key, context.source, context.tolerated,
-                        context.why, context.via, context.user, dict(context.env))
+                        context.why, context.via, context.user, dict(context.env), status_fates=context.fates)
 
 
 def _script_path(program: str, fs: RootFS, env: Mapping[str, str]) -> str | None:

@@ -2,7 +2,12 @@
 
 Facts (ClamAV sources: common/optparser.c, freshclam/freshclam.c, libfreshclam/libfreshclam.c):
 - config: `--config-file=FILE`, else the compiled-in path: /etc/clamav/freshclam.conf on Debian,
-  /etc/freshclam.conf on openSUSE. A config that cannot be read stops freshclam before any network use.
+  /etc/freshclam.conf on openSUSE (read from the freshclam binary of the tree, where it is a string). A config
+  that cannot be read stops freshclam before any network use. Checked with Debian 12's freshclam 1.4.6: a
+  missing file, or one with an `Example` line, prints "ERROR: Can't open/parse the config file FILE" and exits
+  2; a file (or directory) with no DatabaseMirror/PrivateMirror, or a PrivateMirror under .clamav.net, exits
+  9. Debian's clamav-freshclam does not ship freshclam.conf: its postinst writes it from debconf answers, so
+  before that (or after an upgrade lost it) freshclam exits 2 at every start.
 - file format (optparse()): leading blanks skipped, `#` lines and lines of 2 chars or less ignored, a line
   starting with "Example" is an error, `Name value` with case-sensitive names, an argument may be in
   double quotes, a `#` in the argument starts a comment. A single-valued option keeps its FIRST value;
@@ -22,12 +27,14 @@ Facts (ClamAV sources: common/optparser.c, freshclam/freshclam.c, libfreshclam/l
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.urls import hostport, parse_port, split_hostport, unique
 from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
+from mailpreflight.units.distro import distribution
 
 CONFIG_PATHS = ("/etc/clamav/freshclam.conf", "/etc/freshclam.conf")
 DEFAULT_DNS = "current.cvd.clamav.net"
@@ -103,6 +110,69 @@ def find_config(fs: RootFS, argv: tuple[str, ...]) -> FreshclamConfig | None:
     return None
 
 
+_COMPILED_IN = re.compile(rb"\x00(/[\x21-\x7e]{0,200}/freshclam\.conf)\x00")
+PROGRAMS = ("/usr/bin/freshclam", "/usr/sbin/freshclam")
+
+
+def config_path(fs: RootFS, argv: tuple[str, ...]) -> str:
+    """The file freshclam reads: --config-file, else its compiled-in path (a string in the tree's binary), else
+    the one of CONFIG_PATHS that exists, else the distribution's (Debian's when the tree says Debian)."""
+    given = _option(argv, "config-file")
+    if given:
+        return given
+    for program in ((argv[0],) if argv and argv[0].startswith("/") else ()) + PROGRAMS:
+        try:
+            found = _COMPILED_IN.search(fs.read_bytes(program, 32 * 1024 * 1024))
+        except OSError:
+            continue
+        if found:
+            return found.group(1).decode("ascii")
+    existing = next((p for p in CONFIG_PATHS if fs.read_text(p) is not None), None)
+    if existing:
+        return existing
+    return CONFIG_PATHS[0] if distribution(fs).debian else CONFIG_PATHS[1]
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    """freshclam stops on its configuration before any network use."""
+
+    path: str
+    status: int  # freshclam's exit status
+    message: str  # what it prints
+    why: str  # what in the tree makes it so
+    hint: str  # a command that fixes it
+
+
+def config_error(fs: RootFS, argv: tuple[str, ...]) -> ConfigError | None:
+    path = config_path(fs, argv)
+    if fs.is_dir(path):
+        config: FreshclamConfig | None = FreshclamConfig(path)  # read as an empty file
+    else:
+        text = fs.read_text(path)
+        config = parse_config(text, path) if text is not None else None
+    if config is None:
+        debian = distribution(fs).debian
+        return ConfigError(path, 2, f"ERROR: Can't open/parse the config file {path}",
+                           f"{path} does not exist in this tree",
+                           "dpkg-reconfigure clamav-freshclam (its postinst writes the file from the debconf "
+                           "answers)" if debian else "zypper install --force clamav (restores the packaged file)")
+    if config.broken:
+        return ConfigError(path, 2, f"ERROR: Please edit the example config file {path}",
+                           config.broken, f"sed -i '/^Example/d' {path}")
+    private = config.values.get("PrivateMirror", [])
+    if any(".clamav.net" in value.lower() for value, _ in private):
+        value, line = next((v, n) for v, n in private if ".clamav.net" in v.lower())
+        return ConfigError(path, 9, "ERROR: The PrivateMirror config option may not include servers under "
+                           "*.clamav.net.", f"{config.where(line)}: PrivateMirror {value}",
+                           f"sed -i 's/^PrivateMirror/DatabaseMirror/' {path}")
+    if not private and not config.values.get("DatabaseMirror"):
+        return ConfigError(path, 9, "ERROR: No DatabaseMirror or PrivateMirror servers set in freshclam config "
+                           "file.", f"{path} names no DatabaseMirror or PrivateMirror",
+                           f"echo 'DatabaseMirror database.clamav.net' >> {path}")
+    return None
+
+
 def server_url(value: str, default_scheme: str) -> str:
     """get_server_node(): add a scheme when there is none; db.XX.clamav.net -> https://database.clamav.net."""
     if value.startswith("db.") and ".clamav.net" in value:
@@ -126,9 +196,10 @@ class FreshclamRule:
     tools = frozenset({"freshclam"})
 
     def dependencies(self, command: FoundCommand, context: RuleContext) -> list[Dependency]:
-        config = find_config(context.fs, command.argv)
-        if config is None or config.broken:
-            return []  # freshclam exits with a config error before it touches the network
+        if config_error(context.fs, command.argv) is not None:
+            return []  # freshclam exits with a config error before it touches the network (deps/startup.py)
+        path = config_path(context.fs, command.argv)
+        config = parse_config(context.fs.read_text(path) or "", path)
         daemon = _flag(command.argv[1:], "d", "daemon")
         role = Role.RUNTIME if daemon else context.role(command)
         deps: list[Dependency] = []

@@ -8,6 +8,10 @@ Facts (postconf(5), postfix(1), postmulti(1)):
 - config directory: `-c DIR` (postfix, master), else $MAIL_CONFIG, else /etc/postfix. postmulti `-i NAME`:
   "-" is the default instance; other instances are listed in `multi_instance_directories` of the default
   main.cf, each naming itself with `multi_instance_name` (by convention /etc/postfix-NAME).
+- no relayhost (Debian's postinst writes `relayhost =` for "Internet Site") and `default_transport` smtp (the
+  default) without a nexthop: mail to other domains goes straight to each recipient domain's MX hosts — an MX
+  lookup of any domain, then TCP 25 to any host (postconf(5) relayhost: "the default is to send mail directly
+  to the destination"); transport_maps may route some domains elsewhere, not all.
 - relayhost / smtp_fallback_relay / a transport nexthop: `host` or `host:port` (MX lookup of host first),
   `[host]` or `[host]:port` (no MX lookup); port 25 unless given (number or service name); since Postfix 3.5
   a list separated by comma or whitespace. `default_transport`/`relay_transport` = `transport:nexthop`
@@ -22,7 +26,7 @@ import re
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.urls import hostport, parse_port, split_hostport, unique
-from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
+from mailpreflight.model import ANY_HOST, Dependency, DepKind, FoundCommand, Role
 
 DEFAULT_DIR = "/etc/postfix"
 SERVICES = {"smtp": 25, "submission": 587, "submissions": 465, "smtps": 465, "lmtp": 24}
@@ -31,6 +35,7 @@ TRANSPORT_SETTINGS = ("default_transport", "relay_transport")
 LOCAL_TRANSPORTS = frozenset({"local", "virtual", "error", "discard", "retry", "pipe", "bsmtp"})
 _REFERENCE = re.compile(r"\$(?:\{(\w+)(?:([?:])([^}]*))?\}|\((\w+)(?:([?:])([^)]*))?\)|(\w+))")
 MAX_DEPTH = 20
+EXPANSION_MAX = 64 * 1024  # characters: a value doubling at each of 20 levels would otherwise take 20 MiB and more
 
 
 def read_main_cf(text: str) -> dict[str, tuple[str, int]]:
@@ -57,29 +62,55 @@ def read_main_cf(text: str) -> dict[str, tuple[str, int]]:
 
 
 def expand(value: str, settings: dict[str, tuple[str, int]], depth: int = 0) -> str | None:
-    """Resolve $references within main.cf; None when one cannot be resolved here."""
-    if depth > MAX_DEPTH:
-        return None
-    unresolved = False
+    """Resolve $references within main.cf; None when one cannot be resolved here: unknown, recursive (postfix
+    refuses a parameter that refers to itself, directly or not) or longer than EXPANSION_MAX. Each parameter is
+    expanded once per call: a value naming another one many times, at every level, stays linear."""
+    return _Expansion(settings).text(value, depth)
 
-    def substitute(match: re.Match[str]) -> str:
-        nonlocal unresolved
-        name = match.group(1) or match.group(4) or match.group(7)
-        operator = match.group(2) or match.group(5)
-        text = match.group(3) if match.group(2) else match.group(6)
-        raw = settings.get(name)
-        resolved = expand(raw[0], settings, depth + 1) if raw else None
-        if operator == "?":
-            return expand(text or "", settings, depth + 1) or "" if resolved else ""
-        if operator == ":":
-            return "" if resolved else expand(text or "", settings, depth + 1) or ""
-        if resolved is None:
-            unresolved = True
-            return ""
+
+class _Expansion:
+    def __init__(self, settings: dict[str, tuple[str, int]]) -> None:
+        self.settings = settings
+        self.done: dict[str, str | None] = {}
+        self.active: set[str] = set()
+
+    def name(self, name: str, depth: int) -> str | None:
+        if name in self.done:
+            return self.done[name]
+        raw = self.settings.get(name)
+        if raw is None or name in self.active:
+            return None
+        self.active.add(name)
+        resolved = self.text(raw[0], depth + 1)
+        self.active.discard(name)
+        self.done[name] = resolved
         return resolved
 
-    result = _REFERENCE.sub(substitute, value)
-    return None if unresolved else result
+    def text(self, value: str, depth: int) -> str | None:
+        if depth > MAX_DEPTH:
+            return None
+        unresolved = False
+        size = len(value)
+
+        def substitute(match: re.Match[str]) -> str:
+            nonlocal unresolved, size
+            name = match.group(1) or match.group(4) or match.group(7)
+            operator = match.group(2) or match.group(5)
+            text = match.group(3) if match.group(2) else match.group(6)
+            resolved = self.name(name, depth)
+            if operator == "?":
+                piece = self.text(text or "", depth + 1) or "" if resolved else ""
+            elif operator == ":":
+                piece = "" if resolved else self.text(text or "", depth + 1) or ""
+            else:
+                piece = resolved or ""
+                unresolved = unresolved or resolved is None
+            size += len(piece)
+            unresolved = unresolved or size > EXPANSION_MAX
+            return "" if unresolved else piece
+
+        result = _REFERENCE.sub(substitute, value)
+        return None if unresolved else result
 
 
 def config_dir(fs: RootFS, command: FoundCommand) -> str:
@@ -137,9 +168,12 @@ class PostfixRule:
     tools = frozenset({"postfix", "master", "postmulti"})
 
     def dependencies(self, command: FoundCommand, context: RuleContext) -> list[Dependency]:
+        if command.tool == "master" and "postfix" not in command.argv[0]:
+            return []  # another daemon's `master` (Cyrus IMAP's /usr/lib/cyrus/bin/master), not postfix's
         directory = config_dir(context.fs, command)
         path = posixpath.join(directory, "main.cf")
-        settings = read_main_cf(context.fs.read_text(path) or "")
+        text = context.fs.read_text(path)
+        settings = read_main_cf(text or "")
         if "mydomain" not in settings and "." in settings.get("myhostname", ("", 0))[0]:
             # postconf(5): mydomain defaults to $myhostname minus its first component.
             hostname, line = settings["myhostname"]
@@ -158,4 +192,26 @@ class PostfixRule:
                 if nexthop and transport.strip() not in LOCAL_TRANSPORTS:
                     port = 24 if transport.strip() == "lmtp" else 25
                     deps.extend(destination_deps(nexthop, f"{path}:{line}", port, f"{name} {transport.strip()}"))
+        if text is not None:
+            deps.extend(direct_delivery(settings, path))
         return unique(deps)
+
+
+def direct_delivery(settings: dict[str, tuple[str, int]], path: str) -> list[Dependency]:
+    """No relayhost and the default transport smtp without a nexthop: TCP 25 to any host (the MX hosts of every
+    recipient domain), after MX lookups of any domain. [] when mail leaves through a relay or not at all."""
+    relay = settings.get("relayhost")
+    if relay is not None and (expand(relay[0], settings) is None or expand(relay[0], settings)):
+        return []  # a relay host (or one that cannot be expanded here)
+    transport_setting = settings.get("default_transport")
+    value = expand(transport_setting[0], settings) if transport_setting else "smtp"
+    if value is None:
+        return []
+    transport, _, nexthop = value.partition(":")
+    if transport.strip() != "smtp" or nexthop.strip():
+        return []
+    where = f"{path}:{relay[1]}" if relay else f"{path} (no relayhost)"
+    note = ("direct delivery (no relayhost): the MX hosts of every recipient domain"
+            + ("; transport_maps may send some domains elsewhere" if "transport_maps" in settings else ""))
+    return [Dependency(DepKind.DNS, f"MX {ANY_HOST}", Role.RUNTIME, where, note="MX lookup of each recipient domain"),
+            Dependency(DepKind.TCP, hostport(ANY_HOST, 25), Role.RUNTIME, where, note=note)]

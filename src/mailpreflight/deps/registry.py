@@ -1,5 +1,5 @@
-"""Which rule reads which command. Commands no rule knows still get their URLs and host:port words
-reported, with low confidence."""
+"""Which rule reads which command. Commands no rule knows have no dependencies: the URLs and host:port words
+of their arguments are only mentioned (low confidence), never probed nor allowed."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mailpreflight.deps.urls import UnknownCommandRule, UrlFetchRule
 UNIT_RULES: tuple[UnitRule, ...] = (SpamAssassinPluginsRule(),)
 # Daemons whose ExecStart carries the unit-level (runtime) dependencies.
 DAEMONS = frozenset(SPAM_DAEMONS) | {"freshclam", "fetchmail", "postfix", "master", "clamd", "dovecot"}
-FALLBACK: CommandRule = UnknownCommandRule()
+FALLBACK = UnknownCommandRule()
 
 
 def command_rules(sa_version: str | None = None) -> tuple[CommandRule, ...]:
@@ -23,4 +23,5 @@ def command_rules(sa_version: str | None = None) -> tuple[CommandRule, ...]:
 
 
 def rule_for(tool: str, rules: tuple[CommandRule, ...]) -> CommandRule:
-    return next((rule for rule in rules if tool in rule.tools), FALLBACK)
+    fallback: CommandRule = FALLBACK
+    return next((rule for rule in rules if tool in rule.tools), fallback)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.saupdate import SaUpdatePlan, worst_cases
-from mailpreflight.model import Dependency, Finding, FoundCommand, Role, Severity
+from mailpreflight.model import Dependency, Fate, Finding, FoundCommand, Role, Severity
 from mailpreflight.units.loader import Unit
 from mailpreflight.units.timeouts import StartTimeout
 
@@ -23,6 +23,7 @@ class CommandDeps:
     command: FoundCommand
     dependencies: tuple[Dependency, ...]
     plan: SaUpdatePlan | None = None  # set for sa-update
+    mentions: tuple[Dependency, ...] = ()  # seen in its text, not known to be contacted: never probed nor allowed
 
 
 def findings_for(unit: Unit, fs: RootFS, commands: list[CommandDeps], timeout: StartTimeout) -> list[Finding]:
@@ -41,6 +42,25 @@ def _untolerated(unit: Unit, entry: CommandDeps) -> list[Finding]:
     script_checked = command.tolerated and all("status checked" in why for why in command.tolerated_why)
     if not start or (command.tolerated and not script_checked):
         return []
+    network_failure = (4,) if command.tool == "sa-update" else tuple(range(1, 256))  # sa-update: 4, DNS/HTTP
+    outcomes = [command.fate_of(status) for status in network_failure] if script_checked else []
+    exits = [fate.script_exit(status) if fate else None for fate, status in zip(outcomes, network_failure,
+                                                                                strict=bool(outcomes))]
+    if outcomes and all(fate is not None and fate.fate is not Fate.UNKNOWN for fate in outcomes) and not any(exits):
+        return []  # the script accepts the network failure: it goes on or exits 0
+    if outcomes and all(exits):
+        fate = outcomes[0]
+        assert fate is not None
+        return [Finding(
+            "MP101", Severity.CRITICAL, unit.id,
+            f"{command.tool} needs the network to start {unit.id}, and when it fails (exit "
+            f"{'4' if command.tool == 'sa-update' else 'non-zero'}) the script exits {exits[0]} ({fate.where}): "
+            "the start fails",
+            f"systemctl edit {unit.id} (add `ExecStart=` and `ExecStart=-{_exec_path(unit, command)}`: the '-' "
+            "accepts the script's failure), or change the script's check at " + fate.where,
+            (f"{command.source}: {' '.join(command.argv)}", f"{len(start)} network endpoints, e.g. {start[0].target}",
+             "the script: " + ", ".join(map(str, command.status_fates))),
+        )]
     if script_checked:
         return [Finding(
             "MP101", Severity.WARNING, unit.id,
@@ -55,6 +75,14 @@ def _untolerated(unit: Unit, entry: CommandDeps) -> list[Finding]:
         f"prefix the line with '-' or let `mailpreflight dropin install {unit.id}` wrap it in a bounded guard",
         (f"{command.source}: {' '.join(command.argv)}", f"{len(start)} network endpoints, e.g. {start[0].target}"),
     )]
+
+
+def _exec_path(unit: Unit, command: FoundCommand) -> str:
+    """The program of the Exec line the command was found under (the script's path)."""
+    for exec_command in unit.exec.get(command.key, ()):
+        if str(exec_command.source) == str(command.source) or command.via[:1] == (exec_command.path,):
+            return exec_command.path
+    return command.via[0] if command.via else command.argv[0]
 
 
 def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout) -> list[Finding]:

@@ -35,8 +35,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import SYSTEMD_PATH, RuleContext
-from mailpreflight.model import Dependency, DepKind, FoundCommand
+from mailpreflight.deps.base import SYSTEMD_PATH, RuleContext, unexpanded
+from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand
 from mailpreflight.probes.resolvconf import DEFAULT_NAMESERVER, read_resolv_conf
 
 DEFAULT_CHANNEL = "updates.spamassassin.org"
@@ -110,7 +110,8 @@ def parse_args(argv: Sequence[str]) -> SaUpdateArgs:
         channels=tuple(c.lower() for c in values.get("channel", [])),
         channelfile=_last(values, "channelfile"),
         updatedir=_last(values, "updatedir"),
-        gpg=not ({"nogpg", "no-gpg"} & flags),
+        # l.207, 292-296, 321-335: --nogpg and --checkonly turn GPG off, --gpgkey and --gpgkeyfile back on
+        gpg=not ({"nogpg", "no-gpg", "checkonly"} & flags) or bool(values.get("gpgkey") or values.get("gpgkeyfile")),
         gpg_keys=tuple(values.get("gpgkey", [])),
         gpgkeyfile=_last(values, "gpgkeyfile"),
         allowplugins="allowplugins" in flags,
@@ -289,8 +290,10 @@ def plan(command: FoundCommand, fs: RootFS, sa_version: str | None = None, now: 
     channels = [c for c in channels if re.fullmatch(r"[a-zA-Z0-9._-]+", c)]
     reference = time.time() if now is None else now
     states = tuple(_channel_state(fs, channel, updatedir, dotted_version, args, reference) for channel in channels)
+    # `http_proxy="$http_proxy"` (Debian's spamassassin-maint): whatever its caller's environment holds — not
+    # known here, so no proxy is assumed (the rule mentions it).
     proxies = {k.lower(): v for k, v in command.env.items()
-               if k.lower() in ("http_proxy", "https_proxy", "no_proxy") and v.strip()}
+               if k.lower() in ("http_proxy", "https_proxy", "no_proxy") and v.strip() and not unexpanded(v)}
     return SaUpdatePlan(args, version, dotted_version, version_source, updatedir, states,
                         choose_downloader(args, fs, command.env), proxies, read_resolver(fs, command.env),
                         tuple(notes))
@@ -358,6 +361,11 @@ class SaUpdateRule:
                                        note="DNS resolver sa-update's Net::DNS uses (never proxied)"))
         http_proxy = found.proxies.get("http_proxy")
         https_proxy = found.proxies.get("https_proxy")
+        for name, value in sorted(command.env.items()):
+            if name.lower() in ("http_proxy", "https_proxy") and unexpanded(value):
+                deps.append(Dependency(DepKind.TCP, value, role, str(command.source), Confidence.LOW,
+                                       f"{name} is {value!r}, from an environment not known here: if it is set, "
+                                       "sa-update goes through that proxy"))
         for proxy_url in sorted({p for p in (http_proxy, https_proxy) if p}):
             deps.append(Dependency(DepKind.TCP, _proxy_hostport(proxy_url), role, str(command.source),
                                    note="HTTP proxy from the unit's environment"))

@@ -7,7 +7,9 @@ Facts:
   (unless escaped), `loadplugin`/`tryplugin NAME [FILE]` load a plugin; a later `use_razor2`/`use_pyzor`/
   `use_dcc` wins (all default to 1). `ifplugin NAME` ... `endif` lines count only when NAME is loaded.
 - `-L`/`--local` (spamd, spamassassin) and amavisd's `$sa_local_tests_only = 1` mean local tests only:
-  no network plugin runs.
+  no network plugin runs. amavisd loads SpamAssassin only when its config says so (deps/amavis.py: Debian's
+  default `@bypass_spam_checks_maps = (1)` does not); where that cannot be read statically, the plugins'
+  endpoints are only mentioned (not probed, not allowed) and a finding says why.
 - Razor2 (razor-agents Razor2::Client::Config): home from `razor_config`'s directory or `razorhome`, else the
   user's ~/.razor; `razordiscovery` defaults to discovery.razor.cloudmark.com, TCP 2703; cached server
   lists servers.{discovery,nomination,catalogue}.lst, one server a line, re-discovered after
@@ -24,9 +26,12 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mailpreflight.access.rootfs import RootFS
+from mailpreflight.deps.amavis import TOOLS as AMAVIS_TOOLS
+from mailpreflight.deps.amavis import Setting
+from mailpreflight.deps.amavis import read_config as read_amavis
 from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.urls import (
     dns_a_deps,
@@ -36,8 +41,8 @@ from mailpreflight.deps.urls import (
     unique,
     user_home,
 )
-from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
-from mailpreflight.units.searchpath import os_release
+from mailpreflight.model import Confidence, Dependency, DepKind, Finding, FoundCommand, Role, Severity
+from mailpreflight.units.distro import distribution
 
 TOOLS = frozenset({"spamd", "spamassassin", "amavisd", "amavisd-new", "amavis"})
 PLUGIN_PREFIX = "mail::spamassassin::plugin::"
@@ -53,7 +58,6 @@ PYZOR_DEFAULT = ("public.pyzor.org", PYZOR_PORT)
 DCC_SERVERS = "dcc.dcc-servers.net"
 _SWITCHES = {"Razor2": "use_razor2", "Pyzor": "use_pyzor", "DCC": "use_dcc"}
 _SETTINGS = frozenset({"razor_config", "pyzor_options", "pyzor_server_file", "dcc_home"})
-_AMAVIS_LOCAL = re.compile(r"^\s*\$sa_local_tests_only\s*=\s*(\d+)")
 
 
 @dataclass
@@ -136,36 +140,24 @@ def site_dir(fs: RootFS, commands: Sequence[FoundCommand]) -> str | None:
 
 
 def _default_site_dir(fs: RootFS) -> str | None:
-    release = os_release(fs)
-    debian = "debian" in (release.get("ID", "") + " " + release.get("ID_LIKE", ""))
+    debian = distribution(fs).debian
     order = ("/etc/spamassassin", "/etc/mail/spamassassin") if debian else (
         "/etc/mail/spamassassin", "/etc/spamassassin")
     return next((d for d in order if fs.is_dir(d)), None)
 
 
-def _local_only(fs: RootFS, commands: Sequence[FoundCommand]) -> str | None:
-    """Why no network test runs, if that is so."""
-    for command in commands:
-        words = [w for word in command.argv[1:] for w in word.split()]
-        if command.tool in ("spamd", "spamassassin") and ("--local" in words or any(
-                w.startswith("-") and not w.startswith("--") and "L" in w[1:] for w in words)):
-            return f"{command.tool} runs with -L/--local ({command.source})"
-    if not any(c.tool in ("amavisd", "amavisd-new", "amavis") for c in commands):
-        return None
-    return fs.memo(("_amavis_local",), lambda: _amavis_local(fs))
+def _local_only(command: FoundCommand) -> bool:
+    """spamd/spamassassin with -L/--local: no network test runs."""
+    words = [w for word in command.argv[1:] for w in word.split()]
+    return command.tool in ("spamd", "spamassassin") and ("--local" in words or any(
+        w.startswith("-") and not w.startswith("--") and "L" in w[1:] for w in words))
 
 
-def _amavis_local(fs: RootFS) -> str | None:
-    # openSUSE: /etc/amavisd.conf; Debian: /etc/amavis/conf.d/* in name order (later files win).
-    amavis_files = ["/etc/amavisd.conf", "/etc/amavis/amavisd.conf"] + [
-        posixpath.join("/etc/amavis/conf.d", n) for n in fs.listdir("/etc/amavis/conf.d")]
-    local: tuple[bool, str] = (False, "")
-    for path in amavis_files:
-        for number, line in enumerate((fs.read_text(path) or "").splitlines(), 1):
-            match = _AMAVIS_LOCAL.match(line)
-            if match:
-                local = (match.group(1) != "0", f"{path}:{number}")
-    return f"$sa_local_tests_only at {local[1]}" if local[0] else None
+def _network_tests(fs: RootFS, command: FoundCommand) -> Setting:
+    """Does this command run SpamAssassin's network tests? amavisd: as its config says (possibly unknown)."""
+    if command.tool in AMAVIS_TOOLS:
+        return read_amavis(fs, command).network_tests
+    return Setting(not _local_only(command), str(command.source))
 
 
 class SpamAssassinPluginsRule:
@@ -174,9 +166,11 @@ class SpamAssassinPluginsRule:
     tools = TOOLS
 
     def dependencies(self, commands: list[FoundCommand], context: RuleContext) -> list[Dependency]:
-        relevant = [c for c in commands if c.tool in TOOLS]
-        if not relevant or _local_only(context.fs, relevant):
-            return []
+        checked = [(c, _network_tests(context.fs, c)) for c in commands if c.tool in TOOLS]
+        relevant = [c for c, setting in checked if setting.value is not False]
+        settings = [setting for _, setting in checked if setting.value is not False]
+        if not relevant:
+            return []  # none runs SpamAssassin with network tests
         directory = site_dir(context.fs, relevant)
         if directory is None:
             return []
@@ -193,7 +187,33 @@ class SpamAssassinPluginsRule:
             deps.append(Dependency(DepKind.UDP, hostport(DCC_SERVERS, DCC_PORT), Role.RUNTIME, "dcc default",
                                    note=f"dcc servers (from {home}/map); DCC plugin at {config.plugins['DCC']}"))
         deps = unique(deps)
-        return deps + dns_a_deps(deps)
+        deps += dns_a_deps(deps)
+        unknown = next((s for s in settings if s.value is None), None)
+        if unknown is not None and not any(s.value for s in settings):
+            # whether amavisd runs SpamAssassin at all is not known: mentioned, never probed nor allowed
+            note = f"only if amavisd runs SpamAssassin, which its config does not say statically ({unknown.where})"
+            deps = [replace(d, confidence=Confidence.LOW, note=f"{note}; {d.note}" if d.note else note) for d in deps]
+        return deps
+
+
+def amavis_findings(unit_id: str, fs: RootFS, commands: Sequence[FoundCommand]) -> list[Finding]:
+    """MP122 when whether amavisd runs SpamAssassin (with network tests) cannot be read from its config."""
+    found = []
+    for command in commands:
+        if command.tool not in AMAVIS_TOOLS:
+            continue
+        setting = read_amavis(fs, command).network_tests
+        if setting.value is None:
+            path, _, line = setting.where.rpartition(":")
+            found.append(Finding(
+                "MP122", Severity.WARNING, unit_id,
+                f"whether amavisd ({command.source}) runs SpamAssassin's network tests (Razor, Pyzor, DCC) cannot "
+                f"be read statically: {setting.why} ({setting.where}); their endpoints are listed as mentioned, "
+                "not probed and not in the firewall list",
+                f"read the assignment: sed -n '{line},+5p' {path}" if line.isdigit() else
+                "give @bypass_spam_checks_maps a plain value in /etc/amavis/conf.d/50-user",
+                (setting.where,)))
+    return found
 
 
 def _kv_file(text: str) -> dict[str, tuple[str, int]]:

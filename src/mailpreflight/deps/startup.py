@@ -24,10 +24,13 @@ from dataclasses import dataclass
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import SYSTEMD_PATH
+from mailpreflight.deps.freshclam import ConfigError, config_error
 from mailpreflight.deps.risks import CommandDeps
+from mailpreflight.deps.satrust import SaTrust, read_trust
 from mailpreflight.model import Finding, Severity, Source
 from mailpreflight.units.loader import Unit
 from mailpreflight.units.sandbox import Sandbox, sandbox_of
+from mailpreflight.units.unit import service_type
 
 LOCAL_RULES_DIR = "/etc/spamassassin"
 
@@ -45,6 +48,7 @@ class SaUpdateLocal:
     updatedir: str
     channel_dirs: tuple[str, ...]  # <updatedir>/<channel>, created first thing per channel
     missing_dirs: tuple[str, ...]  # of those, the ones that do not exist yet
+    trust: SaTrust | None = None  # what its GPG check accepts (GPG on and the real sa-update in the root)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ class StartupFacts:
     sa_update: tuple[tuple[int, SaUpdateLocal], ...] = ()  # (index in UnitDeps.commands, facts)
     spamd: SpamdRules | None = None  # set when the unit's ExecStart is spamd
     missing_programs: tuple[Skipped, ...] = ()
+    config_errors: tuple[tuple[int, ConfigError], ...] = ()  # (index, why the tool stops on its config at once)
+
+    def config_error_for(self, index: int) -> ConfigError | None:
+        return next((error for i, error in self.config_errors if i == index), None)
 
     def sa_update_for(self, index: int) -> SaUpdateLocal | None:
         return next((facts for i, facts in self.sa_update if i == index), None)
@@ -137,10 +145,14 @@ def sa_update_local(entry: CommandDeps, fs: RootFS) -> SaUpdateLocal | None:
     homedir = _option(argv, "gpghomedir") or posixpath.join(local_rules_dir or LOCAL_RULES_DIR, "sa-update-keys")
     gpg_program = _in_path(fs, "gpg", path)
     channel_dirs = tuple(channel.directory for channel in plan.channels)
+    trust = fs.memo(  # the program, its keyring and key files: the same for every unit running this sa-update
+        ("read_trust", program, plan.args.gpg_keys, plan.args.gpgkeyfile, homedir),
+        lambda: read_trust(fs, program, plan.args, homedir, _baked_in(fs, program, "DEF_RULES_DIR"))) \
+        if program and installed and plan.args.gpg else None
     return SaUpdateLocal(
         installed=installed, gpg=plan.args.gpg, gpg_program=gpg_program, gpghomedir=homedir,
         keyring=_exists(fs, posixpath.join(homedir, "trustdb.gpg")), updatedir=plan.updatedir,
-        channel_dirs=channel_dirs, missing_dirs=tuple(d for d in channel_dirs if not _is_dir(fs, d)))
+        channel_dirs=channel_dirs, missing_dirs=tuple(d for d in channel_dirs if not _is_dir(fs, d)), trust=trust)
 
 
 def spamd_rules(unit: Unit, fs: RootFS, sa_version: str | None) -> SpamdRules | None:
@@ -227,6 +239,16 @@ def startup_findings(unit: Unit, facts: StartupFacts, entries: list[CommandDeps]
                                  f"add ReadWritePaths={local.gpghomedir} to the unit (systemctl edit {unit.id}), or "
                                  f"give sa-update --gpghomedir under a writable directory",
                                  (str(command.source),)))
+    for index, error in facts.config_errors:
+        command = entries[index].command
+        daemon = command.key == "ExecStart" and service_type(unit).name != "oneshot"
+        outcome = ("the service fails right after it starts" if daemon else
+                   "the start fails" if not command.tolerated else f"tolerated ({', '.join(command.tolerated_why)})")
+        found.append(Finding(
+            "MP121", Severity.WARNING if command.tolerated else Severity.CRITICAL, unit.id,
+            f"{command.tool} ({command.source}) stops on its configuration before any network use: "
+            f"{error.why}, so it prints '{error.message}' and exits {error.status} — {outcome}",
+            error.hint, (str(command.source), error.why)))
     rules = facts.spamd
     if rules and rules.updatedir_exists and not rules.updatedir_has_rules:
         found.append(Finding(
@@ -242,4 +264,6 @@ def startup_facts(unit: Unit, fs: RootFS, entries: list[CommandDeps]) -> Startup
     sa = tuple((index, facts) for index, entry in enumerate(entries)
                if (facts := sa_update_local(entry, fs)) is not None)
     version = next((e.plan.sa_version for e in entries if e.plan is not None and e.plan.sa_version), None)
-    return StartupFacts(sandbox_of(unit), sa, spamd_rules(unit, fs, version), missing_programs(unit, fs))
+    errors = tuple((index, error) for index, entry in enumerate(entries) if entry.command.tool == "freshclam"
+                   and (error := config_error(fs, entry.command.argv)) is not None)
+    return StartupFacts(sandbox_of(unit), sa, spamd_rules(unit, fs, version), missing_programs(unit, fs), errors)

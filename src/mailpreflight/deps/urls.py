@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import START_KEYS, RuleContext, command_role  # noqa: F401 - used by the rules
+from mailpreflight.deps.base import START_KEYS, RuleContext, command_role, unexpanded  # noqa: F401 - used by rules
 from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, Role
 
 # --- helpers shared by the rule modules (candidates for deps/base.py) ------------------------------------
@@ -185,8 +185,8 @@ class _ProxySettings:
 
 def _proxy_from(value: str, origin: str, tool: str) -> _Proxy | None:
     value = value.strip()
-    if not value:
-        return None
+    if not value or unexpanded(value):
+        return None  # `http_proxy="$http_proxy"`: whatever the environment holds, not known here
     try:  # urlsplit() itself raises on a broken [v6] literal
         parsed = urlsplit(value if "://" in value else "http://" + value)
         host, port = parsed.hostname, parsed.port
@@ -270,6 +270,8 @@ def _strip_credentials(url: str) -> str:
 def _url_deps(url: str, tool: str, command: FoundCommand, role: Role, confidence: Confidence,
               settings: _ProxySettings) -> list[Dependency]:
     url = url.rstrip(".,)")
+    if unexpanded(url.split("://", 1)[-1].split("/", 1)[0]):
+        return []  # `https://$MIRROR/x`: the host is a variable not known here
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
@@ -393,22 +395,32 @@ def hostport_words(words: Sequence[str]) -> list[tuple[str, int]]:
     return found
 
 
+MENTIONED = "mentioned, not contacted: no rule knows what {tool} does with it"
+
+
 class UnknownCommandRule:
-    """Fallback for commands no rule knows: URLs and host:port words seen in the arguments, LOW confidence
-    (a word that looks like an endpoint may be nothing of the sort)."""
+    """Fallback for commands no rule knows. Nothing says such a command contacts a URL or host:port that its
+    arguments contain (postgrey's `--greylist-text="… https://postgrey.schweikert.ch/help/%H.html"` is the text
+    of a reply), so it has no dependencies: those words are only `mentions` (LOW confidence), which `deps` lists
+    and nothing probes or allows."""
 
     tools: frozenset[str] = frozenset()
 
     def dependencies(self, command: FoundCommand, context: RuleContext) -> list[Dependency]:
+        return []
+
+    def mentions(self, command: FoundCommand, context: RuleContext) -> list[Dependency]:
         role = context.role(command)
         where = str(command.source)
         words = command.argv[1:]
         settings = _ProxySettings()
         deps: list[Dependency] = []
+        note = MENTIONED.format(tool=command.tool)
         for word in words:
             for url in _URL_ANYWHERE.findall(word):
                 deps.extend(_url_deps(url, command.tool, command, role, Confidence.LOW, settings))
         for host, port in hostport_words(words):
             deps.append(Dependency(DepKind.TCP, hostport(host, port), role, where, Confidence.LOW,
                                    "host:port seen in the arguments"))
-        return unique(deps)
+        return unique(Dependency(d.kind, d.target, d.role, d.learned_from, Confidence.LOW,
+                                 "; ".join(filter(None, [note, d.note]))) for d in deps)

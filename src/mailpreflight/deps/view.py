@@ -24,7 +24,8 @@ def unit_deps_view(result: UnitDeps) -> UnitDepsView:
         start_timeout_s=result.timeout.seconds if result.timeout.limited else None,
         start_timeout_from=result.timeout.learned_from,
         commands=tuple(CommandDepsView(entry.command, tuple(entry.dependencies),
-                                       sa_update_view(entry.plan) if entry.plan is not None else None)
+                                       sa_update_view(entry.plan) if entry.plan is not None else None,
+                                       tuple(entry.mentions))
                        for entry in result.commands),
         findings=tuple(result.findings), generated_by=result.unit.generated_by)
 

@@ -13,7 +13,6 @@ skipped; at most 16 levels deep.
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
 import re
 import stat
@@ -31,7 +30,7 @@ MAX_BYTES = 4 * 1024 * 1024
 # What nft's scanner skips as a whole (a quoted string, a comment) or reads as one word; `include` counts only
 # as a word of its own: "xinclude", "include_x", "include*" are other tokens.
 _SCAN = re.compile(r'"[^"]*"|#[^\n]*|include(?![A-Za-z0-9/_.\-*\\])')
-_WORD_BEFORE = re.compile(r"[A-Za-z0-9_./\-]*\Z")
+_WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./-")
 _AFTER_KEYWORD = re.compile(r'(?:[ \t]|\\\n)*("[^"]*")')
 
 
@@ -39,10 +38,15 @@ _AFTER_KEYWORD = re.compile(r'(?:[ \t]|\\\n)*("[^"]*")')
 class Inlined:
     """The ruleset as one text, and for each of its lines the guest file and line it came from."""
 
-    text: str = ""
+    parts: list[str] = field(default_factory=list)  # joined once (appending to one str is quadratic)
+    size: int = 0
     origins: list[tuple[str, int]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     _pending: bool = True  # the current line has no origin yet
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
     def add(self, text: str, path: str, line: int) -> None:
         """Append `text`, which starts at `line` of the guest file `path`."""
@@ -50,13 +54,13 @@ class Inlined:
             if n:
                 if self._pending:  # an empty line
                     self.origins.append((path, line + n - 1))
-                self.text += "\n"
                 self._pending = True
             if piece and self._pending:
                 self.origins.append((path, line + n))
                 self._pending = False
-            self.text += piece
-        if len(self.text) > MAX_BYTES:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size > MAX_BYTES:
             raise MailpreflightError(f"the ruleset with its includes is larger than {MAX_BYTES} bytes",
                                      file=path, line=line)
 
@@ -74,9 +78,10 @@ def include_keywords(text: str) -> list[int]:
     for match in _SCAN.finditer(text):
         if match.group(0) != "include":
             continue
-        before = _WORD_BEFORE.search(text, 0, match.start())
-        word = before.group(0) if before else ""
-        start = match.start() - len(word)
+        start = match.start()  # the word before it, looked for backwards: a search from 0 was quadratic
+        while start and text[start - 1] in _WORD_CHARS:
+            start -= 1
+        word = text[start:match.start()]
         if word and re.match(r"[A-Za-z_.]", word) and (start == 0 or text[start - 1] != ":"):
             continue  # the tail of one longer word (a name like "noinclude")
         found.append(match.start())
@@ -142,7 +147,12 @@ def _resolve(fs: RootFS, name: str, origin: tuple[str, int]) -> list[str]:
     else:
         pattern = posixpath.join(INCLUDE_PATH, name)
     wildcard = any(c in name for c in "*?[")
-    matches = _glob(fs, pattern) if wildcard else [pattern]
+    matches = [pattern]
+    if wildcard:  # glob(3) inside the guest (RootFS.glob), capped in matches and work (a directory of links to `.`)
+        expanded = fs.glob(pattern, matches=MAX_FILES)
+        if expanded.problem:
+            raise MailpreflightError(f'include "{name}": {expanded.problem}', file=origin[0], line=origin[1])
+        matches = list(expanded.paths)
     files = []
     for match in matches:
         resolved = fs.chase(match)
@@ -161,21 +171,3 @@ def _resolve(fs: RootFS, name: str, origin: tuple[str, int]) -> list[str]:
                                      file=origin[0], line=origin[1])
         files.append(match)
     return files
-
-
-def _glob(fs: RootFS, pattern: str) -> list[str]:
-    """glob(3) inside the guest: every component may have wildcards; a leading dot is matched only by a dot."""
-    found = ["/"]
-    for part in [p for p in pattern.split("/") if p]:
-        following = []
-        for directory in found:
-            if not any(c in part for c in "*?["):
-                following.append(posixpath.join(directory, part))
-                continue
-            for entry in fs.listdir(directory):
-                if entry.startswith(".") and not part.startswith("."):
-                    continue
-                if fnmatch.fnmatchcase(entry, part):
-                    following.append(posixpath.join(directory, entry))
-        found = following[:MAX_FILES]
-    return sorted(found)

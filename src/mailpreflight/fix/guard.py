@@ -214,19 +214,25 @@ def run_command(argv: Sequence[str], timeout: float, grace: float) -> Outcome:
     """Run argv (no shell, PATH search as execvp) in its own process group; never longer than timeout+grace
     (+1 s for a process that ignores even SIGKILL), and stopped with us when we receive SIGTERM/SIGINT."""
     started = time.monotonic()
-    try:
-        # Own session: at the deadline the whole group (sa-update and its curl/gpg children) can be stopped
-        # without signalling ourselves. stdout/stderr are inherited: output goes to the journal unchanged.
-        process = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, start_new_session=True)
-    except OSError as exc:
-        return Outcome(None, time.monotonic() - started, error=exc.strerror or str(exc), errnum=exc.errno or 0)
-    except ValueError as exc:  # a NUL byte in argv
-        return Outcome(None, time.monotonic() - started, error=str(exc), errnum=errno.EINVAL)
-    # A signal in the instant before these handlers are set kills guard with the default action; the unit's
-    # stop kills the whole cgroup anyway.
-    previous = {signum: signal.signal(signum, _raise_stopped) for signum in (signal.SIGTERM, signal.SIGINT)}
+    # Handlers first, so that no instant is left in which SIGTERM/SIGINT kills guard but not its command: one
+    # that comes before the command exists is remembered, and the command stopped as soon as it does.
+    pending: list[int] = []
+    previous = {signum: signal.signal(signum, lambda number, _frame: pending.append(number))
+                for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         try:
+            # Own session: at the deadline the whole group (sa-update and its curl/gpg children) can be stopped
+            # without signalling ourselves. stdout/stderr are inherited: output goes to the journal unchanged.
+            process = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            return Outcome(None, time.monotonic() - started, error=exc.strerror or str(exc), errnum=exc.errno or 0)
+        except ValueError as exc:  # a NUL byte in argv
+            return Outcome(None, time.monotonic() - started, error=str(exc), errnum=errno.EINVAL)
+        for handled in previous:
+            signal.signal(handled, _raise_stopped)
+        try:
+            if pending:
+                raise _Stopped(pending[0])
             returncode = process.wait(timeout)
             return Outcome(returncode, time.monotonic() - started)
         except subprocess.TimeoutExpired:

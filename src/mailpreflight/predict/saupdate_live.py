@@ -1,6 +1,7 @@
 """sa-update's real chain, probed: revision TXT -> mirrors TXT -> MIRRORED.BY -> each mirror's files for that
-revision; then the exit status and run time sa-update itself will have, modelled on its own behaviour
-(see deps/saupdate.py for the source citations).
+revision -> with GPG on, whether the mirror's `.asc` is signed by a key sa-update trusts (deps/satrust.py);
+then the exit status and run time sa-update itself will have, modelled on its own behaviour (see
+deps/saupdate.py for the source citations).
 
 At fleet scale (docs/design.md, "Performance") the chains of every unit advance together: `pending()` walks a
 chain over the answers already in, and returns what its next step needs; `check` runs what all chains need in
@@ -10,10 +11,14 @@ rounds as steps in the chain (every mirror of a channel is one step), not as man
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 
+from mailpreflight.deps.openpgp import MAX_INPUT as ASC_MAX_BYTES
+from mailpreflight.deps.openpgp import read_signatures
+from mailpreflight.deps.satrust import GpgOutcome, Keyring, SaTrust, judge
 from mailpreflight.deps.saupdate import (
     DOWNLOAD_WORST,
     LOCAL_DNS_REFUSAL_SECONDS,
@@ -24,12 +29,14 @@ from mailpreflight.deps.saupdate import (
     read_mirrored_by,
 )
 from mailpreflight.model import CommandVerdict, DepKind, FoundCommand, Prediction, ProbeResult
+from mailpreflight.predict.keyring import list_keyring
 from mailpreflight.probes import dns as dnsprobe
 from mailpreflight.probes import http as httpprobe
 from mailpreflight.probes.runner import ProbeRunner
 
 MIRRORED_BY_MAX_BYTES = 64 * 1024
 FAST = 0.2  # seconds a refused/404/TLS failure costs
+DIES_S = 2.0  # sa-update's Perl start-up and die (predict/startup.py PERL_START_S)
 Tasks = dict[tuple[DepKind, str], Callable[[], ProbeResult]]
 
 
@@ -37,11 +44,11 @@ class _Pending(Exception):
     """The chain needs answers not in yet (collected by the probe walking it)."""
 
 
-def chain_key(plan: SaUpdatePlan) -> Hashable:
+def chain_key(plan: SaUpdatePlan, trust: SaTrust | None) -> Hashable:
     """Everything the chain and its verdict depend on: two sa-update commands with the same key (a fleet of units
     running the same sa-update on one tree) share one SaUpdateProbe, walked and judged once."""
     return (plan.args.install, plan.args.gpg, plan.downloader, plan.resolver.retrans, plan.resolver.retry,
-            tuple(sorted(plan.proxies.items())),
+            tuple(sorted(plan.proxies.items())), trust if plan.args.gpg else None,
             tuple((c.channel, c.version_query, c.mirrors_query, c.mirrors, c.needs_mirror_refresh,
                    c.mirrored_by_age is None, c.installed_revision) for c in plan.channels))
 
@@ -53,21 +60,28 @@ class ChannelOutcome:
     seconds: float
     reason: str
     dead_mirrors: int = 0
+    alternative: str | None = None  # another result it may have: which mirror it picks decides, or nobody knows
 
 
 class SaUpdateProbe:
     """Evaluates one sa-update command against the live network through a shared ProbeRunner."""
 
     def __init__(self, plan: SaUpdatePlan, runner: ProbeRunner, resolver: dnsprobe.ResolverConfig,
-                 timeout: float, bodies: dict[str, bytes | None] | None = None) -> None:
-        """`bodies`: the MIRRORED.BY files fetched, shared by every probe of one check (as the runner's results
-        are), so that a unit whose chain meets a list another unit fetched reads the same list."""
+                 timeout: float, trust: SaTrust | None = None, bodies: dict[str, bytes | None] | None = None) -> None:
+        """`trust`: what sa-update's GPG check accepts (None: GPG is off, or the root has no sa-update to read
+        it from — then nothing is said about the signatures). `bodies`: the MIRRORED.BY and .asc files fetched,
+        shared by every probe of one check (as the runner's results are), so that a chain meeting a file another
+        chain fetched reads the same file."""
         self.plan = plan
         self.runner = runner
         self.resolver = resolver
         self.timeout = timeout
+        self.trust = trust if plan.args.gpg else None
         self.used: list[str] = []
+        self.gpg_warnings: list[tuple[str, str]] = []  # (fingerprint, why): accepted, but expired or revoked
         self.bodies: dict[str, bytes | None] = {} if bodies is None else bodies
+        self._signatures = self.bodies  # .asc URL -> its body
+        self._keyring: Keyring | None = None
         self._wanted: Tasks | None = None  # while pending() walks the chain: what it needs next
         self._verdict: CommandVerdict | None = None  # once judged: every command sharing the probe gets it
 
@@ -105,9 +119,12 @@ class SaUpdateProbe:
 
     def pending(self) -> Tasks:
         """The probes this chain needs next, given the answers in so far; empty once it can be evaluated."""
+        if self.plan.args.install or (self.trust is not None and self.trust.fatal is not None):
+            return {}
         self._wanted = {}
+        warnings = list(self.gpg_warnings)
         try:
-            for channel in self.plan.channels if not self.plan.args.install else ():
+            for channel in self.plan.channels:
                 try:
                     self._channel(channel)
                 except _Pending:
@@ -116,6 +133,7 @@ class SaUpdateProbe:
         finally:
             self._wanted = None
             self.used = []
+            self.gpg_warnings = warnings  # the walk judged nothing yet
 
     def prefetch(self) -> dict[tuple[DepKind, str], Callable[[], ProbeResult]]:
         """What does not depend on an earlier answer: the caller runs it with every other probe at once (one
@@ -140,14 +158,16 @@ class SaUpdateProbe:
         return replace(self._verdict, command=command)
 
     def _judge(self, command: FoundCommand) -> CommandVerdict:
+        if self.trust is not None and self.trust.fatal is not None:
+            status, why = self.trust.fatal
+            return CommandVerdict(command, Prediction.FAIL, status, DIES_S, why)
         if self.plan.args.install:
             return CommandVerdict(command, Prediction.OK, "0|1", 0.0, "--install: no network used")
         outcomes = [self._channel(channel) for channel in self.plan.channels]
         seconds = sum(o.seconds for o in outcomes)
         failed = [o for o in outcomes if o.result == "failed"]
-        succeeded = [o for o in outcomes if o.result == "updated"]
-        # sa-update.raw l.1257-1271: 0 updated, 1 nothing new, 3 some channels failed, 4 all failed
-        exit_class = ("3" if succeeded else "4") if failed else ("0" if succeeded else "1")
+        possible = [(o.result, o.alternative) if o.alternative else (o.result,) for o in outcomes]
+        exit_class = "|".join(sorted({_exit_class(results) for results in itertools.product(*possible)}))
         dead = sum(o.dead_mirrors for o in outcomes)
         predicted = Prediction.FAIL if failed else Prediction.DEGRADED if dead else Prediction.OK
         reason = "; ".join(f"{o.channel}: {o.reason}" for o in outcomes)
@@ -203,30 +223,72 @@ class SaUpdateProbe:
                  note: str) -> ChannelOutcome:
         suffixes = (".tar.gz", ".tar.gz.asc") if self.plan.args.gpg else (".tar.gz", ".tar.gz.sha512")
         files = {m.url: [f"{m.url}/{revision}{s}" for s in suffixes] for m in mirrors}
-        batch: Tasks = {(_kind(u), u): _http_task(u, self.timeout, self._proxies(u))  # every mirror at once
-                        for urls in files.values() for u in urls}
+        batch: Tasks = {(_kind(u), u): self._asc_task(u) if self.trust and u.endswith(".asc")  # every mirror at once
+                        else _http_task(u, self.timeout, self._proxies(u)) for urls in files.values() for u in urls}
         for mirror in mirrors:  # and their addresses (those of a freshly fetched list were not asked before)
             host = _host(mirror.url)
             if not self._proxied(mirror.url) and not _is_ip(host):
                 batch.update({(DepKind.DNS, f"{t} {host}"): _dns_task(host, t, self.resolver, self.timeout)
                               for t in ("A", "AAAA")})
         self._run(batch)
-        good, dead_costs, problems = 0, [], []
+        good: list[Mirror] = []
+        dead_costs, problems = [], []
         for mirror in mirrors:
             cost, problem = self._mirror_cost(mirror, files[mirror.url])
             if problem is None:
-                good += 1
+                good.append(mirror)
             else:
                 dead_costs.append(cost)
                 problems.append(f"{mirror.url}: {problem}")
         pauses = MIRROR_RETRY_SLEEP * (len(dead_costs) if good else max(len(dead_costs) - 1, 0))
         seconds += sum(dead_costs) + pauses
-        detail = f"{note}; {good} of {len(mirrors)} mirrors serve revision {revision}"
+        detail = f"{note}; {len(good)} of {len(mirrors)} mirrors serve revision {revision}"
         if problems:
             detail += " (" + "; ".join(problems) + ")"
-        if good:
+        if not good:
+            return ChannelOutcome(channel.channel, "failed", seconds, detail, len(dead_costs))
+        if self.trust is None:
             return ChannelOutcome(channel.channel, "updated", seconds, detail, len(dead_costs))
-        return ChannelOutcome(channel.channel, "failed", seconds, detail, len(dead_costs))
+        return self._signed(channel, good, files, seconds, detail, len(dead_costs))
+
+    def _asc_task(self, url: str) -> Callable[[], ProbeResult]:
+        """GET the (small) signature: its signer decides sa-update's GPG check."""
+        def task() -> ProbeResult:
+            result, body = httpprobe.fetch(url, self.timeout, self._proxies(url), "GET", ASC_MAX_BYTES)
+            self._signatures[url] = body
+            return result
+        return task
+
+    def _signed(self, channel: ChannelState, good: list[Mirror], files: dict[str, list[str]], seconds: float,
+                detail: str, dead: int) -> ChannelOutcome:
+        """sa-update verifies the first mirror that serves both files and stops there: a signature it does not
+        accept fails the channel (l.993-1022), it does not try the next mirror."""
+        assert self.trust is not None
+        verdicts: dict[str, GpgOutcome] = {}
+        for mirror in good:
+            asc = files[mirror.url][-1]
+            body = self._signatures.get(asc)
+            if body is None:
+                verdicts[mirror.url] = GpgOutcome("unknown", f"{asc.rsplit('/', 1)[-1]} was not read (more than "
+                                                             f"{ASC_MAX_BYTES} bytes, or not fetched)")
+                continue
+            if self._keyring is None:
+                self._keyring = list_keyring(self.trust)
+            verdicts[mirror.url] = judge(read_signatures(body), self.trust, self._keyring, asc)
+        self.gpg_warnings += sorted({(v.signer or "", v.warning) for v in verdicts.values() if v.warning})
+        results = {v.result for v in verdicts.values()}
+        reasons = "; ".join(dict.fromkeys(v.reason for v in verdicts.values()))
+        if results == {"trusted"}:
+            return ChannelOutcome(channel.channel, "updated", seconds, f"{detail}; GPG: {reasons}", dead)
+        if results == {"untrusted"}:
+            return ChannelOutcome(channel.channel, "failed", seconds, f"{detail}; GPG: {reasons}", dead)
+        if "trusted" in results and "untrusted" in results:
+            bad = ", ".join(url for url, v in verdicts.items() if v.result == "untrusted")
+            return ChannelOutcome(channel.channel, "failed", seconds, f"{detail}; GPG: the mirrors do not agree: "
+                                  f"sa-update fails the channel whenever it picks {bad} (mirrors are picked at "
+                                  f"random, by weight): {reasons}", dead, alternative="updated")
+        return ChannelOutcome(channel.channel, "updated", seconds, f"{detail}; GPG: not known whether sa-update "
+                              f"accepts the signature: {reasons}", dead, alternative="failed")
 
     def _mirror_cost(self, mirror: Mirror, urls: list[str]) -> tuple[float, str | None]:
         """How long sa-update spends on this mirror and why it fails there (None: it works)."""
@@ -239,8 +301,10 @@ class SaUpdateProbe:
         for url in urls:
             result, _ = self._http(url)
             cost += self._http_cost(result)
-            if not result.ok:
+            if not result.ok and not (result.error == "too-large" and url.endswith(".asc")):
                 return cost, f"{url.rsplit('/', 1)[-1]}: {result.error} ({result.detail})"
+            if self._signatures.get(url, None) == b"":  # l.815: an empty file is no file: the next mirror
+                return cost, f"{url.rsplit('/', 1)[-1]}: empty"
         return cost, None
 
     # -- time model -------------------------------------------------------------------------------
@@ -264,6 +328,13 @@ class SaUpdateProbe:
         kind = _kind(url)
         proxy = self.plan.proxies.get("https_proxy" if kind is DepKind.HTTPS else "http_proxy")
         return {kind.value: proxy} if proxy else {}
+
+
+def _exit_class(results: tuple[str, ...]) -> str:
+    """sa-update.raw l.1257-1271: 0 updated, 1 nothing new, 3 some channels failed, 4 all failed."""
+    if "failed" in results:
+        return "3" if "updated" in results else "4"
+    return "0" if "updated" in results else "1"
 
 
 def _kind(url: str) -> DepKind:

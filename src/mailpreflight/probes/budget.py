@@ -106,13 +106,20 @@ class Budget:
     @contextlib.contextmanager
     def watchdog(self) -> Iterator[Budget]:
         """While inside: the budget expires on time even if the probe's thread is blocked in a read."""
-        timer = threading.Timer(self.remaining(), self.expire)
-        timer.daemon = True  # never keeps the process alive
-        timer.start()
+        done = threading.Event()
+
+        def watch() -> None:
+            from mailpreflight.probes.runner import block_signals
+
+            block_signals()  # the watchdog never takes a signal meant for the main thread
+            if not done.wait(self.remaining()):
+                self.expire()
+
+        threading.Thread(target=watch, name="probe-watchdog", daemon=True).start()  # never keeps the process alive
         try:
             yield self
         finally:
-            timer.cancel()
+            done.set()
             self.release()
 
 

@@ -11,6 +11,7 @@ process ends, whatever a probe thread is still blocked in.
 from __future__ import annotations
 
 import queue
+import signal
 import sys
 import threading
 import time
@@ -25,6 +26,13 @@ MAX_WORKERS = 64
 GRACE = 0.3  # seconds past a probe's own timeout before the runner gives up on it
 Task = Callable[[], ProbeResult]
 _Work = tuple[Future[ProbeResult], Task, Stage]
+
+
+def block_signals() -> None:
+    """Called first in every thread we start: signals go to the main thread only. A process-directed signal is
+    delivered to any thread that does not block it; one taken by a probe thread would not interrupt the main
+    thread's wait, and a signal the main thread blocks (--guest-firewall's clean-up) would get through."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
 
 
 class DaemonPool:
@@ -53,6 +61,7 @@ class DaemonPool:
         return future
 
     def _work(self) -> None:
+        block_signals()
         while True:
             item = self._queue.get()
             if item is None:

@@ -9,12 +9,12 @@ from typing import Any
 
 from mailpreflight.model import Prediction, Report, Severity, Status
 from mailpreflight.render.auth import auth_json, auth_text
-from mailpreflight.render.deps import finding_json
+from mailpreflight.render.deps import finding_json, status_fates_json
 from mailpreflight.render.escape import clean
 
 SCHEMA_VERSION = 1
-_COLOURS = {"ok": "\033[32m", "degraded": "\033[33m", "fail": "\033[31m", "warning": "\033[33m",
-            "critical": "\033[31m", "info": ""}
+_COLOURS = {"ok": "\033[32m", "degraded": "\033[33m", "fail": "\033[31m", "unknown": "\033[33m",
+            "warning": "\033[33m", "critical": "\033[31m", "info": ""}
 
 
 def to_json(report: Report, lazy: bool = False) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def to_json(report: Report, lazy: bool = False) -> dict[str, Any]:
                 "tool": c.command.tool, "argv": list(c.command.argv), "source": str(c.command.source),
                 "key": c.command.key, "tolerated": c.command.tolerated, "predicted": c.predicted.value,
                 "predicted_exit": c.predicted_exit, "predicted_seconds": c.predicted_seconds, "reason": c.reason,
-                "probes": list(c.probes),
+                "probes": list(c.probes), **status_fates_json(c.command),
             } for c in unit.commands],
         } for unit in report.units),
         "probes": ({"kind": p.kind.value, "target": p.target, "status": p.status.value, "error": p.error,
@@ -101,17 +101,21 @@ def render_text(report: Report, colour: bool = False) -> str:
 def render_nagios(report: Report) -> str:
     """Monitoring plugin guidelines: `SERVICE STATUS: text | perfdata`, then long output."""
     failing = [u.name for u in report.units if u.start_predicted is Prediction.FAIL]
+    unknown = [u.name for u in report.units if u.start_predicted is Prediction.UNKNOWN]
     dead = sum(1 for p in report.probes if not p.ok)
     logins = [f for f in report.findings if f.code.startswith("MP3") and f.severity is Severity.CRITICAL]
     if failing:
         summary = f"{len(failing)} unit(s) will fail to start: {', '.join(failing)}"
     elif logins:
         summary = f"{len(logins)} mail login problem(s): {logins[0].message}"
+    elif unknown:
+        summary = f"{len(unknown)} unit(s) whose start cannot be predicted: {', '.join(unknown)}"
     elif report.status is Status.WARNING:
         summary = f"units will start; {dead} endpoint(s) unreachable or risks found"
     else:
         summary = f"{len(report.units)} unit(s) will start"
     perf = [f"'units'={len(report.units)};;;0", f"'units_failing'={len(failing)};;1;0",
+            f"'units_unknown'={len(unknown)};1;;0",
             f"'probes_failed'={dead};1;;0", f"'elapsed'={report.elapsed_s}s;;;0"]
     for unit in report.units:
         for c in unit.commands:
@@ -134,11 +138,18 @@ def render_prometheus(report: Report) -> str:
         "# HELP mailpreflight_status Overall status: 0 ok, 1 warning, 2 critical, 3 unknown.",
         "# TYPE mailpreflight_status gauge",
         f"mailpreflight_status {report.status.exit_code}",
-        "# HELP mailpreflight_unit_start_ok 1 if the unit is predicted to start, else 0.",
+        "# HELP mailpreflight_unit_start_ok 1 if the unit is predicted to start, 0 if not, NaN if that cannot be "
+        "predicted.",
         "# TYPE mailpreflight_unit_start_ok gauge",
     ]
-    lines += [f'mailpreflight_unit_start_ok{{unit="{_label(u.name)}"}} {int(u.start_predicted is Prediction.OK)}'
+    lines += [f'mailpreflight_unit_start_ok{{unit="{_label(u.name)}"}} '
+              f'{"NaN" if u.start_predicted is Prediction.UNKNOWN else int(u.start_predicted is Prediction.OK)}'
               for u in report.units]
+    lines += ["# HELP mailpreflight_unit_start_unknown 1 if whether the unit starts cannot be predicted (the "
+              "reason is in `mailpreflight check UNIT`), else 0.",
+              "# TYPE mailpreflight_unit_start_unknown gauge"]
+    lines += [f'mailpreflight_unit_start_unknown{{unit="{_label(u.name)}"}} '
+              f"{int(u.start_predicted is Prediction.UNKNOWN)}" for u in report.units]
     lines += ["# HELP mailpreflight_command_predicted_seconds Worst-case run time of a start-path command.",
               "# TYPE mailpreflight_command_predicted_seconds gauge"]
     for unit in report.units:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from mailpreflight.model import Finding, UnitDepsView
+from mailpreflight.model import Dependency, Finding, FoundCommand, UnitDepsView
 
 SCHEMA_VERSION = 1
 
@@ -20,6 +20,19 @@ SCHEMA_VERSION = 1
 def finding_json(finding: Finding) -> dict[str, Any]:
     return {"code": finding.code, "severity": finding.severity.value, "unit": finding.unit,
             "message": finding.message, "hint": finding.hint, "evidence": list(finding.evidence)}
+
+
+def status_fates_json(command: FoundCommand) -> dict[str, Any]:
+    """`status_fates` when the script looks at the command's exit status itself (else nothing: additive)."""
+    if not command.status_fates:
+        return {}
+    return {"status_fates": [{"low": f.low, "high": f.high, "fate": f.fate.value, "exit_status": f.exit_status,
+                              "where": f.where} for f in command.status_fates]}
+
+
+def _dependency_json(d: Dependency) -> dict[str, Any]:
+    return {"kind": d.kind.value, "target": d.target, "role": d.role.value, "learned_from": d.learned_from,
+            "confidence": d.confidence.value, "note": d.note}
 
 
 def unit_json(result: UnitDepsView) -> dict[str, Any]:
@@ -30,9 +43,9 @@ def unit_json(result: UnitDepsView) -> dict[str, Any]:
             "tool": command.tool, "argv": list(command.argv), "key": command.key, "source": str(command.source),
             "tolerated": command.tolerated, "tolerated_why": list(command.tolerated_why),
             "via": list(command.via), "user": command.user,
-            "dependencies": [{"kind": d.kind.value, "target": d.target, "role": d.role.value,
-                              "learned_from": d.learned_from, "confidence": d.confidence.value, "note": d.note}
-                             for d in entry.dependencies],
+            "dependencies": [_dependency_json(d) for d in entry.dependencies],
+            "mentioned": [_dependency_json(d) for d in entry.mentions],
+            **status_fates_json(command), **({"ends": command.ends} if command.ends else {}),
         }
         plan = entry.sa_update
         if plan is not None:
@@ -88,9 +101,14 @@ def text_unit(result: UnitDepsView) -> str:
         lines.append(f"  {command.key:13} {command.tool:14} {command.source}  [{tolerance}]")
         if command.via:
             lines.append(f"  {'':13} via {' > '.join(command.via)}")
+        if command.ends:
+            lines.append(f"  {'':13} the script {command.ends}")
+        if command.status_fates:
+            lines.append(f"  {'':13} the script on its exit status: {', '.join(map(str, command.status_fates))}")
         for dep in entry.dependencies:
-            low = " (low confidence)" if dep.confidence.value == "low" else ""
-            lines.append(f"      {dep.kind.value:5} {dep.target:55} {dep.role.value:7} {dep.learned_from}{low}")
+            lines.append(f"      {dep.kind.value:5} {dep.target:55} {dep.role.value:7} {dep.learned_from}")
+        for dep in entry.mentions:
+            lines.append(f"      {dep.kind.value:5} {dep.target:55} mentioned, not contacted: {dep.note}")
     for finding in result.findings:
         lines.append(f"  {finding.severity.value.upper():8} {finding.code} {finding.message}")
         lines.append(f"  {'':8}       fix: {finding.hint}")

@@ -7,12 +7,13 @@ What a loaded unit is: units/unit.py; how a file's settings are applied: units/s
 
 from __future__ import annotations
 
+import errno
 import posixpath
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mailpreflight.access.rootfs import RootFS
+from mailpreflight.access.rootfs import READ_LIMIT, GuestFileRefused, RootFS, has_glob_magic
 from mailpreflight.errors import MailpreflightError, UnitNotFoundError
 from mailpreflight.model import Source
 from mailpreflight.units import environ, generators
@@ -344,7 +345,8 @@ class UnitLoader:
             requested=requested, id=id_name.name, names=names, load_state=state, fragment_path=fragment,
             dropin_paths=dropins, assignments=tuple(settings.kept),
             exec={k: tuple(v) for k, v in settings.exec_lists.items() if v},
-            environment=tuple(settings.env), environment_files=tuple(settings.env_files),
+            environment=tuple((n, v, src) for n, (v, src) in settings.env.items()),
+            environment_files=tuple(settings.env_files),
             diagnostics=tuple(diagnostics), load_error=failure, search_paths=self.search_paths,
             systemd_version=self.version,
         )
@@ -378,28 +380,41 @@ class ExecEnvironment:
     problems: tuple[Diagnostic, ...]  # errors make systemd fail the start (Result=resources)
 
 
-def exec_environment(unit: Unit, fs: RootFS) -> ExecEnvironment:
-    """Environment= then EnvironmentFile= (files win, as in systemd.exec(5)); file paths may be globs."""
-    import glob
+ENV_FILES_TOTAL = 16 * 1024 * 1024  # bytes of all of one unit's environment files together
 
-    file_env: list[tuple[str, str]] = []
+
+def exec_environment(unit: Unit, fs: RootFS) -> ExecEnvironment:
+    """Environment= then EnvironmentFile= (files win, as in systemd.exec(5)); file paths may be globs, expanded
+    inside the root (never on the host's filesystem), capped in matches, work and total bytes."""
+    file_env: dict[str, str] = {}
     problems: list[Diagnostic] = []
+    budget = ENV_FILES_TOTAL
     for ref in unit.environment_files:
-        pattern = fs.host(ref.path)
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(ref.path) else [pattern]
-        guest_paths = ["/" + posixpath.relpath(m, fs.root) if fs.root != "/" else m for m in matches]
-        if not guest_paths and not ref.optional:
-            problems.append(Diagnostic(LogLevel.ERROR, f"no file matches EnvironmentFile={ref.path}", ref.source))
+        if has_glob_magic(ref.path):
+            expanded = fs.glob(ref.path)
+            guest_paths = list(expanded.paths)
+            if expanded.problem:
+                problems.append(Diagnostic(LogLevel.WARNING, f"EnvironmentFile={expanded.problem} (the variables "
+                                           "those files set are not known)", ref.source))
+            elif not guest_paths and not ref.optional:
+                problems.append(Diagnostic(LogLevel.ERROR, f"no file matches EnvironmentFile={ref.path}",
+                                           ref.source))
+        else:
+            guest_paths = [ref.path]
         for guest in guest_paths:
             try:
-                data = fs.read_bytes(guest)
+                data = fs.read_bytes(guest, min(READ_LIMIT, budget))
             except OSError as exc:
-                if not ref.optional:
+                if not ref.optional or isinstance(exc, GuestFileRefused):
+                    why = exc.strerror or str(exc)
+                    if isinstance(exc, GuestFileRefused) and budget < READ_LIMIT and exc.errno == errno.EFBIG:
+                        why = f"the unit's environment files hold more than {ENV_FILES_TOTAL // 1024 // 1024} MiB"
                     problems.append(Diagnostic(
-                        LogLevel.ERROR,
-                        f"EnvironmentFile={guest} cannot be read ({exc.strerror or exc}): the start will fail",
-                        ref.source))
+                        LogLevel.ERROR if not ref.optional else LogLevel.WARNING,
+                        f"EnvironmentFile={guest} cannot be read ({why})"
+                        + (": the start will fail" if not ref.optional else ""), ref.source))
                 continue
+            budget -= len(data)
             parsed = environ.parse_env_file(data, unit.systemd_version)
             problems.extend(Diagnostic(LogLevel.WARNING, message, Source(guest, line))
                             for line, message in parsed.warnings)
@@ -407,8 +422,8 @@ def exec_environment(unit: Unit, fs: RootFS) -> ExecEnvironment:
                 problems.append(Diagnostic(LogLevel.ERROR, parsed.error[1] + ": the start will fail",
                                            Source(guest, parsed.error[0])))
                 continue
-            file_env = environ.merge(file_env, parsed.env)
-    variables = environ.merge([(n, v) for n, v, _ in unit.environment], file_env)
+            file_env.update(parsed.env)  # a later file's value replaces, keeping the first position
+    variables = environ.merge([(n, v) for n, v, _ in unit.environment], file_env.items())
     return ExecEnvironment(tuple(variables), tuple(problems))
 
 

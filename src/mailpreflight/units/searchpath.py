@@ -10,6 +10,9 @@ import re
 from collections.abc import Mapping
 
 from mailpreflight.access.rootfs import RootFS
+from mailpreflight.units.distro import distribution, os_release
+
+__all__ = ["os_release", "search_paths_for", "system_search_paths", "systemd_version", "user_search_paths"]
 
 DEFAULT_SYSTEMD_VERSION = 252
 _SHARED_LIB = re.compile(r"libsystemd-(?:shared|core)-(\d+)")
@@ -47,17 +50,6 @@ def user_search_paths(env: Mapping[str, str]) -> list[str]:
     ]
 
 
-def os_release(fs: RootFS) -> dict[str, str]:
-    """/etc/os-release (or /usr/lib/os-release) of the tree, as key -> unquoted value."""
-    text = fs.read_text("/etc/os-release") or fs.read_text("/usr/lib/os-release") or ""
-    result: dict[str, str] = {}
-    for line in text.splitlines():
-        key, equals, value = line.strip().partition("=")
-        if equals and key and not key.startswith("#"):
-            result[key] = value.strip().strip("\"'")
-    return result
-
-
 def systemd_version(fs: RootFS) -> int:
     """The tree's systemd version from its private shared library's name; 252 if it cannot be told.
     Debian ships it in the multiarch dir (libsystemd-shared: /usr/lib/x86_64-linux-gnu/systemd/)."""
@@ -71,11 +63,11 @@ def systemd_version(fs: RootFS) -> int:
 
 
 def search_paths_for(fs: RootFS, version: int) -> list[str]:
-    """Debian and its derivatives built systemd with a split /usr layout until 255. A tree that does
-    not say what it is gets /lib/systemd/system too when that is a real directory of its own."""
-    release = os_release(fs)
-    if not release:
+    """Debian and its derivatives built systemd with a split /usr layout until 255 (the distribution as
+    units/distro.py tells it). A tree that does not say what it is gets /lib/systemd/system too when that is a
+    real directory of its own."""
+    found = distribution(fs)
+    if not found.known:
         lib = fs.chase("/lib/systemd/system")
         return system_search_paths(split_usr=lib is not None and lib != fs.chase("/usr/lib/systemd/system"))
-    family = {release.get("ID", ""), *release.get("ID_LIKE", "").split()}
-    return system_search_paths(split_usr=bool(family & {"debian", "ubuntu"}) and version < 255)
+    return system_search_paths(split_usr=found.debian and version < 255)

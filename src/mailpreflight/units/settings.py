@@ -49,7 +49,7 @@ class Settings:
     unit_type: str
     kept: list[Assignment] = field(default_factory=list)
     exec_lists: dict[str, list[ExecCommand]] = field(default_factory=dict)
-    env: list[tuple[str, str, Source]] = field(default_factory=list)
+    env: dict[str, tuple[str, Source]] = field(default_factory=dict)  # first position kept on replacement
     env_files: list[EnvironmentFileRef] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
@@ -89,9 +89,9 @@ class Settings:
             return result.error if result.fatal else None
         if key == "Environment":
             if not value:
-                self.env = []
+                self.env = {}
             for name, env_value in environ.parse_environment_value(value, self.expander, warnings):
-                _replace_env(self.env, name, env_value, source)
+                self.env[name] = (env_value, source)  # strv_env_replace()
         elif key == "EnvironmentFile":
             if not value:
                 self.env_files = []
@@ -142,11 +142,3 @@ def _environment_file(value: str, source: Source, expander: Expander,
         warnings.append(f"EnvironmentFile= path is not absolute, ignoring: {path}")
         return None
     return EnvironmentFileRef(path, optional, source)
-
-
-def _replace_env(env: list[tuple[str, str, Source]], name: str, value: str, source: Source) -> None:
-    for index, (existing, _, _) in enumerate(env):
-        if existing == name:
-            env[index] = (name, value, source)
-            return
-    env.append((name, value, source))

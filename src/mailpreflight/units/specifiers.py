@@ -10,6 +10,7 @@ import platform
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.units.unitname import UnitName, path_unescape, unescape
 
 PATH_MAX = 4096
@@ -67,13 +68,13 @@ def user_manager(env: Mapping[str, str], user: Mapping[str, str], host: Mapping[
 def host_facts_live() -> dict[str, str]:
     """Host values of the machine we run on (live analysis)."""
     facts: dict[str, str] = {"a": _architecture(platform.machine()), "v": platform.release()}
+    host = RootFS("/")  # read through the gate like any file a unit names: never a FIFO, at most 4 KiB
     for letter, path in (("H", "/proc/sys/kernel/hostname"), ("m", "/etc/machine-id"),
                          ("b", "/proc/sys/kernel/random/boot_id")):
-        try:
-            with open(path, encoding="utf-8") as handle:
-                value = handle.read().strip()
-        except OSError:
+        text = host.read_text(path, 4096)
+        if text is None:
             continue
+        value = text.strip()
         facts[letter] = value.replace("-", "") if letter == "b" else value
     if "H" in facts:
         facts["l"] = facts["H"].split(".")[0]

@@ -13,8 +13,11 @@ Not modelled (simplifications):
 - which branch runs: every branch of an if / case is read, in order, and all their assignments count;
 - loops: a body is read once and stands where the loop stands (its commands are tolerated, "loop body" added,
   only when the loop is not the script's last statement);
-- a command followed by a look at `$?` is "status checked by the script": what the script then does with the
-  status (`[ $rc -le 1 ]`, `exit $rc`) is not followed;
+- a command followed by a look at `$?` is "status checked by the script"; what the script then does with each
+  status is read by deps/shell/status.py (`case $?`, `if`/`[`/`test` comparisons of `$?` or of `$rc` kept by
+  `rc=$?` / `cmd || rc=$?`, `|| exit N`), and anything else there is "unknown";
+- guards the tree decides (`test -x FILE || exit 0`, `command -v gpg >/dev/null || exit 0`) end the script
+  where they fail in the tree, when the caller says how tests come out (`read_shell(…, decide=…)`);
 - globbing, tilde and brace expansion, aliases, positional parameters, arithmetic (and commands inside it),
   `break` / `continue`, `trap`, `${PIPESTATUS[…]}`; command substitutions in redirections and here-documents
   are not read (a warning says so); files read by `.` / `source` and `eval`'d text are not read;

@@ -3,12 +3,13 @@ becomes the script's exit status (`set -e`, `||`, `if`, pipelines, subshells, fu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from mailpreflight.deps.shell.expand import ASSIGN, VARIABLE, Expansion, split_fields
 from mailpreflight.deps.shell.lexer import Tok, lex
+from mailpreflight.deps.shell.status import MAX_CHECKS, StatusReader, mentions, reads, status_name
 from mailpreflight.deps.shell.syntax import (
     AndOr,
     Case,
@@ -22,6 +23,7 @@ from mailpreflight.deps.shell.syntax import (
     Simple,
     leading_words,
 )
+from mailpreflight.model import Fate, StatusFate
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,21 @@ class ShellCommand:
     why: tuple[str, ...]  # why it is tolerated ("'|| true'", "if condition", …); () when it is not
     assignments: Mapping[str, str]  # variables in effect for it: the env given, script assignments, NAME=v prefixes
     background: bool  # run with '&'
+    # "status checked by the script": what the script does for each exit status (`where` is the line that looks)
+    status_fates: tuple[StatusFate, ...] = ()
+
+    def fate_of(self, status: int) -> StatusFate | None:
+        return next((f for f in self.status_fates if f.low <= status <= f.high), None)
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Where a guard such as `command -v gpg >/dev/null || exit 0` ends the script, as the tree decides it."""
+
+    line: int
+    status: int  # the script's exit status there
+    condition: str  # the test, as it runs: "command -v gpg"
+    holds: bool  # what the test gives in the tree
 
 
 @dataclass(frozen=True)
@@ -41,9 +58,14 @@ class ShellReading:
     commands: tuple[ShellCommand, ...]
     warnings: tuple[str, ...]  # what could not be read or followed, "line N: …"
     exits_early: bool  # an unconditional `exit` (or `exec`) ends the script; nothing after it is reported
+    stop: Stop | None = None  # a guard the tree decides ends the script there: nothing after it runs
+
+
+Decide = Callable[[Sequence[str]], "bool | None"]  # a test's outcome in the tree (`test -x F`, `command -v P`)
 
 
 _OR, _IF = "'|| <fallback>'", "if condition"
+CHECKED = "status checked by the script"
 PIPE = "pipeline (only the last command's status counts)"
 SUBSTITUTION = "command substitution (status ignored)"
 _TRUE = {"true": "'|| true'", "/bin/true": "'|| true'", "/usr/bin/true": "'|| true'", ":": "'|| :'"}
@@ -64,6 +86,8 @@ class _Ctx:
     negated_why: tuple[str, ...] | None = None  # `why` for `! cmd` here, when not simply "'!' negation"
     main: bool = True  # runs unconditionally in the script's own shell: an `exit` here ends the script
     background: bool = False
+    fates: tuple[StatusFate, ...] = ()  # with CHECKED in `why`: what the script does with each status
+    fallback: tuple[str, tuple[StatusFate, ...]] | None = None  # `cmd || rc=$?`: (rc, what reading rc does)
 
     def absorb(self, reason: str) -> _Ctx:
         return self if reason in self.why else replace(self, why=(*self.why, reason))
@@ -73,7 +97,10 @@ class _Ctx:
 
 
 class _Reader(Expansion):
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], decide: Decide | None = None) -> None:
+        self.decide = decide
+        self.stop: Stop | None = None
+        self.checks = 0  # statements that look at a status, read so far
         self.vars: dict[str, str] = dict(env)
         self.functions: dict[str, Node] = {}
         self.errexit = self.pipefail = False
@@ -106,6 +133,13 @@ class _Reader(Expansion):
     def _list(self, statements: List, ctx: _Ctx) -> None:
         items = statements.items
         for index, (statement, background) in enumerate(items):
+            if self.stop is not None:
+                return
+            if ctx.main and not background and self.decide is not None:
+                self.stop = self._gate(statement)
+                if self.stop is not None:
+                    self.exits_early = True
+                    return
             end = None if background else self._flow_end(statement)
             ends = end is not None and (end[0] in ("exit", "exec") or (end[0] == "return" and self.depth > 0))
             following = items[index + 1][0] if index + 1 < len(items) else None
@@ -117,12 +151,96 @@ class _Reader(Expansion):
                                                   and passes[1] in ("", "$?")):
                 sub = ctx  # the last statement, or followed by a plain `exit` that passes its status on
             elif any("$?" in w or "${?}" in w for w in leading_words(following)):
-                sub = ctx.absorb("status checked by the script")
+                sub = replace(ctx.absorb(CHECKED), fates=self._checked(items, index + 1, ctx))
+            elif (kept := self._kept_status(statement, items, index + 1, ctx)) is not None:
+                sub = replace(ctx, fallback=kept)  # `cmd || rc=$?`, then a look at $rc
             else:
                 sub = ctx.absorb("not the last command")
             self._and_or(statement, sub if sub is ctx else replace(sub, negated_why=None))
             if ends:
                 break
+
+    def _gate(self, statement: AndOr) -> Stop | None:
+        """`TEST || exit N`, `TEST && exit N`, `if [!] TEST; then exit N; fi` with a TEST the tree decides (a file's
+        presence, a program in PATH): the Stop when the script ends there."""
+        test: Pipe | None = None
+        exits_when = False
+        end: tuple[str, str] | None = None
+        if len(statement.pipes) == 2 and len(statement.pipes[0].cmds) == 1:
+            test, exits_when = statement.pipes[0], statement.ops[0] == "&&"
+            end = self._flow_end(AndOr([statement.pipes[1]], []))
+        elif len(statement.pipes) == 1 and len(statement.pipes[0].cmds) == 1 and not statement.pipes[0].negated:
+            node = statement.pipes[0].cmds[0]
+            if isinstance(node, If) and len(node.clauses) == 1 and node.orelse is None:
+                condition, body = node.clauses[0]
+                if len(condition.items) == 1 and len(condition.items[0][0].pipes) == 1:
+                    test, exits_when = condition.items[0][0].pipes[0], True
+                    end = self._flow_end(Group(body, False))
+        if test is None or end is None or end[0] != "exit" or not end[1].isdigit() or \
+                len(test.cmds) != 1 or not isinstance(test.cmds[0], Simple):
+            return None
+        words = test.cmds[0].words
+        argv = [f for tok in words for f in split_fields(self._pieces(tok.text, tok.line, []))]
+        holds = self.decide(argv) if self.decide is not None and argv else None
+        if holds is None or (holds != test.negated) != exits_when:
+            return None
+        return Stop(words[0].line, int(end[1]) % 256, " ".join(argv), holds)
+
+    def _checked(self, items: list[tuple[AndOr, bool]], start: int, ctx: _Ctx) -> tuple[StatusFate, ...]:
+        """The fates of a status the statement items[start] looks at (`case $?`, `rc=$?` then a test of $rc)."""
+        statement, background = items[start]
+        if background:  # `case $? … &`: an exit there leaves the background job only
+            return (StatusFate(0, 255, Fate.GOES_ON, None, str(self._line(statement))),)
+        name = status_name(statement)
+        if name is None:
+            return self._fates(statement, start == len(items) - 1, ctx, lambda s: {"?": s}, statement)
+        return self._kept_fates(name, items, start + 1, ctx, lambda s: {name: s, "?": 0}, self._line(statement))
+
+    def _kept_status(self, statement: AndOr, items: list[tuple[AndOr, bool]], start: int,
+                     ctx: _Ctx) -> tuple[str, tuple[StatusFate, ...]] | None:
+        """`cmd || NAME=$?` where a later statement looks at $NAME: (NAME, its fates). NAME keeps its value
+        when cmd succeeds: only a value known here (`rc=0` before) says what that is."""
+        if len(statement.pipes) < 2 or statement.ops[-1] != "||":
+            return None
+        name = status_name(AndOr([statement.pipes[-1]], []))
+        if name is None or not any(mentions(leading_words(item), name) for item, _ in items[start:]):
+            return None
+        # On success NAME keeps the value it had: known (`rc=0` before) or not, the reader's variables say.
+        return name, self._kept_fates(name, items, start, ctx, lambda s: {name: s, "?": 0} if s else {"?": 0},
+                                      self._line(statement))
+
+    def _kept_fates(self, name: str, items: list[tuple[AndOr, bool]], start: int, ctx: _Ctx,
+                    values: Callable[[int], dict[str, int]], line: int) -> tuple[StatusFate, ...]:
+        """The status kept in NAME (at `line`): what the statement after looks at, when it does at once."""
+        following = items[start][0] if start < len(items) else None
+        if following is not None and reads(following, name):
+            return self._fates(following, start == len(items) - 1, ctx, values, following)
+        later = any(mentions(leading_words(item), name) for item, _ in items[start:])
+        fate = Fate.UNKNOWN if later else Fate.GOES_ON  # looked at later, after other commands: not read here
+        return (StatusFate(0, 255, fate, None, str(line)),)
+
+    def _fates(self, statement: AndOr, last: bool, ctx: _Ctx, values: Callable[[int], dict[str, int]],
+               where: AndOr) -> tuple[StatusFate, ...]:
+        self.checks += 1
+        if self.checks > MAX_CHECKS:  # bounded work on any input: the rest is not read
+            return (StatusFate(0, 255, Fate.UNKNOWN, None, str(self._line(where))),)
+        reader = StatusReader(self._flow_end, self.errexit, ctx.exit_why, ctx.return_why, self.vars)
+        return reader.fates(statement, last, values, self._line(where))
+
+    @staticmethod
+    def _line(statement: AndOr) -> int:
+        node = statement.pipes[0].cmds[0] if statement.pipes and statement.pipes[0].cmds else None
+        while node is not None and not isinstance(node, Simple):
+            if isinstance(node, Group) and node.body.items:
+                node = node.body.items[0][0].pipes[0].cmds[0] if node.body.items[0][0].pipes[0].cmds else None
+            elif isinstance(node, If) and node.clauses[0][0].items:
+                first = node.clauses[0][0].items[0][0]
+                node = first.pipes[0].cmds[0] if first.pipes[0].cmds else None
+            elif isinstance(node, Case) and node.subject is not None:
+                return node.subject.line
+            else:
+                return 0
+        return node.line if node is not None else 0
 
     def _flow_end(self, node: AndOr | Node, depth: int = 0) -> tuple[str, str] | None:
         """("exit" | "return" | "exec" | "status", argument) when `node` always ends the flow, else None;
@@ -153,6 +271,8 @@ class _Reader(Expansion):
     def _on_failure(self, then: AndOr | Node | None, ctx: _Ctx, reason: str) -> _Ctx:
         """Context of a command whose failure runs `then` next (what follows `||`, the branch an `if` takes):
         tolerated for `reason`, unless `then` always exits non-zero."""
+        if reason == _OR and isinstance(then, AndOr) and ctx.fallback and status_name(then) == ctx.fallback[0]:
+            return replace(ctx.absorb(CHECKED), fates=ctx.fallback[1], fallback=None).guard()
         if reason == _OR and isinstance(then, AndOr) and len(then.pipes[0].cmds) == 1:
             cmd = then.pipes[0].cmds[0]
             if isinstance(cmd, Simple) and cmd.words[0].text in _TRUE and not then.pipes[0].negated:
@@ -303,7 +423,8 @@ class _Reader(Expansion):
         elif "$" in name or "`" in name:
             self.warnings.append(f"line {line}: dynamic command name {name}")
         why = self._effective(ctx)
-        self.commands.append(ShellCommand(tuple(argv), line, bool(why), why, env, ctx.background))
+        fates = ctx.fates if CHECKED in why else ()
+        self.commands.append(ShellCommand(tuple(argv), line, bool(why), why, env, ctx.background, fates))
 
     def _call(self, name: str, line: int, ctx: _Ctx) -> None:
         """A function's body runs where it is called (its commands keep the lines they are written on)."""
@@ -329,9 +450,11 @@ class _Reader(Expansion):
                     self.pipefail = arg[0] == "-"
 
 
-def read_shell(script: str, env: Mapping[str, str] | None = None) -> ShellReading:
-    """Read `script` (sh -c text or a script file's content) with the environment `env`; never raises."""
-    reader = _Reader(env or {})
+def read_shell(script: str, env: Mapping[str, str] | None = None, decide: Decide | None = None) -> ShellReading:
+    """Read `script` (sh -c text or a script file's content) with the environment `env`; never raises.
+    `decide`: what a test gives in the tree the script runs in (None: not known), for guards such as
+    `command -v gpg >/dev/null || exit 0` that end the script before the rest runs."""
+    reader = _Reader(env or {}, decide)
     first = script.split("\n", 1)[0]
     if first.startswith("#!"):  # `#!/bin/sh -e`: systemd runs scripts directly, so the kernel passes -e
         reader.errexit = any(w[:1] == "-" and w[:2] != "--" and "e" in w for w in first[2:].split()[1:])
@@ -339,4 +462,4 @@ def read_shell(script: str, env: Mapping[str, str] | None = None) -> ShellReadin
         reader.script(script, 1, _Ctx())
     except RecursionError:
         reader.warnings.append("nesting too deep: the rest is not read")
-    return ShellReading(tuple(reader.commands), tuple(reader.warnings), reader.exits_early)
+    return ShellReading(tuple(reader.commands), tuple(reader.warnings), reader.exits_early, reader.stop)

@@ -60,6 +60,8 @@ class Loop:
 class Case:
     subject: Tok | None
     branches: list[List]
+    patterns: list[list[Tok]]  # each branch's patterns (`0|1)`: two words), as written
+    falls_through: list[bool]  # the branch ends with `;&` or `;;&` (bash): what follows runs or is tested too
 
 
 @dataclass
@@ -242,24 +244,31 @@ class Parser:
         self._skip_newlines()
         self._expect("word", "in", line)
         branches: list[List] = []
+        patterns: list[list[Tok]] = []
+        falls_through: list[bool] = []
         while True:
             self._skip_newlines()
             if self._peek() is None or self._at("word", "esac"):
                 break
             if self._at("op", "("):
                 self.pos += 1
+            words: list[Tok] = []
             while (tok := self._peek()) is not None and tok.kind != "nl" and not self._at("op", ")"):
-                self.pos += 1  # the patterns: `a|b)`
+                if tok.kind == "word":
+                    words.append(tok)  # the patterns: `a|b)`
+                self.pos += 1
             if not self._at("op", ")"):
                 self.warnings.append(f"line {line}: unreadable case pattern")
                 break
             self.pos += 1
+            patterns.append(words)
             branches.append(self.parse_list("esac", *_CASE_ENDS))
+            falls_through.append(self._at("op", ";&", ";;&"))
             if self._at("op", *_CASE_ENDS):
                 self.pos += 1
         self._expect("word", "esac", line)
         self._redirects()
-        return Case(subject, branches)
+        return Case(subject, branches, patterns, falls_through)
 
     def _function(self, line: int) -> FuncDef | None:
         if self._at("word", "function"):

@@ -1,0 +1,151 @@
+"""The read gate (RootFS) and the write walk (safewrite) themselves: what a path swapped after it was resolved,
+a link on the way, a file that grows or is replaced, a huge directory, or an --output path can do."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+
+import pytest
+from hostile_roots import LOOPBACK, Guest
+
+from mailpreflight.access import rootfs
+from mailpreflight.access.rootfs import GuestFileRefused, RootFS
+from mailpreflight.baseline import snapshot
+from mailpreflight.baseline.digestkey import Digest
+
+
+def test_a_component_swapped_for_a_link_after_resolving_is_not_followed(guest: Guest,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """chase() said /etc/conf/x; by the time of the open, /etc/conf is a link to a host directory."""
+    guest.write("/etc/conf/x", "guest\n")
+    fs = RootFS(str(guest.root))
+    assert fs.read_bytes("/etc/conf/x") == b"guest\n"
+    os.rename(guest.path("/etc/conf"), guest.path("/etc/conf.old"))
+    guest.link("/etc/conf", str(guest.host_dir))
+    (guest.host_dir / "x").write_text(guest.secret)
+    monkeypatch.setattr(RootFS, "chase", lambda self, path, follow_last=True: "/etc/conf/x")
+    with pytest.raises(GuestFileRefused, match="changed into a symlink while being read") as refused:
+        fs.read_bytes("/etc/conf/x")
+    assert refused.value.errno in (errno.ENOTDIR, errno.ELOOP)
+    assert [str(r) for r in fs.refusals] == [f"/etc/conf/x: {refused.value.reason}"]
+
+
+def test_a_last_component_that_is_a_link_is_not_followed_by_the_open(guest: Guest,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """chase() said /etc/x is a file; by the time of the open it is a link to a host file: O_NOFOLLOW."""
+    guest.link("/etc/x", str(guest.canary))
+    fs = RootFS(str(guest.root))
+    monkeypatch.setattr(RootFS, "chase", lambda self, path, follow_last=True: "/etc/x")
+    with pytest.raises(GuestFileRefused, match="a symlink, not a regular file"):
+        fs.read_bytes("/etc/x")
+    assert fs.read_text("/etc/x") is None
+
+
+def test_without_proc_the_reopen_checks_it_is_the_same_file(guest: Guest) -> None:
+    guest.write("/etc/a", "a\n")
+    guest.write("/etc/b", "b\n")
+    fs = RootFS(str(guest.root))
+    other = os.stat(guest.path("/etc/b"))
+    with pytest.raises(GuestFileRefused, match="replaced while being read"):
+        fs._reopen("/etc/a", "/etc/a", other)
+    fd = fs._reopen("/etc/b", "/etc/b", other)
+    assert os.read(fd, 10) == b"b\n"
+    os.close(fd)
+
+
+def test_lstat_and_readlink_never_follow_a_guest_link_on_the_host(guest: Guest) -> None:
+    """/etc/systemd/system is an absolute link: on the host it names a host directory. Metadata and link
+    targets come from inside the root, where that path leads."""
+    inside = f"{guest.host_dir}/x.service"
+    guest.link("/etc/systemd/system", str(guest.host_dir))
+    guest.write(inside, LOOPBACK)
+    os.symlink(guest.canary, guest.host_dir / "x.service")  # what the host path would show
+    fs = RootFS(str(guest.root))
+    info = fs.lstat("/etc/systemd/system/x.service")
+    assert info is not None and stat.S_ISREG(info.st_mode)
+    assert info.st_ino == os.stat(guest.path(inside)).st_ino
+    assert fs.readlink("/etc/systemd/system/x.service") is None
+    shown = guest.run("show", "x.service", bound=15)
+    assert shown.returncode == 0 and "http://127.0.0.1:9/feed" in shown.stdout
+
+
+def test_huge_directories_are_listed_up_to_a_cap(guest: Guest) -> None:
+    for index in range(50):
+        guest.write(f"/etc/many/{index:03}.conf", "")
+    fs = RootFS(str(guest.root))
+    assert len(fs.listdir("/etc/many", limit=20)) == 20
+    assert [str(r) for r in fs.refusals] == ["/etc/many: more than 20 entries: only 20 of them read"]
+    assert fs.listdir("/etc/many") == [f"{i:03}.conf" for i in range(50)]
+
+
+def test_a_file_that_grows_past_the_limit_is_refused(guest: Guest) -> None:
+    guest.write("/etc/proc-like", "x" * 100)
+    fs = RootFS(str(guest.root))
+    assert fs.read_bytes("/etc/proc-like", 100) == b"x" * 100
+    with pytest.raises(GuestFileRefused, match="larger than 99 bytes") as refused:
+        fs.read_bytes("/etc/proc-like", 99)
+    assert refused.value.errno == errno.EFBIG
+    assert RootFS("/").read_text("/proc/self/stat") is not None  # st_size 0, read to its end
+
+
+def test_snapshot_hashes_a_bounded_total(guest: Guest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big (sparse) files cost nothing to plant and much to hash: a snapshot hashes a bounded total."""
+    for index in range(5):
+        target = guest.path(f"/etc/postfix/map{index}.db")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as handle:
+            handle.truncate(400 * 1024)
+    monkeypatch.setattr(snapshot, "HASH_TOTAL_LIMIT", 1024 * 1024)
+    files, _ = snapshot.collect(RootFS(str(guest.root)), Digest(b"k" * 32), ())
+    hashed = [p for p in files if p.startswith("/etc/postfix/map") and files[p].sha256]
+    refused = [p for p in files if "already hashed 1 MiB" in str(files[p].text_omitted)]
+    assert len(hashed) == 2 and len(refused) == 3, files
+
+
+def test_chase_gives_up_on_endless_dotdot_chains(guest: Guest) -> None:
+    """Links of 1300 `..` each: a loop ends at the link limit, a long chain at the step limit, both fast."""
+    guest.link("/etc/a", "../" * 1300 + "etc/b")
+    guest.link("/etc/b", "../" * 1300 + "etc/a")
+    for index in range(4):
+        guest.link(f"/etc/c{index}", "../" * 1300 + f"etc/c{index + 1}")
+    guest.write("/etc/c4", "end\n")
+    fs = RootFS(str(guest.root))
+    started = time.monotonic()
+    assert fs.chase("/etc/a") is None and fs.read_text("/etc/a") is None
+    assert fs.chase("/etc/c3") == "/etc/c4"  # 2 x 1300 steps: within the limit
+    assert fs.chase("/etc/c0") is None  # 4 x 1300 steps: more than MAX_CHASE_STEPS
+    assert time.monotonic() - started < 2
+    assert rootfs.MAX_CHASE_STEPS == 4096
+
+
+def test_one_run_reads_and_lists_a_bounded_total(guest: Guest) -> None:
+    """Many files that are each within the limit: the run's ledger stops them (the GeneratedFS view shares it)."""
+    for index in range(3):
+        guest.write(f"/etc/conf.d/{index}.conf", "x" * 60)
+    for index in range(50):
+        guest.write(f"/etc/many/{index:03}", "")
+    fs = RootFS(str(guest.root))
+    fs._ledger.bytes_left, fs._ledger.entries_left = 100, 60
+    assert fs.read_bytes("/etc/conf.d/0.conf") == b"x" * 60
+    with pytest.raises(GuestFileRefused, match="this run already read 64 MiB from the root"):
+        fs.read_bytes("/etc/conf.d/1.conf")
+    assert len(fs.listdir("/etc/many")) == 50 and len(fs.listdir("/etc/conf.d")) == 3
+    assert len(fs.listdir("/etc/many")) == 7
+    assert "not listed in full: this run already listed" in str(fs.refusals[-1])
+    from mailpreflight.units.generators import Generated, GeneratedFS
+
+    view = fs.sharing_ledger(GeneratedFS(fs.root, Generated(())))
+    assert view.listdir("/etc/many") == [] and view.refusals == fs.refusals
+
+
+def test_a_snapshot_records_a_bounded_total_of_text(guest: Guest, monkeypatch: pytest.MonkeyPatch) -> None:
+    for index in range(4):
+        guest.write(f"/etc/postfix/part{index}.cf", f"# {index}\n" + "y" * 1000 + "\n")
+    monkeypatch.setattr(snapshot, "TEXT_TOTAL_LIMIT", 2500)
+    files, _ = snapshot.collect(RootFS(str(guest.root)), Digest(b"k" * 32), ())
+    texts = [p for p in files if p.startswith("/etc/postfix/part") and files[p].text is not None]
+    omitted = [p for p in files if "of text" in str(files[p].text_omitted)]
+    assert len(texts) == 2 and len(omitted) == 2 and all(files[p].sha256 for p in omitted)
