@@ -59,7 +59,10 @@ class CountingFS(RootFS):
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     path = tmp_path_factory.mktemp("bigroot")
-    return path, generate(path, UNITS)
+    names = generate(path, UNITS)
+    (path / "etc/default").mkdir()
+    os.mkfifo(path / "etc/default/svc1")  # mf-1-worker's EnvironmentFile=: the read gate refuses it
+    return path, names
 
 
 def test_the_loader_reads_the_search_path_once(root: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,6 +188,8 @@ def test_deps_command_in_worker_processes_writes_each_unit_once(root: tuple[Path
     names = [unit["name"] for unit in document["units"]]
     assert len(names) == len(set(names)) > UNITS / 2 and names == sorted(names)  # an aliased unit once too
     assert done.stdout.count('"schema_version"') == 1
+    # what the read gate refused in a worker is reported by the command, once
+    assert done.stderr.count("etc/default/svc1: ") == 1 and "FIFO" in done.stderr, done.stderr
     serial = [json.loads(text) for _, text in fanout.rendered_units(UnitLoader(RootFS(str(path))), None, json_unit,
                                                                     min_units=10**9)]
     assert without_age(document["units"]) == without_age(serial)

@@ -23,7 +23,7 @@ import os
 import posixpath
 import re
 import stat
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO, TypeVar
 
@@ -264,6 +264,17 @@ class RootFS:
         reads in this one's ledger: one budget and one list of refusals per run."""
         object.__setattr__(view, "_ledger", self._ledger)
         return view
+
+    def note_refused(self, refusals: Iterable[Refusal]) -> None:
+        """Refusals another process of this run made (cli/fanout.py's workers): reported with this one's."""
+        for refusal in refusals:
+            self._refuse(refusal.path, refusal.reason)
+
+    def share_budget(self, parts: int) -> None:
+        """This process is one of `parts` reading the root for one run (cli/fanout.py's workers): it gets its
+        share of what the run may still read and list."""
+        self._ledger.bytes_left //= parts
+        self._ledger.entries_left //= parts
 
     def _refuse(self, guest: str, reason: str, code: int = errno.EINVAL) -> GuestFileRefused:
         if len(self._ledger.refused) < 1000:

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.pool import AsyncResult
 
+from mailpreflight.access.rootfs import Refusal
 from mailpreflight.deps.analyze import iter_tree
 from mailpreflight.deps.view import unit_deps_view
 from mailpreflight.model import Status, UnitDepsView
@@ -28,7 +29,8 @@ WORKERS: int | None = None  # None: one per idle CPU (tests and benchmarks set i
 Render = Callable[[UnitDepsView], str]
 _Piece = tuple[Status, str]
 
-_job: tuple[UnitLoader, str | None, Render] | None = None  # set in the parent just before the workers fork
+_job: tuple[UnitLoader, str | None, Render, int] | None = None  # set in the parent just before the workers fork
+_budget_shared = False  # in a worker: its share of the run's read budget taken
 
 
 def rendered_units(loader: UnitLoader, sa_version: str | None, render: Render,
@@ -50,10 +52,18 @@ def _render(loader: UnitLoader, names: Sequence[str], sa_version: str | None, re
         yield view.status, render(view)
 
 
-def _work(names: Sequence[str]) -> list[_Piece]:
+def _work(names: Sequence[str]) -> tuple[list[_Piece], tuple[Refusal, ...]]:
+    """In a worker: the slice rendered, and the guest files the read gate refused meanwhile (the parent reports
+    them with its own at the end of the run)."""
+    global _budget_shared
     assert _job is not None, "a worker runs only in a process forked by _parallel()"
-    loader, sa_version, render = _job
-    return list(_render(loader, names, sa_version, render))
+    loader, sa_version, render, workers = _job
+    if not _budget_shared:
+        loader.fs.share_budget(workers)
+        _budget_shared = True
+    before = len(loader.fs.refusals)
+    pieces = list(_render(loader, names, sa_version, render))
+    return pieces, loader.fs.refusals[before:]
 
 
 def _parallel(loader: UnitLoader, names: Sequence[str], sa_version: str | None, render: Render,
@@ -62,17 +72,23 @@ def _parallel(loader: UnitLoader, names: Sequence[str], sa_version: str | None, 
     slices = [names[i:i + SLICE] for i in range(0, len(names), SLICE)]
     for stream in (sys.stdout, sys.stderr):  # a worker flushes what it inherited when it ends: nothing, then
         stream.flush()
-    _job = (loader, sa_version, render)
+    _job = (loader, sa_version, render, workers)
     pool = multiprocessing.get_context("fork").Pool(workers)
     _job = None  # the workers have their copy; this process keeps no reference
-    pending: deque[AsyncResult[list[_Piece]]] = deque()
+    pending: deque[AsyncResult[tuple[list[_Piece], tuple[Refusal, ...]]]] = deque()
+
+    def collect() -> list[_Piece]:
+        pieces, refused = pending.popleft().get()
+        loader.fs.note_refused(refused)
+        return pieces
+
     try:
         for part in slices:
             pending.append(pool.apply_async(_work, (part,)))
             if len(pending) >= 2 * workers:
-                yield from pending.popleft().get()
+                yield from collect()
         while pending:
-            yield from pending.popleft().get()
+            yield from collect()
         pool.close()
     finally:
         pool.terminate()  # after close(): the workers have finished; after an error: stop them now
