@@ -38,7 +38,7 @@ STATS = 5  # per (worker, target): examples, crashes, hangs, seconds, slowest
 
 def _worker(lane: int, start: int, stride: int, total: int, names: list[str], seed: int, limit: float,
             memory: int, crashes: str, stats: Any, current: Any, beat: Any, beat_cpu: Any, peak: Any,
-            queue: Any) -> None:
+            queue: Any, under: str) -> None:
     """Run examples start, start + stride, ... < total; example g is example g // len(names) of target
     g % len(names). Counters go to shared memory (they survive a killed worker), failures to the queue."""
     if memory:
@@ -46,7 +46,7 @@ def _worker(lane: int, start: int, stride: int, total: int, names: list[str], se
     targets = [fuzzing.TARGETS[name] for name in names]
     saved: dict[str, int] = {}
     base = lane * len(names) * STATS
-    with fuzzing.scratch() as workdir:
+    with fuzzing.scratch(under) as workdir:
         for g in range(start, total, stride):
             current[lane], beat[lane], beat_cpu[lane] = g, time.monotonic(), time.process_time()
             slot = g % len(names)
@@ -71,14 +71,15 @@ def _worker(lane: int, start: int, stride: int, total: int, names: list[str], se
     current[lane] = total
 
 
-def _died(lane_g: int, names: list[str], seed: int, kind: str, why: str, crashes: str) -> tuple[str, str, str]:
+def _died(lane_g: int, names: list[str], seed: int, kind: str, why: str, crashes: str,
+          under: str) -> tuple[str, str, str]:
     """A worker was killed or died at example g: the input is made again from its seed and saved."""
     target = fuzzing.TARGETS[names[lane_g % len(names)]]
     index = lane_g // len(names)
     failure = fuzzing.Failure(target.name, kind, "run", why, "worker process")
     record: dict[str, Any] = {}
     try:
-        with fuzzing.scratch() as workdir:
+        with fuzzing.scratch(under) as workdir:
             record = target.generate(fuzzing.example_rng(seed, target.name, index), workdir)
     except Exception as exc:  # only to save the input; the failure stands either way
         record = {"not generated": repr(exc)}
@@ -136,7 +137,7 @@ def campaign(args: argparse.Namespace) -> int:
         quiet.pop(lane, None)
         process = context.Process(target=_worker, daemon=True, args=(
             lane, first, workers, args.n, names, args.seed, args.limit, args.memory, args.crashes, stats, current,
-            beat, beat_cpu, peak, queue))
+            beat, beat_cpu, peak, queue, args.scratch))
         process.start()
         return process
 
@@ -172,10 +173,11 @@ def campaign(args: argparse.Namespace) -> int:
                     process.kill()
                     process.join()
                     stats[slot + 2] += 1
-                    died = _died(g, names, args.seed, "hang", f"{why} (killed)", args.crashes)
+                    died = _died(g, names, args.seed, "hang", f"{why} (killed)", args.crashes, args.scratch)
                 else:
                     stats[slot + 1] += 1
-                    died = _died(g, names, args.seed, "crash", f"worker died (exit {process.exitcode})", args.crashes)
+                    died = _died(g, names, args.seed, "crash", f"worker died (exit {process.exitcode})", args.crashes,
+                             args.scratch)
                 stats[slot] += 1
                 note(*died)
                 processes[lane] = start(lane, g + workers)
@@ -261,7 +263,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.replay:
         return replay(args.replay, args.limit)
-    return campaign(args)
+    with fuzzing.scratch() as under:  # the workers' directories are in it: a killed worker's goes too
+        args.scratch = str(under)
+        return campaign(args)
 
 
 if __name__ == "__main__":

@@ -1803,9 +1803,10 @@ def replay(path: Path, workdir: Path, limit: float = HANG_SECONDS) -> Failure | 
 
 
 @contextlib.contextmanager
-def scratch() -> Iterator[Path]:
-    """A private working directory, in memory when /dev/shm is there (roots are written per example)."""
-    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+def scratch(under: str | None = None) -> Iterator[Path]:
+    """A private working directory (in `under`), in memory when /dev/shm is there (roots are written per
+    example)."""
+    base = under or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
     with tempfile.TemporaryDirectory(prefix="mailpreflight-fuzz-", dir=base) as directory:
         yield Path(directory)
 

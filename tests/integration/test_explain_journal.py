@@ -65,7 +65,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserManagerLab]:
 def run(lab: UserManagerLab, tmp_path_factory: pytest.TempPathFactory) -> Run:
     bin_dir = tmp_path_factory.mktemp("mpj-bin")  # the host's /tmp: the same inside the lab's namespace
     sa_update = bin_dir / "sa-update"
-    sa_update.write_text('#!/bin/sh\necho "mpj stdout $MARK"\necho "mpj stderr $MARK" >&2\nexit 4\n')
+    # it lingers a moment before it exits: journald attributes a stream's lines to the unit from the writer's
+    # /proc entry, and a writer already gone under load leaves lines without _SYSTEMD_* fields
+    sa_update.write_text('#!/bin/sh\necho "mpj stdout $MARK"\necho "mpj stderr $MARK" >&2\nsleep 1\nexit 4\n')
     sa_update.chmod(0o755)
     (lab.unit_dir / UNIT).write_text(f"[Service]\nType=oneshot\nEnvironment=MARK=unset\nExecStartPre={sa_update}\n"
                                      "ExecStart=/bin/true\n")

@@ -1,5 +1,5 @@
 """Fuzzing in the normal suite (issue 17 item 8): every target of tests/fuzzing.py runs a few hundred generated
-hostile inputs (about 3,600 in all) under the same oracles as the campaign (`benchmarks/fuzz.py`): no exception
+hostile inputs (about 3,800 in all) under the same oracles as the campaign (`benchmarks/fuzz.py`): no exception
 but the documented ones, no example over HANG_SECONDS, the command line exits 0..3 with no "internal error".
 Hypothesis drives the generators (its Random), so a failure is shrunk and printed with its input. What the
 fuzzer found is kept in tests/unit/test_fuzz_found.py.

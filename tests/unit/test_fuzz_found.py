@@ -255,11 +255,16 @@ def test_another_hosts_baseline_is_refused_in_one_line(snapshot: tuple[Path, dic
     root = tmp_path / "guest"
     write(root, "/etc/machine-id", "0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a\n# spamd.service\n[Unit]\n" + "x" * 5000)
     baseline = tmp_path / "baseline.json"
-    baseline.write_text(json.dumps({**document, "host": {"machine_id": "5b1a9e8c2f3d4e6a8b0c1d2e3f405162"}}))
+    host = {"machine_id": "5b1a9e8c2f3d4e6a8b0c1d2e3f405162", "hostname": None, "os": None}
+    baseline.write_text(json.dumps({**document, "host": host}))
     code, out, err = _run("drift", "--baseline", str(baseline), "--root", str(root))
     assert (code, out) == (3, "") and err.count("\n") == 1 and len(err) < 400, err
-    # a host record snapshot never writes is refused when the baseline is loaded (baseline/document.py)
-    assert str(baseline) in err and "internal error" not in err
+    assert ("machine-id 5b1a9e8c2f3d4e6a8b0c1d2e3f405162 (baseline) is not 0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a # spamd"
+            in err)
+    del host["os"]  # a host record snapshot never writes is refused when the baseline is loaded (document.py)
+    baseline.write_text(json.dumps({**document, "host": host}))
+    code, out, err = _run("drift", "--baseline", str(baseline), "--root", str(root))
+    assert (code, out) == (3, "") and err.count("\n") == 1 and str(baseline) in err and "internal error" not in err
 
 
 def test_dovecot_conf_that_includes_itself_is_read_once(tmp_path: Path) -> None:

@@ -109,3 +109,10 @@ def test_each_dependency_kind_gets_its_probe() -> None:
     assert [(r.kind, r.target) for r in results] == [(d.kind, d.target) for d in deps]
     assert [r.ok for r in results] == [True, False, False, False]
     assert results[1].error == "refused"
+
+
+def test_a_nameserver_of_thousands_of_digits_is_not_an_address() -> None:
+    """Found by the fuzz campaign: int() raised ValueError on more than 4,300 digits (an internal error)."""
+    conf = parse_resolv_conf("nameserver 1" + "0" * 5000 + "\nnameserver 192.0.2.1\n", "guest:/etc/resolv.conf")
+    assert conf.servers == ("192.0.2.1",)
+    assert parse_resolv_conf("nameserver 037777777777\n", "x").servers == ("255.255.255.255",)  # longest valid

@@ -95,6 +95,11 @@ def lstat_in(fd: int, name: str) -> os.stat_result | None:
         return os.stat(name, dir_fd=fd, follow_symlinks=False)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:  # e.g. a long name + ".mailpreflight-backup": over 255 bytes
+            raise MailpreflightError(f"{name[:80]}...: a name longer than the file system allows ({len(name)} "
+                                     "bytes): nothing written", hint="rename the file to a shorter name") from exc
+        raise
 
 
 def read_in(fd: int, name: str, shown: str, limit: int = 8 * 1024 * 1024) -> str | None:

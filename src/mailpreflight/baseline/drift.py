@@ -51,9 +51,15 @@ def _same_host(before: HostRecord, now: HostRecord) -> str | None:
                             ("hostname", before.hostname, now.hostname)):
         if old and new:
             if old != new:
-                return f"{label} {old} (baseline) is not {new} (this root)"
+                return f"{label} {_shown(old)} (baseline) is not {_shown(new)} (this root)"
             return None
     return None
+
+
+def _shown(value: str) -> str:
+    """A host's id as an error message quotes it: one line, not too long (a guest's /etc/machine-id may be anything)."""
+    words = " ".join(value.split())
+    return words if len(words) <= 64 else f"{words[:64]}..."
 
 
 def check_host(baseline_file: str, baseline: Baseline, fs: RootFS, other_host: bool) -> HostRecord:

@@ -56,7 +56,9 @@ def _inet_aton(text: str) -> str | None:
             base, digits, allowed = 8, part, "01234567"
         else:
             base, digits, allowed = 10, part, "0123456789"
-        if not digits or any(char not in allowed for char in digits):
+        # a part of more than 12 characters overflows glibc's 32-bit strtoul (0037777777777 is the longest
+        # valid one); checked before int(), which refuses strings of more than 4,300 digits by raising
+        if not digits or len(digits) > 12 or any(char not in allowed for char in digits):
             return None
         parts.append(int(digits, base))
     if len(parts) > 4 or any(p > 0xFF for p in parts[:-1]) or parts[-1] >= 1 << (8 * (5 - len(parts))):
