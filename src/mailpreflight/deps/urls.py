@@ -14,6 +14,7 @@ Proxy facts used here:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,6 +30,7 @@ from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, R
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$")
 
 
+@functools.lru_cache(maxsize=4096)  # pure; every unit of a fleet asks about the same few hosts (issue 14)
 def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
@@ -37,6 +39,7 @@ def is_ip(host: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=4096)
 def is_hostname(host: str, need_dot: bool = False) -> bool:
     """A syntactically valid DNS name (not an IP literal); with need_dot, one that has a dot and a last label
     that is not all digits (so "1.2" or "file" are not taken for hosts)."""
@@ -53,6 +56,7 @@ def hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+@functools.lru_cache(maxsize=4096)
 def valid_host(host: str) -> bool:
     """An IP address or a DNS name (Postfix's `ipv6:` address prefix accepted)."""
     if host.lower().startswith("ipv6:"):
