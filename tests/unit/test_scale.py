@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 
 from bigroot import generate
-from mailpreflight.access.rootfs import RootFS
+from mailpreflight.access.rootfs import READ_TOTAL_LIMIT, RootFS
 from mailpreflight.cli import fanout
 from mailpreflight.deps.analyze import analyze, analyze_tree
 from mailpreflight.deps.view import deps_view
@@ -193,3 +193,27 @@ def test_deps_command_in_worker_processes_writes_each_unit_once(root: tuple[Path
     serial = [json.loads(text) for _, text in fanout.rendered_units(UnitLoader(RootFS(str(path))), None, json_unit,
                                                                     min_units=10**9)]
     assert without_age(document["units"]) == without_age(serial)
+
+
+def test_the_read_budget_goes_to_the_units_not_to_shared_files(root: tuple[Path, list[str]]) -> None:
+    """The run's read budget (64 MiB) is spent on each unit's own files: SpamAssassin's install, sa-update, its
+    MIRRORED.BY are read once, whatever the number of units (main at 50a4e95 read them again for each unit and
+    refused every unit after the 186th of issue 14's tree)."""
+    path, _ = root
+
+    def spent(count: int) -> tuple[int, int, int]:
+        fs = RootFS(str(path))
+        loader = UnitLoader(fs, run_generators=False)
+        units = [loader.load(name) for name in loader.service_names()[:count]]
+        results = [analyze(unit, fs) for unit in units]
+        assert sum(1 for r in results for e in r.commands if e.plan is not None) >= 0.9 * count  # some masked
+        own = sum((path / p.lstrip("/")).stat().st_size for u in units if not u.masked
+                  for p in (u.fragment_path or "", *u.dropin_paths) if p and (path / p.lstrip("/")).is_file())
+        return READ_TOTAL_LIMIT - fs._ledger.bytes_left, own, len(units)
+
+    one, own_one, _ = spent(1)
+    many, own_many, units = spent(UNITS)
+    shared = one - own_one
+    assert shared > 10_000  # SpamAssassin.pm and sa-update are real-sized here
+    # all the units cost their own files, a few small files each (environment files, scripts), and the shared once
+    assert many - own_many < shared + 512 * units, (one, own_one, many, own_many, units)
