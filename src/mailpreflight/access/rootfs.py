@@ -436,8 +436,9 @@ class RootFS:
             finally:
                 os.close(fd)
         except (OSError, ValueError):
-            return sorted(names, key=lambda item: item[0])
-        return sorted(names, key=lambda item: item[0])
+            pass
+        names.sort()  # by name: a directory's names are unique, so the type never decides
+        return names
 
     def glob(self, pattern: str, matches: int = GLOB_MATCHES, steps: int = GLOB_STEPS) -> GlobResult:
         """glob(3) of an absolute pattern inside the root: `*`, `?`, `[...]` and backslash escapes per

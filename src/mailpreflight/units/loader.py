@@ -36,7 +36,7 @@ from mailpreflight.units.syntax import (
     parse_unit_file,
 )
 from mailpreflight.units.unit import EnvironmentFileRef, LoadState, Unit
-from mailpreflight.units.unitname import UnitName, dropin_unit_names, parse_unit_name
+from mailpreflight.units.unitname import UnitName, dropin_unit_names, is_unit_name, parse_unit_name
 
 # Unit, LoadState and EnvironmentFileRef live in units/unit.py; importing them from here keeps working.
 __all__ = ["ALIASABLE_TYPES", "FOLLOW_MAX", "TEMPLATABLE_TYPES", "EnvironmentFileRef", "ExecEnvironment", "LoadState",
@@ -99,16 +99,18 @@ class UnitLoader:
                 if entry.endswith((".wants", ".requires", ".d")):  # never a unit name: no unit type ends so
                     result.entries.add(prefix + entry)
                     continue
-                if entry in result.ids or parse_unit_name(entry) is None:
+                if entry in result.ids or not is_unit_name(entry):
                     continue
                 target = self._classify_link(directory, entry, prefix + entry)
                 if target is not None:
                     result.ids[entry] = target
-        for name in result.ids:
-            fragment = self._resolve(result.ids, name)
+        for name, target in result.ids.items():
+            fragment = target if target.startswith("/") else self._resolve(result.ids, name)
             if fragment is None:
                 continue
             destination = posixpath.basename(fragment)
+            if destination == name:
+                continue  # a unit's own file (most entries): no alias to record
             dest_name, src_name = parse_unit_name(destination), parse_unit_name(name)
             if dest_name and dest_name.is_template and src_name and src_name.is_instance:
                 destination = dest_name.with_instance(src_name.instance or "")
