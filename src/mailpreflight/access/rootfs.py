@@ -129,7 +129,10 @@ class RootFS:
 
     def host(self, guest: str) -> str:
         """The host path of a guest path (only for reading; never follow the result blindly)."""
-        return os.path.join(self.root, guest.lstrip("/")) if self.root != "/" else guest
+        if self.root == "/":
+            return guest
+        # os.path.join(root, guest.lstrip("/")), written out: called for every lstat and read of a run
+        return self.root + guest.lstrip("/") if self.root.endswith("/") else f"{self.root}/{guest.lstrip('/')}"
 
     def lstat(self, guest: str) -> os.stat_result | None:
         """lstat() of a guest path: its directories resolved inside the root, the last component not followed
@@ -175,7 +178,7 @@ class RootFS:
         resolved_parent = self._chase_dir(parent or "/")
         if resolved_parent is None:
             return None
-        candidate = posixpath.join(resolved_parent, base)
+        candidate = f"{resolved_parent}{base}" if resolved_parent.endswith("/") else f"{resolved_parent}/{base}"
         if candidate == DEV_NULL:
             return DEV_NULL
         info = self._lstat(candidate)

@@ -191,8 +191,11 @@ def _valid_path(path: str) -> bool:
     return path not in (".", "..") and "/" not in path and len(path) <= 255
 
 
+_UNSAFE = re.compile("[\x00-\x1f\x7f\\\\\"']")  # a control character, DEL, a backslash or a quote
+
+
 def _safe(text: str) -> bool:
-    return not any(ord(c) < 32 or ord(c) == 127 or c in "\\\"'" for c in text)
+    return _UNSAFE.search(text) is None
 
 
 @dataclass(frozen=True)
