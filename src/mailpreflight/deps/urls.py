@@ -28,10 +28,25 @@ from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, R
 # --- helpers shared by the rule modules (candidates for deps/base.py) ------------------------------------
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$")
+HOST_CACHED_MAX = 256  # longer words (no host name is over 253 characters) are checked, never remembered
 
 
-@functools.lru_cache(maxsize=4096)  # pure; every unit of a fleet asks about the same few hosts (issue 14)
 def is_ip(host: str) -> bool:
+    return (_is_ip_cached if len(host) <= HOST_CACHED_MAX else _is_ip)(host)
+
+
+def is_hostname(host: str, need_dot: bool = False) -> bool:
+    """A syntactically valid DNS name (not an IP literal); with need_dot, one that has a dot and a last label
+    that is not all digits (so "1.2" or "file" are not taken for hosts)."""
+    return (_is_hostname_cached if len(host) <= HOST_CACHED_MAX else _is_hostname)(host, need_dot)
+
+
+def valid_host(host: str) -> bool:
+    """An IP address or a DNS name (Postfix's `ipv6:` address prefix accepted)."""
+    return (_valid_host_cached if len(host) <= HOST_CACHED_MAX else _valid_host)(host)
+
+
+def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -39,10 +54,7 @@ def is_ip(host: str) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=4096)
-def is_hostname(host: str, need_dot: bool = False) -> bool:
-    """A syntactically valid DNS name (not an IP literal); with need_dot, one that has a dot and a last label
-    that is not all digits (so "1.2" or "file" are not taken for hosts)."""
+def _is_hostname(host: str, need_dot: bool = False) -> bool:
     if is_ip(host) or not _HOSTNAME.match(host):
         return False
     if not need_dot:
@@ -56,12 +68,16 @@ def hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-@functools.lru_cache(maxsize=4096)
-def valid_host(host: str) -> bool:
-    """An IP address or a DNS name (Postfix's `ipv6:` address prefix accepted)."""
+def _valid_host(host: str) -> bool:
     if host.lower().startswith("ipv6:"):
         return is_ip(host[5:])
     return is_ip(host) or is_hostname(host)
+
+
+# pure functions; every unit of a fleet asks about the same few hosts (issue 14)
+_is_ip_cached = functools.lru_cache(maxsize=4096)(_is_ip)
+_is_hostname_cached = functools.lru_cache(maxsize=4096)(_is_hostname)
+_valid_host_cached = functools.lru_cache(maxsize=4096)(_valid_host)
 
 
 def split_hostport(text: str) -> tuple[str, str | None] | None:
