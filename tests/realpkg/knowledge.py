@@ -106,6 +106,7 @@ def describe_unit(loader: UnitLoader, name: str, enabled: dict[str, list[str]], 
     lines = [f"- `{unit.id}` (`{unit.fragment_path}`{made}): {unit.load_state.value}, {boot}"]
     if unit.load_state is not LoadState.LOADED or not unit.id.endswith(".service"):
         return lines
+    loader.fs.forget()  # the files every unit shares (system.conf, ...) are read for this unit too
     with recording() as reads:
         result = analyze(unit, loader.fs)
     commands = [entry.command for entry in result.commands]

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpers import corpus_cases, make_tree
 from mailpreflight.access.rootfs import RootFS
@@ -134,3 +136,17 @@ def test_installroot_case(case: dict[str, Any], tmp_path: Path) -> None:
         if "names" in expected and not unit.masked:
             templates = {n for n in expected["names"] if _parsed(n).is_template}  # never names of a unit
             assert sorted(unit.names) == sorted(set(expected["names"]) - templates), name
+
+
+@given(st.text(alphabet="ab@.-_:\\/x é\n", max_size=8).flatmap(
+    lambda stem: st.sampled_from([*sorted(un.UNIT_TYPES), "", "servic", "service."]).map(lambda t: stem + "." + t)))
+@settings(max_examples=3000, deadline=None)
+def test_is_unit_name_is_parse_unit_name_not_none(name: str) -> None:
+    """The name map's quick test (a regular expression) says what the parser says."""
+    assert un.is_unit_name(name) == (un.parse_unit_name(name) is not None)
+
+
+@pytest.mark.parametrize("name", [*sorted({c["input"] for c in UNITNAME if isinstance(c.get("input"), str)}),
+                                  "x" * 251 + ".service", "x" * 252 + ".service", "a.service\n", "@.service"])
+def test_is_unit_name_on_the_corpus(name: str) -> None:
+    assert un.is_unit_name(name) == (un.parse_unit_name(name) is not None)

@@ -482,3 +482,21 @@ def test_random_shell_tokens_never_raise(script: str, env: dict[str, str]) -> No
 @pytest.mark.parametrize("script", ["(" * 3000, "$(" * 3000, "{ " * 3000, "if " * 2000, '"$(' * 1500])
 def test_deep_nesting_never_raises(script: str) -> None:
     assert isinstance(read_shell(script), ShellReading)
+
+
+def test_a_remembered_syntax_tree_reads_as_a_fresh_one() -> None:
+    """The parse of a script is remembered (units of a fleet share their `sh -c` lines): reading it again, with
+    another environment, gives what a fresh parse gives, and reading never changes the tree."""
+    from copy import deepcopy
+
+    from mailpreflight.deps.shell import reader
+    script = ('set -e\nf() { sa-update "$@" || return 1; }\nif command -v gpg >/dev/null; then f --channel $CH; '
+              'fi\nx=$(curl -s http://$HOST/) || true\ncase $x in 0|1) exit 0;; *) wget "$URL";; esac\n(')
+    reader._PARSED.clear()
+    first = read_shell(script, {"CH": "a.example", "HOST": "h1"})
+    tree = deepcopy(reader._PARSED)
+    again = read_shell(script, {"CH": "b.example", "URL": "http://u/"})
+    assert tree == reader._PARSED
+    reader._PARSED.clear()
+    assert again == read_shell(script, {"CH": "b.example", "URL": "http://u/"})
+    assert first == read_shell(script, {"CH": "a.example", "HOST": "h1"}) and first.warnings

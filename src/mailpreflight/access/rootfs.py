@@ -23,8 +23,9 @@ import os
 import posixpath
 import re
 import stat
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 MAX_LINKS = 32
 MAX_CHASE_STEPS = 4096  # path components walked to resolve one path, links included
@@ -97,6 +98,7 @@ class Ledger:
 class GlobResult:
     paths: tuple[str, ...]  # guest paths, sorted, as glob(3) would return them (links not resolved)
     problem: str | None = None  # a cap was reached: the paths are incomplete
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,22 @@ class RootFS:
     root: str = "/"
     _dirs: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
     _ledger: Ledger = field(default_factory=Ledger, compare=False, hash=False, repr=False)
+    _memo: dict[Hashable, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
+        """A fact read from the tree that every unit of a run shares (SpamAssassin's version, resolv.conf, a
+        MIRRORED.BY, ...): computed on first use and remembered by this instance, which is one run's view of
+        the tree (docs/design.md, "Performance"). Code that writes into the root and then needs such a fact
+        again builds a new RootFS. `key` starts with the name of the function computing it."""
+        if key in self._memo:
+            return self._memo[key]  # type: ignore[return-value]
+        value = self._memo[key] = compute()
+        return value
+
+    def forget(self) -> None:
+        """Drop what memo() remembers: the next use reads the tree again (tests/realpkg/knowledge.py lists what
+        each unit's analysis reads, shared files included)."""
+        self._memo.clear()
 
     @property
     def is_offline(self) -> bool:
@@ -111,7 +129,10 @@ class RootFS:
 
     def host(self, guest: str) -> str:
         """The host path of a guest path (only for reading; never follow the result blindly)."""
-        return os.path.join(self.root, guest.lstrip("/")) if self.root != "/" else guest
+        if self.root == "/":
+            return guest
+        # os.path.join(root, guest.lstrip("/")), written out: called for every lstat and read of a run
+        return self.root + guest.lstrip("/") if self.root.endswith("/") else f"{self.root}/{guest.lstrip('/')}"
 
     def lstat(self, guest: str) -> os.stat_result | None:
         """lstat() of a guest path: its directories resolved inside the root, the last component not followed
@@ -157,7 +178,7 @@ class RootFS:
         resolved_parent = self._chase_dir(parent or "/")
         if resolved_parent is None:
             return None
-        candidate = posixpath.join(resolved_parent, base)
+        candidate = f"{resolved_parent}{base}" if resolved_parent.endswith("/") else f"{resolved_parent}/{base}"
         if candidate == DEV_NULL:
             return DEV_NULL
         info = self._lstat(candidate)
@@ -168,11 +189,12 @@ class RootFS:
         return candidate
 
     def _chase_dir(self, guest: str) -> str | None:
-        """Cached per instance, and only when found: a directory created later (a new drop-in dir) is seen."""
+        """Cached per instance, and only when found: a directory created later (a new drop-in dir) is seen. Its
+        parent is resolved the same way: a new directory next to known ones costs one lstat."""
         hit = self._dirs.get(guest)
         if hit is not None:
             return hit
-        resolved = self._chase(guest, True)
+        resolved = self.chase(guest)
         if resolved is not None and len(self._dirs) < 8192:
             self._dirs[guest] = resolved
         return resolved
@@ -245,6 +267,17 @@ class RootFS:
         reads in this one's ledger: one budget and one list of refusals per run."""
         object.__setattr__(view, "_ledger", self._ledger)
         return view
+
+    def note_refused(self, refusals: Iterable[Refusal]) -> None:
+        """Refusals another process of this run made (cli/fanout.py's workers): reported with this one's."""
+        for refusal in refusals:
+            self._refuse(refusal.path, refusal.reason)
+
+    def share_budget(self, parts: int) -> None:
+        """This process is one of `parts` reading the root for one run (cli/fanout.py's workers): it gets its
+        share of what the run may still read and list."""
+        self._ledger.bytes_left //= parts
+        self._ledger.entries_left //= parts
 
     def _refuse(self, guest: str, reason: str, code: int = errno.EINVAL) -> GuestFileRefused:
         if len(self._ledger.refused) < 1000:
@@ -368,10 +401,16 @@ class RootFS:
     def listdir(self, guest: str, limit: int = LISTDIR_LIMIT) -> list[str]:
         """Entries of a directory resolved inside the root (a guest's absolute link never leads to the host),
         sorted; at most `limit` of them (the rest is refused, and recorded in `refusals`)."""
+        return [name for name, _ in self.scan(guest, limit)]
+
+    def scan(self, guest: str, limit: int = LISTDIR_LIMIT) -> list[tuple[str, int]]:
+        """listdir(), each entry with its file type as the directory read gives it (stat.S_IFLNK, S_IFDIR, S_IFREG;
+        0 for any other or unknown): what the loader's index of a unit directory needs (units/index.py), without a
+        system call per entry."""
         resolved = self.chase(guest)
         if resolved is None or resolved == DEV_NULL:
             return []
-        names: list[str] = []
+        names: list[tuple[str, int]] = []
         try:
             if resolved == "/":
                 fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -390,13 +429,19 @@ class RootFS:
                                          else f"not listed in full: this run already listed {LISTDIR_TOTAL_LIMIT} "
                                               "directory entries of the root")
                             break
-                        names.append(entry.name)
+                        try:
+                            kind = (stat.S_IFLNK if entry.is_symlink() else stat.S_IFDIR if entry.is_dir(
+                                follow_symlinks=False) else stat.S_IFREG if entry.is_file(follow_symlinks=False) else 0)
+                        except OSError:
+                            kind = 0
+                        names.append((entry.name, kind))
                 self._ledger.entries_left -= len(names)
             finally:
                 os.close(fd)
         except (OSError, ValueError):
-            return sorted(names)
-        return sorted(names)
+            pass
+        names.sort()  # by name: a directory's names are unique, so the type never decides
+        return names
 
     def glob(self, pattern: str, matches: int = GLOB_MATCHES, steps: int = GLOB_STEPS) -> GlobResult:
         """glob(3) of an absolute pattern inside the root: `*`, `?`, `[...]` and backslash escapes per

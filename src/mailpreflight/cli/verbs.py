@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from mailpreflight.cli.env import Environment
@@ -197,11 +197,21 @@ def _check(args: argparse.Namespace, env: Environment) -> Status:
         resolv_conf = read_resolv_conf(resolv_fs, resolv_path, resolv_source, required=True)
     guest_fw = _guest_firewall_setup(args, fs, resolv_source, resolv_fs.read_text(resolv_path) or "",
                                      resolv_conf.nameservers) if args.guest_firewall else None
+    from mailpreflight.deps.analyze import analyze_names, iter_tree
+
     loader = UnitLoader(fs)
-    results = _analyze(args, loader)
+    # units named: all loaded first (an unknown one fails before any probe); a whole tree: each unit's probes
+    # start as soon as it is analysed, while the next ones are
+    named = analyze_names(loader, args.units, args.sa_version) if args.units else []
+    auth = _auth(args, loader, named)
     options = CheckOptions(args.timeout, args.deadline, progress=progress_stream())
-    report = check(results, options, resolver_for(resolv_conf), _auth(args, loader, results))
+    report = check(named or iter_tree(loader, args.sa_version), options, resolver_for(resolv_conf), auth)
     colour = args.format == "text" and env.colour and not args.output
+    if args.format == "json" and guest_fw is None and not args.output:  # streamed: a fleet's report is large
+        for chunk in render.iter_json(report):
+            env.out(chunk, end="")
+        env.out()
+        return report.status
     text = {"json": render.render_json, "nagios": render.render_nagios, "prometheus": render.render_prometheus,
             }.get(args.format, lambda r: render.render_text(r, colour=colour))(report)
     status = report.status
@@ -315,13 +325,31 @@ def _label(args: argparse.Namespace) -> str:
 
 
 def _deps(args: argparse.Namespace, env: Environment) -> Status:
-    from mailpreflight.deps.view import deps_view
-    from mailpreflight.render.deps import render_json, render_text
+    """Streamed: each unit is written as soon as it is rendered (on every core for a whole tree, cli/fanout.py);
+    units named on the command line are all loaded first, so that an unknown one fails before any output."""
+    from mailpreflight.cli.fanout import rendered_units
+    from mailpreflight.deps.analyze import analyze_names
+    from mailpreflight.deps.view import unit_deps_view
+    from mailpreflight.render.deps import json_document, json_unit, text_document, text_unit
     from mailpreflight.units.loader import UnitLoader
 
-    views = deps_view(_analyze(args, UnitLoader(_root(args))))
-    env.out(render_json(views) if args.format == "json" else render_text(views))
-    return Status.worst(view.status for view in views)
+    loader = UnitLoader(_root(args))
+    render, document = (json_unit, json_document) if args.format == "json" else (text_unit, text_document)
+    if args.units:
+        views = [unit_deps_view(result) for result in analyze_names(loader, args.units, args.sa_version)]
+        pieces = iter([(view.status, render(view)) for view in views])
+    else:
+        pieces = rendered_units(loader, args.sa_version, render)
+    statuses: list[Status] = []
+
+    def texts() -> Iterator[str]:
+        for status, text in pieces:
+            statuses.append(status)
+            yield text
+
+    for chunk in document(texts()):
+        env.out(chunk, end="")
+    return Status.worst(statuses)
 
 
 def _show(args: argparse.Namespace, env: Environment) -> Status:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from mailpreflight.access.rootfs import RootFS
@@ -9,7 +10,7 @@ from mailpreflight.deps.base import RuleContext, unexpanded
 from mailpreflight.deps.discover import discover
 from mailpreflight.deps.registry import DAEMONS, FALLBACK, UNIT_RULES, command_rules, rule_for
 from mailpreflight.deps.risks import CommandDeps, findings_for
-from mailpreflight.deps.saupdate import plan
+from mailpreflight.deps.saupdate import SaUpdateRule, plan
 from mailpreflight.deps.spamassassin_plugins import amavis_findings
 from mailpreflight.deps.startup import StartupFacts, early_death, startup_facts, startup_findings
 from mailpreflight.deps.urls import valid_host
@@ -43,10 +44,12 @@ def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
     entries: list[CommandDeps] = []
     for command in commands:
         rule = FALLBACK if _init_script(command) else rule_for(command.tool, rules)
-        found, mentioned = _endpoints(rule.dependencies(command, context))
+        sa_plan = plan(command, fs, sa_version) if command.tool == "sa-update" else None
+        found, mentioned = _endpoints(rule.plan_dependencies(sa_plan, command, context)
+                                      if sa_plan is not None and isinstance(rule, SaUpdateRule)
+                                      else rule.dependencies(command, context))
         if rule is FALLBACK:
             mentioned += FALLBACK.mentions(command, context)
-        sa_plan = plan(command, fs, sa_version) if command.tool == "sa-update" else None
         entries.append(CommandDeps(command, tuple(found), sa_plan, tuple(_unique(mentioned))))
     for unit_rule in UNIT_RULES:
         extra, also = _endpoints(unit_rule.dependencies(commands, context))
@@ -72,15 +75,25 @@ def analyze_names(loader: UnitLoader, names: list[str], sa_version: str | None =
 
 def analyze_tree(loader: UnitLoader, sa_version: str | None = None) -> list[UnitDeps]:
     """Every service in the tree that has a network dependency (templates and broken units are skipped)."""
-    results = []
-    for name in loader.service_names():
+    return list(iter_tree(loader, sa_version))
+
+
+def iter_tree(loader: UnitLoader, sa_version: str | None = None,
+              names: Iterable[str] | None = None) -> Iterator[UnitDeps]:
+    """analyze_tree() one unit at a time, in name order (`names`: a part of loader.service_names()). A unit is
+    reported once, under its own name, not again for each alias."""
+    every = loader.service_names()
+    own = set(every)
+    for name in every if names is None else names:
         try:
-            result = analyze(loader.load(name), loader.fs, sa_version)
+            unit = loader.load(name)
+            if unit.id != name and unit.id in own:
+                continue  # an alias of a unit reported under its own name
+            result = analyze(unit, loader.fs, sa_version)
         except MailpreflightError:
             continue
         if result.has_network:
-            results.append(result)
-    return results
+            yield result
 
 
 def _daemon_index(entries: list[CommandDeps]) -> int:

@@ -216,7 +216,13 @@ def _plain(argv: list[str], context: _Context) -> FoundCommand:
 
 
 def _script_path(program: str, fs: RootFS, env: Mapping[str, str]) -> str | None:
-    """The guest path of a shell script the program names, if it is one."""
+    """The guest path of a shell script the program names, if it is one (looked up once per RootFS: every unit
+    runs the same few programs)."""
+    search = None if program.startswith("/") else env.get("PATH")
+    return fs.memo(("_script_path", program, search), lambda: _find_script(program, fs, env))
+
+
+def _find_script(program: str, fs: RootFS, env: Mapping[str, str]) -> str | None:
     candidates = [program] if program.startswith("/") else [
         f"{d}/{program}" for d in env.get("PATH", ":".join(SYSTEMD_PATH)).split(":") if d.startswith("/")]
     for candidate in candidates:

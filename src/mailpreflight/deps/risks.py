@@ -143,13 +143,7 @@ def _never_updates(plan: SaUpdatePlan) -> str | None:
 def _sa_user(unit: Unit, fs: RootFS, command: FoundCommand, plan: SaUpdatePlan) -> list[Finding]:
     if command.user not in (None, "root", "0"):
         return []
-    passwd = fs.read_text("/etc/passwd") or ""
-    users = {line.split(":", 1)[0]: line for line in passwd.splitlines() if ":" in line}
-    expected = next((u for u in SA_USERS if u in users), None)
-    owner = None
-    info = fs.lstat(fs.chase(plan.updatedir.rsplit("/", 1)[0]) or "/nonexistent")
-    if info is not None and stat.S_ISDIR(info.st_mode) and info.st_uid != 0:
-        owner = str(info.st_uid)
+    expected, owner = fs.memo(("_sa_user", plan.updatedir), lambda: _sa_owner(fs, plan.updatedir))
     if expected is None and owner is None:
         return []
     evidence = [f"{command.source}: runs as root"]
@@ -166,9 +160,23 @@ def _sa_user(unit: Unit, fs: RootFS, command: FoundCommand, plan: SaUpdatePlan) 
     )]
 
 
+def _sa_owner(fs: RootFS, updatedir: str) -> tuple[str | None, str | None]:
+    """The dedicated SpamAssassin user /etc/passwd has, and the owner of the update dir's parent when not root:
+    the same for every sa-update of the tree, read once per RootFS."""
+    passwd = fs.read_text("/etc/passwd") or ""
+    users = {line.split(":", 1)[0]: line for line in passwd.splitlines() if ":" in line}
+    expected = next((u for u in SA_USERS if u in users), None)
+    owner = None
+    info = fs.lstat(fs.chase(updatedir.rsplit("/", 1)[0]) or "/nonexistent")
+    if info is not None and stat.S_ISDIR(info.st_mode) and info.st_uid != 0:
+        owner = str(info.st_uid)
+    return expected, owner
+
+
 def _sa_rule_dirs(unit: Unit, fs: RootFS, plan: SaUpdatePlan) -> list[Finding]:
     base = plan.updatedir.rsplit("/", 1)[0]
-    versions = [d for d in fs.listdir(base) if d[:1].isdigit() and fs.is_dir(f"{base}/{d}")]
+    versions = fs.memo(("_sa_rule_dirs", base), lambda: [
+        d for d in fs.listdir(base) if d[:1].isdigit() and fs.is_dir(f"{base}/{d}")])
     found: list[Finding] = []
     if plan.sa_version and plan.sa_version not in versions and plan.args.updatedir is None:
         found.append(Finding(

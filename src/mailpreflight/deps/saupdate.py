@@ -194,7 +194,12 @@ def dotted(version: str) -> str | None:
 
 
 def installed_version(fs: RootFS) -> tuple[str | None, str]:
-    """$Mail::SpamAssassin::VERSION from Mail/SpamAssassin.pm in the perl library dirs of the tree."""
+    """$Mail::SpamAssassin::VERSION from Mail/SpamAssassin.pm in the perl library dirs of the tree (read once per
+    RootFS: every sa-update of the tree shares it)."""
+    return fs.memo(("installed_version",), lambda: _installed_version(fs))
+
+
+def _installed_version(fs: RootFS) -> tuple[str | None, str]:
     for base in PERL_LIB_DIRS:
         candidates = [f"{base}/Mail/SpamAssassin.pm"]
         candidates += [f"{base}/{sub}/Mail/SpamAssassin.pm" for sub in fs.listdir(base)]
@@ -232,7 +237,7 @@ def read_mirrored_by(text: str) -> list[Mirror]:
 
 def read_resolver(fs: RootFS, env: Mapping[str, str]) -> Resolver:
     """Net::DNS::Resolver's configuration: resolv.conf, then RES_* variables."""
-    conf = read_resolv_conf(fs)
+    conf = fs.memo(("read_resolv_conf",), lambda: read_resolv_conf(fs))
     nameservers, source = list(conf.servers), conf.source
     retrans, retry = NET_DNS_RETRANS, NET_DNS_RETRY
     for option in conf.options:
@@ -253,6 +258,10 @@ def read_resolver(fs: RootFS, env: Mapping[str, str]) -> Resolver:
 def choose_downloader(args: SaUpdateArgs, fs: RootFS, env: Mapping[str, str]) -> str:
     if args.httputil in ("curl", "wget", "fetch", "lwp"):
         return args.httputil
+    return fs.memo(("choose_downloader", env.get("PATH")), lambda: _downloader_in_path(fs, env))
+
+
+def _downloader_in_path(fs: RootFS, env: Mapping[str, str]) -> str:
     path = env.get("PATH", ":".join(SYSTEMD_PATH)).split(":")
     for program in ("curl", "wget", "fetch"):
         if any(fs.lstat(f"{d}/{program}") is not None for d in path if d.startswith("/")):
@@ -295,24 +304,39 @@ def _channel_state(fs: RootFS, channel: str, updatedir: str, dotted_version: str
     reverse = ".".join(reversed(dotted_version.split("."))) if dotted_version else "<version>"
     directory = posixpath.join(updatedir, nice_channel(channel))
     mirrored_by = f"{directory}/MIRRORED.BY"
-    text = fs.read_text(mirrored_by)
-    mirrors = read_mirrored_by(text) if text else []
+    cached, mtime = fs.memo(("cached_mirrors", mirrored_by), lambda: _cached_mirrors(fs, mirrored_by))
+    mirrors = list(cached or ())
     age = None
-    if text and not args.refreshmirrors:
-        info = fs.lstat(fs.chase(mirrored_by) or mirrored_by)
-        age = max(0.0, now - info.st_mtime) if info else None
+    if cached is not None and not args.refreshmirrors:
+        age = max(0.0, now - mtime) if mtime is not None else None
     if args.forcemirror:
         mirrors = [Mirror(args.forcemirror.rstrip("/"), 1, 0)]
+    revision = fs.memo(("installed_revision", directory), lambda: _installed_revision(fs, f"{directory}.cf"))
+    return ChannelState(channel, f"{reverse}.{channel}", f"mirrors.{channel}", directory, mirrored_by,
+                        tuple(mirrors), age, revision)
+
+
+def _cached_mirrors(fs: RootFS, mirrored_by: str) -> tuple[tuple[Mirror, ...] | None, float | None]:
+    """A channel's MIRRORED.BY (None if missing or empty: sa-update refreshes it) and its mtime; read once per
+    RootFS, as every unit's sa-update of the tree reads the same file."""
+    text = fs.read_text(mirrored_by)
+    if not text:
+        return None, None
+    info = fs.lstat(fs.chase(mirrored_by) or mirrored_by)
+    return tuple(read_mirrored_by(text)), info.st_mtime if info else None
+
+
+def _installed_revision(fs: RootFS, path: str) -> int | None:
+    """`# UPDATE version N` at the top of `<updatedir>/<nicechannel>.cf`."""
     revision = None
-    for line in (fs.read_text(f"{directory}.cf") or "").splitlines():
+    for line in (fs.read_text(path) or "").splitlines():
         match = re.match(r"# UPDATE\s+([A-Za-z]+)\s+(\S+)", line)
         if not match:
             break
         digits = re.match(r"\d+", match.group(2))
         if match.group(1).lower() == "version" and digits:
             revision = int(digits.group(0))
-    return ChannelState(channel, f"{reverse}.{channel}", f"mirrors.{channel}", directory, mirrored_by,
-                        tuple(mirrors), age, revision)
+    return revision
 
 
 class SaUpdateRule:
@@ -322,7 +346,11 @@ class SaUpdateRule:
         self.sa_version = sa_version
 
     def dependencies(self, command: FoundCommand, context: RuleContext) -> list[Dependency]:
-        found = plan(command, context.fs, self.sa_version)
+        return self.plan_dependencies(plan(command, context.fs, self.sa_version), command, context)
+
+    @staticmethod
+    def plan_dependencies(found: SaUpdatePlan, command: FoundCommand, context: RuleContext) -> list[Dependency]:
+        """The dependencies of a plan already made (analyze() needs the plan itself too)."""
         role = context.role(command)
         if found.args.install:
             return []

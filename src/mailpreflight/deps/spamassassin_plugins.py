@@ -79,6 +79,12 @@ def _bool(value: str) -> bool | None:
 
 
 def read_site_config(fs: RootFS, directory: str) -> SiteConfig:
+    """The site config of `directory`, read once per RootFS (every spamd/amavis unit of a tree reads the same);
+    the result is shared: read it, do not change it."""
+    return fs.memo(("read_site_config", directory), lambda: _read_site_config(fs, directory))
+
+
+def _read_site_config(fs: RootFS, directory: str) -> SiteConfig:
     config = SiteConfig(directory)
     names = fs.listdir(directory)
     for name in [n for n in names if n.endswith(".pre")] + [n for n in names if n.endswith(".cf")]:
@@ -130,6 +136,10 @@ def site_dir(fs: RootFS, commands: Sequence[FoundCommand]) -> str | None:
                 return word.split("=", 1)[1]
             if word == "--siteconfigpath" and index + 1 < len(command.argv):
                 return command.argv[index + 1]
+    return fs.memo(("site_dir",), lambda: _default_site_dir(fs))
+
+
+def _default_site_dir(fs: RootFS) -> str | None:
     debian = distribution(fs).debian
     order = ("/etc/spamassassin", "/etc/mail/spamassassin") if debian else (
         "/etc/mail/spamassassin", "/etc/spamassassin")
@@ -167,10 +177,11 @@ class SpamAssassinPluginsRule:
         config = read_site_config(context.fs, directory)
         homes = [h for h in (user_home(context.fs, context.user_of(c)) for c in relevant) if h]
         deps: list[Dependency] = []
+        fs = context.fs  # what the plugins' files say is the same for every unit with these homes: read once
         if config.enabled("Razor2"):
-            deps.extend(_razor(context.fs, config, homes))
+            deps.extend(fs.memo(("_razor", directory, tuple(homes)), lambda: _razor(fs, config, homes)))
         if config.enabled("Pyzor"):
-            deps.extend(_pyzor(context.fs, config, homes))
+            deps.extend(fs.memo(("_pyzor", directory, tuple(homes)), lambda: _pyzor(fs, config, homes)))
         if config.enabled("DCC"):
             home = config.settings.get("dcc_home", ("/var/dcc", ""))[0]
             deps.append(Dependency(DepKind.UDP, hostport(DCC_SERVERS, DCC_PORT), Role.RUNTIME, "dcc default",

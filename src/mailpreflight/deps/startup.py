@@ -99,6 +99,10 @@ def _option(argv: tuple[str, ...], name: str) -> str | None:
 
 
 def _in_path(fs: RootFS, program: str, path: str) -> str | None:
+    return fs.memo(("_in_path", program, path), lambda: _first_in_path(fs, program, path))
+
+
+def _first_in_path(fs: RootFS, program: str, path: str) -> str | None:
     for directory in path.split(":"):
         if directory.startswith("/"):
             candidate = posixpath.join(directory, program)
@@ -109,10 +113,22 @@ def _in_path(fs: RootFS, program: str, path: str) -> str | None:
 
 def _baked_in(fs: RootFS, program: str, name: str) -> str | None:
     """A path sa-update got at install time (`my $LOCAL_RULES_DIR = '/etc/spamassassin';`, l.34), read from
-    the root's own script; None when the file is not a SpamAssassin sa-update."""
-    text = fs.read_text(program) or ""
-    match = re.search(rf"^my \${name}\s*=\s*'([^']+)';", text, re.M)
-    return match.group(1) if match else None
+    the root's own script; None when the file is not a SpamAssassin sa-update. Read once per RootFS."""
+    def read() -> str | None:
+        text = fs.read_text(program) or ""
+        match = re.search(rf"^my \${name}\s*=\s*'([^']+)';", text, re.M)
+        return match.group(1) if match else None
+
+    return fs.memo(("_baked_in", program, name), read)
+
+
+def _exists(fs: RootFS, path: str) -> bool:
+    """A keyring file, a channel's directory: the same few paths for every unit of a tree, looked up once."""
+    return fs.memo(("_exists", path), lambda: fs.chase(path) is not None)
+
+
+def _is_dir(fs: RootFS, path: str) -> bool:
+    return fs.memo(("_is_dir", path), lambda: fs.is_dir(path))
 
 
 def sa_update_local(entry: CommandDeps, fs: RootFS) -> SaUpdateLocal | None:
@@ -129,12 +145,14 @@ def sa_update_local(entry: CommandDeps, fs: RootFS) -> SaUpdateLocal | None:
     homedir = _option(argv, "gpghomedir") or posixpath.join(local_rules_dir or LOCAL_RULES_DIR, "sa-update-keys")
     gpg_program = _in_path(fs, "gpg", path)
     channel_dirs = tuple(channel.directory for channel in plan.channels)
-    trust = read_trust(fs, program, plan.args, homedir, _baked_in(fs, program, "DEF_RULES_DIR")) \
+    trust = fs.memo(  # the program, its keyring and key files: the same for every unit running this sa-update
+        ("read_trust", program, plan.args.gpg_keys, plan.args.gpgkeyfile, homedir),
+        lambda: read_trust(fs, program, plan.args, homedir, _baked_in(fs, program, "DEF_RULES_DIR"))) \
         if program and installed and plan.args.gpg else None
     return SaUpdateLocal(
         installed=installed, gpg=plan.args.gpg, gpg_program=gpg_program, gpghomedir=homedir,
-        keyring=fs.chase(posixpath.join(homedir, "trustdb.gpg")) is not None, updatedir=plan.updatedir,
-        channel_dirs=channel_dirs, missing_dirs=tuple(d for d in channel_dirs if not fs.is_dir(d)), trust=trust)
+        keyring=_exists(fs, posixpath.join(homedir, "trustdb.gpg")), updatedir=plan.updatedir,
+        channel_dirs=channel_dirs, missing_dirs=tuple(d for d in channel_dirs if not _is_dir(fs, d)), trust=trust)
 
 
 def spamd_rules(unit: Unit, fs: RootFS, sa_version: str | None) -> SpamdRules | None:
@@ -144,6 +162,10 @@ def spamd_rules(unit: Unit, fs: RootFS, sa_version: str | None) -> SpamdRules | 
         return None
     version = sa_version or _installed_version(fs)
     updatedir = f"/var/lib/spamassassin/{version}" if version else "/var/lib/spamassassin/VERSION"
+    return fs.memo(("spamd_rules", updatedir), lambda: _rules_in(fs, updatedir))
+
+
+def _rules_in(fs: RootFS, updatedir: str) -> SpamdRules:
     exists = fs.is_dir(updatedir)
     has_rules = exists and any(name.endswith(".cf") for name in fs.listdir(updatedir))
     return SpamdRules(updatedir if exists else "/usr/share/spamassassin", updatedir, exists, has_rules)

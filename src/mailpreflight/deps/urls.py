@@ -14,6 +14,7 @@ Proxy facts used here:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,9 +28,25 @@ from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, R
 # --- helpers shared by the rule modules (candidates for deps/base.py) ------------------------------------
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$")
+HOST_CACHED_MAX = 256  # longer words (no host name is over 253 characters) are checked, never remembered
 
 
 def is_ip(host: str) -> bool:
+    return (_is_ip_cached if len(host) <= HOST_CACHED_MAX else _is_ip)(host)
+
+
+def is_hostname(host: str, need_dot: bool = False) -> bool:
+    """A syntactically valid DNS name (not an IP literal); with need_dot, one that has a dot and a last label
+    that is not all digits (so "1.2" or "file" are not taken for hosts)."""
+    return (_is_hostname_cached if len(host) <= HOST_CACHED_MAX else _is_hostname)(host, need_dot)
+
+
+def valid_host(host: str) -> bool:
+    """An IP address or a DNS name (Postfix's `ipv6:` address prefix accepted)."""
+    return (_valid_host_cached if len(host) <= HOST_CACHED_MAX else _valid_host)(host)
+
+
+def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -37,9 +54,7 @@ def is_ip(host: str) -> bool:
     return True
 
 
-def is_hostname(host: str, need_dot: bool = False) -> bool:
-    """A syntactically valid DNS name (not an IP literal); with need_dot, one that has a dot and a last label
-    that is not all digits (so "1.2" or "file" are not taken for hosts)."""
+def _is_hostname(host: str, need_dot: bool = False) -> bool:
     if is_ip(host) or not _HOSTNAME.match(host):
         return False
     if not need_dot:
@@ -53,11 +68,16 @@ def hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def valid_host(host: str) -> bool:
-    """An IP address or a DNS name (Postfix's `ipv6:` address prefix accepted)."""
+def _valid_host(host: str) -> bool:
     if host.lower().startswith("ipv6:"):
         return is_ip(host[5:])
     return is_ip(host) or is_hostname(host)
+
+
+# pure functions; every unit of a fleet asks about the same few hosts (issue 14)
+_is_ip_cached = functools.lru_cache(maxsize=4096)(_is_ip)
+_is_hostname_cached = functools.lru_cache(maxsize=4096)(_is_hostname)
+_valid_host_cached = functools.lru_cache(maxsize=4096)(_valid_host)
 
 
 def split_hostport(text: str) -> tuple[str, str | None] | None:
@@ -90,11 +110,14 @@ def user_home(fs: RootFS, user: str | None) -> str | None:
     """The home directory of a user (name or uid) in the tree's /etc/passwd."""
     if not user:
         return None
-    for line in (fs.read_text("/etc/passwd") or "").splitlines():
-        fields = line.split(":")
-        if len(fields) >= 6 and user in (fields[0], fields[2]) and fields[5].startswith("/"):
-            return fields[5]
-    return None
+    def lookup() -> str | None:
+        for line in (fs.read_text("/etc/passwd") or "").splitlines():
+            fields = line.split(":")
+            if len(fields) >= 6 and user in (fields[0], fields[2]) and fields[5].startswith("/"):
+                return fields[5]
+        return None
+
+    return fs.memo(("user_home", user), lookup)
 
 
 def dns_a_deps(deps: Iterable[Dependency]) -> list[Dependency]:

@@ -18,8 +18,8 @@ def sa_update_view(plan: SaUpdatePlan) -> SaUpdateView:
         worst_cases=tuple(ScenarioView(s.name, s.seconds, s.exit_status, s.detail) for s in worst_cases(plan)))
 
 
-def deps_view(results: Iterable[UnitDeps]) -> tuple[UnitDepsView, ...]:
-    return tuple(UnitDepsView(
+def unit_deps_view(result: UnitDeps) -> UnitDepsView:
+    return UnitDepsView(
         name=result.unit.id, fragment_path=result.unit.fragment_path,
         start_timeout_s=result.timeout.seconds if result.timeout.limited else None,
         start_timeout_from=result.timeout.learned_from,
@@ -27,4 +27,8 @@ def deps_view(results: Iterable[UnitDeps]) -> tuple[UnitDepsView, ...]:
                                        sa_update_view(entry.plan) if entry.plan is not None else None,
                                        tuple(entry.mentions))
                        for entry in result.commands),
-        findings=tuple(result.findings), generated_by=result.unit.generated_by) for result in results)
+        findings=tuple(result.findings), generated_by=result.unit.generated_by)
+
+
+def deps_view(results: Iterable[UnitDeps]) -> tuple[UnitDepsView, ...]:
+    return tuple(unit_deps_view(result) for result in results)

@@ -4,7 +4,7 @@ command and each unit will do, and say why."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -29,7 +29,7 @@ from mailpreflight.model import (
     UnitVerdict,
 )
 from mailpreflight.predict import startup
-from mailpreflight.predict.saupdate_live import SaUpdateProbe
+from mailpreflight.predict.saupdate_live import SaUpdateProbe, chain_key
 from mailpreflight.probes import dns as dnsprobe
 from mailpreflight.probes.runner import ProbeRunner
 from mailpreflight.probes.tasks import probe_task
@@ -43,33 +43,48 @@ class CheckOptions:
     progress: TextIO | None = None
 
 
-def check(results: list[UnitDeps], options: CheckOptions, resolver: dnsprobe.ResolverConfig,
+def check(results: Iterable[UnitDeps], options: CheckOptions, resolver: dnsprobe.ResolverConfig,
           auth: AuthReport | None = None) -> Report:
-    """`auth`: the static mail-authentication analysis, whose findings join the report's."""
+    """`results` may be a generator: each unit's probes start as soon as it is analysed, while the next units
+    are (docs/design.md, "Performance"). `auth`: the static mail-authentication analysis, whose findings join the
+    report's."""
     started = time.monotonic()
     runner = ProbeRunner(options.deadline, options.progress, probe_timeout=options.timeout)
+    analysed: list[UnitDeps] = []
     try:
         # Everything static at once: the sa-update chains add what depends on earlier answers.
         sa_probes: dict[int, SaUpdateProbe] = {}
-        tasks: dict[tuple[DepKind, str], Callable[[], ProbeResult]] = {}
+        chains: dict[Hashable, SaUpdateProbe] = {}  # one per distinct sa-update chain, however many units run it
+        bodies: dict[str, bytes | None] = {}  # MIRRORED.BY and .asc files fetched, shared by every chain
         for result in results:
+            analysed.append(result)
+            tasks: dict[tuple[DepKind, str], Callable[[], ProbeResult]] = {}
             for index, entry in enumerate(result.commands):
                 if entry.plan is not None:
                     local = result.startup.sa_update_for(index) if result.startup else None
-                    probe = SaUpdateProbe(entry.plan, runner, resolver, options.timeout, local.trust if local else None)
+                    trust = local.trust if local else None
+                    key = chain_key(entry.plan, trust)
+                    probe = chains.get(key)
+                    if probe is None:
+                        probe = chains[key] = SaUpdateProbe(entry.plan, runner, resolver, options.timeout, trust,
+                                                            bodies)
+                        tasks.update(probe.prefetch())
                     sa_probes[id(entry)] = probe
                     continue
                 for dep in entry.dependencies:
                     if not dep.any_host:  # `*:25`: any host, nothing to probe
                         tasks[(dep.kind, dep.target)] = probe_task(dep, resolver, options.timeout)
-        for probe in sa_probes.values():
-            tasks.update(probe.prefetch())
-        runner.run(tasks)  # one timeout for everything known before the first answer
-        units = tuple(_unit(result, runner, sa_probes) for result in results)
+            runner.start(tasks)
+        runner.run({})  # one timeout for everything known before the first answer
+        # Then every sa-update chain's next steps, all chains in one round (docs/design.md, "Performance"): as
+        # many rounds as steps in a chain, whatever the number of units and mirrors.
+        while wanted := {key: task for probe in chains.values() for key, task in probe.pending().items()}:
+            runner.run(wanted)
+        units = tuple(_unit(result, runner, sa_probes) for result in analysed)
     finally:
         runner.close()
     probes = tuple(runner.results.values())
-    findings = (*_findings(results, units, runner), *_gpg_findings(results, sa_probes),
+    findings = (*_findings(analysed, units, runner), *_gpg_findings(analysed, sa_probes),
                 *(auth.findings() if auth else ()))
     return Report(_status(units, findings), units, probes, findings, round(time.monotonic() - started, 2),
                   auth_view(auth) if auth else None)

@@ -1,14 +1,20 @@
 """sa-update's real chain, probed: revision TXT -> mirrors TXT -> MIRRORED.BY -> each mirror's files for that
 revision -> with GPG on, whether the mirror's `.asc` is signed by a key sa-update trusts (deps/satrust.py);
 then the exit status and run time sa-update itself will have, modelled on its own behaviour (see
-deps/saupdate.py for the source citations)."""
+deps/saupdate.py for the source citations).
+
+At fleet scale (docs/design.md, "Performance") the chains of every unit advance together: `pending()` walks a
+chain over the answers already in, and returns what its next step needs; `check` runs what all chains need in
+one round, and again, until no chain needs anything. A round costs one --timeout at most, there are as many
+rounds as steps in the chain (every mirror of a channel is one step), not as many as units or mirrors.
+"""
 
 from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, replace
 
 from mailpreflight.deps.openpgp import MAX_INPUT as ASC_MAX_BYTES
 from mailpreflight.deps.openpgp import read_signatures
@@ -31,6 +37,20 @@ from mailpreflight.probes.runner import ProbeRunner
 MIRRORED_BY_MAX_BYTES = 64 * 1024
 FAST = 0.2  # seconds a refused/404/TLS failure costs
 DIES_S = 2.0  # sa-update's Perl start-up and die (predict/startup.py PERL_START_S)
+Tasks = dict[tuple[DepKind, str], Callable[[], ProbeResult]]
+
+
+class _Pending(Exception):
+    """The chain needs answers not in yet (collected by the probe walking it)."""
+
+
+def chain_key(plan: SaUpdatePlan, trust: SaTrust | None) -> Hashable:
+    """Everything the chain and its verdict depend on: two sa-update commands with the same key (a fleet of units
+    running the same sa-update on one tree) share one SaUpdateProbe, walked and judged once."""
+    return (plan.args.install, plan.args.gpg, plan.downloader, plan.resolver.retrans, plan.resolver.retry,
+            tuple(sorted(plan.proxies.items())), trust if plan.args.gpg else None,
+            tuple((c.channel, c.version_query, c.mirrors_query, c.mirrors, c.needs_mirror_refresh,
+                   c.mirrored_by_age is None, c.installed_revision) for c in plan.channels))
 
 
 @dataclass(frozen=True)
@@ -47,9 +67,11 @@ class SaUpdateProbe:
     """Evaluates one sa-update command against the live network through a shared ProbeRunner."""
 
     def __init__(self, plan: SaUpdatePlan, runner: ProbeRunner, resolver: dnsprobe.ResolverConfig,
-                 timeout: float, trust: SaTrust | None = None) -> None:
+                 timeout: float, trust: SaTrust | None = None, bodies: dict[str, bytes | None] | None = None) -> None:
         """`trust`: what sa-update's GPG check accepts (None: GPG is off, or the root has no sa-update to read
-        it from — then nothing is said about the signatures)."""
+        it from — then nothing is said about the signatures). `bodies`: the MIRRORED.BY and .asc files fetched,
+        shared by every probe of one check (as the runner's results are), so that a chain meeting a file another
+        chain fetched reads the same file."""
         self.plan = plan
         self.runner = runner
         self.resolver = resolver
@@ -57,30 +79,61 @@ class SaUpdateProbe:
         self.trust = trust if plan.args.gpg else None
         self.used: list[str] = []
         self.gpg_warnings: list[tuple[str, str]] = []  # (fingerprint, why): accepted, but expired or revoked
-        self._signatures: dict[str, bytes | None] = {}  # .asc URL -> its body
+        self.bodies: dict[str, bytes | None] = {} if bodies is None else bodies
+        self._signatures = self.bodies  # .asc URL -> its body
         self._keyring: Keyring | None = None
+        self._wanted: Tasks | None = None  # while pending() walks the chain: what it needs next
+        self._verdict: CommandVerdict | None = None  # once judged: every command sharing the probe gets it
 
     # -- probes -----------------------------------------------------------------------------------
+    def _run(self, tasks: Tasks) -> dict[tuple[str, str], ProbeResult]:
+        """The answers to `tasks`: from the runner, probing what is not in yet — or, while pending() walks the
+        chain, the tasks missing, collected (the chain stops there for this round)."""
+        if self._wanted is not None:
+            missing = {key: task for key, task in tasks.items() if (key[0].value, key[1]) not in self.runner.results}
+            if missing:
+                self._wanted.update(missing)
+                raise _Pending
+            return self.runner.results
+        return self.runner.run(tasks)
+
     def _dns(self, name: str, rdtype: str) -> ProbeResult:
         target = f"{rdtype} {name}"
         self.used.append(f"dns {target}")
-        return self.runner.run({(DepKind.DNS, target): lambda: dnsprobe.query(name, rdtype, self.resolver,
-                                                                               self.timeout)})[("dns", target)]
+        return self._run({(DepKind.DNS, target): _dns_task(name, rdtype, self.resolver, self.timeout)})[("dns", target)]
 
     def _http(self, url: str, method: str = "HEAD") -> tuple[ProbeResult, bytes | None]:
         kind = DepKind.HTTPS if url.lower().startswith("https:") else DepKind.HTTP
         self.used.append(f"{kind.value} {url}")
         proxy = self.plan.proxies.get("https_proxy" if kind is DepKind.HTTPS else "http_proxy")
         proxies = {kind.value: proxy} if proxy else {}
-        bodies: dict[str, bytes | None] = {}
+        bodies = self.bodies
 
         def task() -> ProbeResult:
             result, body = httpprobe.fetch(url, self.timeout, proxies, method, MIRRORED_BY_MAX_BYTES)
             bodies[url] = body
             return result
 
-        result = self.runner.run({(kind, url): task})[(kind.value, url)]
+        result = self._run({(kind, url): task})[(kind.value, url)]
         return result, bodies.get(url)
+
+    def pending(self) -> Tasks:
+        """The probes this chain needs next, given the answers in so far; empty once it can be evaluated."""
+        if self.plan.args.install or (self.trust is not None and self.trust.fatal is not None):
+            return {}
+        self._wanted = {}
+        warnings = list(self.gpg_warnings)
+        try:
+            for channel in self.plan.channels:
+                try:
+                    self._channel(channel)
+                except _Pending:
+                    continue  # channels are independent: each asks for its own next step
+            return self._wanted
+        finally:
+            self._wanted = None
+            self.used = []
+            self.gpg_warnings = warnings  # the walk judged nothing yet
 
     def prefetch(self) -> dict[tuple[DepKind, str], Callable[[], ProbeResult]]:
         """What does not depend on an earlier answer: the caller runs it with every other probe at once (one
@@ -98,6 +151,13 @@ class SaUpdateProbe:
 
     # -- the chain --------------------------------------------------------------------------------
     def evaluate(self, command: FoundCommand) -> CommandVerdict:
+        """The verdict for `command` (judged once per probe: the commands sharing it share its reason and
+        probes, which keeps a fleet's report small)."""
+        if self._verdict is None:
+            self._verdict = self._judge(command)
+        return replace(self._verdict, command=command)
+
+    def _judge(self, command: FoundCommand) -> CommandVerdict:
         if self.trust is not None and self.trust.fatal is not None:
             status, why = self.trust.fatal
             return CommandVerdict(command, Prediction.FAIL, status, DIES_S, why)
@@ -163,9 +223,14 @@ class SaUpdateProbe:
                  note: str) -> ChannelOutcome:
         suffixes = (".tar.gz", ".tar.gz.asc") if self.plan.args.gpg else (".tar.gz", ".tar.gz.sha512")
         files = {m.url: [f"{m.url}/{revision}{s}" for s in suffixes] for m in mirrors}
-        self.runner.run({(_kind(u), u): self._asc_task(u) if self.trust and u.endswith(".asc")
-                         else _http_task(u, self.timeout, self._proxies(u))
-                         for urls in files.values() for u in urls})
+        batch: Tasks = {(_kind(u), u): self._asc_task(u) if self.trust and u.endswith(".asc")  # every mirror at once
+                        else _http_task(u, self.timeout, self._proxies(u)) for urls in files.values() for u in urls}
+        for mirror in mirrors:  # and their addresses (those of a freshly fetched list were not asked before)
+            host = _host(mirror.url)
+            if not self._proxied(mirror.url) and not _is_ip(host):
+                batch.update({(DepKind.DNS, f"{t} {host}"): _dns_task(host, t, self.resolver, self.timeout)
+                              for t in ("A", "AAAA")})
+        self._run(batch)
         good: list[Mirror] = []
         dead_costs, problems = [], []
         for mirror in mirrors:

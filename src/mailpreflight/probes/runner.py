@@ -103,20 +103,29 @@ class ProbeRunner:
         self._progress = progress if progress is not None and progress.isatty() else None
         self._done = 0
         self._started = 0
+        self._pending: dict[Future[ProbeResult], tuple[tuple[str, str], Stage]] = {}
+        self._asked: set[tuple[str, str]] = set()  # started and not finished yet
 
-    def run(self, tasks: Mapping[tuple[DepKind, str], Task]) -> dict[tuple[str, str], ProbeResult]:
-        """Run the tasks not yet run, wait for them (or the deadline), and return every result so far."""
-        pending: dict[Future[ProbeResult], tuple[tuple[str, str], Stage]] = {}
+    def start(self, tasks: Mapping[tuple[DepKind, str], Task]) -> None:
+        """Start the tasks not yet run or running, without waiting (the next run() waits for them too): `check`
+        starts a unit's probes as soon as that unit is analysed, while the next ones are."""
         for (kind, target), task in tasks.items():
             key = (kind.value, target)
-            if key in self.results:
+            if key in self.results or key in self._asked:
                 continue
             if time.monotonic() >= self.deadline:  # nothing new starts after the deadline
                 self.results[key] = _past_deadline(key)
                 continue
             stage = Stage()
-            pending[self._pool.submit(task, stage)] = (key, stage)
+            self._pending[self._pool.submit(task, stage)] = (key, stage)
+            self._asked.add(key)
             self._started += 1
+
+    def run(self, tasks: Mapping[tuple[DepKind, str], Task]) -> dict[tuple[str, str], ProbeResult]:
+        """Run the tasks not yet run, wait for them and for those start() began (or the deadline), and return
+        every result so far."""
+        self.start(tasks)
+        pending, self._pending, self._asked = self._pending, {}, set()
         while pending:
             now = time.monotonic()
             if now >= self.deadline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from mailpreflight.model import Prediction, Report, Severity, Status
@@ -16,12 +17,14 @@ _COLOURS = {"ok": "\033[32m", "degraded": "\033[33m", "fail": "\033[31m", "unkno
             "warning": "\033[33m", "critical": "\033[31m", "info": ""}
 
 
-def to_json(report: Report) -> dict[str, Any]:
-    return {
+def to_json(report: Report, lazy: bool = False) -> dict[str, Any]:
+    """The JSON document as Python values; `lazy`: its units, probes and findings as iterators, each item made
+    when it is written (iter_json)."""
+    document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "status": report.status.value,
         "elapsed_s": report.elapsed_s,
-        "units": [{
+        "units": ({
             "name": unit.name,
             "start": {"predicted": unit.start_predicted.value, "reason": unit.reason},
             "commands": [{
@@ -30,17 +33,39 @@ def to_json(report: Report) -> dict[str, Any]:
                 "predicted_exit": c.predicted_exit, "predicted_seconds": c.predicted_seconds, "reason": c.reason,
                 "probes": list(c.probes), **status_fates_json(c.command),
             } for c in unit.commands],
-        } for unit in report.units],
-        "probes": [{"kind": p.kind.value, "target": p.target, "status": p.status.value, "error": p.error,
+        } for unit in report.units),
+        "probes": ({"kind": p.kind.value, "target": p.target, "status": p.status.value, "error": p.error,
                     "detail": p.detail, "elapsed_s": round(p.elapsed_s, 3), "answers": list(p.answers)}
-                   for p in report.probes],
-        "findings": [finding_json(f) for f in report.findings],
+                   for p in report.probes),
+        "findings": (finding_json(f) for f in report.findings),
         "auth": auth_json(report.auth) if report.auth else [],
     }
+    if not lazy:
+        for key in ("units", "probes", "findings"):
+            document[key] = list(document[key])
+    return document
 
 
 def render_json(report: Report) -> str:
-    return json.dumps(to_json(report), indent=2, ensure_ascii=False)
+    return "".join(iter_json(report))
+
+
+def iter_json(report: Report) -> Iterator[str]:
+    """The JSON document piece by piece, by json's C encoder (an indent would take the pure-Python one: seconds
+    and tens of MiB for a fleet), each unit, probe and finding on a line of its own, built as it is written."""
+    separator = "{"
+    for key, value in to_json(report, lazy=True).items():
+        yield f"{separator}{json.dumps(key)}: "
+        separator = ", "
+        if isinstance(value, Iterator) or (isinstance(value, list) and value):
+            opening = "[\n"
+            for item in value:
+                yield opening + json.dumps(item, ensure_ascii=False)
+                opening = ",\n"
+            yield "[]" if opening == "[\n" else "\n]"
+        else:
+            yield json.dumps(value, ensure_ascii=False)
+    yield "}"
 
 
 def render_text(report: Report, colour: bool = False) -> str:

@@ -1,9 +1,15 @@
 """`mailpreflight deps` output: JSON (schema in docs/schemas/deps.schema.json) or a readable listing.
-A pure function of the UnitDepsView data (docs/design.md)."""
+A pure function of the UnitDepsView data (docs/design.md).
+
+Both are streamed (docs/design.md, "Performance"): each unit is rendered on its own (`json_unit`, `text_unit`:
+JSON by the C encoder, one unit per line) and `json_document`/`text_document` put the pieces together as they
+come, so a run over thousands of units never holds the whole document.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from mailpreflight.model import Dependency, Finding, FoundCommand, UnitDepsView
@@ -64,36 +70,61 @@ def unit_json(result: UnitDepsView) -> dict[str, Any]:
     }
 
 
-def render_json(results: tuple[UnitDepsView, ...]) -> str:
-    return json.dumps({"schema_version": SCHEMA_VERSION, "units": [unit_json(r) for r in results]}, indent=2,
-                      ensure_ascii=False)
+def json_unit(result: UnitDepsView) -> str:
+    """One unit as compact JSON text (no indent: json's C encoder does it)."""
+    return json.dumps(unit_json(result), ensure_ascii=False)
 
 
-def render_text(results: tuple[UnitDepsView, ...]) -> str:
+def json_document(units: Iterable[str]) -> Iterator[str]:
+    """The document around units already encoded by json_unit, one unit a line, piece by piece."""
+    yield f'{{"schema_version": {SCHEMA_VERSION}, "units": ['
+    separator = "\n"
+    for unit in units:
+        yield separator + unit
+        separator = ",\n"
+    yield "\n]}\n"
+
+
+def render_json(results: Iterable[UnitDepsView]) -> str:
+    return "".join(json_document(json_unit(r) for r in results))
+
+
+def text_unit(result: UnitDepsView) -> str:
+    """One unit's block of the readable listing (no trailing newline)."""
     lines: list[str] = []
-    for result in results:
-        timeout = f"{result.start_timeout_s:.0f} s" if result.start_timeout_s is not None else "none"
-        made = f", made by {result.generated_by}" if result.generated_by else ""
-        lines.append(f"{result.name}  ({result.fragment_path}{made}; start timeout {timeout})")
-        for entry in result.commands:
-            command = entry.command
-            tolerance = f"tolerated: {', '.join(command.tolerated_why)}" if command.tolerated else "must succeed"
-            lines.append(f"  {command.key:13} {command.tool:14} {command.source}  [{tolerance}]")
-            if command.via:
-                lines.append(f"  {'':13} via {' > '.join(command.via)}")
-            if command.ends:
-                lines.append(f"  {'':13} the script {command.ends}")
-            if command.status_fates:
-                lines.append(f"  {'':13} the script on its exit status: {', '.join(map(str, command.status_fates))}")
-            for dep in entry.dependencies:
-                lines.append(f"      {dep.kind.value:5} {dep.target:55} {dep.role.value:7} {dep.learned_from}")
-            for dep in entry.mentions:
-                lines.append(f"      {dep.kind.value:5} {dep.target:55} mentioned, not contacted: {dep.note}")
-        for finding in result.findings:
-            lines.append(f"  {finding.severity.value.upper():8} {finding.code} {finding.message}")
-            lines.append(f"  {'':8}       fix: {finding.hint}")
-            lines.extend(f"  {'':8}       - {e}" for e in finding.evidence)
-        lines.append("")
-    if not results:
-        lines.append("no unit with network dependencies found")
-    return "\n".join(lines).rstrip("\n")
+    timeout = f"{result.start_timeout_s:.0f} s" if result.start_timeout_s is not None else "none"
+    made = f", made by {result.generated_by}" if result.generated_by else ""
+    lines.append(f"{result.name}  ({result.fragment_path}{made}; start timeout {timeout})")
+    for entry in result.commands:
+        command = entry.command
+        tolerance = f"tolerated: {', '.join(command.tolerated_why)}" if command.tolerated else "must succeed"
+        lines.append(f"  {command.key:13} {command.tool:14} {command.source}  [{tolerance}]")
+        if command.via:
+            lines.append(f"  {'':13} via {' > '.join(command.via)}")
+        if command.ends:
+            lines.append(f"  {'':13} the script {command.ends}")
+        if command.status_fates:
+            lines.append(f"  {'':13} the script on its exit status: {', '.join(map(str, command.status_fates))}")
+        for dep in entry.dependencies:
+            lines.append(f"      {dep.kind.value:5} {dep.target:55} {dep.role.value:7} {dep.learned_from}")
+        for dep in entry.mentions:
+            lines.append(f"      {dep.kind.value:5} {dep.target:55} mentioned, not contacted: {dep.note}")
+    for finding in result.findings:
+        lines.append(f"  {finding.severity.value.upper():8} {finding.code} {finding.message}")
+        lines.append(f"  {'':8}       fix: {finding.hint}")
+        lines.extend(f"  {'':8}       - {e}" for e in finding.evidence)
+    return "\n".join(lines)
+
+
+def text_document(units: Iterable[str]) -> Iterator[str]:
+    """The listing of units already rendered by text_unit, a blank line between them, piece by piece."""
+    separator = ""
+    for unit in units:
+        yield separator + unit + "\n"
+        separator = "\n"
+    if not separator:
+        yield "no unit with network dependencies found\n"
+
+
+def render_text(results: Iterable[UnitDepsView]) -> str:
+    return "".join(text_document(text_unit(r) for r in results))

@@ -302,6 +302,8 @@ def _split_value(value: str) -> list[str]:
 def _replace_braced(word: str, values: dict[str, str]) -> str:
     """`${NAME}` replaced; `${NAME:...}` is syntax systemd 252 does not support: kept as written,
     though references inside it are still replaced; an unclosed `${` stays."""
+    if "$" not in word:
+        return word
     out: list[str] = []
     pos = 0
     while pos < len(word):

@@ -20,6 +20,7 @@ from mailpreflight.units.specifiers import PATH_MAX, Expander, SpecifierError
 
 WHITESPACE = " \t\n\r"
 _PLAIN = re.compile(r"[^ \t\n\r'\"\\]+")
+_PLAIN_WORD = re.compile(r"[ \t\n\r]*([^ \t\n\r'\"\\]+)(?:[ \t\n\r]+|\Z)")  # a whole word with nothing to undo
 _IN_QUOTE = {"'": re.compile(r"[^'\\]+"), '"': re.compile(r'[^"\\]+')}
 _SIMPLE_ESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, '"': 34, "'": 39,
                    "s": 32}
@@ -93,6 +94,9 @@ def extract_first_word(text: str, pos: int, *, relax_escapes: bool = False, cune
     and for an unknown escape unless relax_escapes (then it is kept verbatim and flagged).
     Without `cunescape` a backslash simply makes the next character literal.
     """
+    plain = _PLAIN_WORD.match(text, pos)
+    if plain is not None:  # no quote, no backslash: the word is the text itself (the common case)
+        return Word(plain.group(1), False), plain.end()
     length = len(text)
     while pos < length and text[pos] in WHITESPACE:
         pos += 1
@@ -187,8 +191,11 @@ def _valid_path(path: str) -> bool:
     return path not in (".", "..") and "/" not in path and len(path) <= 255
 
 
+_UNSAFE = re.compile("[\x00-\x1f\x7f\\\\\"']")  # a control character, DEL, a backslash or a quote
+
+
 def _safe(text: str) -> bool:
-    return not any(ord(c) < 32 or ord(c) == 127 or c in "\\\"'" for c in text)
+    return _UNSAFE.search(text) is None
 
 
 @dataclass(frozen=True)

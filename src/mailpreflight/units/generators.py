@@ -263,6 +263,19 @@ class GeneratedFS(RootFS):
                  if p.startswith(prefix)}
         return sorted(names)
 
+    def scan(self, guest: str, limit: int | None = None) -> list[tuple[str, int]]:
+        """listdir() with each entry's file type, as this tree has them (the loader's index reads unit dirs so)."""
+        resolved = self.chase(guest)
+        if resolved is None or resolved == DEV_NULL:
+            return []
+        if not self._owned(resolved):
+            return super().scan(resolved) if limit is None else super().scan(resolved, limit)
+        found = []
+        for name in self.listdir(resolved):
+            info = self.lstat(posixpath.join(resolved, name))
+            found.append((name, stat.S_IFMT(info.st_mode) if info is not None else 0))
+        return found
+
     # Below, RootFS is handed the path resolved here: resolving it again costs one lstat, not a walk.
     def is_dir(self, guest: str) -> bool:
         resolved = self.chase(guest)

@@ -22,6 +22,8 @@ from mailpreflight.model import Source
 LONG_LINE_MAX = 1024 * 1024
 BOM = "\ufeff"
 WHITESPACE = " \t\n\r"
+_BOM_BYTES = BOM.encode()
+_WHITESPACE_BYTES = WHITESPACE.encode()
 _EOL = re.compile(rb"\r\n|[\r\n\0]")
 # utf8_is_valid(): surrogates (undecodable bytes, kept by surrogateescape) and the noncharacters U+xFFFE and
 # U+xFFFF of every plane are refused.
@@ -127,11 +129,11 @@ def parse_unit_file(data: bytes, path: str, sections: frozenset[str] | None = No
         lineno += 1
         if len(raw) >= LONG_LINE_MAX:
             return _fail(state, Source(path, lineno), "Line too long")
-        stripped = raw.lstrip(WHITESPACE.encode())
+        stripped = raw.lstrip(_WHITESPACE_BYTES)
         if stripped[:1] in (b"#", b";"):
             continue
-        if not bom_seen and raw.startswith(BOM.encode()):
-            raw = raw[len(BOM.encode()):]
+        if not bom_seen and raw.startswith(_BOM_BYTES):
+            raw = raw[len(_BOM_BYTES):]
             bom_seen = True
         # Decoding per line keeps the byte-exact semantics of the C parser for valid UTF-8; an invalid
         # line is rejected by systemd only once it reaches parse_line(), so keep it as surrogates till then.
@@ -142,7 +144,7 @@ def parse_unit_file(data: bytes, path: str, sections: frozenset[str] | None = No
         # new piece alone is enough (and keeps long continuations linear).
         if not continuation:
             first_line = lineno
-        if _ends_in_escape(text):
+        if text.endswith("\\") and _ends_in_escape(text):
             continuation.append(text[:-1] + " ")
             continued_length += len(text)
             continue
@@ -169,7 +171,7 @@ def _parse_line(state: _State, where: Source, text: str) -> str | None:
     line = text.strip(WHITESPACE)
     if not line:
         return None
-    if NOT_UTF8.search(line):
+    if not line.isascii() and NOT_UTF8.search(line):
         printable = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         return f"String is not UTF-8 clean, ignoring assignment: {printable}"
     if line.startswith("["):

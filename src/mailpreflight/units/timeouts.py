@@ -55,7 +55,11 @@ class StartTimeout:
 
 
 def manager_default_start_timeout(fs: RootFS) -> StartTimeout:
-    """DefaultTimeoutStartSec= from system.conf and its drop-ins (later files win)."""
+    """DefaultTimeoutStartSec= from system.conf and its drop-ins (later files win); read once per RootFS."""
+    return fs.memo(("manager_default_start_timeout",), lambda: _manager_default(fs))
+
+
+def _manager_default(fs: RootFS) -> StartTimeout:
     found = StartTimeout(DEFAULT_START_TIMEOUT, "systemd default")
     paths = ["/etc/systemd/system.conf"]
     for directory in ("/usr/lib/systemd/system.conf.d", "/usr/local/lib/systemd/system.conf.d",

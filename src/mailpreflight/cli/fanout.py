@@ -1,0 +1,109 @@
+"""`deps` over a whole tree, on every core when that pays (docs/design.md, "Performance").
+
+Units are loaded, analysed and rendered in worker processes forked from this one (one per CPU that other work
+leaves idle, by the load average), a slice of names each: they inherit the search-path index the parent has
+built and render their units themselves, so what comes back is text, not objects. The parent writes the pieces
+in name order as they come, with at most two slices per worker in flight, so memory stays flat whatever the
+number of units. Below PARALLEL_MIN_UNITS, or with fewer than two idle CPUs, it all runs here, one unit at a
+time: the same bytes either way.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.pool import AsyncResult
+
+from mailpreflight.access.rootfs import Refusal
+from mailpreflight.deps.analyze import iter_tree
+from mailpreflight.deps.view import unit_deps_view
+from mailpreflight.model import Status, UnitDepsView
+from mailpreflight.units.loader import UnitLoader
+
+PARALLEL_MIN_UNITS = 1000  # below this, forking and collecting costs more than the second core gives
+SLICE = 250  # names per task
+WORKERS: int | None = None  # None: one per idle CPU (tests and benchmarks set it)
+Render = Callable[[UnitDepsView], str]
+_Piece = tuple[Status, str]
+
+_job: tuple[UnitLoader, str | None, Render, int] | None = None  # set in the parent just before the workers fork
+_budget_shared = False  # in a worker: its share of the run's read budget taken
+
+
+def rendered_units(loader: UnitLoader, sa_version: str | None, render: Render,
+                   min_units: int | None = None) -> Iterator[_Piece]:
+    """(status, rendered text) of every service of the tree with a network dependency, in name order; in worker
+    processes from `min_units` units on (default PARALLEL_MIN_UNITS)."""
+    names = loader.service_names()  # builds the index and the name map here, before any fork
+    workers = WORKERS if WORKERS is not None else _usable_cpus()
+    threshold = PARALLEL_MIN_UNITS if min_units is None else min_units
+    if workers < 2 or len(names) < threshold or "fork" not in multiprocessing.get_all_start_methods():
+        yield from _render(loader, names, sa_version, render)
+        return
+    yield from _parallel(loader, names, sa_version, render, workers)
+
+
+def _render(loader: UnitLoader, names: Sequence[str], sa_version: str | None, render: Render) -> Iterator[_Piece]:
+    for result in iter_tree(loader, sa_version, names):
+        view = unit_deps_view(result)
+        yield view.status, render(view)
+
+
+def _work(names: Sequence[str]) -> tuple[list[_Piece], tuple[Refusal, ...]]:
+    """In a worker: the slice rendered, and the guest files the read gate refused meanwhile (the parent reports
+    them with its own at the end of the run)."""
+    global _budget_shared
+    assert _job is not None, "a worker runs only in a process forked by _parallel()"
+    loader, sa_version, render, workers = _job
+    if not _budget_shared:
+        loader.fs.share_budget(workers)
+        _budget_shared = True
+    before = len(loader.fs.refusals)
+    pieces = list(_render(loader, names, sa_version, render))
+    return pieces, loader.fs.refusals[before:]
+
+
+def _parallel(loader: UnitLoader, names: Sequence[str], sa_version: str | None, render: Render,
+              workers: int) -> Iterator[_Piece]:
+    global _job
+    slices = [names[i:i + SLICE] for i in range(0, len(names), SLICE)]
+    for stream in (sys.stdout, sys.stderr):  # a worker flushes what it inherited when it ends: nothing, then
+        stream.flush()
+    _job = (loader, sa_version, render, workers)
+    pool = multiprocessing.get_context("fork").Pool(workers)
+    _job = None  # the workers have their copy; this process keeps no reference
+    pending: deque[AsyncResult[tuple[list[_Piece], tuple[Refusal, ...]]]] = deque()
+
+    def collect() -> list[_Piece]:
+        pieces, refused = pending.popleft().get()
+        loader.fs.note_refused(refused)
+        return pieces
+
+    try:
+        for part in slices:
+            pending.append(pool.apply_async(_work, (part,)))
+            if len(pending) >= 2 * workers:
+                yield from collect()
+        while pending:
+            yield from collect()
+        pool.close()
+    finally:
+        pool.terminate()  # after close(): the workers have finished; after an error: stop them now
+        pool.join()
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may use that are not busy with other work (like `make -l`): a second worker on a CPU
+    another program keeps busy only competes with it, and the run takes longer than in one process."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0] - 1.0  # this process is running: it counts in the load already
+    except OSError:
+        busy = 0.0
+    return max(1, min(cpus, int(cpus - max(busy, 0.0) + 0.5)))

@@ -1,0 +1,219 @@
+"""Issue 14, the parts a fast test can prove (the timings themselves are benchmarks: benchmarks/load.py, check.py,
+guard.py): the loader reads the search path once per run, per-root facts are read once per run, and the streamed
+`deps` output is the same document whether one process or several render it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bigroot import generate
+from mailpreflight.access.rootfs import READ_TOTAL_LIMIT, RootFS
+from mailpreflight.cli import fanout
+from mailpreflight.deps.analyze import analyze, analyze_tree
+from mailpreflight.deps.view import deps_view
+from mailpreflight.render.deps import json_document, json_unit, render_json, render_text, text_document, text_unit
+from mailpreflight.units.loader import UnitLoader
+
+SCHEMA = json.loads((Path(__file__).parents[2] / "docs/schemas/deps.schema.json").read_text())
+UNITS = 120
+
+
+@dataclass(frozen=True)
+class CountingFS(RootFS):
+    """RootFS that counts the calls made to it (each is at least one system call)."""
+
+    calls: Counter[str] = field(default_factory=Counter, compare=False, hash=False, repr=False)
+    reads: Counter[str] = field(default_factory=Counter, compare=False, hash=False, repr=False)
+
+    def lstat(self, guest: str):  # type: ignore[no-untyped-def]
+        self.calls["lstat"] += 1
+        return super().lstat(guest)
+
+    def chase(self, guest: str, follow_last: bool = True) -> str | None:
+        self.calls["chase"] += 1
+        return super().chase(guest, follow_last)
+
+    def listdir(self, guest: str) -> list[str]:
+        self.calls["listdir"] += 1
+        return super().listdir(guest)
+
+    def is_dir(self, guest: str) -> bool:
+        self.calls["is_dir"] += 1
+        return super().is_dir(guest)
+
+    def read_bytes(self, guest: str, limit: int = 64 * 1024 * 1024) -> bytes:
+        self.reads[guest] += 1
+        return super().read_bytes(guest, limit)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    path = tmp_path_factory.mktemp("bigroot")
+    names = generate(path, UNITS)
+    (path / "etc/default").mkdir()
+    os.mkfifo(path / "etc/default/svc1")  # mf-1-worker's EnvironmentFile=: the read gate refuses it
+    return path, names
+
+
+def test_the_loader_reads_the_search_path_once(root: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    path, names = root
+    syscalls: Counter[str] = Counter()
+
+    def counted(name: str, real: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object, **kwargs: object) -> object:
+            try:
+                result = real(*args, **kwargs)
+            except OSError:
+                syscalls[name + " missing"] += 1
+                raise
+            syscalls[name] += 1
+            return result
+        return call
+
+    for name in ("lstat", "stat", "listdir", "readlink"):
+        monkeypatch.setattr(os, name, counted(name, getattr(os, name)))
+    fs = CountingFS(str(path))
+    loader = UnitLoader(fs, run_generators=False)  # keeps CountingFS (no generator in this root anyway)
+    units = [loader.load(name) for name in loader.service_names()]
+    monkeypatch.undo()
+    assert len(units) == len(names) and sum(u.masked for u in units) >= 1
+    assert any(len(u.names) > 1 for u in units)  # the aliases are there
+    loaded = [u for u in units if not u.masked]
+    assert all(u.load_error is None for u in loaded)
+    assert all("/usr/lib/systemd/system/service.d/10-all.conf" in u.dropin_paths for u in units)
+    dropin_dirs = {p.rsplit("/", 1)[0] for u in units for p in u.dropin_paths}
+    # every directory listed once: the search path, each drop-in directory, and what specifiers read at start
+    listed = syscalls["listdir"] + syscalls["listdir missing"]
+    assert listed <= len(loader.search_paths) + len(dropin_dirs) + 4, syscalls
+    # no probing: before issue 14 every search directory and drop-in directory was tried per unit and name (11
+    # lstat calls of missing paths per unit here, 171 lstat calls per unit in all on the issue's tree)
+    assert syscalls["lstat missing"] / len(units) < 0.5, syscalls
+    # what is left is the read gate resolving each file it opens, and the index's one look at it
+    files = sum(1 + len(u.dropin_paths) for u in loaded)
+    lstats = syscalls["lstat"] + syscalls["lstat missing"] + syscalls["stat"] + syscalls["stat missing"]
+    assert lstats / files < 2.5, (lstats, files, syscalls)
+    # a drop-in every unit has is read once; a unit file once per unit it is the file of (an alias or an instance
+    # loads it again), every other file once
+    assert fs.reads["/usr/lib/systemd/system/service.d/10-all.conf"] == 1
+    assert fs.reads["/etc/systemd/system/mf-.service.d/90-prefix.conf"] == 1
+    fragments = Counter(u.fragment_path for u in loaded)
+    assert all(count <= max(fragments[path], 1) or path == "/etc/os-release" for path, count in fs.reads.items())
+
+
+def test_index_answers_as_rootfs_does(root: tuple[Path, list[str]]) -> None:
+    """The index only remembers what RootFS says: the same unit, file for file, as a loader without it."""
+    path, names = root
+    loader = UnitLoader(RootFS(str(path)))
+    for name in names[::7]:
+        unit = loader.load(name)
+        fresh = UnitLoader(RootFS(str(path))).load(name)
+        assert unit == fresh
+        fs = RootFS(str(path))
+        for file in (unit.fragment_path or "", *unit.dropin_paths):
+            assert loader.index.chase(file) == fs.chase(file)
+            assert loader.index.is_null_or_empty(file) == fs.is_null_or_empty(file)
+            assert loader.index.lstat(file) == fs.lstat(file)
+
+
+def test_per_root_facts_are_read_once(root: tuple[Path, list[str]]) -> None:
+    """SpamAssassin's version and install, resolv.conf, MIRRORED.BY: as often for 60 units as for one."""
+    path, _ = root
+
+    def reads(count: int) -> Counter[str]:
+        fs = CountingFS(str(path))
+        loader = UnitLoader(fs, run_generators=False)
+        results = [analyze(loader.load(name), fs) for name in loader.service_names()[:count]]
+        assert sum(1 for r in results for e in r.commands if e.plan is not None) >= count
+        return fs.reads
+
+    one, many = reads(1), reads(60)
+    for shared in ("/usr/share/perl5/Mail/SpamAssassin.pm", "/etc/resolv.conf", "/usr/bin/sa-update",
+                   "/var/lib/spamassassin/4.000001/updates_spamassassin_org/MIRRORED.BY",
+                   "/var/lib/spamassassin/4.000001/updates_example_org/MIRRORED.BY"):
+        assert 1 <= many[shared] <= max(one[shared], 1) + 1, (shared, one[shared], many[shared])
+    assert many["/usr/share/perl5/Mail/SpamAssassin.pm"] == 1
+    assert many["/etc/resolv.conf"] == 1
+
+
+def without_age(units: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The units with MIRRORED.BY's age zeroed (it is read at each run)."""
+    for unit in units:
+        for command in unit["commands"]:  # type: ignore[attr-defined]
+            for channel in command.get("sa_update", {}).get("channels", []):
+                channel["mirrored_by_age_s"] = 0
+    return units
+
+
+def test_streamed_json_is_the_whole_document(root: tuple[Path, list[str]]) -> None:
+    path, _ = root
+    serial = list(fanout.rendered_units(UnitLoader(RootFS(str(path))), None, json_unit, min_units=10**9))
+    assert len(serial) > UNITS / 2
+    assert all("\n" not in text for _, text in serial)  # one unit a line
+    document = json.loads("".join(json_document(text for _, text in serial)))
+    jsonschema.validate(document, SCHEMA)
+    # the same JSON as the whole document rendered at once
+    whole = json.loads(render_json(deps_view(analyze_tree(UnitLoader(RootFS(str(path)))))))
+    assert without_age(whole["units"]) == without_age(document["units"])
+
+
+def test_streamed_text_is_the_listing_rendered_at_once(root: tuple[Path, list[str]]) -> None:
+    path, _ = root
+    views = deps_view(analyze_tree(UnitLoader(RootFS(str(path)), version=252))[:5])
+    assert "".join(text_document(text_unit(v) for v in views)) == render_text(views)
+    assert render_text(views).count("\n\n") == len(views) - 1
+    assert render_text(()) == "no unit with network dependencies found\n"
+    assert json.loads(render_json(())) == {"schema_version": 1, "units": []}
+
+
+def test_deps_command_in_worker_processes_writes_each_unit_once(root: tuple[Path, list[str]]) -> None:
+    """The whole command, forked workers and all (in a process of its own: a test process may have threads), as a
+    pipe sees it: the document once, each unit once, the same units as one process renders."""
+    path, _ = root
+    code = ("import sys; from mailpreflight.cli import fanout, main; fanout.PARALLEL_MIN_UNITS = 1; "
+            "fanout.SLICE = 7; fanout.WORKERS = 2; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "deps", "--root", str(path), "--format", "json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr  # MP113: the daemons are not installed in this root
+    document = json.loads(done.stdout)
+    names = [unit["name"] for unit in document["units"]]
+    assert len(names) == len(set(names)) > UNITS / 2 and names == sorted(names)  # an aliased unit once too
+    assert done.stdout.count('"schema_version"') == 1
+    # what the read gate refused in a worker is reported by the command, once
+    assert done.stderr.count("etc/default/svc1: ") == 1 and "FIFO" in done.stderr, done.stderr
+    serial = [json.loads(text) for _, text in fanout.rendered_units(UnitLoader(RootFS(str(path))), None, json_unit,
+                                                                    min_units=10**9)]
+    assert without_age(document["units"]) == without_age(serial)
+
+
+def test_the_read_budget_goes_to_the_units_not_to_shared_files(root: tuple[Path, list[str]]) -> None:
+    """The run's read budget (64 MiB) is spent on each unit's own files: SpamAssassin's install, sa-update, its
+    MIRRORED.BY are read once, whatever the number of units (main at 50a4e95 read them again for each unit and
+    refused every unit after the 186th of issue 14's tree)."""
+    path, _ = root
+
+    def spent(count: int) -> tuple[int, int, int]:
+        fs = RootFS(str(path))
+        loader = UnitLoader(fs, run_generators=False)
+        units = [loader.load(name) for name in loader.service_names()[:count]]
+        results = [analyze(unit, fs) for unit in units]
+        assert sum(1 for r in results for e in r.commands if e.plan is not None) >= 0.9 * count  # some masked
+        own = sum((path / p.lstrip("/")).stat().st_size for u in units if not u.masked
+                  for p in (u.fragment_path or "", *u.dropin_paths) if p and (path / p.lstrip("/")).is_file())
+        return READ_TOTAL_LIMIT - fs._ledger.bytes_left, own, len(units)
+
+    one, own_one, _ = spent(1)
+    many, own_many, units = spent(UNITS)
+    shared = one - own_one
+    assert shared > 10_000  # SpamAssassin.pm and sa-update are real-sized here
+    # all the units cost their own files, a few small files each (environment files, scripts), and the shared once
+    assert many - own_many < shared + 512 * units, (one, own_one, many, own_many, units)
