@@ -127,6 +127,19 @@ def test_missing_programs(tmp_path: Path) -> None:
     codes = {f.code: f for f in result.findings}
     assert "skipping" in codes["MP114"].message and "/opt/venv/bin/mailpreflight" in codes["MP114"].message
     assert "203/EXEC" in codes["MP113"].message
+    assert "dropin install" not in codes["MP114"].hint  # the unit's own line: no drop-in of ours to rebuild
+
+
+def test_missing_program_of_our_dropin(tmp_path: Path) -> None:
+    """A mailpreflight drop-in made on the host calls the host's path; in the guest, `dropin install --root`
+    makes it again (the hint says so only for our drop-in: for any other line that command has nothing to do)."""
+    result = analyzed(root(tmp_path, **{
+        "/etc/systemd/system/spamd.service.d/zz-mailpreflight.conf":
+            "[Service]\nExecStartPre=-/opt/venv/bin/mailpreflight guard -- true\n",
+        "/etc/systemd/system/spamd.service.d/local.conf": "[Service]\nExecStartPre=-/usr/local/bin/x\n"}))
+    hints = sorted(f.hint for f in result.findings if f.code == "MP114")
+    assert len(hints) == 2 and "dropin install spamd.service --root" in hints[0] and "/opt/venv" in hints[0]
+    assert "/usr/local/bin/x" in hints[1] and "dropin" not in hints[1]
 
 
 def test_spamd_dns_wait_counts_only_when_systemd_waits(tmp_path: Path) -> None:

@@ -159,6 +159,9 @@ def _installed_version(fs: RootFS) -> str | None:
 START_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost")
 
 
+OUR_DROPIN = "/zz-mailpreflight.conf"  # fix/dropin.py's DROPIN_NAME (deps does not import fix)
+
+
 def missing_programs(unit: Unit, fs: RootFS) -> tuple[Skipped, ...]:
     """Start-path commands whose program is not in the root (ExecReload=/ExecStop= do not decide a start)."""
     found = []
@@ -198,8 +201,9 @@ def startup_findings(unit: Unit, facts: StartupFacts, entries: list[CommandDeps]
                 "MP114", Severity.WARNING, unit.id,
                 f"{skipped.key}={skipped.path} does not exist in this root: systemd 252 logs 'Executable "
                 f"{skipped.path} missing, skipping' and records exit 0 — the command silently never runs",
-                f"install what provides {skipped.path}, or fix the path in {skipped.source.file} (for a "
-                f"mailpreflight drop-in: mailpreflight dropin install {unit.id} --root ROOT)",
+                f"install what provides {skipped.path}, or fix the path in {skipped.source.file}" + (
+                    f" (a mailpreflight drop-in made elsewhere: `mailpreflight dropin install {unit.id} --root ROOT` "
+                    "makes it for this root)" if skipped.source.file.endswith(OUR_DROPIN) else ""),
                 (str(skipped.source),)))
         else:
             found.append(Finding(
