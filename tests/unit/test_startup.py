@@ -85,8 +85,16 @@ def test_an_existing_keyring_needs_no_write(tmp_path: Path) -> None:
 
 
 def test_no_gpg_installed(tmp_path: Path) -> None:
-    result = analyzed(root(tmp_path, gpg=False))
+    result = analyzed(root(tmp_path / "unknown", gpg=False))
     assert "gpg required but not found" in (early_death(sa_local(result), result.startup) or "")
+    hints = {f.hint for f in result.findings if f.code == "MP115"}
+    assert hints == {"apt-get install gpg (or zypper install gpg2)"}  # no os-release: both
+    # the root's own package manager only: zypper is no command on Debian, nor apt-get on openSUSE
+    for os_id, hint in (("debian", "apt-get install gpg"), ("opensuse-leap", "zypper install gpg2")):
+        result = analyzed(root(tmp_path / os_id, gpg=False, **{"/etc/os-release": f"ID={os_id}\n",
+                                                              "/usr/lib/systemd/system/spamd.service":
+                                                              SPAMD.format(extra="")}))
+        assert {f.hint for f in result.findings if f.code == "MP115"} == {hint}
 
 
 def test_a_sketch_root_without_the_real_sa_update_claims_nothing(tmp_path: Path) -> None:

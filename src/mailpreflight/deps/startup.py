@@ -28,6 +28,7 @@ from mailpreflight.deps.freshclam import ConfigError, config_error
 from mailpreflight.deps.risks import CommandDeps
 from mailpreflight.deps.satrust import SaTrust, read_trust
 from mailpreflight.model import Finding, Severity, Source
+from mailpreflight.units.distro import distribution
 from mailpreflight.units.loader import Unit
 from mailpreflight.units.sandbox import Sandbox, sandbox_of
 from mailpreflight.units.unit import service_type
@@ -78,6 +79,7 @@ class StartupFacts:
     spamd: SpamdRules | None = None  # set when the unit's ExecStart is spamd
     missing_programs: tuple[Skipped, ...] = ()
     config_errors: tuple[tuple[int, ConfigError], ...] = ()  # (index, why the tool stops on its config at once)
+    install_gpg: str = "apt-get install gpg (or zypper install gpg2)"  # the root's package manager's, when known
 
     def config_error_for(self, index: int) -> ConfigError | None:
         return next((error for i, error in self.config_errors if i == index), None)
@@ -217,7 +219,7 @@ def startup_findings(unit: Unit, facts: StartupFacts, entries: list[CommandDeps]
             command = entries[index].command
             found.append(Finding("MP115", Severity.WARNING, unit.id, f"sa-update ({command.source}) never reaches "
                                  f"the network here: {reason}",
-                                 "apt-get install gpg (or zypper install gpg2)" if local.gpg_program is None else
+                                 facts.install_gpg if local.gpg_program is None else
                                  f"add ReadWritePaths={local.gpghomedir} to the unit (systemctl edit {unit.id}), or "
                                  f"give sa-update --gpghomedir under a writable directory",
                                  (str(command.source),)))
@@ -248,4 +250,10 @@ def startup_facts(unit: Unit, fs: RootFS, entries: list[CommandDeps]) -> Startup
     version = next((e.plan.sa_version for e in entries if e.plan is not None and e.plan.sa_version), None)
     errors = tuple((index, error) for index, entry in enumerate(entries) if entry.command.tool == "freshclam"
                    and (error := config_error(fs, entry.command.argv)) is not None)
-    return StartupFacts(sandbox_of(unit), sa, spamd_rules(unit, fs, version), missing_programs(unit, fs), errors)
+    install_gpg = StartupFacts.install_gpg
+    if any(local.installed and local.gpg and local.gpg_program is None for _, local in sa):  # only for the hint
+        family = distribution(fs)
+        install_gpg = ("apt-get install gpg" if family.debian else "zypper install gpg2" if family.suse else
+                       install_gpg)
+    return StartupFacts(sandbox_of(unit), sa, spamd_rules(unit, fs, version), missing_programs(unit, fs), errors,
+                        install_gpg)
