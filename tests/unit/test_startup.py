@@ -127,6 +127,10 @@ def test_rules_already_there_or_dir_left_empty(tmp_path: Path) -> None:
                                "always") is None
     empty = analyzed(root(tmp_path / "b", **{"/var/lib/spamassassin/4.000001/updates_spamassassin_org/x": ""}))
     assert "MP116" in {f.code for f in empty.findings}
+    # the fix of spamd's predicted failure is the command that removes what makes it fail, not the guard's
+    assert startup.spamd_fix(empty.startup) == ("rmdir --ignore-fail-on-non-empty /var/lib/spamassassin/4.000001/* "
+                                                "/var/lib/spamassassin/4.000001 (then spamd uses the packaged rules)")
+    assert startup.spamd_fix(with_rules.startup) == ""
 
 
 def test_missing_programs(tmp_path: Path) -> None:

@@ -145,7 +145,8 @@ def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdatePr
                            tuple(verdicts))
     no_rules = startup.spamd_fails(facts, sa_runs, kind, restart) if facts else None
     if no_rules:
-        return UnitVerdict(result.unit.id, Prediction.FAIL, no_rules, tuple(verdicts))
+        return UnitVerdict(result.unit.id, Prediction.FAIL, no_rules, tuple(verdicts),
+                           startup.spamd_fix(facts) if facts else "")
     if unknown:
         return UnitVerdict(result.unit.id, Prediction.UNKNOWN, unknown, tuple(verdicts))
     return UnitVerdict(result.unit.id, Prediction.OK, "every start-path command is expected to succeed in time",

@@ -64,6 +64,15 @@ def spamd_fails(facts: StartupFacts, pre_verdicts: list[tuple[SaUpdateLocal, Com
     return None
 
 
+def spamd_fix(facts: StartupFacts) -> str:
+    """The command for spamd's empty rules directory (MP116's), or "" when there is none yet to remove."""
+    rules = facts.spamd
+    if rules is None or not rules.updatedir_exists or rules.updatedir_has_rules:
+        return ""
+    return (f"rmdir --ignore-fail-on-non-empty {rules.updatedir}/* {rules.updatedir} (then spamd uses the packaged "
+            "rules)")
+
+
 # spamd compiles its rules at start-up and asks DNS while doing so (the fresh.fmb.la test queries); with DNS
 # silently dropped it waits out SpamAssassin's rbl_timeout (15 s, Mail::SpamAssassin::Conf) before it serves
 # — measured in the booted guest: "async: aborting after 15.001 s". That wait counts against TimeoutStartSec
