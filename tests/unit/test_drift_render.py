@@ -150,7 +150,10 @@ def test_render_is_a_function_of_the_view_alone() -> None:
     [change] = document["changes"]  # type: ignore[misc]
     assert change["before"] == {"type": "file", "mode": "0644", "uid": 0, "gid": 0, "owner": "root", "group": None,
                                 "size": 3, "sha256": "0" * 64, "text_omitted": None}  # no text, no MAC
-    assert change["after"] is None and change["causes"][0]["hint"] == restore.finding.hint
+    assert change["after"] is None
+    # the same command as the text's, the baseline filled in (the finding's own hint says FILE)
+    assert change["causes"][0]["hint"] == document["new_findings"][0]["hint"] == (  # type: ignore[index]
+        "`mailpreflight restore --baseline /var/b.json /etc/pam.d/dovecot`")
 
 
 def test_no_any_crosses_into_the_renderer() -> None:
