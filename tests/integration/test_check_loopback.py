@@ -140,7 +140,8 @@ def test_one_mirror_dead_is_degraded(tmp_path: Path, dns_server: ResolverConfig,
                      f"http://127.0.0.1:{port}/m1\nhttp://127.0.0.1:{port}/dead\n")
     report = run_check(root, dns_server)
     assert sa_verdict(report) == ("degraded", "0", "ok")
-    assert any(f.code == "MP202" for f in report.findings)
+    [mp202] = [f for f in report.findings if f.code == "MP202"]
+    assert "`mailpreflight firewall spamd.service` lists it" in mp202.hint  # a command, not only advice
     assert f"http://127.0.0.1:{port}/m1/{REVISION}.tar.gz.sha512" in [p.target for p in report.probes]
 
 

@@ -292,10 +292,16 @@ def test_sa_update_as_root_where_distribution_uses_its_own_user(tmp_path: Path) 
 def test_rule_directories_of_other_versions(tmp_path: Path) -> None:
     root = sa_root(tmp_path, SPAMD.format(pre="ExecStartPre=-/usr/bin/sa-update"),
                    **{"/var/lib/spamassassin/3.004006/updates_spamassassin_org.cf": "# UPDATE version 1\n"})
-    found = codes(run(root))
+    result = run(root)
+    found = codes(result)
     assert found["MP107"] == "info" and "MP106" not in found
-    found = codes(run(root, sa_version="4.000002"))
-    assert found["MP106"] == "warning"
+    assert [f.hint for f in result.findings if f.code == "MP107"] == [
+        "leftovers of an upgrade, not used; remove them: rm -r /var/lib/spamassassin/3.004006"]
+    result = run(root, sa_version="4.000002")
+    assert codes(result)["MP106"] == "warning"
+    # the command to run by hand is the unit's (the directory to rmdir does not exist yet: that is MP116's hint)
+    [hint] = [f.hint for f in result.findings if f.code == "MP106"]
+    assert hint.endswith(": /usr/bin/sa-update") and "rmdir" not in hint
 
 
 @pytest.mark.parametrize(("unit_section", "code"), [

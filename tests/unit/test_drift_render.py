@@ -150,7 +150,10 @@ def test_render_is_a_function_of_the_view_alone() -> None:
     [change] = document["changes"]  # type: ignore[misc]
     assert change["before"] == {"type": "file", "mode": "0644", "uid": 0, "gid": 0, "owner": "root", "group": None,
                                 "size": 3, "sha256": "0" * 64, "text_omitted": None}  # no text, no MAC
-    assert change["after"] is None and change["causes"][0]["hint"] == restore.finding.hint
+    assert change["after"] is None
+    # the same command as the text's, the baseline filled in (the finding's own hint says FILE)
+    assert change["causes"][0]["hint"] == document["new_findings"][0]["hint"] == (  # type: ignore[index]
+        "`mailpreflight restore --baseline /var/b.json /etc/pam.d/dovecot`")
 
 
 def test_no_any_crosses_into_the_renderer() -> None:
@@ -180,3 +183,19 @@ def test_no_any_crosses_into_the_renderer() -> None:
     walk(model.DriftView)
     assert {model.ChangeView, model.FileRecord, model.TrackedFindingView, model.Finding, model.HostRecord} <= seen
     assert untyped == []
+
+
+def test_drift_names_no_restore_the_baseline_cannot_do() -> None:
+    """A restore hint for a path the baseline holds stays (drift fills in the file); for one it does not hold,
+    `restore` would refuse ("not in the baseline"): the hint says so instead."""
+    from mailpreflight.auth.check import TrackedFinding
+    from mailpreflight.baseline.drift import _view
+    from mailpreflight.model import Finding, Severity
+
+    hint = "put /etc/pam.d/pop back: `mailpreflight restore --baseline FILE /etc/pam.d/pop` from a snapshot"
+    issue = TrackedFinding(Finding("MP301", Severity.WARNING, "cyrus-imapd.service", "falls back", hint), "pam:pop",
+                           ("/etc/pam.d/pop",))
+    held = {"/etc/pam.d/pop": None}
+    assert _view(issue, held).finding.hint == hint  # type: ignore[arg-type]
+    assert _view(issue, {}).finding.hint == ("recreate /etc/pam.d/pop: this baseline does not hold it (it was not "
+                                             "recorded when the snapshot was taken)")

@@ -126,6 +126,23 @@ def test_missing_required_module_and_include(tmp_path: Path) -> None:
     assert severity == "critical" and "includes 'common-account-old', which is not there" in message
 
 
+def test_missing_common_file_on_debian_names_pam_auth_update(tmp_path: Path) -> None:
+    """Debian's common-* files are pam-auth-update's (libpam-runtime's postinst): missing, it writes them again."""
+    root = leap15(tmp_path)
+    write(root, "/etc/os-release", "ID=debian\n")
+    write(root, "/etc/pam.d/imap", "auth include common-auth\naccount include common-account-old\n")
+    (root / "etc/pam.d/common-auth").unlink()
+    hints = {i.finding.message.split("includes ")[1][:22]: i.finding.hint
+             for i in analyze_auth(RootFS(str(root))).issues if i.finding.code == "MP303"}
+    assert hints == {"'common-account-old', ": "restore the included file or fix the line",  # not pam-auth-update's
+                     "'common-auth', which i": "restore the included file or fix the line"}  # no pam-auth-update
+    write(root, "/usr/sbin/pam-auth-update", "#!/usr/bin/perl\n")
+    hints = {i.finding.message.split("includes ")[1][:22]: i.finding.hint
+             for i in analyze_auth(RootFS(str(root))).issues if i.finding.code == "MP303"}
+    assert hints["'common-auth', which i"] == ("pam-auth-update --package (writes /etc/pam.d/common-auth and the other "
+                                               "common-* files from /usr/share/pam-configs)")
+
+
 def test_rpmsave_leftover_names_the_restore(tmp_path: Path) -> None:
     root = leap15(tmp_path, imap_smtp=False)
     write(root, "/etc/pam.d/imap.rpmsave", "auth sufficient pam_sss.so\n")

@@ -85,8 +85,16 @@ def test_an_existing_keyring_needs_no_write(tmp_path: Path) -> None:
 
 
 def test_no_gpg_installed(tmp_path: Path) -> None:
-    result = analyzed(root(tmp_path, gpg=False))
+    result = analyzed(root(tmp_path / "unknown", gpg=False))
     assert "gpg required but not found" in (early_death(sa_local(result), result.startup) or "")
+    hints = {f.hint for f in result.findings if f.code == "MP115"}
+    assert hints == {"apt-get install gpg (or zypper install gpg2)"}  # no os-release: both
+    # the root's own package manager only: zypper is no command on Debian, nor apt-get on openSUSE
+    for os_id, hint in (("debian", "apt-get install gpg"), ("opensuse-leap", "zypper install gpg2")):
+        result = analyzed(root(tmp_path / os_id, gpg=False, **{"/etc/os-release": f"ID={os_id}\n",
+                                                              "/usr/lib/systemd/system/spamd.service":
+                                                              SPAMD.format(extra="")}))
+        assert {f.hint for f in result.findings if f.code == "MP115"} == {hint}
 
 
 def test_a_sketch_root_without_the_real_sa_update_claims_nothing(tmp_path: Path) -> None:
@@ -119,6 +127,10 @@ def test_rules_already_there_or_dir_left_empty(tmp_path: Path) -> None:
                                "always") is None
     empty = analyzed(root(tmp_path / "b", **{"/var/lib/spamassassin/4.000001/updates_spamassassin_org/x": ""}))
     assert "MP116" in {f.code for f in empty.findings}
+    # the fix of spamd's predicted failure is the command that removes what makes it fail, not the guard's
+    assert startup.spamd_fix(empty.startup) == ("rm -r /var/lib/spamassassin/4.000001 (it holds no rules; then spamd "
+                                                "uses the packaged rules)")
+    assert startup.spamd_fix(with_rules.startup) == ""
 
 
 def test_missing_programs(tmp_path: Path) -> None:
@@ -127,6 +139,19 @@ def test_missing_programs(tmp_path: Path) -> None:
     codes = {f.code: f for f in result.findings}
     assert "skipping" in codes["MP114"].message and "/opt/venv/bin/mailpreflight" in codes["MP114"].message
     assert "203/EXEC" in codes["MP113"].message
+    assert "dropin install" not in codes["MP114"].hint  # the unit's own line: no drop-in of ours to rebuild
+
+
+def test_missing_program_of_our_dropin(tmp_path: Path) -> None:
+    """A mailpreflight drop-in made on the host calls the host's path; in the guest, `dropin install --root`
+    makes it again (the hint says so only for our drop-in: for any other line that command has nothing to do)."""
+    result = analyzed(root(tmp_path, **{
+        "/etc/systemd/system/spamd.service.d/zz-mailpreflight.conf":
+            "[Service]\nExecStartPre=-/opt/venv/bin/mailpreflight guard -- true\n",
+        "/etc/systemd/system/spamd.service.d/local.conf": "[Service]\nExecStartPre=-/usr/local/bin/x\n"}))
+    hints = sorted(f.hint for f in result.findings if f.code == "MP114")
+    assert len(hints) == 2 and "dropin install spamd.service --root" in hints[0] and "/opt/venv" in hints[0]
+    assert "/usr/local/bin/x" in hints[1] and "dropin" not in hints[1]
 
 
 def test_spamd_dns_wait_counts_only_when_systemd_waits(tmp_path: Path) -> None:

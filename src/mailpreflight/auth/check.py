@@ -11,6 +11,7 @@ from mailpreflight.access.rootfs import RootFS
 from mailpreflight.auth import pam
 from mailpreflight.auth.services import AuthPath, Saslauthd, read_all
 from mailpreflight.model import AuthPathView, Finding, PamLineView, PamView, Severity
+from mailpreflight.units.distro import distribution
 from mailpreflight.units.loader import UnitLoader
 
 # saslauthd and dovecot call pam_authenticate and pam_acct_mgmt: the auth and account stacks decide a login.
@@ -195,7 +196,7 @@ def _service_issues(fs: RootFS, name: str, service: pam.PamService, users: list[
         elif problem.kind in ("missing-include", "include-loop"):
             issues.append(TrackedFinding(Finding(
                 "MP303", Severity.CRITICAL if fatal_here else Severity.WARNING, unit,
-                f"{who}: {where}: {problem.source}: {problem.detail}", "restore the included file or fix the line",
+                f"{who}: {where}: {problem.source}: {problem.detail}", _include_hint(fs, problem.path or ""),
                 evidence), f"include:{name}:{problem.path}", (problem.path or "", problem.source.rsplit(":", 1)[0])))
         else:
             issues.append(TrackedFinding(Finding(
@@ -203,6 +204,19 @@ def _service_issues(fs: RootFS, name: str, service: pam.PamService, users: list[
                 f"{who}: {where}: {problem.source}: {problem.detail}", "fix the line (pam.conf(5))", evidence),
                 f"line:{problem.source.rsplit(':', 1)[0]}:{problem.detail}", (problem.source.rsplit(":", 1)[0],)))
     return issues
+
+
+# Debian's common-* files are written by pam-auth-update (libpam-runtime's postinst runs it) from the profiles in
+# /usr/share/pam-configs: missing, they are made again by running it as the postinst does.
+PAM_AUTH_UPDATE = "/usr/sbin/pam-auth-update"
+PAM_AUTH_UPDATE_WRITES = frozenset(f"/etc/pam.d/common-{name}" for name in (
+    "auth", "account", "password", "session", "session-noninteractive"))
+
+
+def _include_hint(fs: RootFS, path: str) -> str:
+    if path in PAM_AUTH_UPDATE_WRITES and distribution(fs).debian and fs.lstat(PAM_AUTH_UPDATE) is not None:
+        return f"pam-auth-update --package (writes {path} and the other common-* files from /usr/share/pam-configs)"
+    return "restore the included file or fix the line"
 
 
 def _saved_copy(fs: RootFS, path: str) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -96,7 +97,7 @@ def compare(baseline_file: str, baseline: Baseline, fs: RootFS, other_host: bool
                 pairs.add((path, issue))
                 causes[path].append(issue)
     tied = {id(issue) for issues in causes.values() for issue in issues}
-    views = {id(issue): _view(issue) for issue in tracked}
+    views = {id(issue): _view(issue, before_files) for issue in tracked}
     new_views = tuple(views[id(issue)] for issue in new)
     changed = tuple(replace(change, causes=tuple(views[id(issue)] for issue in causes[change.path]))
                     for change in changes)
@@ -112,8 +113,19 @@ def _key(issue: TrackedFindingView) -> str:
     return f"{issue.finding.code}:{issue.subject}"
 
 
-def _view(issue: TrackedFinding) -> TrackedFindingView:
-    return TrackedFindingView(issue.finding, issue.subject, issue.paths)
+_RESTORE = re.compile(r"`mailpreflight restore --baseline FILE (/\S+)`")
+
+
+def _view(issue: TrackedFinding, before: Mapping[str, FileRecord]) -> TrackedFindingView:
+    """The finding; a hint to restore a path this baseline does not hold (e.g. /etc/pam.d/pop, which Debian does
+    not ship) says so instead of naming a restore that refuses."""
+    finding = issue.finding
+    missing = [m for m in _RESTORE.finditer(finding.hint) if m.group(1) not in before]
+    if missing:
+        path = missing[0].group(1)
+        finding = replace(finding, hint=f"recreate {path}: this baseline does not hold it (it was not recorded "
+                                        "when the snapshot was taken)")
+    return TrackedFindingView(finding, issue.subject, issue.paths)
 
 
 def _watched(changes: list[ChangeView], before: Mapping[str, FileRecord], units: set[str]) -> list[ChangeView]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 import stat
 from dataclasses import dataclass
 
@@ -127,8 +128,14 @@ def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout
             (f"{command.source}", worst.detail, timeout.learned_from),
         ))
     found += _sa_user(unit, fs, command, plan)
-    found += _sa_rule_dirs(unit, fs, plan)
+    found += _sa_rule_dirs(unit, fs, plan, command)
     return found
+
+
+def _as_unit_runs(command: FoundCommand) -> str:
+    """The command line to run by hand, as the user the start path runs it as."""
+    as_user = f"runuser -u {command.user} -- " if command.user not in (None, "root", "0") else ""
+    return as_user + shlex.join(command.argv)
 
 
 def _never_updates(plan: SaUpdatePlan) -> str | None:
@@ -173,7 +180,7 @@ def _sa_owner(fs: RootFS, updatedir: str) -> tuple[str | None, str | None]:
     return expected, owner
 
 
-def _sa_rule_dirs(unit: Unit, fs: RootFS, plan: SaUpdatePlan) -> list[Finding]:
+def _sa_rule_dirs(unit: Unit, fs: RootFS, plan: SaUpdatePlan, command: FoundCommand) -> list[Finding]:
     base = plan.updatedir.rsplit("/", 1)[0]
     versions = fs.memo(("_sa_rule_dirs", base), lambda: [
         d for d in fs.listdir(base) if d[:1].isdigit() and fs.is_dir(f"{base}/{d}")])
@@ -184,8 +191,9 @@ def _sa_rule_dirs(unit: Unit, fs: RootFS, plan: SaUpdatePlan) -> list[Finding]:
             f"no downloaded rules for the installed SpamAssassin {plan.sa_version} in {base}: spamd uses the "
             "rules shipped with the package only while that directory does not exist — an sa-update that fails "
             "after creating its channel directory leaves it empty, and spamd then exits 255 ('no rules were found')",
-            "run sa-update once by hand and check its exit status; after a failed run, remove the empty "
-            f"directory: rmdir --ignore-fail-on-non-empty {base}/{plan.sa_version}/* {base}/{plan.sa_version}",
+            # the directory does not exist yet: its rmdir is MP116's hint, once a failed run has left it empty
+            "run it once by hand as the unit does and check its exit status (0: rules installed, 1: none "
+            f"published yet; anything else leaves no rules): {_as_unit_runs(command)}",
             (f"installed version from {plan.version_source}", f"{base} holds: {', '.join(versions) or 'nothing'}"),
         ))
     stale = [v for v in versions if v != plan.sa_version]
@@ -193,7 +201,7 @@ def _sa_rule_dirs(unit: Unit, fs: RootFS, plan: SaUpdatePlan) -> list[Finding]:
         found.append(Finding(
             "MP107", Severity.INFO, unit.id,
             f"rule directories of other SpamAssassin versions remain in {base}: {', '.join(stale)}",
-            "leftovers of an upgrade; they are not used and can be removed",
+            "leftovers of an upgrade, not used; remove them: rm -r " + " ".join(f"{base}/{v}" for v in stale),
             tuple(f"{base}/{v}" for v in stale),
         ))
     return found

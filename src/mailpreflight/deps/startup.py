@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import shlex
 from dataclasses import dataclass
 
 from mailpreflight.access.rootfs import RootFS
@@ -28,6 +29,7 @@ from mailpreflight.deps.freshclam import ConfigError, config_error
 from mailpreflight.deps.risks import CommandDeps
 from mailpreflight.deps.satrust import SaTrust, read_trust
 from mailpreflight.model import Finding, Severity, Source
+from mailpreflight.units.distro import distribution
 from mailpreflight.units.loader import Unit
 from mailpreflight.units.sandbox import Sandbox, sandbox_of
 from mailpreflight.units.unit import service_type
@@ -78,6 +80,7 @@ class StartupFacts:
     spamd: SpamdRules | None = None  # set when the unit's ExecStart is spamd
     missing_programs: tuple[Skipped, ...] = ()
     config_errors: tuple[tuple[int, ConfigError], ...] = ()  # (index, why the tool stops on its config at once)
+    install_gpg: str = "apt-get install gpg (or zypper install gpg2)"  # the root's package manager's, when known
 
     def config_error_for(self, index: int) -> ConfigError | None:
         return next((error for i, error in self.config_errors if i == index), None)
@@ -181,6 +184,9 @@ def _installed_version(fs: RootFS) -> str | None:
 START_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost")
 
 
+OUR_DROPIN = "/zz-mailpreflight.conf"  # fix/dropin.py's DROPIN_NAME (deps does not import fix)
+
+
 def missing_programs(unit: Unit, fs: RootFS) -> tuple[Skipped, ...]:
     """Start-path commands whose program is not in the root (ExecReload=/ExecStop= do not decide a start)."""
     found = []
@@ -220,8 +226,9 @@ def startup_findings(unit: Unit, facts: StartupFacts, entries: list[CommandDeps]
                 "MP114", Severity.WARNING, unit.id,
                 f"{skipped.key}={skipped.path} does not exist in this root: systemd 252 logs 'Executable "
                 f"{skipped.path} missing, skipping' and records exit 0 — the command silently never runs",
-                f"install what provides {skipped.path}, or fix the path in {skipped.source.file} (for a "
-                f"mailpreflight drop-in: mailpreflight dropin install {unit.id} --root ROOT)",
+                f"install what provides {skipped.path}, or fix the path in {skipped.source.file}" + (
+                    f" (a mailpreflight drop-in made elsewhere: `mailpreflight dropin install {unit.id} --root ROOT` "
+                    "makes it for this root)" if skipped.source.file.endswith(OUR_DROPIN) else ""),
                 (str(skipped.source),)))
         else:
             found.append(Finding(
@@ -235,7 +242,7 @@ def startup_findings(unit: Unit, facts: StartupFacts, entries: list[CommandDeps]
             command = entries[index].command
             found.append(Finding("MP115", Severity.WARNING, unit.id, f"sa-update ({command.source}) never reaches "
                                  f"the network here: {reason}",
-                                 "apt-get install gpg (or zypper install gpg2)" if local.gpg_program is None else
+                                 facts.install_gpg if local.gpg_program is None else
                                  f"add ReadWritePaths={local.gpghomedir} to the unit (systemctl edit {unit.id}), or "
                                  f"give sa-update --gpghomedir under a writable directory",
                                  (str(command.source),)))
@@ -255,8 +262,8 @@ def startup_findings(unit: Unit, facts: StartupFacts, entries: list[CommandDeps]
             "MP116", Severity.CRITICAL, unit.id,
             f"spamd loads its rules from {rules.updatedir}, which exists but holds no rules: it exits 255 ('no "
             "rules were found') — typically left behind, empty, by a failed sa-update",
-            f"remove the empty directory (rmdir --ignore-fail-on-non-empty {rules.updatedir}/* {rules.updatedir}) "
-            "or run sa-update successfully once", (rules.updatedir,)))
+            f"remove it, as it holds no rules (rm -r {shlex.quote(rules.updatedir)}), or run sa-update "
+            "successfully once", (rules.updatedir,)))
     return found
 
 
@@ -266,4 +273,10 @@ def startup_facts(unit: Unit, fs: RootFS, entries: list[CommandDeps]) -> Startup
     version = next((e.plan.sa_version for e in entries if e.plan is not None and e.plan.sa_version), None)
     errors = tuple((index, error) for index, entry in enumerate(entries) if entry.command.tool == "freshclam"
                    and (error := config_error(fs, entry.command.argv)) is not None)
-    return StartupFacts(sandbox_of(unit), sa, spamd_rules(unit, fs, version), missing_programs(unit, fs), errors)
+    install_gpg = StartupFacts.install_gpg
+    if any(local.installed and local.gpg and local.gpg_program is None for _, local in sa):  # only for the hint
+        family = distribution(fs)
+        install_gpg = ("apt-get install gpg" if family.debian else "zypper install gpg2" if family.suse else
+                       install_gpg)
+    return StartupFacts(sandbox_of(unit), sa, spamd_rules(unit, fs, version), missing_programs(unit, fs), errors,
+                        install_gpg)

@@ -160,7 +160,8 @@ def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdatePr
                            tuple(verdicts))
     no_rules = startup.spamd_fails(facts, sa_runs, kind, restart) if facts else None
     if no_rules:
-        return UnitVerdict(result.unit.id, Prediction.FAIL, no_rules, tuple(verdicts))
+        return UnitVerdict(result.unit.id, Prediction.FAIL, no_rules, tuple(verdicts),
+                           startup.spamd_fix(facts) if facts else "")
     if unknown:
         return UnitVerdict(result.unit.id, Prediction.UNKNOWN, unknown, tuple(verdicts))
     return UnitVerdict(result.unit.id, Prediction.OK, "every start-path command is expected to succeed in time",
@@ -253,7 +254,9 @@ def _findings(results: list[UnitDeps], units: tuple[UnitVerdict, ...], runner: P
             if command.predicted is Prediction.DEGRADED:
                 found.append(Finding("MP202", Severity.WARNING, verdict.name,
                                      f"{command.command.tool} works, but some of its endpoints are dead: "
-                                     f"{command.reason}", "tell the endpoint's operator, or allow it in the firewall",
+                                     f"{command.reason}", "allow what it needs in the outgoing firewall "
+                                     f"(`mailpreflight firewall {verdict.name}` lists it); if it is allowed, tell "
+                                     "the endpoint's operator",
                                      (str(command.command.source),)))
         for finding in result.findings:  # static risks: what happens if the network fails
             severity = Severity.WARNING if finding.severity is Severity.CRITICAL else finding.severity

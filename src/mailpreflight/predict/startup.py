@@ -13,6 +13,8 @@ against a booted Debian 12 guest by tests/vm/).
 
 from __future__ import annotations
 
+import shlex
+
 from mailpreflight.deps.startup import SaUpdateLocal, StartupFacts, early_death
 from mailpreflight.model import CommandVerdict, Prediction
 
@@ -62,6 +64,16 @@ def spamd_fails(facts: StartupFacts, pre_verdicts: list[tuple[SaUpdateLocal, Com
                     f"creating {created}, left empty; spamd then loads its rules from {rules.updatedir} instead of "
                     f"the packaged ones and {outcome} — '|| true' or '-' forgive sa-update, not this")
     return None
+
+
+def spamd_fix(facts: StartupFacts) -> str:
+    """The command for spamd's empty rules directory (MP116's), or "" when there is none yet to remove."""
+    rules = facts.spamd
+    if rules is None or not rules.updatedir_exists or rules.updatedir_has_rules:
+        return ""
+    # rm -r, not rmdir: what a failed sa-update leaves may hold files (a channel dir with MIRRORED.BY) but no
+    # *.cf, and spamd still takes it; an rmdir of an already empty DIR/* glob would also exit 1
+    return f"rm -r {shlex.quote(rules.updatedir)} (it holds no rules; then spamd uses the packaged rules)"
 
 
 # spamd compiles its rules at start-up and asks DNS while doing so (the fresh.fmb.la test queries); with DNS

@@ -17,10 +17,10 @@ def to_json(view: DriftView) -> dict[str, object]:
         "host": _host(view.host),
         "changes": [{"path": c.path, "change": c.change.value, "details": list(c.details), "diff": c.diff,
                      "before": _public(c.before), "after": _public(c.after),
-                     "causes": [_finding(issue) for issue in c.causes]} for c in view.changes],
-        "new_findings": [_finding(issue) for issue in view.new],
-        "resolved_findings": [_finding(issue) for issue in view.resolved],
-        "persisting_findings": [_finding(issue) for issue in view.persisting],
+                     "causes": [_finding(view, issue) for issue in c.causes]} for c in view.changes],
+        "new_findings": [_finding(view, issue) for issue in view.new],
+        "resolved_findings": [_finding(view, issue) for issue in view.resolved],
+        "persisting_findings": [_finding(view, issue) for issue in view.persisting],
     }
 
 
@@ -33,10 +33,11 @@ def _public(entry: FileRecord | None) -> dict[str, object] | None:
     return None if entry is None else {k: v for k, v in entry.fields().items() if k != "text"}
 
 
-def _finding(issue: TrackedFindingView) -> dict[str, object]:
+def _finding(view: DriftView, issue: TrackedFindingView) -> dict[str, object]:
+    """As text: the hint with this baseline (and root) filled in, a command to run as it stands."""
     f = issue.finding
     return {"code": f.code, "severity": f.severity.value, "unit": f.unit, "subject": issue.subject,
-            "message": f.message, "hint": f.hint, "evidence": list(f.evidence), "paths": list(issue.paths)}
+            "message": f.message, "hint": _hint(view, issue), "evidence": list(f.evidence), "paths": list(issue.paths)}
 
 
 def _hint(view: DriftView, issue: TrackedFindingView) -> str:
