@@ -314,15 +314,22 @@ def _split_value(value: str) -> list[str]:
 
 def _replace_braced(word: str, values: dict[str, str]) -> str:
     """`${NAME}` replaced; `${NAME:...}` is syntax systemd 252 does not support: kept as written,
-    though references inside it are still replaced; an unclosed `${` stays."""
+    though references inside it are still replaced; an unclosed `${` stays.
+
+    The next `}` and `:` are looked up again only once passed: a word of many `${` without a `}` was
+    quadratic (each one searched the rest of the word)."""
     out: list[str] = []
     pos = 0
+    close = colon = -2  # the first `}` / `:` at or after an earlier position (-1: none), until passed
     while pos < len(word):
         if word.startswith("$$", pos):
             out.append("$")
             pos += 2
         elif word.startswith("${", pos):
-            close, colon = word.find("}", pos + 2), word.find(":", pos + 2)
+            if close != -1 and close < pos + 2:
+                close = word.find("}", pos + 2)
+            if colon != -1 and colon < pos + 2:
+                colon = word.find(":", pos + 2)
             if close < 0 or 0 <= colon < close:
                 out.append("${")
                 pos += 2
