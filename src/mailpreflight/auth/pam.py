@@ -278,7 +278,7 @@ def logical_lines(text: str) -> tuple[list[tuple[int, list[str]]], int | None, l
     """
     result: list[tuple[int, list[str]]] = []
     crossed: list[int] = []
-    pending: str | None = None
+    pending: list[str] | None = None  # the continued lines so far, joined once at the end (linear in the text)
     start = 0
     physical = text.split("\n")
     if physical[-1] == "":  # the newline that ends the last line starts no new one
@@ -292,9 +292,10 @@ def logical_lines(text: str) -> tuple[list[tuple[int, list[str]]], int | None, l
         line = raw.split("#", 1)[0]
         stripped = line.rstrip(" \t")
         if "#" not in raw and stripped.endswith("\\"):
-            pending = (pending or "") + stripped[:-1] + " "
+            pending = pending or []
+            pending += (stripped[:-1], " ")
             continue
-        words = _split((pending or "") + line)
+        words = _split("".join(pending) + line if pending else line)
         pending = None
         if words:
             result.append((start, words))

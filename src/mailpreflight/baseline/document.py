@@ -28,6 +28,7 @@ HINT = "use an untouched copy of the baseline, or take a new one with `mailprefl
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 _MODE = re.compile(r"[0-7]{4}")
 _CODE = re.compile(r"MP[0-9]{3}")
+_MACHINE_ID = re.compile(r"[0-9a-f]{32}\Z")
 _TOP = frozenset({"schema_version", "kind", "created", "mailpreflight_version", "root", "host", "truncated", "digest",
                   "salt", "files", "findings"})
 _REQUIRED = _TOP - {"digest", "salt"}
@@ -130,7 +131,10 @@ def _baseline(path: str, document: dict[str, object], key_id: str | None, salt: 
 def _host(host: object) -> HostRecord:
     if not isinstance(host, dict) or host.keys() != {"machine_id", "hostname", "os"}:
         raise _Invalid(("host",), "not an object of machine_id, hostname and os")
-    return HostRecord(*(_optional(host, key, ("host",)) for key in ("machine_id", "hostname", "os")))
+    machine_id, hostname, os_name = (_optional(host, key, ("host",)) for key in ("machine_id", "hostname", "os"))
+    # snapshot records a valid id or null (units/machineid.py); older versions recorded the file as it was
+    # ("uninitialized", anything a guest wrote): unknown, never shown or compared raw
+    return HostRecord(machine_id if machine_id and _MACHINE_ID.match(machine_id) else None, hostname, os_name)
 
 
 def _entry(name: str, entry: object, keyed: bool) -> FileRecord:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from mailpreflight.access.rootfs import RootFS
@@ -63,9 +63,13 @@ def _shown(value: str) -> str:
     return words if len(words) <= 64 else f"{words[:64]}..."
 
 
-def check_host(baseline_file: str, baseline: Baseline, fs: RootFS, other_host: bool) -> HostRecord:
-    """This root's host identity; refuses a baseline of another host unless told."""
+def check_host(baseline_file: str, baseline: Baseline, fs: RootFS, other_host: bool,
+               say: Callable[[str], None] | None = None) -> HostRecord:
+    """This root's host identity; refuses a baseline of another host unless told. `say` is told of a bad
+    /etc/machine-id (taken as unknown: the hostname decides)."""
     found = host_of(fs)
+    if found.problem and say is not None:
+        say(f"warning: {found.problem}")
     host = HostRecord(found.machine_id, found.hostname, found.os_name)
     mismatch = _same_host(baseline.host, host)
     if mismatch and not other_host:
@@ -75,9 +79,10 @@ def check_host(baseline_file: str, baseline: Baseline, fs: RootFS, other_host: b
 
 
 def compare(baseline_file: str, baseline: Baseline, fs: RootFS, other_host: bool = False,
-            digest_key: str | None = None) -> DriftView:
-    """`digest_key`: the key file the baseline's digests were made with (default: this host's)."""
-    host = check_host(baseline_file, baseline, fs, other_host)
+            digest_key: str | None = None, say: Callable[[str], None] | None = None) -> DriftView:
+    """`digest_key`: the key file the baseline's digests were made with (default: this host's); `say`: as for
+    check_host()."""
+    host = check_host(baseline_file, baseline, fs, other_host, say)
     digest = for_baseline(baseline_file, baseline, digest_key)  # the same key, or no comparison at all
     loader = UnitLoader(fs)
     found = analyse(loader)

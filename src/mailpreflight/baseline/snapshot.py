@@ -15,7 +15,7 @@ import os
 import posixpath
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from mailpreflight.deps.base import SYSTEMD_PATH
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.model import EntryType, FileRecord
 from mailpreflight.units.distro import os_release
+from mailpreflight.units.machineid import read_machine_id
 
 if TYPE_CHECKING:
     from mailpreflight.auth.check import TrackedFinding
@@ -100,19 +101,20 @@ MAIL_UNITS = (
 
 @dataclass(frozen=True)
 class Host:
-    machine_id: str | None
+    machine_id: str | None  # 32 lowercase hex digits (units/machineid.py), or None: unknown
     hostname: str | None
     os_name: str | None
+    problem: str | None = None  # why the root's /etc/machine-id is not used (not in the baseline)
 
     def to_json(self) -> dict[str, str | None]:
         return {"machine_id": self.machine_id, "hostname": self.hostname, "os": self.os_name}
 
 
 def host_of(fs: RootFS) -> Host:
-    machine_id = (fs.read_text("/etc/machine-id") or "").strip() or None
+    machine_id = read_machine_id(fs)
     hostname = ((fs.read_text("/etc/hostname") or fs.read_text("/etc/HOSTNAME") or "").strip().split("\n")[0]
                 or None)
-    return Host(machine_id, hostname, os_release(fs).get("PRETTY_NAME") or None)
+    return Host(machine_id.value, hostname, os_release(fs).get("PRETTY_NAME") or None, machine_id.problem)
 
 
 def _names(fs: RootFS, path: str) -> dict[int, str]:
@@ -422,21 +424,25 @@ def _program(fs: RootFS, command: FoundCommand) -> str | None:
     return None
 
 
-def take(fs: RootFS, root_label: str, digest: Digest) -> dict[str, Any]:
-    """The whole baseline document; `digest`: the host's key (digestkey.load_or_create)."""
+def take(fs: RootFS, root_label: str, digest: Digest, say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The whole baseline document; `digest`: the host's key (digestkey.load_or_create); `say` is told of a bad
+    /etc/machine-id (recorded as unknown)."""
     from mailpreflight.units.loader import UnitLoader
 
     loader = UnitLoader(fs)
     found = analyse(loader)
     tracked = found.tracked
     files, truncated = collect(fs, digest, (*found.units, *found.modules), found.depends)
+    host = host_of(fs)
+    if host.problem and say is not None:
+        say(f"warning: {host.problem}")
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
         "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "mailpreflight_version": __version__,
         "root": root_label,
-        "host": host_of(fs).to_json(),
+        "host": host.to_json(),
         "truncated": truncated,
         "digest": digest.to_json(),  # every sha256 is HMAC-SHA256(host key, content); the key is not here
         "files": {path: stored(entry) for path, entry in files.items()},

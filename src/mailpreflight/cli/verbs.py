@@ -245,7 +245,7 @@ def _snapshot(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.baseline.digestkey import default_key_path, load_or_create
     from mailpreflight.baseline.snapshot import take
 
-    document = take(_root(args), _label(args), load_or_create(args.digest_key or default_key_path()))
+    document = take(_root(args), _label(args), load_or_create(args.digest_key or default_key_path()), env.say)
     text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
     if not args.output:
         env.out(text, end="")
@@ -267,7 +267,7 @@ def _drift(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.render.drift import render_text, to_json
 
     baseline = load_baseline(args.baseline)
-    result = drift.compare(args.baseline, baseline, _root(args), args.other_host, args.digest_key)
+    result = drift.compare(args.baseline, baseline, _root(args), args.other_host, args.digest_key, env.say)
     env.out(json.dumps(to_json(result), indent=2, ensure_ascii=False) if args.format == "json"
             else render_text(result))
     return result.status
@@ -281,7 +281,7 @@ def _restore(args: argparse.Namespace, env: Environment) -> Status:
 
     baseline = load_baseline(args.baseline)
     fs = _root(args)
-    drift.check_host(args.baseline, baseline, fs, args.other_host)
+    drift.check_host(args.baseline, baseline, fs, args.other_host, env.say)
     digest = for_baseline(args.baseline, baseline, args.digest_key)
     if digest.key is None:
         env.say(f"{args.baseline}: taken before digest keys: its entries cannot be checked for changes made since")

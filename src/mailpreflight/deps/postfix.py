@@ -39,8 +39,9 @@ EXPANSION_MAX = 64 * 1024  # characters: a value doubling at each of 20 levels w
 
 
 def read_main_cf(text: str) -> dict[str, tuple[str, int]]:
-    """name -> (raw value, line where the setting starts)."""
-    settings: dict[str, tuple[str, int]] = {}
+    """name -> (raw value, line where the setting starts). A value continued on many lines is joined once:
+    linear in the text (it was copied again for each continuation line)."""
+    settings: dict[str, tuple[list[str], int]] = {}  # the value's parts: its first line's, then continuations
     name: str | None = None
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
@@ -48,8 +49,7 @@ def read_main_cf(text: str) -> dict[str, tuple[str, int]]:
             continue
         if line[0] in " \t":
             if name is not None:
-                value, start = settings[name]
-                settings[name] = (f"{value} {stripped}".strip(), start)
+                settings[name][0].append(stripped)
             continue
         key, equals, value = line.partition("=")
         key = key.strip()
@@ -57,8 +57,9 @@ def read_main_cf(text: str) -> dict[str, tuple[str, int]]:
             name = None  # postfix warns and ignores a line that is not name = value
             continue
         name = key
-        settings[name] = (value.strip(), number)
-    return settings
+        value = value.strip()
+        settings[name] = ([value] if value else [], number)
+    return {name: (" ".join(parts), start) for name, (parts, start) in settings.items()}
 
 
 def expand(value: str, settings: dict[str, tuple[str, int]], depth: int = 0) -> str | None:

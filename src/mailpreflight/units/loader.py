@@ -19,6 +19,8 @@ from mailpreflight.model import Source
 from mailpreflight.units import environ, generators
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.index import SearchIndex
+from mailpreflight.units.machineid import PATH as MACHINE_ID_PATH
+from mailpreflight.units.machineid import read_machine_id
 from mailpreflight.units.searchpath import os_release, search_paths_for, systemd_version
 from mailpreflight.units.settings import Settings, verify_service
 from mailpreflight.units.specifiers import (
@@ -71,6 +73,7 @@ class UnitLoader:
         # An offline root's /run is empty: what its generators would write there at boot is read instead.
         self.generated = generators.at_boot(self.fs, self.search_paths) if run_generators else None
         self.fs = generators.with_generated(self.fs, self.generated)
+        self.machine_id_problem: str | None = None  # a bad /etc/machine-id: %m is unknown, and why
         self.manager = manager or system_manager(self._host_facts())
         self._map: _NameMap | None = None
         self.index = SearchIndex(self.fs, self.search_paths)
@@ -79,11 +82,12 @@ class UnitLoader:
         self._parsed: dict[tuple[str, frozenset[str] | None], ParsedFile] = {}
 
     def _host_facts(self) -> dict[str, str]:
+        machine_id = read_machine_id(self.fs)  # validated: a guest's raw value never becomes %m
+        self.machine_id_problem = machine_id.problem
         if not self.fs.is_offline:
-            return host_facts_live()
+            return host_facts_live(machine_id.value)
         hostname = (self.fs.read_text("/etc/hostname") or "").strip() or None
-        machine_id = (self.fs.read_text("/etc/machine-id") or "").strip() or None
-        return host_facts_from_files(hostname, machine_id, os_release(self.fs))
+        return host_facts_from_files(hostname, machine_id.value, os_release(self.fs))
 
     # -- the name map ---------------------------------------------------------------------------
     def _name_map(self) -> _NameMap:
@@ -343,6 +347,8 @@ class UnitLoader:
             diagnostics.append(Diagnostic(
                 LogLevel.WARNING, f"{letters} depend on the running host and were left unexpanded",
                 Source(fragment or "", 0)))
+            if "m" in unknown and self.machine_id_problem:
+                diagnostics.append(Diagnostic(LogLevel.WARNING, self.machine_id_problem, Source(MACHINE_ID_PATH, 0)))
         return Unit(
             requested=requested, id=id_name.name, names=names, load_state=state, fragment_path=fragment,
             dropin_paths=dropins, assignments=tuple(settings.kept),

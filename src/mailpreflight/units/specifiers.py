@@ -65,12 +65,14 @@ def user_manager(env: Mapping[str, str], user: Mapping[str, str], host: Mapping[
     )
 
 
-def host_facts_live() -> dict[str, str]:
-    """Host values of the machine we run on (live analysis)."""
+def host_facts_live(machine_id: str | None) -> dict[str, str]:
+    """Host values of the machine we run on (live analysis); `machine_id`: its validated /etc/machine-id
+    (units/machineid.py), None when unknown."""
     facts: dict[str, str] = {"a": _architecture(platform.machine()), "v": platform.release()}
+    if machine_id:
+        facts["m"] = machine_id
     host = RootFS("/")  # read through the gate like any file a unit names: never a FIFO, at most 4 KiB
-    for letter, path in (("H", "/proc/sys/kernel/hostname"), ("m", "/etc/machine-id"),
-                         ("b", "/proc/sys/kernel/random/boot_id")):
+    for letter, path in (("H", "/proc/sys/kernel/hostname"), ("b", "/proc/sys/kernel/random/boot_id")):
         text = host.read_text(path, 4096)
         if text is None:
             continue
@@ -83,7 +85,8 @@ def host_facts_live() -> dict[str, str]:
 
 def host_facts_from_files(hostname: str | None, machine_id: str | None,
                           os_release: Mapping[str, str]) -> dict[str, str]:
-    """Host values of an offline guest, from its /etc/hostname, /etc/machine-id and os-release."""
+    """Host values of an offline guest, from its /etc/hostname, /etc/machine-id (validated: units/machineid.py)
+    and os-release."""
     facts: dict[str, str] = {}
     if hostname:
         facts["H"], facts["l"] = hostname, hostname.split(".")[0]
