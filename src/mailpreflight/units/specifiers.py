@@ -140,13 +140,16 @@ class Expander:
     name: UnitName
     manager: ManagerContext
     unknown_seen: set[str] = field(default_factory=set)
+    _table: dict[str, Callable[[], str]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def expand(self, text: str, max_length: int = LONG_LINE_MAX) -> str:
         if "%" not in text:
             if len(text) >= max_length:
                 raise SpecifierError("result too long")
             return text
-        table = _unit_table(self.name)
+        table = self._table
+        if table is None:  # built once per unit (was once per expanded word): the name never changes
+            table = self._table = _unit_table(self.name)
         out: list[str] = []
         chars = iter(text)
         for char in chars:
