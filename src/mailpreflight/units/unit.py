@@ -4,6 +4,7 @@ paths)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -51,17 +52,25 @@ class Unit:
     def masked(self) -> bool:
         return self.load_state is LoadState.MASKED
 
+    @cached_property
+    def _by_key(self) -> dict[tuple[str, str], tuple[Assignment, ...]]:
+        """The assignments of each (section, key), in order: values() and last() are asked a few dozen times per
+        unit (deps, check) and each used to scan them all."""
+        index: dict[tuple[str, str], list[Assignment]] = {}
+        for assignment in self.assignments:
+            index.setdefault((assignment.section, assignment.key), []).append(assignment)
+        return {where: tuple(found) for where, found in index.items()}
+
     def values(self, section: str, key: str) -> list[Assignment]:
         """Effective list of a list-type setting: everything after the last empty assignment."""
         found: list[Assignment] = []
-        for assignment in self.assignments:
-            if assignment.section == section and assignment.key == key:
-                found = [] if assignment.value == "" else [*found, assignment]
+        for assignment in self._by_key.get((section, key), ()):
+            found = [] if assignment.value == "" else [*found, assignment]
         return found
 
     def last(self, section: str, key: str) -> Assignment | None:
         """Effective value of a scalar setting: the last assignment wins."""
-        found = [a for a in self.assignments if a.section == section and a.key == key]
+        found = self._by_key.get((section, key))
         return found[-1] if found else None
 
 
