@@ -7,6 +7,7 @@ import posixpath
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import SYSTEMD_PATH
@@ -41,6 +42,13 @@ class _Context:
     depth: int = 0
     read_script: bool = True  # scripts are read one level deep only
     fates: tuple[StatusFate, ...] = ()  # what the script(s) around it do with its exit status, when they look
+
+def _with(context: _Context, **changes: Any) -> _Context:
+    """dataclasses.replace() of a _Context without its introspection of the fields on every call (several per
+    command; a fleet's units are thousands of commands): the same fields, some of them changed."""
+    new = object.__new__(_Context)
+    new.__dict__.update(context.__dict__, **changes)
+    return new
 
 
 def discover(unit: Unit, fs: RootFS) -> list[FoundCommand]:
@@ -77,7 +85,7 @@ def _unwrap(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand
         inner = handler(argv, context)
         if inner is not None:
             inner_argv, inner_context = inner
-            return _unwrap(inner_argv, replace(inner_context, depth=context.depth + 1), fs)
+            return _unwrap(inner_argv, _with(inner_context, depth=context.depth + 1), fs)
     if tool in SHELLS:
         return _shell(argv, context, fs)
     script = _script_path(argv[0], fs, context.env) if context.read_script else None
@@ -89,7 +97,7 @@ def _unwrap(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand
     text = _read_script(fs, script)
     if text is None:
         return [own]
-    inner_context = replace(context, via=(*context.via, script), read_script=False)
+    inner_context = _with(context, via=(*context.via, script), read_script=False)
     ends: list[str] = []
     runs = _script_commands(text, script, argv[1:], inner_context, fs, first_line_offset=0, ends=ends)
     return [replace(own, script=script, ends=ends[0] if ends else ""), *runs]
@@ -116,11 +124,11 @@ def _shell(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand]
         text = _read_script(fs, path) if path and context.read_script else None
         if path is None or text is None:
             return [_plain(argv, context)]
-        inner = replace(context, via=(*context.via, path), read_script=False)
+        inner = _with(context, via=(*context.via, path), read_script=False)
         return _script_commands(text, path, words, inner, fs, first_line_offset=0)
     if script is None:
         return [_plain(argv, context)]
-    inner = replace(context, via=(*context.via, f"{posixpath.basename(argv[0])} -c"))
+    inner = _with(context, via=(*context.via, f"{posixpath.basename(argv[0])} -c"))
     # `sh -e -c ...`: the same as a script starting with `set -e` (and the line numbers stay).
     return _script_commands(("set -e; " if errexit else "") + script, None, args, inner, fs, first_line_offset=0)
 
@@ -142,11 +150,11 @@ def _script_commands(text: str, path: str | None, args: Sequence[str], context: 
         # The script names the line that looks at the status; where that is, as the guest sees it.
         fates = tuple(replace(f, where=f"{path}:{int(f.where) + first_line_offset}" if path else str(context.source))
                       for f in command.status_fates)
-        inner = replace(
+        inner = _with(
             context, source=source, tolerated=context.tolerated or command.tolerated,
             why=context.why + tuple(command.why), env={**env, **command.assignments},
             fates=compose(context.fates, fates))
-        found.extend(_unwrap(list(command.argv), replace(inner, depth=context.depth + 1), fs))
+        found.extend(_unwrap(list(command.argv), _with(inner, depth=context.depth + 1), fs))
     return found
 
 
@@ -286,7 +294,7 @@ def _env(argv: list[str], context: _Context) -> tuple[list[str], _Context] | Non
         elif not word.startswith("-"):
             break
         rest.pop(0)
-    return (rest, replace(context, env=env, via=(*context.via, "env"))) if rest else None
+    return (rest, _with(context, env=env, via=(*context.via, "env"))) if rest else None
 
 
 Handler = Callable[[list[str], "_Context"], "tuple[list[str], _Context] | None"]
@@ -297,7 +305,7 @@ def _simple(with_value: frozenset[str], positional: int = 0) -> Handler:
     def handler(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:
         rest = _after_options(argv[1:], with_value)[positional:]
         name = posixpath.basename(argv[0])
-        return (rest, replace(context, via=(*context.via, name))) if rest else None
+        return (rest, _with(context, via=(*context.via, name))) if rest else None
     return handler
 
 
@@ -333,9 +341,9 @@ def _runuser(argv: list[str], context: _Context) -> tuple[list[str], _Context] |
     via = (*context.via, name)
     if script is not None:
         who = user or (positional[0] if positional else "root")
-        return [shell, "-c", script], replace(context, user=who, via=via)
+        return [shell, "-c", script], _with(context, user=who, via=via)
     if user is not None and positional:
-        return positional, replace(context, user=user, via=via)
+        return positional, _with(context, user=user, via=via)
     return None
 
 
@@ -351,7 +359,7 @@ def _sudo(argv: list[str], context: _Context) -> tuple[list[str], _Context] | No
         elif word in ("-g", "--group", "-C", "--close-from", "-h", "--host", "-p", "--prompt", "-r", "--role",
                       "-t", "--type", "-D", "--chdir") and rest:
             rest.pop(0)
-    return (rest, replace(context, user=user, via=(*context.via, "sudo"))) if rest else None
+    return (rest, _with(context, user=user, via=(*context.via, "sudo"))) if rest else None
 
 
 def _chpst(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:
@@ -364,7 +372,7 @@ def _chpst(argv: list[str], context: _Context) -> tuple[list[str], _Context] | N
             value = rest.pop(0)
             if word in ("-u", "-U"):
                 user = value.lstrip(":").split(":", 1)[0]
-    return (rest, replace(context, user=user, via=(*context.via, "chpst"))) if rest else None
+    return (rest, _with(context, user=user, via=(*context.via, "chpst"))) if rest else None
 
 
 def _start_stop_daemon(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:
@@ -390,14 +398,14 @@ def _start_stop_daemon(argv: list[str], context: _Context) -> tuple[list[str], _
             user = value.split(":", 1)[0]
     if executable is None:
         return None
-    return [executable, *args], replace(context, user=user, via=(*context.via, "start-stop-daemon"))
+    return [executable, *args], _with(context, user=user, via=(*context.via, "start-stop-daemon"))
 
 
 def _flock(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:
     rest = _after_options(argv[1:], frozenset({"-w", "--timeout", "-E", "--conflict-exit-code"}))
     if len(rest) >= 3 and rest[1] in ("-c", "--command"):
-        return ["/bin/sh", "-c", rest[2]], replace(context, via=(*context.via, "flock"))
-    return (rest[1:], replace(context, via=(*context.via, "flock"))) if len(rest) > 1 else None
+        return ["/bin/sh", "-c", rest[2]], _with(context, via=(*context.via, "flock"))
+    return (rest[1:], _with(context, via=(*context.via, "flock"))) if len(rest) > 1 else None
 
 
 _WRAPPERS: dict[str, Handler] = {

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import Any
 
 from mailpreflight.deps.shell.expand import ASSIGN, VARIABLE, Expansion, split_fields
 from mailpreflight.deps.shell.lexer import Tok, lex
@@ -90,10 +91,18 @@ class _Ctx:
     fallback: tuple[str, tuple[StatusFate, ...]] | None = None  # `cmd || rc=$?`: (rc, what reading rc does)
 
     def absorb(self, reason: str) -> _Ctx:
-        return self if reason in self.why else replace(self, why=(*self.why, reason))
+        return self if reason in self.why else _with(self, why=(*self.why, reason))
 
     def guard(self) -> _Ctx:
-        return replace(self, guarded=True, main=False)
+        return _with(self, guarded=True, main=False)
+
+
+def _with(ctx: _Ctx, **changes: Any) -> _Ctx:
+    """dataclasses.replace() of a _Ctx without its introspection of the fields on every call (the reader makes a
+    few per command; a fleet's units are thousands of commands): the same fields, some of them changed."""
+    new = object.__new__(_Ctx)
+    new.__dict__.update(ctx.__dict__, **changes)
+    return new
 
 
 _PARSED: dict[tuple[str, int], tuple[List, tuple[str, ...]]] = {}
@@ -156,7 +165,7 @@ class _Reader(Expansion):
     def _sub_ctx(self, ctx: _Ctx) -> _Ctx:
         """Inside a subshell: its exit status stands where the subshell stands."""
         why = self._effective(ctx)
-        return replace(ctx, why=why, exit_why=why, main=False)
+        return _with(ctx, why=why, exit_why=why, main=False)
 
     def _list(self, statements: List, ctx: _Ctx) -> None:
         items = statements.items
@@ -173,18 +182,18 @@ class _Reader(Expansion):
             following = items[index + 1][0] if index + 1 < len(items) else None
             passes = self._flow_end(following) if following is not None else None
             if background:
-                sub = replace(self._sub_ctx(ctx.guard()).absorb("background"), background=True)
-                sub = replace(sub, exit_why=sub.why)
+                sub = _with(self._sub_ctx(ctx.guard()).absorb("background"), background=True)
+                sub = _with(sub, exit_why=sub.why)
             elif ends or following is None or (passes is not None and passes[0] in ("exit", "return")
                                                   and passes[1] in ("", "$?")):
                 sub = ctx  # the last statement, or followed by a plain `exit` that passes its status on
             elif any("$?" in w or "${?}" in w for w in leading_words(following)):
-                sub = replace(ctx.absorb(CHECKED), fates=self._checked(items, index + 1, ctx))
+                sub = _with(ctx.absorb(CHECKED), fates=self._checked(items, index + 1, ctx))
             elif (kept := self._kept_status(statement, items, index + 1, ctx)) is not None:
-                sub = replace(ctx, fallback=kept)  # `cmd || rc=$?`, then a look at $rc
+                sub = _with(ctx, fallback=kept)  # `cmd || rc=$?`, then a look at $rc
             else:
                 sub = ctx.absorb("not the last command")
-            self._and_or(statement, sub if sub is ctx else replace(sub, negated_why=None))
+            self._and_or(statement, sub if sub is ctx else _with(sub, negated_why=None))
             if ends:
                 break
 
@@ -300,7 +309,7 @@ class _Reader(Expansion):
         """Context of a command whose failure runs `then` next (what follows `||`, the branch an `if` takes):
         tolerated for `reason`, unless `then` always exits non-zero."""
         if reason == _OR and isinstance(then, AndOr) and ctx.fallback and status_name(then) == ctx.fallback[0]:
-            return replace(ctx.absorb(CHECKED), fates=ctx.fallback[1], fallback=None).guard()
+            return _with(ctx.absorb(CHECKED), fates=ctx.fallback[1], fallback=None).guard()
         if reason == _OR and isinstance(then, AndOr) and len(then.pipes[0].cmds) == 1:
             cmd = then.pipes[0].cmds[0]
             if isinstance(cmd, Simple) and cmd.words[0].text in _TRUE and not then.pipes[0].negated:
@@ -308,7 +317,7 @@ class _Reader(Expansion):
         end = self._flow_end(then) if then is not None else None
         if end is not None and end[0] in ("exit", "return", "status"):
             if end[1] != "0":
-                return replace(ctx, why={"exit": ctx.exit_why, "return": ctx.return_why}.get(end[0], ctx.why)).guard()
+                return _with(ctx, why={"exit": ctx.exit_why, "return": ctx.return_why}.get(end[0], ctx.why)).guard()
             if reason == _OR and end[0] != "status":
                 reason = f"'|| {end[0]} 0'"
         return ctx.absorb(reason).guard()
@@ -323,12 +332,12 @@ class _Reader(Expansion):
                 sub = ctx.guard() if rescue is None else self._on_failure(AndOr([pipes[rescue + 1]], []), ctx, _OR)
                 # `! cmd` succeeding ends the list with status 0 unless an `&&` follows.
                 ends_ok = "&&" not in ops[index:]
-                sub = replace(sub, negated_why=ctx.negated_why if ends_ok else None)
-            self._pipeline(pipe, sub if index == 0 else replace(sub, main=False))
+                sub = _with(sub, negated_why=ctx.negated_why if ends_ok else None)
+            self._pipeline(pipe, sub if index == 0 else _with(sub, main=False))
 
     def _pipeline(self, pipe: Pipe, ctx: _Ctx) -> None:
         if pipe.negated and ctx.negated_why is not None:  # `if ! cmd; then exit 1; fi`: cmd failing exits
-            ctx = replace(ctx, why=ctx.negated_why, negated_why=None).guard()
+            ctx = _with(ctx, why=ctx.negated_why, negated_why=None).guard()
         elif pipe.negated:
             ctx = ctx.absorb("'!' negation").guard()
         for index, cmd in enumerate(pipe.cmds):
@@ -355,10 +364,10 @@ class _Reader(Expansion):
                 last = index == len(node.clauses) - 1 and node.orelse is not None
                 otherwise = self._on_failure(Group(node.orelse, False) if last and node.orelse else None, ctx, _IF)
                 negated = self._on_failure(Group(body, False), ctx, _IF)
-                self._list(cond, replace(otherwise, negated_why=negated.why))
-                self._list(body, replace(ctx, main=False))
+                self._list(cond, _with(otherwise, negated_why=negated.why))
+                self._list(body, _with(ctx, main=False))
             if node.orelse is not None:
-                self._list(node.orelse, replace(ctx, main=False))
+                self._list(node.orelse, _with(ctx, main=False))
         elif isinstance(node, Loop):
             if node.cond is not None:
                 self._list(node.cond, ctx.absorb("while/until condition").guard())
@@ -367,11 +376,11 @@ class _Reader(Expansion):
                 single = len(values) == 1 and not any(c in values[0] for c in "*?[")  # a glob may be many
                 self._assign({node.var: values[0] if single else None})
             # Simplification: a body is read once; it stands where the loop stands.
-            self._list(node.body, replace(ctx.absorb("loop body") if ctx.why else ctx, main=False))
+            self._list(node.body, _with(ctx.absorb("loop body") if ctx.why else ctx, main=False))
         elif isinstance(node, Case):
             self._expand([node.subject] if node.subject else [], ctx)
             for branch in node.branches:
-                self._list(branch, replace(ctx, main=False))
+                self._list(branch, _with(ctx, main=False))
         else:
             self.functions[node.name] = node.body
 
@@ -461,7 +470,7 @@ class _Reader(Expansion):
             return
         self.depth += 1
         try:
-            self._command(self.functions[name], replace(ctx, return_why=self._effective(ctx)))
+            self._command(self.functions[name], _with(ctx, return_why=self._effective(ctx)))
         finally:
             self.depth -= 1
 
