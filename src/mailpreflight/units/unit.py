@@ -4,8 +4,8 @@ paths)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from enum import StrEnum
+from functools import cached_property
 from typing import NamedTuple
 
 from mailpreflight.model import Source
