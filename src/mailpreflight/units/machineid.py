@@ -1,6 +1,7 @@
-"""A root's /etc/machine-id, read as systemd reads it (id128_read_fd() and sd_id128_from_string() of systemd
-252): 32 hexadecimal digits or the UUID form (8-4-4-4-12), optionally followed by one newline and nothing
-else. An empty file and `uninitialized` are what first-boot images ship (the id is made at first boot), and
+"""A root's /etc/machine-id, read as systemd reads it (sd_id128_get_machine(): id128_read() with
+ID128_FORMAT_PLAIN, then sd_id128_from_string(), systemd 252): 32 hexadecimal digits in either case, optionally
+followed by one newline and nothing else; the UUID form (8-4-4-4-12), which other id files may hold, is refused
+for this one. An empty file and `uninitialized` are what first-boot images ship (the id is made at first boot), and
 all zeros is no id: each leaves the id unknown, silently. Anything else is a guest's bad value: reported, and
 unknown too. A known id is always 32 lowercase hexadecimal digits (sd_id128_to_string(), what %m gives), so
 it is safe in a file name, an error message or any output; a guest's raw value never is.
@@ -16,7 +17,7 @@ from mailpreflight.access.rootfs import GuestFileRefused, RootFS
 PATH = "/etc/machine-id"
 READ_LIMIT = 4096  # systemd reads at most 38 bytes; anything this big is not an id
 _HEX = "[0-9a-fA-F]"
-_ID = re.compile(rf"({_HEX}{{32}}|{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})\n?\Z")
+_ID = re.compile(rf"({_HEX}{{32}})\n?\Z")
 _FIRST_BOOT = ("", "uninitialized", "uninitialized\n")
 
 
@@ -34,7 +35,7 @@ def parse_machine_id(text: str) -> MachineId:
     if found is None:
         return MachineId(None, f"{PATH} is not a machine ID (32 hexadecimal digits, as systemd writes it): "
                                f"{quoted(text)}; the host's machine ID is taken as unknown")
-    value = found.group(1).replace("-", "").lower()
+    value = found.group(1).lower()
     return MachineId(None if value == "0" * 32 else value)
 
 
