@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from systemd_lab import UserManagerLab, unavailable_reason
+from systemd_lab import LabError, UserManagerLab, unavailable_reason
 
 HERE = Path(__file__).resolve().parent
 
@@ -27,6 +27,21 @@ def systemd_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserManage
         pytest.skip(f"systemd lab unavailable: {reason}")
     with UserManagerLab(tmp_path_factory.mktemp("sdlab")) as lab:
         yield lab
+
+
+@pytest.fixture(scope="session")
+def journald_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserManagerLab]:
+    """A lab with its own private systemd-journald (UserManagerLab(..., journald=True)), shared by the session."""
+    reason = unavailable_reason(journald=True)
+    if reason:
+        pytest.skip(f"systemd lab with journald unavailable: {reason}")
+    try:
+        with UserManagerLab(tmp_path_factory.mktemp("sdlab-journal"), journald=True) as lab:
+            yield lab
+    except LabError as e:
+        if "journald" in str(e) and "refusing: cgroup" not in str(e):
+            pytest.skip(f"cannot start the lab's private systemd-journald: {e}")
+        raise
 
 
 @pytest.fixture

@@ -19,13 +19,12 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from systemd_lab import LabError, UserManagerLab, unavailable_reason
+from systemd_lab import UserManagerLab
 
 UNIT = "mpj-update.service"
 
@@ -48,17 +47,8 @@ def journal_messages(lab: UserManagerLab, *args: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserManagerLab]:
-    reason = unavailable_reason(journald=True)
-    if reason:
-        pytest.skip(f"systemd lab with journald unavailable: {reason}")
-    try:
-        with UserManagerLab(tmp_path_factory.mktemp("sdlab-journal"), journald=True) as lab:
-            yield lab
-    except LabError as e:
-        if "journald" in str(e) and "refusing: cgroup" not in str(e):
-            pytest.skip(f"cannot start the lab's private systemd-journald: {e}")
-        raise
+def lab(journald_lab: UserManagerLab) -> UserManagerLab:
+    return journald_lab  # tests/integration/conftest.py: one lab with its own journald for the session
 
 
 @pytest.fixture(scope="module")

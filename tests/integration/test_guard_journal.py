@@ -11,11 +11,10 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from systemd_lab import LabError, UserManagerLab, unavailable_reason
+from systemd_lab import UserManagerLab
 
 from mailpreflight.fix import dropin, inguest
 
@@ -24,17 +23,8 @@ LOGGED = "mpg-logged.service"
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserManagerLab]:
-    reason = unavailable_reason(journald=True)
-    if reason:
-        pytest.skip(f"systemd lab with journald unavailable: {reason}")
-    try:
-        with UserManagerLab(tmp_path_factory.mktemp("sdlab-guard"), journald=True) as lab:
-            yield lab
-    except LabError as e:
-        if "journald" in str(e) and "refusing: cgroup" not in str(e):
-            pytest.skip(f"cannot start the lab's private systemd-journald: {e}")
-        raise
+def lab(journald_lab: UserManagerLab) -> UserManagerLab:
+    return journald_lab  # tests/integration/conftest.py: one lab with its own journald for the session
 
 
 def entries(lab: UserManagerLab, *match: str, want: str, timeout: float = 30) -> list[dict[str, Any]]:
