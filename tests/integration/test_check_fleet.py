@@ -164,8 +164,14 @@ def test_every_endpoint_dropped_one_round_for_one_unit_or_300(tmp_path: Path, bl
     assert len(rounds_one) == len(rounds_many) == 1, (rounds_one, rounds_many)
     # each endpoint once: 300 units ask the same questions as one (the 16 mirrors are IP literals: no A lookups)
     assert rounds_many[0] == rounds_one[0] == len(many.probes)
-    assert len(sa_verdicts(many)) == 1 and sa_verdicts(many) == sa_verdicts(one)
+    [(predicted, exit_class, reason)] = sa_verdicts(many)  # 300 units, one verdict
+    [(predicted_one, exit_one, reason_one)] = sa_verdicts(one)
+    assert (predicted, exit_class) == (predicted_one, exit_one)
     assert {p.error for p in many.probes} <= {"dns-timeout", "deadline"}
+    # which of the two ends a dropped query first (its own timeout or the run's deadline) depends on the machine's
+    # load, and the reason names it: the same ending is told the same way
+    if {p.error for p in many.probes} == {p.error for p in one.probes}:
+        assert reason == reason_one
 
 
 def test_mirror_list_fetched_once_for_the_whole_fleet(tmp_path: Path, dns_server: ResolverConfig,
