@@ -90,7 +90,7 @@ def config_files(fs: RootFS, command: FoundCommand) -> tuple[str, ...]:
         directories = DEBIAN_DIRS  # a Debian layout whose program is not in the tree
     if directories is not None:
         return tuple(path for directory in directories for path in run_parts_list(fs, directory))[:MAX_FILES]
-    return tuple(p for p in UPSTREAM_FILES if fs.read_text(p) is not None)[:1] or UPSTREAM_FILES[:1]
+    return (next((p for p in UPSTREAM_FILES if fs.read_text(p) is not None), UPSTREAM_FILES[0]),)
 
 
 def _compiled_in_dirs(fs: RootFS, program: str) -> tuple[str, ...] | None:

@@ -120,7 +120,13 @@ def config_path(fs: RootFS, argv: tuple[str, ...]) -> str:
     given = _option(argv, "config-file")
     if given:
         return given
-    for program in ((argv[0],) if argv and argv[0].startswith("/") else ()) + PROGRAMS:
+    own = (argv[0],) if argv and argv[0].startswith("/") else ()
+    # the same for every freshclam command of the tree: its binary is read once per RootFS, not per call
+    return fs.memo(("freshclam_config_path", own), lambda: _default_config_path(fs, own + PROGRAMS))
+
+
+def _default_config_path(fs: RootFS, programs: tuple[str, ...]) -> str:
+    for program in programs:
         try:
             found = _COMPILED_IN.search(fs.read_bytes(program, 32 * 1024 * 1024))
         except OSError:
