@@ -1,5 +1,5 @@
-"""The .deb, built once per session by packaging/deb/build (test_deb.py installs it, test_ansible.py's check-mode
-run copies it)."""
+"""The .deb, built once per session by packaging/deb/build (test_deb.py installs it on this machine,
+test_deb_clean_root.py in a clean Debian 12 root, test_ansible.py's check-mode run copies it)."""
 
 from __future__ import annotations
 
