@@ -38,6 +38,8 @@ def test_coreutils_and_logger_without_mailpreflight(tmp_path: Path) -> None:
     line = next(x for x in planned.text.splitlines() if x.startswith("ExecStartPre=-/bin/sh -c"))
     assert "/usr/bin/timeout --kill-after=5 20" in line and "/usr/bin/logger -p daemon.warning" in line
     assert "the unit starts anyway" in line and "mailpreflight-guard /bin/sh -c" in line
+    # the warning names the network program the shell runs, as the guard does (fix/guard.py named())
+    assert "guard: sa-update (run by sh -c) exited $rc" in line, line
     # then the clean-up of the rules dir a failed sa-update leaves empty, which spamd would load
     assert planned.text.splitlines()[-2].startswith("ExecStartPre=-/bin/sh -c") or any(
         "mailpreflight-rules /var/lib/spamassassin/4.000001" in x for x in planned.text.splitlines())

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mailpreflight.fix.guard import dependencies, diagnose, diagnose_within, main, parse_args, summarize
+from mailpreflight.fix.guard import dependencies, diagnose, diagnose_within, main, parse_args, subject, summarize
 from mailpreflight.model import DepKind, ProbeResult, ProbeStatus
 
 GUARD = "import sys; from mailpreflight.fix.guard import main; sys.exit(main(sys.argv[1:]))"
@@ -263,6 +263,22 @@ def test_guard_line_names_the_refused_endpoint(tmp_path: Path, closed_port: int)
                         r"\(refused\); the unit starts anyway", line), line
 
 
+def test_a_shell_around_a_network_tool_is_named_and_diagnosed_as_that_tool(tmp_path: Path,
+                                                                           closed_port: int) -> None:
+    """`bash -c "sa-update || true"` is the case mailpreflight exists for: the warning names and probes the
+    program the shell runs (found as `deps` finds it), not the shell."""
+    curl = script(tmp_path, "curl", "exit 7")
+    url = f"http://127.0.0.1:{closed_port}/rules.tar.gz"
+    done = guard("--", "/bin/sh", "-ec", f"{curl} -fsS -o /dev/null {url}; echo done")
+    line = one_warning(done.stderr)
+    assert re.fullmatch(rf"<4>mailpreflight guard: curl \(run by sh -c\) exited 7 after \d+\.\d s; unreachable: "
+                        rf"{re.escape(url)} \(refused\); the unit starts anyway", line), line
+    argv = ["/bin/bash", "-c", "sa-update --nogpg || true"]
+    assert subject(argv, {}) == "sa-update (run by bash -c)"
+    assert dependencies(argv, {}) == dependencies(["sa-update", "--nogpg"], {}) != []
+    assert subject(["/bin/sh", "-c", "exit 4"], {}) == "sh" and subject(["/usr/bin/sa-update"], {}) == "sa-update"
+
+
 def test_a_proxied_url_is_diagnosed_through_its_proxy(closed_port: int) -> None:
     argv = ["curl", "-x", f"127.0.0.1:{closed_port}", "http://127.0.0.1:81/x"]
     assert [(d.kind, d.target) for d in dependencies(argv, {})] == [(DepKind.TCP, f"127.0.0.1:{closed_port}")]
@@ -286,8 +302,9 @@ def test_diagnosis_stays_within_its_budget() -> None:
 
 
 def test_diagnosis_never_raises() -> None:
-    assert diagnose([], {}, budget=1) == "no diagnosis"
-    assert diagnose_within([], {}, budget=1) == "no diagnosis"
+    # an empty argv (parse_args never lets one through) has nothing to probe; a broken rule is "no diagnosis"
+    assert diagnose([], {}, budget=1) == "no network endpoint known to probe"
+    assert diagnose_within([], {}, budget=1) == "no network endpoint known to probe"
     assert diagnose(["true"], {}, budget=1) == "no network endpoint known to probe"
 
 

@@ -108,14 +108,14 @@ def test_in_guest_form_sends_the_unit_with_the_warning(tmp_path: Path, has_journ
     assert not (tmp_path / "PWNED").exists()
     if has_journald:
         assert (out.with_suffix(".journald").read_text().splitlines() ==
-                ["MESSAGE=mailpreflight guard: sa__touch_PWNED__id_ exited 4 (124: stopped after 5 s); the unit "
+                ["MESSAGE=mailpreflight guard: sa_(touch PWNED)_id_ exited 4 (124: stopped after 5 s); the unit "
                  "starts anyway", "PRIORITY=4", "SYSLOG_IDENTIFIER=mailpreflight",
                  "OBJECT_SYSTEMD_UNIT=x\\x2dy.service"])
         assert not out.with_suffix(".syslog").exists()
     else:
         assert out.with_suffix(".syslog").read_text().splitlines() == [
             "-p", "daemon.warning", "-t", "mailpreflight",
-            "guard: sa__touch_PWNED__id_ exited 4 (124: stopped after 5 s); the unit starts anyway"]
+            "guard: sa_(touch PWNED)_id_ exited 4 (124: stopped after 5 s); the unit starts anyway"]
 
 
 def test_in_guest_form_is_silent_when_the_command_succeeds(tmp_path: Path) -> None:

@@ -74,6 +74,13 @@ def discover_command(command: ExecCommand, fs: RootFS, env: Mapping[str, str],
     return _unwrap(list(expand_command(command, env.items())), context, fs)
 
 
+def discover_argv(argv: Sequence[str], fs: RootFS, env: Mapping[str, str], key: str = "ExecStartPre",
+                  source: Source | None = None) -> list[FoundCommand]:
+    """What a command line runs, through wrappers, shells and scripts, when no unit is known (the guard: it has
+    only its own argv, e.g. `/bin/bash -c "sa-update || true"`, and the environment systemd gave it)."""
+    return _unwrap(list(argv), _Context(key, source or Source("guard", 0), False, (), (), None, env), fs)
+
+
 def _unwrap(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand]:
     if not argv or context.depth > MAX_DEPTH:
         return []

@@ -32,6 +32,7 @@ from mailpreflight.deps.risks import NETWORK_ONLINE
 from mailpreflight.deps.startup import spamd_rules
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.fix import inguest
+from mailpreflight.fix.guard import named
 from mailpreflight.model import Role
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit, UnitLoader, exec_environment
@@ -150,7 +151,7 @@ def plan(loader: UnitLoader, name: str, timeout: float = DEFAULT_GUARD_TIMEOUT, 
             needs = [f.tool for f in found
                      if any(d.role is Role.START for d in rule_for(f.tool, rules).dependencies(f, context))]
             if needs:
-                lines[key].append(_wrapped(command, wrapper, timeout, unit.id))
+                lines[key].append(_wrapped(command, wrapper, timeout, unit.id, needs))
                 wrapped.append(f"{command.source}: {' '.join(command.argv)}")
                 tools.update(needs)
             else:
@@ -223,11 +224,14 @@ def _argv_of(command: ExecCommand) -> list[str]:
     return [command.path, *command.argv] if "@" in command.prefixes else list(command.argv)
 
 
-def _wrapped(command: ExecCommand, wrapper: inguest.Wrapper, timeout: float, unit: str) -> str:
-    """The wrapper runs the program by its path; an '@' argv[0] cannot be passed on and is dropped."""
+def _wrapped(command: ExecCommand, wrapper: inguest.Wrapper, timeout: float, unit: str,
+             needs: list[str]) -> str:
+    """The wrapper runs the program by its path; an '@' argv[0] cannot be passed on and is dropped. `needs`: the
+    network programs it runs, which the in-guest form's warning names as the guard does."""
     keep = "".join(p for p in command.prefixes if p in (":", "+", "!", "!!"))
     original = [command.path, *command.argv[1:]] if "@" in command.prefixes else list(command.argv)
-    return exec_line("-" + keep, wrapper.argv(original, timeout, posixpath.basename(command.path), unit))
+    tools = list(dict.fromkeys(needs))
+    return exec_line("-" + keep, wrapper.argv(original, timeout, named(original, tools), unit))
 
 
 # -- writing --------------------------------------------------------------------------------------------------

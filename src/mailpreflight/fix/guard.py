@@ -260,24 +260,66 @@ def _probe_order(dep: Dependency) -> int:
 
 
 def dependencies(argv: Sequence[str], env: Mapping[str, str]) -> list[Dependency]:
-    """What the registry rule for the tool says argv needs, at most MAX_PROBES, DNS first. UDP endpoints are
-    left out: one datagram without a reply cannot tell a drop from a silent server. So are URLs the tool
-    fetches through a proxy: the rules list the proxy itself (TCP), which is what the tool connects to."""
-    from mailpreflight.access.rootfs import RootFS
-    from mailpreflight.deps.base import RuleContext
-    from mailpreflight.deps.registry import command_rules, rule_for
-    from mailpreflight.model import DepKind, FoundCommand, Source
+    """What the registry rules say the commands argv runs need, at most MAX_PROBES, DNS first. The commands are
+    found as `deps` finds them: through wrappers, `sh -c` scripts and script files, so that `bash -c "sa-update ||
+    true"` is probed as sa-update. UDP endpoints are left out: one datagram without a reply cannot tell a drop
+    from a silent server. So are URLs the tool fetches through a proxy: the rules list the proxy itself (TCP),
+    which is what the tool connects to."""
+    from mailpreflight.model import DepKind
 
-    tool = os.path.basename(argv[0])
-    command = FoundCommand(tool, tuple(argv), "ExecStartPre", Source("guard", 0), True, env=dict(env))
-    # Guard does not know its unit: the host's tree is all the rules get (an ExecStartPre is start work whatever
-    # Type= says; whom it runs as is the process's own business).
-    found = rule_for(tool, command_rules()).dependencies(command, RuleContext(RootFS("/")))
     wanted: dict[tuple[str, str], Dependency] = {}
-    for dep in sorted((d for d in found if d.kind is not DepKind.UDP and "via proxy" not in d.note),
+    for dep in sorted((d for d in _needs(argv, env)[1] if d.kind is not DepKind.UDP and "via proxy" not in d.note),
                       key=_probe_order):
         wanted.setdefault((dep.kind.value, dep.target), dep)
     return list(wanted.values())[:MAX_PROBES]
+
+
+def _needs(argv: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], list[Dependency]]:
+    """(the programs argv runs that need the network, in order; what they need). Guard does not know its unit:
+    the host's tree is all the rules get (an ExecStartPre is start work whatever Type= says; whom it runs as is
+    the process's own business)."""
+    from mailpreflight.access.rootfs import RootFS
+    from mailpreflight.deps.base import RuleContext
+    from mailpreflight.deps.discover import discover_argv
+    from mailpreflight.deps.registry import command_rules, rule_for
+
+    fs = RootFS("/")
+    context = RuleContext(fs)
+    rules = command_rules()
+    tools: list[str] = []
+    found: list[Dependency] = []
+    for command in discover_argv(argv, fs, env):
+        needed = rule_for(command.tool, rules).dependencies(command, context)
+        if needed and command.tool not in tools:
+            tools.append(command.tool)
+        found += needed
+    return tools, found
+
+
+def subject(argv: Sequence[str], env: Mapping[str, str]) -> str:
+    """The name the warning gives the command: its program, or, for a shell or wrapper around network programs,
+    those programs and what runs them (`sa-update (run by bash -c)`): the admin greps for sa-update."""
+    try:
+        tools = _needs(argv, env)[0]
+    except Exception:  # naming must never turn into a failing guard
+        tools = []
+    return named(argv, tools)
+
+
+def named(argv: Sequence[str], tools: Sequence[str]) -> str:
+    """`sa-update (run by bash -c)` for `bash -c "sa-update || true"` whose network program is sa-update; the
+    program's own name when that is the one (or none is known). The in-guest form says the same (fix/inguest.py)."""
+    name = os.path.basename(argv[0]) if argv else "?"
+    if not tools or list(tools) == [name]:
+        return name
+    how = name
+    for word in argv[1:]:
+        if not word.startswith("-") or word.startswith("--"):
+            break
+        if "c" in word[1:]:
+            how = f"{name} -c"
+            break
+    return f"{', '.join(tools)} (run by {how})"
 
 
 def probe(deps: Sequence[Dependency], budget: float, resolv_conf: str = RESOLV_CONF) -> list[ProbeResult]:
@@ -430,7 +472,7 @@ def main(argv: list[str]) -> int:
               or outcome.status not in ok_statuses(options.command[0], options.ok_status))
     if not failed:
         return 0
-    line = describe(name, outcome, options.timeout, options.grace)
+    line = describe(subject(options.command, os.environ), outcome, options.timeout, options.grace)
     if outcome.error is None and options.diagnose_budget > 0:
         line += "; " + diagnose_within(options.command, os.environ, options.diagnose_budget)
     line += f"; exit status {outcome.status} passed on" if options.strict else "; the unit starts anyway"

@@ -67,8 +67,9 @@ class Wrapper:
 
 
 def _inert(text: str) -> str:
-    """`text` with every character a shell or printf could act on replaced by '_'."""
-    return re.sub(r"[^A-Za-z0-9@:._+-]", "_", text)[:200]
+    """`text` with every character a shell (inside double quotes) or printf could act on replaced by '_'; blanks,
+    commas and parentheses stay (`sa-update (run by sh -c)`)."""
+    return re.sub(r"[^A-Za-z0-9@:._+, ()-]", "_", text)[:200]
 
 
 def _executable(fs: RootFS, guest: str) -> bool:
