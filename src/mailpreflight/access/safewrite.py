@@ -20,7 +20,8 @@ import secrets
 import stat
 from collections.abc import Iterator
 
-from mailpreflight.access.rootfs import RootFS, describe
+from mailpreflight.access.bounded import describe, read_at_most
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError
 
 _WALK_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -116,16 +117,12 @@ def read_in(fd: int, name: str, shown: str, limit: int = 8 * 1024 * 1024) -> str
         now = os.fstat(handle)
         if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
             raise MailpreflightError(f"refusing to read {shown}: it was replaced while being opened")
-        chunks: list[bytes] = []
-        total = 0
-        while total <= limit and (chunk := os.read(handle, min(max(now.st_size + 1, 65536), limit + 1 - total))):
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > limit:
+        data = read_at_most(handle, limit)
+        if len(data) > limit:
             raise MailpreflightError(f"refusing to read {shown}: larger than {limit} bytes")
     finally:
         os.close(handle)
-    return b"".join(chunks).decode("utf-8", "replace")
+    return data.decode("utf-8", "replace")
 
 
 def write_in(fd: int, name: str, text: str, mode: int = 0o644, owner: tuple[int, int] | None = None) -> None:

@@ -20,7 +20,8 @@ import secrets
 import stat
 from dataclasses import dataclass
 
-from mailpreflight.access.rootfs import RootFS, describe
+from mailpreflight.access.bounded import describe
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.access.safewrite import (
     checked_parts,
     diff,
