@@ -129,14 +129,29 @@ def write_in(fd: int, name: str, text: str, mode: int = 0o644, owner: tuple[int,
     """Replace `name` in directory `fd` with `text` atomically, with `mode` (and `owner`: uid, gid)."""
     temp = f".mailpreflight-{secrets.token_hex(6)}"
     handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
+    with _renamed_over(fd, temp, name), os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        if owner is not None:
+            os.fchown(out.fileno(), *owner)
+        os.fchmod(out.fileno(), mode)  # after chown, which may clear set-id bits
+        os.fsync(out.fileno())
+
+
+def symlink_in(fd: int, name: str, target: str) -> None:
+    """Replace `name` in directory `fd` with a symlink to `target` atomically (restore puts a link back)."""
+    temp = f".{name}.tmp-{secrets.token_hex(6)}"
+    os.symlink(target, temp, dir_fd=fd)
+    with _renamed_over(fd, temp, name):
+        pass  # the link is made: only the rename is left
+
+
+@contextlib.contextmanager
+def _renamed_over(fd: int, temp: str, name: str) -> Iterator[None]:
+    """The commit of an atomic write in directory `fd`: once the body has made `temp`, rename it over `name` and
+    fsync the directory; if anything fails, `temp` is removed."""
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            if owner is not None:
-                os.fchown(out.fileno(), *owner)
-            os.fchmod(out.fileno(), mode)  # after chown, which may clear set-id bits
-            os.fsync(out.fileno())
+        yield
         os.replace(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
     except BaseException:
         with contextlib.suppress(OSError):
