@@ -49,9 +49,13 @@ class FileRecord:
 class HostRecord:
     """Which host a root is (or a baseline was taken on)."""
 
-    machine_id: str | None
+    machine_id: str | None  # 32 lowercase hex digits (units/machineid.py), or None: unknown
     hostname: str | None
     os_name: str | None  # os-release's PRETTY_NAME
+
+    def fields(self) -> dict[str, str | None]:
+        """The host as `snapshot` writes it (and drift's JSON shows it)."""
+        return {"machine_id": self.machine_id, "hostname": self.hostname, "os": self.os_name}
 
 
 @dataclass(frozen=True)
