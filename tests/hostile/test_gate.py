@@ -12,7 +12,8 @@ import pytest
 from hostile_roots import LOOPBACK, Guest
 
 from mailpreflight.access import rootfs
-from mailpreflight.access.rootfs import GuestFileRefused, RootFS
+from mailpreflight.access.bounded import GuestFileRefused
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.baseline import snapshot
 from mailpreflight.baseline.digestkey import Digest
 

@@ -9,7 +9,8 @@ import time
 import pytest
 from hostile_roots import LOOPBACK, SPAMD, Guest
 
-from mailpreflight.access.rootfs import GLOB_MATCHES, RootFS
+from mailpreflight.access.globbing import GLOB_MATCHES
+from mailpreflight.access.rootfs import RootFS
 
 UNIT = "/etc/systemd/system/fetchy.service"
 

@@ -17,7 +17,8 @@ import jsonschema
 import pytest
 
 from bigroot import generate
-from mailpreflight.access.rootfs import READ_TOTAL_LIMIT, RootFS
+from mailpreflight.access.ledger import READ_TOTAL_LIMIT
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.cli import fanout
 from mailpreflight.deps.analyze import analyze, analyze_tree
 from mailpreflight.deps.view import deps_view

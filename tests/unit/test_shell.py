@@ -489,14 +489,14 @@ def test_a_remembered_syntax_tree_reads_as_a_fresh_one() -> None:
     another environment, gives what a fresh parse gives, and reading never changes the tree."""
     from copy import deepcopy
 
-    from mailpreflight.deps.shell import reader
+    from mailpreflight.deps.shell import memo
     script = ('set -e\nf() { sa-update "$@" || return 1; }\nif command -v gpg >/dev/null; then f --channel $CH; '
               'fi\nx=$(curl -s http://$HOST/) || true\ncase $x in 0|1) exit 0;; *) wget "$URL";; esac\n(')
-    reader._PARSED.clear()
+    memo._PARSED.clear()
     first = read_shell(script, {"CH": "a.example", "HOST": "h1"})
-    tree = deepcopy(reader._PARSED)
+    tree = deepcopy(memo._PARSED)
     again = read_shell(script, {"CH": "b.example", "URL": "http://u/"})
-    assert tree == reader._PARSED
-    reader._PARSED.clear()
+    assert tree == memo._PARSED
+    memo._PARSED.clear()
     assert again == read_shell(script, {"CH": "b.example", "URL": "http://u/"})
     assert first == read_shell(script, {"CH": "a.example", "HOST": "h1"}) and first.warnings

@@ -13,6 +13,9 @@ This is the one gate every read of guest data goes through (`open_file`, `read_b
   (an OSError whose strerror says what the file is and what to do), recorded in `refusals`;
 - reads at most limit+1 bytes: a bigger file is refused the same way.
 Globs and directory listings happen inside the root too, with caps on entries, matches and work.
+
+Its parts: access/bounded.py (the bounded read loop, what a refusal is), access/ledger.py (what a run may still
+read and list, what was refused), access/globbing.py (glob(3)'s pattern rules and caps).
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ import errno
 import io
 import os
 import posixpath
-import re
 import stat
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO, TypeVar
+
+from mailpreflight.access.bounded import GuestFileRefused, describe, read_at_most, size_text
+from mailpreflight.access.globbing import GLOB_DEPTH, GLOB_MATCHES, GLOB_STEPS, GlobResult, glob_regex, glob_unescape
+from mailpreflight.access.ledger import LISTDIR_TOTAL_LIMIT, READ_TOTAL_LIMIT, Ledger, Refusal
 
 MAX_LINKS = 32
 MAX_CHASE_STEPS = 4096  # path components walked to resolve one path, links included
@@ -33,71 +39,8 @@ DEV_NULL = "/dev/null"
 READ_LIMIT = 8 * 1024 * 1024  # unit files, drop-ins, environment files: systemd's own are a few KiB
 TEXT_LIMIT = 1024 * 1024  # read_text(): configuration files
 LISTDIR_LIMIT = 100_000  # entries of one directory
-READ_TOTAL_LIMIT = 64 * 1024 * 1024  # bytes read from one root in one run, all together (a Debian mail root: 7 MiB)
-LISTDIR_TOTAL_LIMIT = 500_000  # directory entries listed in one run, all together (a Debian mail root: 4,000)
-GLOB_DEPTH = 64  # path components of a pattern
-GLOB_MATCHES = 1024  # paths one pattern expands to (and candidates kept at each level)
-GLOB_STEPS = 20_000  # directory entries one pattern may look at: a directory of links to `.` stays cheap
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
-_CHUNK = 1024 * 1024
-
-
-def describe(mode: int, rdev: int = 0) -> str:
-    """What a file is, for a message: "a FIFO (named pipe)", "a character device (1,5)", ..."""
-    if stat.S_ISREG(mode):
-        return "a regular file"
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISLNK(mode):
-        return "a symlink"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode):
-        return f"a character device ({os.major(rdev)},{os.minor(rdev)})"
-    if stat.S_ISBLK(mode):
-        return f"a block device ({os.major(rdev)},{os.minor(rdev)})"
-    return f"a file of unknown type (mode {mode:o})"
-
-
-class GuestFileRefused(OSError):
-    """A guest file that is there but is not read: not a regular file, too big, or changed while being opened.
-
-    An OSError, so callers that report unreadable files report it (strerror says what it is and what to do)
-    and the others carry on as with a missing file."""
-
-    def __init__(self, guest: str, reason: str, code: int = errno.EINVAL) -> None:
-        super().__init__(code, reason, guest)
-        self.guest = guest
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """One refused read, as `refusals` lists them."""
-
-    path: str  # guest path
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
-
-
-@dataclass
-class Ledger:
-    """What one run has read from a root: the budgets no guest may exhaust, and what was refused."""
-
-    bytes_left: int = READ_TOTAL_LIMIT  # file bytes all reads together may still return
-    entries_left: int = LISTDIR_TOTAL_LIMIT  # directory entries all listings together may still return
-    refused: dict[str, str] = field(default_factory=dict)  # guest path -> why, in order
-
-
-@dataclass(frozen=True)
-class GlobResult:
-    paths: tuple[str, ...]  # guest paths, sorted, as glob(3) would return them (links not resolved)
-    problem: str | None = None  # a cap was reached: the paths are incomplete
 _T = TypeVar("_T")
 
 
@@ -363,7 +306,7 @@ class RootFS:
         fd = self._open_regular(guest)
         if fd is None:
             return b""
-        spent = (f"not read: this run already read {_size(READ_TOTAL_LIMIT)} from the root (no mail system's "
+        spent = (f"not read: this run already read {size_text(READ_TOTAL_LIMIT)} from the root (no mail system's "
                  "configuration is this big; look for what fills it)")
         budgeted = self._ledger.bytes_left < limit
         if budgeted:
@@ -371,25 +314,15 @@ class RootFS:
                 os.close(fd)
                 raise self._refuse(guest, spent, errno.EFBIG)
             limit = self._ledger.bytes_left
-        chunks: list[bytes] = []
-        total = 0
         try:
-            # Never more than limit+1 bytes, whatever st_size says (a file can grow, /proc files say 0), and
-            # never a buffer of `limit` bytes up front: the first read asks for what st_size announces.
-            wanted = min(os.fstat(fd).st_size, limit) + 1
-            while total <= limit:
-                chunk = os.read(fd, min(wanted - total if total < wanted else _CHUNK, limit + 1 - total))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
+            data = read_at_most(fd, limit)
         finally:
             os.close(fd)
-        if total > limit:
-            raise self._refuse(guest, spent if budgeted else f"larger than {_size(limit)}: not read (more than mail "
-                                      "services' configuration ever holds; check what it is)", errno.EFBIG)
-        self._ledger.bytes_left -= total
-        return b"".join(chunks)
+        if len(data) > limit:
+            raise self._refuse(guest, spent if budgeted else f"larger than {size_text(limit)}: not read (more than "
+                                      "mail services' configuration ever holds; check what it is)", errno.EFBIG)
+        self._ledger.bytes_left -= len(data)
+        return data
 
     def read_text(self, guest: str, limit: int = TEXT_LIMIT) -> str | None:
         """A file's text (undecodable bytes replaced), or None if it cannot be read (missing, refused, ...)."""
@@ -458,10 +391,10 @@ class RootFS:
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
             found: list[str] = []
-            regex = _glob_regex(part)
+            regex = glob_regex(part)
             for base in candidates:
                 if regex is None:
-                    names = [_glob_unescape(part)]
+                    names = [glob_unescape(part)]
                 else:
                     entries = self.listdir(base)
                     looked += len(entries) + 1
@@ -481,90 +414,3 @@ class RootFS:
                 break
         return GlobResult(tuple(sorted(candidates)))
 
-
-def read_regular_file(path: str, limit: int) -> bytes:
-    """A host file the admin named whose CONTENT is untrusted (a baseline that travelled through a ticket): only
-    a regular file is opened (a FIFO would block, a device would be read without end), at most `limit` bytes.
-    Raises OSError (GuestFileRefused for a file that is not regular or too big)."""
-    info = os.stat(path)
-    if not stat.S_ISREG(info.st_mode):
-        raise GuestFileRefused(path, f"{describe(info.st_mode, info.st_rdev)}, not a regular file: not read "
-                                     "(save it to a file first)")
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    try:
-        now = os.fstat(fd)
-        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
-            raise GuestFileRefused(path, "replaced while being opened: not read")
-        if now.st_size > limit:
-            raise GuestFileRefused(path, f"larger than {_size(limit)}: not read", errno.EFBIG)
-        chunks: list[bytes] = []
-        total = 0
-        while total <= limit:
-            chunk = os.read(fd, min(_CHUNK, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-    finally:
-        os.close(fd)
-    if total > limit:
-        raise GuestFileRefused(path, f"larger than {_size(limit)}: not read", errno.EFBIG)
-    return b"".join(chunks)
-
-
-def has_glob_magic(pattern: str) -> bool:
-    """Whether glob(3) would expand the pattern: an unescaped `*`, `?` or `[`."""
-    return _glob_magic(pattern)
-
-
-def _glob_magic(text: str) -> bool:
-    escaped = False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char in "*?[":
-            return True
-    return False
-
-
-def _glob_unescape(part: str) -> str:
-    return re.sub(r"\\(.)", r"\1", part)
-
-
-def _glob_regex(part: str) -> re.Pattern[str] | None:
-    """fnmatch(3) of one component (FNM_PERIOD aside) as a regex; None when it has nothing to expand."""
-    if not _glob_magic(part):
-        return None
-    out: list[str] = []
-    index = 0
-    while index < len(part):
-        char = part[index]
-        index += 1
-        if char == "\\" and index < len(part):
-            out.append(re.escape(part[index]))
-            index += 1
-        elif char == "*":
-            out.append(".*")
-        elif char == "?":
-            out.append(".")
-        elif char == "[":
-            close = index + (1 if part[index:index + 1] in ("!", "^") else 0)
-            close = part.find("]", close + 1)  # a `]` right after `[` or `[!` is a member
-            if close < 0:
-                out.append(re.escape(char))
-                continue
-            body = part[index:close]
-            negate = body[:1] in ("!", "^")
-            members = body[1:] if negate else body
-            escaped = "".join("\\" + c if c in "\\^[]" else c for c in members)
-            out.append(f"[{'^' if negate else ''}{escaped}]")
-            index = close + 1
-        else:
-            out.append(re.escape(char))
-    return re.compile("".join(out), re.DOTALL)
-
-
-def _size(limit: int) -> str:
-    return f"{limit // (1024 * 1024)} MiB" if limit % (1024 * 1024) == 0 else f"{limit} bytes"

@@ -20,7 +20,8 @@ import secrets
 import stat
 from collections.abc import Iterator
 
-from mailpreflight.access.rootfs import RootFS, describe
+from mailpreflight.access.bounded import describe, read_at_most
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.errors import MailpreflightError
 
 _WALK_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -116,30 +117,41 @@ def read_in(fd: int, name: str, shown: str, limit: int = 8 * 1024 * 1024) -> str
         now = os.fstat(handle)
         if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
             raise MailpreflightError(f"refusing to read {shown}: it was replaced while being opened")
-        chunks: list[bytes] = []
-        total = 0
-        while total <= limit and (chunk := os.read(handle, min(max(now.st_size + 1, 65536), limit + 1 - total))):
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > limit:
+        data = read_at_most(handle, limit)
+        if len(data) > limit:
             raise MailpreflightError(f"refusing to read {shown}: larger than {limit} bytes")
     finally:
         os.close(handle)
-    return b"".join(chunks).decode("utf-8", "replace")
+    return data.decode("utf-8", "replace")
 
 
 def write_in(fd: int, name: str, text: str, mode: int = 0o644, owner: tuple[int, int] | None = None) -> None:
     """Replace `name` in directory `fd` with `text` atomically, with `mode` (and `owner`: uid, gid)."""
     temp = f".mailpreflight-{secrets.token_hex(6)}"
     handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
+    with _renamed_over(fd, temp, name), os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        if owner is not None:
+            os.fchown(out.fileno(), *owner)
+        os.fchmod(out.fileno(), mode)  # after chown, which may clear set-id bits
+        os.fsync(out.fileno())
+
+
+def symlink_in(fd: int, name: str, target: str) -> None:
+    """Replace `name` in directory `fd` with a symlink to `target` atomically (restore puts a link back)."""
+    temp = f".{name}.tmp-{secrets.token_hex(6)}"
+    os.symlink(target, temp, dir_fd=fd)
+    with _renamed_over(fd, temp, name):
+        pass  # the link is made: only the rename is left
+
+
+@contextlib.contextmanager
+def _renamed_over(fd: int, temp: str, name: str) -> Iterator[None]:
+    """The commit of an atomic write in directory `fd`: once the body has made `temp`, rename it over `name` and
+    fsync the directory; if anything fails, `temp` is removed."""
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            if owner is not None:
-                os.fchown(out.fileno(), *owner)
-            os.fchmod(out.fileno(), mode)  # after chown, which may clear set-id bits
-            os.fsync(out.fileno())
+        yield
         os.replace(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
     except BaseException:
         with contextlib.suppress(OSError):

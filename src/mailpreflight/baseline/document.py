@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from mailpreflight.access.rootfs import read_regular_file
+from mailpreflight.access.bounded import read_regular_file
 from mailpreflight.baseline.digestkey import recorded_digest
 from mailpreflight.baseline.snapshot import KIND, MAX_ENTRIES, SCHEMA_VERSION
 from mailpreflight.errors import MailpreflightError

@@ -67,10 +67,9 @@ def check_host(baseline_file: str, baseline: Baseline, fs: RootFS, other_host: b
                say: Callable[[str], None] | None = None) -> HostRecord:
     """This root's host identity; refuses a baseline of another host unless told. `say` is told of a bad
     /etc/machine-id (taken as unknown: the hostname decides)."""
-    found = host_of(fs)
-    if found.problem and say is not None:
-        say(f"warning: {found.problem}")
-    host = HostRecord(found.machine_id, found.hostname, found.os_name)
+    host, problem = host_of(fs)
+    if problem and say is not None:
+        say(f"warning: {problem}")
     mismatch = _same_host(baseline.host, host)
     if mismatch and not other_host:
         raise MailpreflightError(f"{baseline_file}: the baseline is from another host: {mismatch}; pass "

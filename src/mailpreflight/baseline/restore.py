@@ -13,14 +13,13 @@ bits are dropped unless --allow-setid; what --dry-run prints includes every mode
 
 from __future__ import annotations
 
-import contextlib
 import os
 import posixpath
-import secrets
 import stat
 from dataclasses import dataclass
 
-from mailpreflight.access.rootfs import RootFS, describe
+from mailpreflight.access.bounded import describe
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.access.safewrite import (
     checked_parts,
     diff,
@@ -28,6 +27,7 @@ from mailpreflight.access.safewrite import (
     guest_parts,
     lstat_in,
     read_in,
+    symlink_in,
     write_in,
 )
 from mailpreflight.baseline.digestkey import Digest, check_entry
@@ -157,7 +157,7 @@ def restore(fs: RootFS, baseline_file: str, baseline: Baseline, path: str, dry_r
             os.link(name, name + BACKUP_SUFFIX, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
             backup = f"; the previous one is kept as {path}{BACKUP_SUFFIX} (undo: mv {path}{BACKUP_SUFFIX} {path})"
         if kind == "symlink":
-            _replace_with_symlink(fd, name, str(entry.target))
+            symlink_in(fd, name, str(entry.target))
         else:
             write_in(fd, name, text, mode, (uid, gid))
     undo = "" if backup else f" (undo: rm {path})"
@@ -181,14 +181,3 @@ def _meta_change(path: str, now: _Now, meta_now: tuple[int, int, int] | None, me
         changes.append(f"owner {old_uid}:{old_gid} -> {uid}:{gid}")
     return f"{path}: {', '.join(changes)}{warning}\n"
 
-
-def _replace_with_symlink(fd: int, name: str, target: str) -> None:
-    temp = f".{name}.tmp-{secrets.token_hex(6)}"
-    os.symlink(target, temp, dir_fd=fd)
-    try:
-        os.replace(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp, dir_fd=fd)
-        raise
-    os.fsync(fd)

@@ -24,7 +24,7 @@ from mailpreflight.access.rootfs import DEV_NULL, RootFS
 from mailpreflight.baseline.digestkey import REDACTED, Digest
 from mailpreflight.deps.base import SYSTEMD_PATH
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.model import EntryType, FileRecord
+from mailpreflight.model import EntryType, FileRecord, HostRecord
 from mailpreflight.units.distro import os_release
 from mailpreflight.units.machineid import read_machine_id
 
@@ -99,22 +99,12 @@ MAIL_UNITS = (
 )
 
 
-@dataclass(frozen=True)
-class Host:
-    machine_id: str | None  # 32 lowercase hex digits (units/machineid.py), or None: unknown
-    hostname: str | None
-    os_name: str | None
-    problem: str | None = None  # why the root's /etc/machine-id is not used (not in the baseline)
-
-    def to_json(self) -> dict[str, str | None]:
-        return {"machine_id": self.machine_id, "hostname": self.hostname, "os": self.os_name}
-
-
-def host_of(fs: RootFS) -> Host:
+def host_of(fs: RootFS) -> tuple[HostRecord, str | None]:
+    """Which host the root is, and why its /etc/machine-id is not used (None: it is; not in the baseline)."""
     machine_id = read_machine_id(fs)
     hostname = ((fs.read_text("/etc/hostname") or fs.read_text("/etc/HOSTNAME") or "").strip().split("\n")[0]
                 or None)
-    return Host(machine_id.value, hostname, os_release(fs).get("PRETTY_NAME") or None, machine_id.problem)
+    return HostRecord(machine_id.value, hostname, os_release(fs).get("PRETTY_NAME") or None), machine_id.problem
 
 
 def _names(fs: RootFS, path: str) -> dict[int, str]:
@@ -433,16 +423,16 @@ def take(fs: RootFS, root_label: str, digest: Digest, say: Callable[[str], None]
     found = analyse(loader)
     tracked = found.tracked
     files, truncated = collect(fs, digest, (*found.units, *found.modules), found.depends)
-    host = host_of(fs)
-    if host.problem and say is not None:
-        say(f"warning: {host.problem}")
+    host, problem = host_of(fs)
+    if problem and say is not None:
+        say(f"warning: {problem}")
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
         "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "mailpreflight_version": __version__,
         "root": root_label,
-        "host": host.to_json(),
+        "host": host.fields(),
         "truncated": truncated,
         "digest": digest.to_json(),  # every sha256 is HMAC-SHA256(host key, content); the key is not here
         "files": {path: stored(entry) for path, entry in files.items()},

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.pool import AsyncResult
 
-from mailpreflight.access.rootfs import Refusal
+from mailpreflight.access.ledger import Refusal
 from mailpreflight.deps.analyze import iter_tree
 from mailpreflight.deps.view import unit_deps_view
 from mailpreflight.model import Status, UnitDepsView

@@ -14,7 +14,8 @@ import sys
 from dataclasses import dataclass
 
 from mailpreflight import __version__
-from mailpreflight.access.rootfs import RootFS, describe
+from mailpreflight.access.bounded import describe
+from mailpreflight.access.rootfs import RootFS
 from mailpreflight.access.safewrite import (
     diff,
     directory,

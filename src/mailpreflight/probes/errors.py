@@ -16,7 +16,7 @@ _BY_ERRNO = {
 }
 
 
-def classify_oserror(exc: BaseException) -> str:  # a ProbeError value (model.py)
+def classify_oserror(exc: BaseException) -> str:  # a ProbeError value (model/check.py)
     """Walk an exception chain to the first OSError with a known errno."""
     seen: set[int] = set()
     current: BaseException | None = exc

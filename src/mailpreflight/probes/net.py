@@ -28,15 +28,17 @@ def _addresses(host: str, port: int, kind: int) -> list[tuple[int, tuple[str, in
 
 
 def _resolve(kind: DepKind, target: str, socktype: int,
-             started: float) -> list[tuple[int, tuple[str, int]]] | ProbeResult:
-    """The addresses of host:port, or the failed result to return."""
+             budget: Budget) -> list[tuple[int, tuple[str, int]]] | ProbeResult:
+    """The addresses of host:port, or the failed result to return: a probe's first stage, on its budget."""
+    budget.note(f"resolving {target}")
     parsed = split_hostport(target)
     if parsed is None:
         return ProbeResult(kind, target, ProbeStatus.FAIL, ProbeError.ERROR, "not host:port", 0.0)
     found = _addresses(*parsed, socktype)
     if isinstance(found, str):
         error, _, detail = found.partition(": ")
-        return ProbeResult(kind, target, ProbeStatus.FAIL, ProbeError(error), detail, time.monotonic() - started)
+        return ProbeResult(kind, target, ProbeStatus.FAIL, ProbeError(error), detail,
+                           time.monotonic() - budget.started)
     return found
 
 
@@ -44,8 +46,7 @@ def tcp(target: str, timeout: float) -> ProbeResult:
     """Connect to host:port; `timeout` is the total over every address the name has."""
     budget = Budget(timeout)
     started = budget.started
-    budget.note(f"resolving {target}")
-    found = _resolve(DepKind.TCP, target, socket.SOCK_STREAM, started)
+    found = _resolve(DepKind.TCP, target, socket.SOCK_STREAM, budget)
     if isinstance(found, ProbeResult):
         return found
     error, detail = "error", "no address"
@@ -79,8 +80,7 @@ def udp(target: str, timeout: float, payload: bytes | None = None) -> ProbeResul
     silent server."""
     budget = Budget(timeout)
     started = budget.started
-    budget.note(f"resolving {target}")
-    found = _resolve(DepKind.UDP, target, socket.SOCK_DGRAM, started)
+    found = _resolve(DepKind.UDP, target, socket.SOCK_DGRAM, budget)
     if isinstance(found, ProbeResult):
         return found
     family, address = found[0]

@@ -3,7 +3,7 @@ that baseline/drift.py builds."""
 
 from __future__ import annotations
 
-from mailpreflight.model import ChangeKind, DriftView, FileRecord, HostRecord, TrackedFindingView
+from mailpreflight.model import ChangeKind, DriftView, FileRecord, TrackedFindingView
 
 SCHEMA_VERSION = 1  # of drift's JSON
 
@@ -12,9 +12,9 @@ def to_json(view: DriftView) -> dict[str, object]:
     return {
         "schema_version": SCHEMA_VERSION,
         "status": view.status.value,
-        "baseline": {"file": view.baseline_file, "created": view.baseline_created, "host": _host(view.baseline_host),
+        "baseline": {"file": view.baseline_file, "created": view.baseline_created, "host": view.baseline_host.fields(),
                      "root": view.baseline_root},
-        "host": _host(view.host),
+        "host": view.host.fields(),
         "changes": [{"path": c.path, "change": c.change.value, "details": list(c.details), "diff": c.diff,
                      "before": _public(c.before), "after": _public(c.after),
                      "causes": [_finding(view, issue) for issue in c.causes]} for c in view.changes],
@@ -22,10 +22,6 @@ def to_json(view: DriftView) -> dict[str, object]:
         "resolved_findings": [_finding(view, issue) for issue in view.resolved],
         "persisting_findings": [_finding(view, issue) for issue in view.persisting],
     }
-
-
-def _host(host: HostRecord) -> dict[str, str | None]:
-    return {"machine_id": host.machine_id, "hostname": host.hostname, "os": host.os_name}
 
 
 def _public(entry: FileRecord | None) -> dict[str, object] | None:

@@ -13,7 +13,9 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mailpreflight.access.rootfs import READ_LIMIT, GuestFileRefused, RootFS, has_glob_magic
+from mailpreflight.access.bounded import GuestFileRefused
+from mailpreflight.access.globbing import has_glob_magic
+from mailpreflight.access.rootfs import READ_LIMIT, RootFS
 from mailpreflight.errors import MailpreflightError, UnitNotFoundError
 from mailpreflight.model import Source
 from mailpreflight.units import environ, generators

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mailpreflight.access.rootfs import GuestFileRefused, RootFS
+from mailpreflight.access.bounded import GuestFileRefused
+from mailpreflight.access.rootfs import RootFS
 
 PATH = "/etc/machine-id"
 READ_LIMIT = 4096  # systemd reads at most 38 bytes; anything this big is not an id

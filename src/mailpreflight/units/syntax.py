@@ -54,7 +54,7 @@ SECTIONS_BY_TYPE: dict[str, frozenset[str]] = {
 
 
 class LogLevel(StrEnum):
-    """The level systemd logs a unit-file problem at (not a finding's Severity, model.py)."""
+    """The level systemd logs a unit-file problem at (not a finding's Severity, model/outcome.py)."""
 
     WARNING = "warning"
     ERROR = "error"

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailpreflight.deps.shell.expand import ASSIGN, VARIABLE, Expansion, split_fields
-from mailpreflight.deps.shell.lexer import Tok, lex
+from mailpreflight.deps.shell.lexer import Tok
+from mailpreflight.deps.shell.memo import parsed
 from mailpreflight.deps.shell.status import MAX_CHECKS, StatusReader, mentions, reads, status_name
 from mailpreflight.deps.shell.syntax import (
     AndOr,
@@ -19,7 +20,6 @@ from mailpreflight.deps.shell.syntax import (
     List,
     Loop,
     Node,
-    Parser,
     Pipe,
     Simple,
     leading_words,
@@ -105,32 +105,6 @@ def _with(ctx: _Ctx, **changes: Any) -> _Ctx:
     return new
 
 
-_PARSED: dict[tuple[str, int], tuple[List, tuple[str, ...]]] = {}
-# worst case (a 1 KiB text of 500 one-letter commands: 0.35 MiB of tree) about 11 MiB kept
-PARSED_KEPT, PARSED_TEXT_MAX = 32, 1024
-
-
-def _parsed(text: str, line: int, failed: list[str]) -> tuple[List, tuple[str, ...]]:
-    """The syntax tree of `text` (its first line numbered `line`) and what lexing and parsing it warned, remembered:
-    a fleet's units run the same few `sh -c` lines (issue 14). A pure function of the text; the reader never
-    changes a tree. Bounded: at most PARSED_KEPT texts of at most PARSED_TEXT_MAX characters are kept. If parsing
-    raises (RecursionError), what it warned so far goes to `failed` first, as when the reader parsed in place."""
-    key = (text, line)
-    found = _PARSED.get(key)
-    if found is None:
-        warnings: list[str] = []
-        try:
-            found = Parser(lex(text, line, warnings), warnings).parse_list(), tuple(warnings)
-        except RecursionError:
-            failed.extend(warnings)
-            raise
-        if len(text) <= PARSED_TEXT_MAX:
-            if len(_PARSED) >= PARSED_KEPT:
-                _PARSED.pop(next(iter(_PARSED)))
-            _PARSED[key] = found
-    return found
-
-
 class _Reader(Expansion):
     def __init__(self, env: Mapping[str, str], decide: Decide | None = None) -> None:
         self.decide = decide
@@ -145,7 +119,7 @@ class _Reader(Expansion):
         self.exits_early = False
 
     def script(self, text: str, line: int, ctx: _Ctx) -> None:
-        tree, warnings = _parsed(text, line, self.warnings)
+        tree, warnings = parsed(text, line, self.warnings)
         self.warnings.extend(warnings)
         self._list(tree, ctx)
 
