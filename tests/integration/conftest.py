@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +22,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+@contextlib.contextmanager
+def _loopback_only(purpose: str) -> Iterator[str]:
+    """A network namespace with only `lo` up, for a lab's manager and its services: a guard that times out probes
+    what the command needs (sa-update's DNS), and from here that must never leave the machine (DEVELOPERS.md:
+    only 127.0.0.0/8 or namespaces a test made). Removed afterwards."""
+    name = f"mp-{purpose}-{os.getpid()}"
+    added = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, timeout=30)
+    if added.returncode != 0:
+        pytest.skip(f"systemd lab unavailable: `ip netns add` failed: {added.stderr.strip()}")
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=30)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+
+
 @pytest.fixture(scope="session")
 def systemd_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserManagerLab]:
     reason = unavailable_reason()
     if reason:
         pytest.skip(f"systemd lab unavailable: {reason}")
-    with UserManagerLab(tmp_path_factory.mktemp("sdlab")) as lab:
+    with _loopback_only("sdlab") as netns, UserManagerLab(tmp_path_factory.mktemp("sdlab"), netns=netns) as lab:
         yield lab
 
 
@@ -36,7 +54,8 @@ def journald_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserManag
     if reason:
         pytest.skip(f"systemd lab with journald unavailable: {reason}")
     try:
-        with UserManagerLab(tmp_path_factory.mktemp("sdlab-journal"), journald=True) as lab:
+        with _loopback_only("sdlab-journal") as netns, \
+                UserManagerLab(tmp_path_factory.mktemp("sdlab-journal"), journald=True, netns=netns) as lab:
             yield lab
     except LabError as e:
         if "journald" in str(e) and "refusing: cgroup" not in str(e):
