@@ -150,3 +150,38 @@ def test_a_snapshot_records_a_bounded_total_of_text(guest: Guest, monkeypatch: p
     texts = [p for p in files if p.startswith("/etc/postfix/part") and files[p].text is not None]
     omitted = [p for p in files if "of text" in str(files[p].text_omitted)]
     assert len(texts) == 2 and len(omitted) == 2 and all(files[p].sha256 for p in omitted)
+
+
+def test_read_head_reads_the_start_of_a_regular_file_of_any_size_through_the_gate(guest: Guest) -> None:
+    """Whether a program is a `#!` script: its first bytes, not a refusal of a large binary (nor a warning the
+    admin can do nothing about), and only what the gate allows — no FIFO, no link out of the root."""
+    big = b"\x7fELF" + b"\0" * (rootfs.READ_LIMIT + 1)
+    guest.path("/usr/sbin").mkdir(parents=True)
+    guest.path("/usr/sbin/daemon").write_bytes(big)
+    fs = RootFS(str(guest.root))
+    assert fs.read_head("/usr/sbin/daemon", 128) == big[:128]
+    assert fs.refusals == ()
+    guest.link("/usr/sbin/out", str(guest.canary))  # absolute: resolved inside the root, where it is missing
+    with pytest.raises(FileNotFoundError):
+        fs.read_head("/usr/sbin/out", 128)
+    os.mkfifo(guest.path("/usr/sbin/fifo"))
+    with pytest.raises(GuestFileRefused, match="FIFO"):
+        fs.read_head("/usr/sbin/fifo", 128)
+
+
+def test_a_large_binary_in_a_start_path_is_no_warning(guest: Guest) -> None:
+    """`deps` looks at each program's first line; Debian's own units run binaries of megabytes (systemctl,
+    systemd-logind): that used to print 'larger than 256 KiB: not read ... check what it is' for each."""
+    from mailpreflight.deps.analyze import analyze
+    from mailpreflight.units.loader import UnitLoader
+
+    guest.write("/etc/systemd/system/big.service", "[Service]\nExecStart=/usr/sbin/big-daemon --x\n")
+    guest.path("/usr/sbin").mkdir(parents=True, exist_ok=True)
+    guest.path("/usr/sbin/big-daemon").write_bytes(b"\x7fELF" + b"\0" * (2 * 1024 * 1024))
+    guest.write("/usr/sbin/small-script", "#!/bin/sh\nexec curl -fsS http://mirror.example.org/x\n")
+    guest.write("/etc/systemd/system/script.service", "[Service]\nExecStart=/usr/sbin/small-script\n")
+    loader = UnitLoader(RootFS(str(guest.root)))
+    analyze(loader.load("big.service"), loader.fs)
+    script = analyze(loader.load("script.service"), loader.fs)
+    assert loader.fs.refusals == ()
+    assert [c.command.tool for c in script.commands] == ["small-script", "curl"]  # the script is still read

@@ -14,7 +14,7 @@ import posixpath
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,22 +58,26 @@ class Reads:
 def recording() -> Iterator[Reads]:
     """Every guest file RootFS reads (or looks for and does not find) while the block runs."""
     reads = Reads()
-    original = RootFS.read_bytes
+    original, original_head = RootFS.read_bytes, RootFS.read_head
 
-    def read_bytes(self: RootFS, guest: str, *args: int) -> bytes:
-        try:
-            data = original(self, guest, *args)
-        except FileNotFoundError:
-            reads.absent.add(guest)
-            raise
-        reads.found.add(guest)
-        return data
+    def recorded(read: Callable[..., bytes]) -> Callable[..., bytes]:
+        def read_recorded(self: RootFS, guest: str, *args: int) -> bytes:
+            try:
+                data = read(self, guest, *args)
+            except FileNotFoundError:
+                reads.absent.add(guest)
+                raise
+            reads.found.add(guest)
+            return data
+        return read_recorded
 
-    RootFS.read_bytes = read_bytes  # type: ignore[method-assign]
+    RootFS.read_bytes = recorded(original)  # type: ignore[method-assign]
+    RootFS.read_head = recorded(original_head)  # type: ignore[method-assign]
     try:
         yield reads
     finally:
         RootFS.read_bytes = original  # type: ignore[method-assign]
+        RootFS.read_head = original_head  # type: ignore[method-assign]
 
 
 def enabled_by(loader: UnitLoader) -> dict[str, list[str]]:

@@ -324,6 +324,25 @@ class RootFS:
         self._ledger.bytes_left -= len(data)
         return data
 
+    def read_head(self, guest: str, size: int) -> bytes:
+        """The first `size` bytes (or fewer, at the end) of a regular file resolved inside the root, however large
+        the file: whether a program is a `#!` script needs its first line, not a refusal of a large binary (and a
+        warning the admin can do nothing about). Raises OSError as read_bytes() does, for anything but a regular
+        file too; counts against the run's read budget."""
+        fd = self._open_regular(guest)
+        if fd is None:
+            return b""
+        try:
+            if self._ledger.bytes_left <= 0:
+                raise self._refuse(guest, f"not read: this run already read {size_text(READ_TOTAL_LIMIT)} from the "
+                                          "root (no mail system's configuration is this big; look for what fills it)",
+                                   errno.EFBIG)
+            data = read_at_most(fd, min(size, self._ledger.bytes_left) - 1)
+        finally:
+            os.close(fd)
+        self._ledger.bytes_left -= len(data)
+        return data
+
     def read_text(self, guest: str, limit: int = TEXT_LIMIT) -> str | None:
         """A file's text (undecodable bytes replaced), or None if it cannot be read (missing, refused, ...)."""
         try:

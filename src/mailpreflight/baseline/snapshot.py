@@ -41,7 +41,6 @@ HASH_LIMIT = 64 * 1024 * 1024
 HASH_TOTAL_LIMIT = 512 * 1024 * 1024  # hashed in one snapshot (or drift), all files together
 TEXT_TOTAL_LIMIT = 32 * 1024 * 1024  # text recorded in one baseline, all files together (drift reads <= 64 MiB)
 MAX_ENTRIES = 50_000
-SCRIPT_LIMIT = 1024 * 1024  # a program bigger than this is not taken for a script
 SECRET_NAMES = re.compile(r"(?i)(passw|secret|shadow|\.key$|_key$|\.p12$|\.pfx$|credential|token)")
 # What the keys of secret values contain (a scan for these words spares most files the patterns below).
 SECRET_WORDS = ("pass", "pw", "secret", "authtok", "credential", "token", "apikey", "api_key", "api-key",
@@ -394,8 +393,8 @@ def _scripts(fs: RootFS, commands: Iterable[FoundCommand]) -> list[str]:
 
 def _is_script(fs: RootFS, path: str) -> bool:
     try:
-        return fs.read_bytes(path, SCRIPT_LIMIT).startswith(b"#!")
-    except OSError:  # unreadable, or bigger than any script: a binary
+        return fs.read_head(path, 2) == b"#!"  # a large binary is no script: not read whole, nor refused
+    except OSError:  # unreadable
         return False
 
 

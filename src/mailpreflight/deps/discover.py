@@ -245,7 +245,7 @@ def _find_script(program: str, fs: RootFS, env: Mapping[str, str]) -> str | None
         if resolved is None:
             continue
         try:
-            head = fs.read_bytes(resolved, SCRIPT_MAX_BYTES)[:128]
+            head = fs.read_head(resolved, 128)  # a binary of any size is no script, and no refusal either
         except OSError:
             return None
         if not head.startswith(b"#!"):

@@ -294,6 +294,12 @@ class GeneratedFS(RootFS):
             return entry is not None and entry.data is not None and not entry.data
         return super().is_null_or_empty(resolved)
 
+    def read_head(self, guest: str, size: int) -> bytes:
+        resolved = self.chase(guest)
+        if resolved is None or not self._owned(resolved):
+            return super().read_head(guest, size)
+        return self.read_bytes(resolved)[:size]
+
     def read_bytes(self, guest: str, limit: int | None = None) -> bytes:
         resolved = self.chase(guest)
         if resolved is None or not self._owned(resolved):
