@@ -141,8 +141,7 @@ def _sa_update_units(root: Path) -> None:
     """sa-update as admins add it: spamd refreshing its rules before it starts, with plugins allowed and a shorter
     start timeout; a oneshot of their own, with a start timeout, that wants the network but is not ordered after
     it; a script of their own for three channels that keeps the status for later, in a oneshot without the network
-    target. debian-spamd: spamd's postinst
-    makes it (the root has no postinst users)."""
+    target. debian-spamd: spamd's postinst makes it (the root has no postinst users)."""
     _write(root, "/etc/passwd", "debian-spamd:x:104:109::/var/lib/spamassassin:/usr/sbin/nologin\n", append=True)
     _write(root, "/etc/systemd/system/spamd.service.d/rules.conf",
            "[Service]\nExecStartPre=/usr/bin/sa-update --allowplugins\nTimeoutStartSec=45\n")
