@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -287,6 +289,55 @@ def test_sa_update_as_root_where_distribution_uses_its_own_user(tmp_path: Path) 
         "/etc/passwd": "root:x:0:0::/root:/bin/bash\ndebian-spamd:x:108:113::/var/lib/spamassassin:/bin/sh\n"})
     result = run(root)
     assert codes(result)["MP105"] == "warning"
+
+
+PASSWD = "root:x:0:0::/root:/bin/bash\ndebian-spamd:x:108:113::/var/lib/spamassassin:/bin/sh\n"
+
+
+def hint(result: UnitDeps, code: str) -> str:
+    return next(f.hint for f in result.findings if f.code == code)
+
+
+def run_sed(root: Path, command: str) -> None:
+    """A hint's `sed -i ...` on the tree (its file taken inside it)."""
+    argv = shlex.split(command)
+    subprocess.run([*argv[:-1], str(root) + argv[-1]], check=True)
+
+
+def test_sa_update_as_root_hints_that_work(tmp_path: Path) -> None:
+    # the admin's own unit: its line changed in place (a drop-in's reset would not reach a later drop-in)
+    root = sa_root(tmp_path, SPAMD.format(pre="ExecStartPre=-/usr/bin/sa-update --nogpg"), **{"/etc/passwd": PASSWD})
+    text = hint(run(root), "MP105")
+    [command] = re.findall(r"`([^`]+)`", text)
+    assert command == ("sed -i '5s|/usr/bin/sa-update|/usr/sbin/runuser -u debian-spamd -- /usr/bin/sa-update|' "
+                       "/etc/systemd/system/spamd.service")
+    run_sed(root, command)
+    assert "ExecStartPre=-/usr/sbin/runuser -u debian-spamd -- /usr/bin/sa-update --nogpg" in \
+        (root / "etc/systemd/system/spamd.service").read_text()
+    after = run(root)
+    assert "MP105" not in codes(after) and sa_command(after).command.user == "debian-spamd"
+    # a vendor unit: the key's lines written again in a drop-in, sa-update's through runuser
+    vendor = sa_root(tmp_path / "vendor", "", **{"/etc/passwd": PASSWD, "/lib/systemd/system/rules.service":
+                                                SPAMD.format(pre="ExecStartPre=-/usr/bin/sa-update --nogpg\n"
+                                                                 "ExecStartPre=/bin/true")})
+    assert hint(run(vendor, "rules.service"), "MP105") == (
+        "run it as debian-spamd: systemctl edit rules.service (add `ExecStartPre=` and `ExecStartPre=-/usr/sbin/"
+        "runuser -u debian-spamd -- /usr/bin/sa-update --nogpg` and `ExecStartPre=/bin/true`)")
+    # sa-update is all the unit runs: the unit's User=
+    alone = sa_root(tmp_path / "alone", "", **{"/etc/passwd": PASSWD, f"{UNIT_DIR}/sa.service":
+                                              "[Service]\nType=oneshot\nExecStart=-/usr/bin/sa-update\n"})
+    assert hint(run(alone, "sa.service"), "MP105") == \
+        "run it as debian-spamd: systemctl edit sa.service (add `User=debian-spamd`)"
+
+
+@pytest.mark.parametrize("pre", ["ExecStartPre=-/usr/bin/sa-update --allowplugins --nogpg",
+                                 "ExecStartPre=-/usr/bin/sa-update --nogpg --bogus"])
+def test_refused_command_line_hint_removes_the_words(tmp_path: Path, pre: str) -> None:
+    root = sa_root(tmp_path, SPAMD.format(pre=pre))
+    [command] = re.findall(r"`([^`]+)`", hint(run(root), "MP108"))
+    run_sed(root, command)
+    assert "ExecStartPre=-/usr/bin/sa-update --nogpg\n" in (root / "etc/systemd/system/spamd.service").read_text()
+    assert "MP108" not in codes(run(root))
 
 
 def test_rule_directories_of_other_versions(tmp_path: Path) -> None:

@@ -79,6 +79,14 @@ def test_debian_sandbox_kills_sa_update_before_the_network(tmp_path: Path) -> No
     assert not {"MP103", "MP104"} & {f.code for f in result.findings}  # it cannot hang
 
 
+def test_read_only_keyring_hint_names_a_directory_that_exists(tmp_path: Path) -> None:
+    # ReadWritePaths= of a missing path fails the unit (226/NAMESPACE): the keyring's nearest existing parent
+    result = analyzed(root(tmp_path, "ProtectSystem=full\n", **{"/etc/spamassassin/local.cf": ""}))
+    [hint] = [f.hint for f in result.findings if f.code == "MP115"]
+    assert hint.startswith("add ReadWritePaths=/etc/spamassassin to the unit (systemctl edit spamd.service; ")
+    assert "--gpghomedir" in hint
+
+
 def test_an_existing_keyring_needs_no_write(tmp_path: Path) -> None:
     result = analyzed(root(tmp_path, "ProtectSystem=full\n", **{"/etc/spamassassin/sa-update-keys/trustdb.gpg": ""}))
     assert early_death(sa_local(result), result.startup) is None

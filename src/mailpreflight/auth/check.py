@@ -4,6 +4,7 @@ authenticate the users it did, and what did the package manager leave behind?"""
 from __future__ import annotations
 
 import posixpath
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,7 +151,9 @@ def _service_issues(fs: RootFS, name: str, service: pam.PamService, users: list[
     if not service.usable:
         issues.append(TrackedFinding(Finding(
             "MP302", Severity.CRITICAL, unit, f"{who} ask PAM for service {name!r}: there is neither a file for it "
-            f"nor `other` ({searched}); libpam refuses every login", f"create /etc/pam.d/{name}",
+            f"nor `other` ({searched}); libpam refuses every login",
+            f"put /etc/pam.d/{name} back: `mailpreflight restore --baseline FILE /etc/pam.d/{name}` from a snapshot, "
+            "or recreate it",
             evidence), f"pam:{name}", service.paths))
         return issues
     if service.fell_back:
@@ -173,7 +176,7 @@ def _service_issues(fs: RootFS, name: str, service: pam.PamService, users: list[
         issues.append(TrackedFinding(Finding(
             "MP309", Severity.INFO, unit, f"PAM service {name} ({service.file}) takes its "
             f"{', '.join(login_types)} stack from `other` ({service.other_file})",
-            f"add those types to {service.file} if `other` is not meant for them", evidence),
+            _partial_hint(fs, service.file or "", login_types), evidence),
             f"pam-partial:{name}", service.paths))
     for shadow in service.shadowed:
         issues.append(TrackedFinding(Finding(
@@ -190,7 +193,8 @@ def _service_issues(fs: RootFS, name: str, service: pam.PamService, users: list[
                 "MP304", Severity.CRITICAL if fatal_here else Severity.WARNING, unit,
                 f"{who}: {where}: {problem.source}: {problem.detail}" + (
                     ", and directory users cannot log in" if module in pam.DIRECTORY_MODULES else ""),
-                f"install the package that provides {module}, or remove the line", evidence),
+                f"install the package that provides {module}, or remove the line" + (
+                    f": {removal}" if (removal := _line_command(problem.source, "d")) else ""), evidence),
                 f"module:{name}:{problem.source.rsplit(':', 1)[0]}:{module}", (problem.path or "", problem.source
                                                                               .rsplit(":", 1)[0])))
         elif problem.kind in ("missing-include", "include-loop"):
@@ -201,7 +205,9 @@ def _service_issues(fs: RootFS, name: str, service: pam.PamService, users: list[
         else:
             issues.append(TrackedFinding(Finding(
                 "MP305", Severity.CRITICAL if fatal_here else Severity.WARNING, unit,
-                f"{who}: {where}: {problem.source}: {problem.detail}", "fix the line (pam.conf(5))", evidence),
+                f"{who}: {where}: {problem.source}: {problem.detail}",
+                "fix the line (pam.conf(5))" + (
+                    f"; {shown} shows it" if (shown := _line_command(problem.source, "p")) else ""), evidence),
                 f"line:{problem.source.rsplit(':', 1)[0]}:{problem.detail}", (problem.source.rsplit(":", 1)[0],)))
     return issues
 
@@ -211,6 +217,26 @@ def _service_issues(fs: RootFS, name: str, service: pam.PamService, users: list[
 PAM_AUTH_UPDATE = "/usr/sbin/pam-auth-update"
 PAM_AUTH_UPDATE_WRITES = frozenset(f"/etc/pam.d/common-{name}" for name in (
     "auth", "account", "password", "session", "session-noninteractive"))
+
+
+def _line_command(source: str, action: str) -> str:
+    """`sed -i 'Nd' FILE` (remove the line) or `sed -n 'Np' FILE` (show it) for a line of an admin's file
+    ("FILE:N"); nothing for a vendor's file (/usr/lib/pam.d: the admin overrides it in /etc instead)."""
+    path, _, line = source.rpartition(":")
+    if not line.isdigit() or (action == "d" and not path.startswith("/etc/")):
+        return ""
+    option = "-i" if action == "d" else "-n"
+    return f"`sed {option} '{line}{action}' {shlex.quote(path)}`"
+
+
+def _partial_hint(fs: RootFS, path: str, types: list[str]) -> str:
+    """The service's file takes these types from `other`: on Debian, the common-* file of each is what every
+    service file includes; else the types to write."""
+    common = [f"/etc/pam.d/common-{t}" for t in types]
+    if path.startswith("/etc/pam.d/") and all(fs.lstat(c) is not None for c in common):
+        echo = " and ".join(f"`echo {shlex.quote('@include ' + posixpath.basename(c))} >> {path}`" for c in common)
+        return f"if `other` is not meant for them, include the system's stacks: {echo}"
+    return f"add {', '.join(types)} lines to {path} if `other` is not meant for them"
 
 
 def _include_hint(fs: RootFS, path: str) -> str:

@@ -9,14 +9,19 @@ from dataclasses import dataclass
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.saupdate import SaUpdatePlan, worst_cases
-from mailpreflight.model import Dependency, Fate, Finding, FoundCommand, Role, Severity
+from mailpreflight.model import Dependency, Fate, Finding, FoundCommand, Role, Severity, Source
+from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit
 from mailpreflight.units.timeouts import StartTimeout
+from mailpreflight.units.unit import service_type
 
 NETWORK_ONLINE = "network-online.target"
 SLOW_BOOT_SECONDS = 300.0
 # Users distributions run sa-update as (their cron jobs and timers do).
 SA_USERS = ("debian-spamd", "spamd", "sa-update")
+RUNUSER = "/usr/sbin/runuser"  # util-linux (Essential on Debian; on every systemd distribution)
+# Files an admin edits in place; a vendor's unit is changed with a drop-in instead (`systemctl edit`).
+ADMIN_FILES = ("/etc/", "/usr/local/")
 
 
 @dataclass(frozen=True)
@@ -63,11 +68,17 @@ def _untolerated(unit: Unit, entry: CommandDeps) -> list[Finding]:
              "the script: " + ", ".join(map(str, command.status_fates))),
         )]
     if script_checked:
+        where = next((f.where for f in command.status_fates if f.where), "")
         return [Finding(
             "MP101", Severity.WARNING, unit.id,
             f"{command.tool} needs the network to start {unit.id}; the script checks its exit status itself, "
             "so a network failure may still fail the start",
-            "make sure the check accepts the tool's network-failure status, or use the mailpreflight guard",
+            (f"read the check (`sed -n '{where.rpartition(':')[2]},+20p' {where.rpartition(':')[0]}`) and make "
+             "sure it accepts the tool's network-failure status"
+             if where.rpartition(":")[2].isdigit() and where.startswith("/") else
+             "make sure the script's check accepts the tool's network-failure status") + (
+                f", or let `mailpreflight dropin install {unit.id}` wrap it in a bounded guard"
+                if _guardable(unit, command) else ""),
             (f"{command.source}: {' '.join(command.argv)}", f"{len(start)} network endpoints, e.g. {start[0].target}"),
         )]
     return [Finding(
@@ -76,6 +87,16 @@ def _untolerated(unit: Unit, entry: CommandDeps) -> list[Finding]:
         f"prefix the line with '-' or let `mailpreflight dropin install {unit.id}` wrap it in a bounded guard",
         (f"{command.source}: {' '.join(command.argv)}", f"{len(start)} network endpoints, e.g. {start[0].target}"),
     )]
+
+
+def _guardable(unit: Unit, command: FoundCommand) -> bool:
+    """Does `mailpreflight dropin install` wrap the command (an ExecStartPre, or a oneshot's ExecStart)?"""
+    return command.key == "ExecStartPre" or (command.key == "ExecStart" and service_type(unit).name == "oneshot")
+
+
+def _exec_line(unit: Unit, command: FoundCommand) -> ExecCommand | None:
+    """The Exec line the command is itself (not run by a script or a shell on it)."""
+    return next((e for e in unit.exec.get(command.key, ()) if str(e.source) == str(command.source)), None)
 
 
 def _exec_path(unit: Unit, command: FoundCommand) -> str:
@@ -95,7 +116,9 @@ def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout
         found.append(Finding(
             "MP102", Severity.CRITICAL, unit.id,
             "sa-update exits 1 when no new rules are published (most days), and that fails the start",
-            "treat exit 1 as success: '-' prefix, `sa-update || [ $? -eq 1 ]`, or the mailpreflight guard",
+            (f"let `mailpreflight dropin install {unit.id}` wrap it in a bounded guard that accepts its failure, or "
+             if _guardable(unit, command) else "") + "treat exit 1 as success where it runs (a '-' prefix on the "
+            "Exec line, || [ $? -eq 1 ] after it in a script)",
             (f"{command.source}: {' '.join(command.argv)}", "sa-update exit codes: sa-update.raw l.1257-1271"),
         ))
     never = _never_updates(plan)
@@ -104,7 +127,7 @@ def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout
         fails = "the rules are never updated" if command.tolerated else "the start fails every time"
         found.append(Finding(
             "MP108", severity, unit.id, f"{never}: {fails}",
-            "fix the sa-update command line (see sa-update(1))",
+            _command_line_hint(unit, command, plan),
             (f"{command.source}: {' '.join(command.argv)}",),
         ))
     scenarios = worst_cases(plan)
@@ -115,8 +138,11 @@ def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout
             "MP103", Severity.CRITICAL, unit.id,
             f"sa-update can run {worst.seconds:.0f} s ({worst.name}), longer than the {timeout.seconds:.0f} s "
             f"TimeoutStartSec: the start fails with Result=timeout{covered}",
-            "'|| true' and '-' cover exit codes, never a timeout: bound sa-update's run time (the guard's "
-            "--timeout) below TimeoutStartSec, or move updates to a timer",
+            "'|| true' and '-' cover exit codes, never a timeout: " + (
+                f"`mailpreflight dropin install {unit.id}` bounds its run time (the guard's --timeout) and makes "
+                "TimeoutStartSec long enough for it" if _guardable(unit, command) else
+                "bound sa-update's run time (the guard's --timeout) below TimeoutStartSec") +
+            ", or move updates to a timer",
             (f"{command.source}: {' '.join(command.argv)}", worst.detail,
              f"TimeoutStartSec from {timeout.learned_from}"),
         ))
@@ -124,7 +150,9 @@ def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout
         found.append(Finding(
             "MP104", Severity.WARNING, unit.id,
             f"sa-update can block the start for {worst.seconds:.0f} s ({worst.name}); there is no start timeout",
-            "bound it with the guard's --timeout, or run updates from a timer instead of the start path",
+            (f"bound it: `mailpreflight dropin install {unit.id}` wraps it in the guard (--timeout)"
+             if _guardable(unit, command) else "bound it with the guard's --timeout") +
+            ", or run updates from a timer instead of the start path",
             (f"{command.source}", worst.detail, timeout.learned_from),
         ))
     found += _sa_user(unit, fs, command, plan)
@@ -136,6 +164,39 @@ def _as_unit_runs(command: FoundCommand) -> str:
     """The command line to run by hand, as the user the start path runs it as."""
     as_user = f"runuser -u {command.user} -- " if command.user not in (None, "root", "0") else ""
     return as_user + shlex.join(command.argv)
+
+
+def _refused_words(plan: SaUpdatePlan) -> list[str]:
+    if plan.args.allowplugins and not plan.args.reallyallowplugins:
+        return ["--allowplugins"]
+    return list(plan.args.unknown)
+
+
+def _in_place(source: Source) -> bool:
+    """A line the admin edits where it is: in a file of theirs, on one line."""
+    return source.file.startswith(ADMIN_FILES) and source.end_line in (None, source.line)
+
+
+REPLACEMENT_SPECIAL = "\\|&"
+
+
+def _sed_bre(text: str, special: str = "\\|.[]*^$") -> str:
+    """`text` as a sed basic regular expression of a `|`-delimited `s` command (as its replacement: special
+    REPLACEMENT_SPECIAL)."""
+    return "".join("\\" + c if c in special else c for c in text)
+
+
+def _command_line_hint(unit: Unit, command: FoundCommand, plan: SaUpdatePlan) -> str:
+    """Remove the words sa-update refuses, in the file that holds its line when that is the admin's own."""
+    words = _refused_words(plan)
+    what = "--allowplugins (or add --reallyallowplugins, if the channel's plugin code is meant to run)" \
+        if words == ["--allowplugins"] and plan.args.allowplugins else " ".join(words)
+    source = command.source
+    text = " ".join(command.argv)
+    if _in_place(source) and all(text.count(f" {w}") == 1 for w in words):
+        script = ";".join(f"{source.line}s| {_sed_bre(w)}||" for w in words)
+        return f"remove {what}: `sed -i {shlex.quote(script)} {shlex.quote(source.file)}` (see sa-update(1))"
+    return f"remove {what} from the command line ({source}; see sa-update(1))"
 
 
 def _never_updates(plan: SaUpdatePlan) -> str | None:
@@ -162,9 +223,36 @@ def _sa_user(unit: Unit, fs: RootFS, command: FoundCommand, plan: SaUpdatePlan) 
         "MP105", Severity.WARNING, unit.id,
         "sa-update runs as root, but this system keeps its rules as a dedicated user: files written as root "
         "break the distribution's own updates later",
-        f"run it as {expected or 'the owner of the update dir'} (User=, or runuser -u ... --)",
+        _as_user_hint(unit, command, expected) if expected else
+        f"run it as the owner of {plan.updatedir.rsplit('/', 1)[0]} (uid {owner}): User=, or runuser -u",
         tuple(evidence),
     )]
+
+
+def _as_user_hint(unit: Unit, command: FoundCommand, user: str) -> str:
+    """Run sa-update as `user`: the whole unit (User=) when sa-update is all it runs, else sa-update alone
+    through runuser, in the Exec line (the key's lines written again) or in the script."""
+    line = _exec_line(unit, command)
+    others = [e for key, lines in unit.exec.items() if key.startswith("ExecStart") for e in lines if e is not line]
+    if line is not None and not others:
+        return f"run it as {user}: systemctl edit {unit.id} (add `User={user}`)"
+    if line is not None and _in_place(line.source) and "@" not in line.prefixes:
+        # the admin's own line: changed where it is (a drop-in's `KEY=` reset would not reach a later drop-in)
+        wrapped = _sed_bre(f"{RUNUSER} -u {user} -- {line.path}", REPLACEMENT_SPECIAL)
+        script = f"{line.source.line}s|{_sed_bre(line.path)}|{wrapped}|"
+        return f"run it as {user}: `sed -i {shlex.quote(script)} {shlex.quote(line.source.file)}`"
+    if line is not None:
+        settings = [f"`{command.key}=`"] + [
+            f"`{command.key}={''.join(p for p in e.prefixes if p != '@')}{shlex.join(_words(e, user, e is line))}`"
+            for e in unit.exec.get(command.key, ())]
+        return f"run it as {user}: systemctl edit {unit.id} (add {' and '.join(settings)})"
+    return f"run it as {user}: at {command.source}, run `runuser -u {user} -- {shlex.join(command.argv)}`"
+
+
+def _words(line: ExecCommand, user: str, as_user: bool) -> list[str]:
+    """An Exec line's words to write again (an '@' line's argv[0] dropped), through runuser when `as_user`."""
+    words = [line.path, *line.argv[1:]] if "@" not in line.prefixes else [line.path, *line.argv]
+    return [RUNUSER, "-u", user, "--", *words] if as_user else words
 
 
 def _sa_owner(fs: RootFS, updatedir: str) -> tuple[str | None, str | None]:

@@ -81,6 +81,8 @@ class StartupFacts:
     missing_programs: tuple[Skipped, ...] = ()
     config_errors: tuple[tuple[int, ConfigError], ...] = ()  # (index, why the tool stops on its config at once)
     install_gpg: str = "apt-get install gpg (or zypper install gpg2)"  # the root's package manager's, when known
+    # (index, (directory sa-update must create, its nearest existing parent)) where the sandbox forbids it
+    blocked: tuple[tuple[int, tuple[str, str]], ...] = ()
 
     def config_error_for(self, index: int) -> ConfigError | None:
         return next((error for i, error in self.config_errors if i == index), None)
@@ -197,6 +199,18 @@ def missing_programs(unit: Unit, fs: RootFS) -> tuple[Skipped, ...]:
     return tuple(found)
 
 
+def blocked_dir(local: SaUpdateLocal, sandbox: Sandbox) -> str | None:
+    """The directory this sa-update must create first where the unit's sandbox makes the tree read-only."""
+    candidates = (*(() if not local.gpg or local.keyring else (local.gpghomedir,)), *local.missing_dirs)
+    return next((d for d in candidates if not sandbox.writable(d)[0]), None)
+
+
+def _existing_parent(fs: RootFS, path: str) -> str:
+    while path not in ("", "/") and not fs.is_dir(path):
+        path = posixpath.dirname(path)
+    return path or "/"
+
+
 def early_death(local: SaUpdateLocal, facts: StartupFacts) -> str | None:
     """Why this sa-update dies at once, before any network traffic (exit 255), or None."""
     if not local.installed:
@@ -243,8 +257,7 @@ def startup_findings(unit: Unit, facts: StartupFacts, entries: list[CommandDeps]
             found.append(Finding("MP115", Severity.WARNING, unit.id, f"sa-update ({command.source}) never reaches "
                                  f"the network here: {reason}",
                                  facts.install_gpg if local.gpg_program is None else
-                                 f"add ReadWritePaths={local.gpghomedir} to the unit (systemctl edit {unit.id}), or "
-                                 f"give sa-update --gpghomedir under a writable directory",
+                                 _writable_hint(unit, facts, index, local),
                                  (str(command.source),)))
     for index, error in facts.config_errors:
         command = entries[index].command
@@ -267,6 +280,19 @@ def startup_findings(unit: Unit, facts: StartupFacts, entries: list[CommandDeps]
     return found
 
 
+def _writable_hint(unit: Unit, facts: StartupFacts, index: int, local: SaUpdateLocal) -> str:
+    """ReadWritePaths= for the directory's nearest existing parent: systemd refuses to start a unit whose
+    ReadWritePaths= names a path that does not exist (226/NAMESPACE), and sa-update has yet to create it."""
+    directory, parent = next((b for i, b in facts.blocked if i == index), (local.gpghomedir, local.gpghomedir))
+    hint = (f"add ReadWritePaths={parent} to the unit (systemctl edit {unit.id}; the missing {directory} itself "
+            "cannot be named there, systemd would refuse to start the unit)" if parent != directory else
+            f"add ReadWritePaths={directory} to the unit (systemctl edit {unit.id})")
+    if directory == local.gpghomedir:
+        hint += (", or give sa-update --gpghomedir under a writable directory (Debian's own runs use "
+                 "/var/lib/spamassassin/sa-update-keys)")
+    return hint
+
+
 def startup_facts(unit: Unit, fs: RootFS, entries: list[CommandDeps]) -> StartupFacts:
     sa = tuple((index, facts) for index, entry in enumerate(entries)
                if (facts := sa_update_local(entry, fs)) is not None)
@@ -278,5 +304,8 @@ def startup_facts(unit: Unit, fs: RootFS, entries: list[CommandDeps]) -> Startup
         family = distribution(fs)
         install_gpg = ("apt-get install gpg" if family.debian else "zypper install gpg2" if family.suse else
                        install_gpg)
-    return StartupFacts(sandbox_of(unit), sa, spamd_rules(unit, fs, version), missing_programs(unit, fs), errors,
-                        install_gpg)
+    sandbox = sandbox_of(unit)
+    blocked = tuple((index, (directory, _existing_parent(fs, directory))) for index, local in sa
+                    if (directory := blocked_dir(local, sandbox)) is not None)
+    return StartupFacts(sandbox, sa, spamd_rules(unit, fs, version), missing_programs(unit, fs), errors,
+                        install_gpg, blocked)
