@@ -4,6 +4,7 @@ scripts the Exec line points to (read from the tree, one level deep). Nothing is
 from __future__ import annotations
 
 import posixpath
+import re
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -42,6 +43,8 @@ class _Context:
     depth: int = 0
     read_script: bool = True  # scripts are read one level deep only
     fates: tuple[StatusFate, ...] = ()  # what the script(s) around it do with its exit status, when they look
+    bound: float | None = None  # seconds after which a wrapper kills it (timeout N, mailpreflight guard)
+    bound_by: str = ""
 
 def _with(context: _Context, **changes: Any) -> _Context:
     """dataclasses.replace() of a _Context without its introspection of the fields on every call (several per
@@ -97,7 +100,8 @@ def _unwrap(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand
         return _shell(argv, context, fs)
     script = _script_path(argv[0], fs, context.env) if context.read_script else None
     own = FoundCommand(tool, tuple(argv), context.key, context.source, context.tolerated, context.why,
-                       context.via, context.user, dict(context.env), status_fates=context.fates)
+                       context.via, context.user, dict(context.env), status_fates=context.fates,
+                       bound=context.bound, bound_by=context.bound_by)
     if script is None:
         return [own]
     # A shell script: report the script itself, then what it runs.
@@ -143,8 +147,10 @@ def _shell(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand]
 def _script_commands(text: str, path: str | None, args: Sequence[str], context: _Context, fs: RootFS,
                      first_line_offset: int, ends: list[str] | None = None) -> list[FoundCommand]:
     """The commands the script runs; `ends` gets where a guard the tree decides ends it, if one does."""
-    env = dict(context.env)
+    # the script's own positional parameters ($1.., $#: "$@" expands to them), never its caller's
+    env = {k: v for k, v in context.env.items() if not (k.isdigit() or k == "#")}
     env.update({str(i): a for i, a in enumerate(args, 1)})
+    env["#"] = str(len(args))
     reading = read_shell(text, env, tree_test(fs, env))
     stop = reading.stop
     if stop is not None and ends is not None:
@@ -316,6 +322,75 @@ def _simple(with_value: frozenset[str], positional: int = 0) -> Handler:
     return handler
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float | None:
+    """timeout(1)'s DURATION: a number with an optional s/m/h/d suffix; 0 means no limit (None)."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        return None
+    seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+    return seconds if seconds > 0 else None
+
+
+def _bounded(context: _Context, seconds: float, by: str) -> _Context:
+    """The context of a command a wrapper kills after `seconds` (the tighter of nested bounds wins)."""
+    if context.bound is not None and context.bound <= seconds:
+        return context
+    return _with(context, bound=seconds, bound_by=by)
+
+
+def _timeout(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:
+    """coreutils `timeout [-k KILL] DURATION COMMAND...`: TERM at DURATION, KILL after KILL more (without -k,
+    a command that ignores TERM is not stopped: the bound is DURATION, what sa-update and curl do on TERM)."""
+    rest = list(argv[1:])
+    kill_after = 0.0
+    while rest and rest[0].startswith("-") and rest[0] != "-":
+        word = rest.pop(0)
+        if word == "--":
+            break
+        name, equals, value = word.partition("=")
+        if name in ("-s", "--signal", "-k", "--kill-after") and not equals and rest:
+            value = rest.pop(0)
+        elif name.startswith("-k") and len(name) > 2:
+            value = name[2:]
+        if name.startswith(("-k", "--kill-after")):
+            kill_after = _duration(value) or 0.0
+    if len(rest) < 2:
+        return None
+    limit = _duration(rest[0])
+    inner = _with(context, via=(*context.via, "timeout"))
+    if limit is not None:
+        inner = _bounded(inner, limit + kill_after, f"timeout {rest[0]}")
+    return rest[1:], inner
+
+
+def _mailpreflight(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:
+    """`mailpreflight guard [--timeout T] [--grace G] [--diagnose-budget D] [--strict] ... -- COMMAND...` (our
+    drop-in): COMMAND is stopped after T + G, the guard is done D later; it exits 0 unless --strict
+    (docs/dropin.md)."""
+    if argv[1:2] != ["guard"] or "--" not in argv:
+        return None
+    split = argv.index("--")
+    options, command = argv[2:split], argv[split + 1:]
+    values = {"--timeout": 60.0, "--grace": 5.0, "--diagnose-budget": 3.0}
+    for index, word in enumerate(options):
+        name, equals, value = word.partition("=")
+        if name in values:
+            given = _duration(value if equals else options[index + 1] if index + 1 < len(options) else "")
+            values[name] = given if given is not None else values[name]
+    if not command:
+        return None
+    inner = _with(context, via=(*context.via, "mailpreflight guard"))
+    if "--strict" not in options:
+        inner = _with(inner, tolerated=True, why=(*context.why, "mailpreflight guard (exits 0)"))
+    # the command is stopped after T + G; the guard then probes for its warning line for up to D more
+    return command, _bounded(inner, values["--timeout"] + values["--grace"] + values["--diagnose-budget"],
+                             f"mailpreflight guard --timeout {values['--timeout']:g}")
+
+
 def _runuser(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:
     """runuser -u USER -- CMD | runuser [-] USER -c SCRIPT (and su alike)."""
     name = posixpath.basename(argv[0])
@@ -417,7 +492,8 @@ def _flock(argv: list[str], context: _Context) -> tuple[list[str], _Context] | N
 
 _WRAPPERS: dict[str, Handler] = {
     "env": _env,
-    "timeout": _simple(frozenset({"-s", "--signal", "-k", "--kill-after"}), positional=1),
+    "timeout": _timeout,
+    "mailpreflight": _mailpreflight,
     "nice": _simple(frozenset({"-n", "--adjustment"})),
     "ionice": _simple(frozenset({"-c", "--class", "-n", "--classdata", "-p", "--pid", "-P", "--pgid", "-u",
                                  "--uid"})),

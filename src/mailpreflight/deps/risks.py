@@ -132,11 +132,14 @@ def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout
         ))
     scenarios = worst_cases(plan)
     worst = max(scenarios, key=lambda s: s.seconds)
-    if timeout.limited and worst.seconds > timeout.seconds:
+    seconds, name = worst.seconds, worst.name
+    if command.bound is not None and command.bound < seconds:  # a wrapper stops it (timeout N, the guard)
+        seconds, name = command.bound, f"{worst.name}, stopped by {command.bound_by}"
+    if timeout.limited and seconds > timeout.seconds:
         covered = " although its exit status is tolerated" if command.tolerated else ""
         found.append(Finding(
             "MP103", Severity.CRITICAL, unit.id,
-            f"sa-update can run {worst.seconds:.0f} s ({worst.name}), longer than the {timeout.seconds:.0f} s "
+            f"sa-update can run {seconds:.0f} s ({name}), longer than the {timeout.seconds:.0f} s "
             f"TimeoutStartSec: the start fails with Result=timeout{covered}",
             "'|| true' and '-' cover exit codes, never a timeout: " + (
                 f"`mailpreflight dropin install {unit.id}` bounds its run time (the guard's --timeout) and makes "
@@ -146,10 +149,10 @@ def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout
             (f"{command.source}: {' '.join(command.argv)}", worst.detail,
              f"TimeoutStartSec from {timeout.learned_from}"),
         ))
-    elif not timeout.limited and worst.seconds > SLOW_BOOT_SECONDS:
+    elif not timeout.limited and seconds > SLOW_BOOT_SECONDS:
         found.append(Finding(
             "MP104", Severity.WARNING, unit.id,
-            f"sa-update can block the start for {worst.seconds:.0f} s ({worst.name}); there is no start timeout",
+            f"sa-update can block the start for {seconds:.0f} s ({name}); there is no start timeout",
             (f"bound it: `mailpreflight dropin install {unit.id}` wraps it in the guard (--timeout)"
              if _guardable(unit, command) else "bound it with the guard's --timeout") +
             ", or run updates from a timer instead of the start path",

@@ -133,6 +133,10 @@ class FoundCommand:
     # For a script that was read: where a guard the tree decides ends it, e.g. "exits 0 at
     # /usr/sbin/spamassassin-maint:83: `command -v gpg` fails in this tree" (what follows never runs).
     ends: str = ""
+    # The longest it can run: a wrapper around it kills it then (`timeout 20`, `mailpreflight guard --timeout 20`),
+    # in seconds; None when nothing bounds it. `bound_by` says which wrapper.
+    bound: float | None = None
+    bound_by: str = ""
 
     def fate_of(self, status: int) -> StatusFate | None:
         return next((f for f in self.status_fates if f.low <= status <= f.high), None)

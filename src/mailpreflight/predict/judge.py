@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TextIO
 
 from mailpreflight.auth.check import AuthReport, auth_view
@@ -90,6 +90,16 @@ def check(results: Iterable[UnitDeps], options: CheckOptions, resolver: dnsprobe
                   auth_view(auth) if auth else None)
 
 
+def _within_bound(verdict: CommandVerdict) -> CommandVerdict:
+    """A command a wrapper stops (timeout N, the guard) runs at most that long: past it, it is killed (timeout's
+    124; the guard itself exits 0 unless --strict, which `tolerated` already says)."""
+    bound = verdict.command.bound
+    if bound is None or verdict.predicted_seconds <= bound:
+        return verdict
+    return replace(verdict, predicted=Prediction.FAIL, predicted_exit="124", predicted_seconds=bound,
+                   reason=f"stopped by {verdict.command.bound_by} after {bound:g} s: {verdict.reason}")
+
+
 def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdateProbe]) -> UnitVerdict:
     verdicts = []
     facts, kind = result.startup, service_type(result.unit).name
@@ -110,8 +120,9 @@ def _unit(result: UnitDeps, runner: ProbeRunner, sa_probes: dict[int, SaUpdatePr
         local = facts.sa_update_for(index) if facts else None
         if facts and local:
             verdict = startup.before_network(verdict, local, facts)
-            if command_role(entry.command, kind) is Role.START and entry.command.key != "ExecStart":
-                sa_runs.append((local, verdict))
+        verdict = _within_bound(verdict)
+        if facts and local and command_role(entry.command, kind) is Role.START and entry.command.key != "ExecStart":
+            sa_runs.append((local, verdict))
         verdicts.append(verdict)
     timeout = result.timeout
     unknown: str | None = None  # the first start-path command whose effect the script decides in a way not read

@@ -41,6 +41,35 @@ class Expansion:
 
     vars: dict[str, str]
 
+    def positional(self) -> list[str] | None:
+        """$1..$N when they are known ($# is set: the reader was told the script's arguments), else None."""
+        count = self.vars.get("#", "")
+        if not count.isdigit() or int(count) > 4096:
+            return None
+        values = [self.vars.get(str(i)) for i in range(1, int(count) + 1)]
+        return None if any(v is None for v in values) else [v for v in values if v is not None]
+
+    def set_positional(self, values: list[str] | None) -> None:
+        """`set -- ARGS`, `shift`, a function's arguments: the new $1..$N (None: no longer known)."""
+        for key in [k for k in self.vars if k.isdigit() and k != "0"]:
+            del self.vars[key]
+        self.vars.pop("#", None)
+        if values is not None:
+            self.vars.update({str(i): v for i, v in enumerate(values, 1)})
+            self.vars["#"] = str(len(values))
+
+    def fields(self, raw: str, line: int, subs: list[tuple[str, int]]) -> list[str]:
+        """A word's fields after expansion. "$@" (also "${@}") is each positional parameter as a field of its own,
+        none when there is none; unquoted $@/$* are the parameters field-split; "$*" one field, blank-joined.
+        Other words: split_fields() of their pieces."""
+        if raw in ('"$@"', '"${@}"', "$@", "${@}", "$*", "${*}", '"$*"', '"${*}"'):
+            values = self.positional()
+            if values is not None:
+                if raw.startswith('"'):
+                    return values if "@" in raw else [" ".join(values)]
+                return [f for v in values for f in split_fields([(v, "split")])]
+        return split_fields(self._pieces(raw, line, subs))
+
     def _assign(self, values: Mapping[str, str | None]) -> None:
         """None: a value not known here (it held $(…), $?, an unknown $VAR…): the variable becomes unknown."""
         for name, value in values.items():

@@ -361,7 +361,7 @@ class _Reader(Expansion):
     def _expand(self, words: list[Tok], ctx: _Ctx) -> list[str]:
         """Words of a `for` or `case`: their command substitutions run, their status is lost."""
         subs: list[tuple[str, int]] = []
-        fields = [f for tok in words for f in split_fields(self._pieces(tok.text, tok.line, subs))]
+        fields = [f for tok in words for f in self.fields(tok.text, tok.line, subs)]
         self._substitutions(subs, self._subst_ctx(ctx))
         return fields
 
@@ -393,7 +393,7 @@ class _Reader(Expansion):
             return
         count = next((i for i, tok in enumerate(node.words) if not ASSIGN.match(tok.text)), len(node.words))
         # The words expand first, then the NAME=v prefixes, left to right: `NAME=v cmd "$NAME"` does not see v.
-        argv = [f for tok in node.words[count:] for f in split_fields(self._pieces(tok.text, tok.line, subs))]
+        argv = [f for tok in node.words[count:] for f in self.fields(tok.text, tok.line, subs)]
         saved = dict(self.vars)
         for tok in node.words[:count]:
             self._assign_word(tok, subs)
@@ -413,6 +413,11 @@ class _Reader(Expansion):
         if name == "set":
             self._set(argv[1:])
             return
+        if name == "shift":  # $2.. become $1..; a count not known here: the parameters are no longer known
+            values, count = self.positional(), argv[1] if len(argv) > 1 else "1"
+            self.set_positional(values[int(count):] if values is not None and count.isdigit()
+                                and int(count) <= len(values) else None)
+            return
         if name == "read":  # the variables it sets are not known here
             self._assign({arg: None for arg in argv[1:] if VARIABLE.fullmatch(arg)})
         if name == "exec":  # replaces the shell: the command's status is the script's, nothing runs after
@@ -424,7 +429,7 @@ class _Reader(Expansion):
             self.exits_early |= ctx.main
             name = argv[0]
         elif name in self.functions:
-            self._call(name, line, ctx)
+            self._call(name, argv[1:], line, ctx)
             return
         if name in (".", "source"):
             argv = ["source", *argv[1:]]
@@ -437,29 +442,39 @@ class _Reader(Expansion):
         fates = ctx.fates if CHECKED in why else ()
         self.commands.append(ShellCommand(tuple(argv), line, bool(why), why, env, ctx.background, fates))
 
-    def _call(self, name: str, line: int, ctx: _Ctx) -> None:
-        """A function's body runs where it is called (its commands keep the lines they are written on)."""
+    def _call(self, name: str, args: list[str], line: int, ctx: _Ctx) -> None:
+        """A function's body runs where it is called (its commands keep the lines they are written on), with its
+        arguments as $1.. ("$@"), and the script's back afterwards."""
         if self.depth >= 3:
             self.warnings.append(f"line {line}: call to {name} nested more than 3 deep, not followed")
             return
         self.depth += 1
+        outer = self.positional()
+        self.set_positional(args)
         try:
             self._command(self.functions[name], _with(ctx, return_why=self._effective(ctx)))
         finally:
             self.depth -= 1
+            self.set_positional(outer)
 
     def _set(self, args: list[str]) -> None:
-        options = iter(args)
-        for arg in options:
-            if arg in ("-", "--") or arg[:1] not in ("-", "+"):
+        index = 0
+        while index < len(args):
+            arg = args[index]
+            if arg in ("-", "--") or arg[:1] not in ("-", "+"):  # `set -- a b`, `set a b`: the new $1..
+                self.set_positional(args[index + 1:] if arg in ("-", "--") else args[index:])
                 return
+            index += 1
             for letter in arg[1:]:
-                option = "errexit" if letter == "e" else next(options, "") if letter == "o" else ""
+                option = ""
+                if letter == "e":
+                    option = "errexit"
+                elif letter == "o":
+                    option, index = (args[index], index + 1) if index < len(args) else ("", index)
                 if option == "errexit":
                     self.errexit = arg[0] == "-"
                 elif option == "pipefail":
                     self.pipefail = arg[0] == "-"
-
 
 def read_shell(script: str, env: Mapping[str, str] | None = None, decide: Decide | None = None) -> ShellReading:
     """Read `script` (sh -c text or a script file's content) with the environment `env`; never raises.
