@@ -123,3 +123,34 @@ def test_a_bound_longer_than_the_start_timeout_is_still_mp103(tmp_path: Path) ->
     result = run(root(tmp_path / "b", unit, "/usr/bin/timeout"))
     finding = next(f for f in result.findings if f.code == "MP103")
     assert "can run 100 s" in finding.message and "stopped by timeout 100" in finding.message
+
+
+def test_the_rules_cleanup_the_dropin_writes_is_the_one_the_prediction_knows() -> None:
+    from mailpreflight.deps.startup import RULES_CLEANUP
+    from mailpreflight.fix import inguest
+
+    assert inguest.rules_cleanup(SA, "/bin/sh") == ["/bin/sh", "-c", *RULES_CLEANUP, SA]
+
+
+def test_a_bounded_sa_update_that_fails_leaves_no_empty_rules_dir_behind_the_cleanup(tmp_path: Path) -> None:
+    """Killed at its bound (or failing), sa-update leaves its channel dir empty; the drop-in's last line removes
+    it, so spamd starts on the packaged rules (the booted guest of tests/vm does): the start is not predicted to
+    fail for it."""
+    from mailpreflight.predict.startup import spamd_fails
+
+    unit = ("[Unit]\nWants=network-online.target\nAfter=network-online.target\n[Service]\n"
+            "ExecStartPre=/bin/sh -c \"sa-update || true\"\nExecStart=/usr/sbin/spamd\n")
+    path = root(tmp_path, unit, "/usr/bin/timeout", "/bin/sh", "/usr/bin/logger")
+    planned = dropin.plan(UnitLoader(RootFS(str(path))), "spamd.service", 20)
+    assert "mailpreflight-rules" in planned.text
+    target = path / "etc/systemd/system/spamd.service.d" / dropin.DROPIN_NAME
+    target.parent.mkdir()
+    target.write_text(planned.text)
+    fs = RootFS(str(path))
+    result = analyze(UnitLoader(fs).load("spamd.service"), fs)
+    assert result.startup is not None and result.startup.rules_cleaned
+    assert spamd_fails(result.startup, [], "simple", "always") is None
+    target.write_text(planned.text.replace("mailpreflight-rules", "other-rules"))
+    fs = RootFS(str(path))
+    again = analyze(UnitLoader(fs).load("spamd.service"), fs)
+    assert again.startup is not None and not again.startup.rules_cleaned

@@ -83,6 +83,8 @@ class StartupFacts:
     install_gpg: str = "apt-get install gpg (or zypper install gpg2)"  # the root's package manager's, when known
     # (index, (directory sa-update must create, its nearest existing parent)) where the sandbox forbids it
     blocked: tuple[tuple[int, tuple[str, str]], ...] = ()
+    # the unit's last ExecStartPre removes spamd's update dir when it holds no rules (our drop-in's clean-up)
+    rules_cleaned: bool = False
 
     def config_error_for(self, index: int) -> ConfigError | None:
         return next((error for i, error in self.config_errors if i == index), None)
@@ -187,6 +189,17 @@ START_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost")
 
 
 OUR_DROPIN = "/zz-mailpreflight.conf"  # fix/dropin.py's DROPIN_NAME (deps does not import fix)
+# fix/inguest.py rules_cleanup()'s script and $0 (tests/unit/test_bounds.py keeps them the same)
+RULES_CLEANUP = ('ls "$1"/*.cf >/dev/null 2>&1 || rm -rf -- "$1"', "mailpreflight-rules")
+
+
+def cleans_rules(unit: Unit, rules: SpamdRules | None) -> bool:
+    """Does the unit's last ExecStartPre, after every sa-update of its start path, remove spamd's update dir when
+    it holds no rules (*.cf)? Our drop-in ends with that line: then spamd never meets an empty one."""
+    pre = unit.exec.get("ExecStartPre", ())
+    if rules is None or not pre:
+        return False
+    return list(pre[-1].argv[1:]) == ["-c", RULES_CLEANUP[0], RULES_CLEANUP[1], rules.updatedir]
 
 
 def missing_programs(unit: Unit, fs: RootFS) -> tuple[Skipped, ...]:
@@ -307,5 +320,6 @@ def startup_facts(unit: Unit, fs: RootFS, entries: list[CommandDeps]) -> Startup
     sandbox = sandbox_of(unit)
     blocked = tuple((index, (directory, _existing_parent(fs, directory))) for index, local in sa
                     if (directory := blocked_dir(local, sandbox)) is not None)
-    return StartupFacts(sandbox, sa, spamd_rules(unit, fs, version), missing_programs(unit, fs), errors,
-                        install_gpg, blocked)
+    rules = spamd_rules(unit, fs, version)
+    return StartupFacts(sandbox, sa, rules, missing_programs(unit, fs), errors, install_gpg, blocked,
+                        cleans_rules(unit, rules))

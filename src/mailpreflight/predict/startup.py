@@ -43,8 +43,8 @@ def spamd_fails(facts: StartupFacts, pre_verdicts: list[tuple[SaUpdateLocal, Com
     the unit's Type= and Restart= (a Type=simple unit is 'active' at once; its spamd then dies and Restart=
     brings it back, again and again — it never serves)."""
     rules = facts.spamd
-    if rules is None or rules.updatedir_has_rules:
-        return None
+    if rules is None or rules.updatedir_has_rules or facts.rules_cleaned:
+        return None  # rules there, or removed before spamd starts when there are none (our drop-in's last line)
     if service_type in ("simple", "exec") and restart in ("always", "on-failure"):
         outcome = (f"exits 255 ('no rules were found') right after it starts, and Restart={restart} starts it again "
                    "and again (until StartLimitBurst= stops it): spamd never serves")
