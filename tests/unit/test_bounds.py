@@ -154,3 +154,57 @@ def test_a_bounded_sa_update_that_fails_leaves_no_empty_rules_dir_behind_the_cle
     fs = RootFS(str(path))
     again = analyze(UnitLoader(fs).load("spamd.service"), fs)
     assert again.startup is not None and not again.startup.rules_cleaned
+
+
+def test_hostile_positional_parameters_stay_cheap_and_never_raise() -> None:
+    import time
+
+    started = time.monotonic()
+    read_shell("set -- " + " a" * 4096 + "\n" + "shift 0\n" * 32000, {"#": "0"})
+    read_shell('f() { :; }\n' + 'f "$@"\n' * 37000, {**{str(i): "x" for i in range(1, 4001)}, "#": "4000"})
+    assert time.monotonic() - started < 10  # before the caps: 49 s and 161 s
+    for script in ("shift \u00b2; curl http://x/", "shift " + "9" * 5000 + "; curl http://x/"):
+        assert [c.argv for c in read_shell(script, {"#": "1", "1": "a"}).commands] == [("curl", "http://x/")]
+    assert [c.argv for c in read_shell('set -- "$@" x; echo $#', {}).commands] == [("echo", "$#")]
+    assert [c.argv for c in read_shell("echo ${@:-z}", {"#": "1", "1": "a"}).commands] == [("echo", "${@:-z}")]
+
+
+@pytest.mark.parametrize(("options", "bound", "tolerated"), [
+    (["--timeout", "1e3"], 1008.0, True),
+    (["--time", "1000"], 1008.0, True),  # argparse's abbreviation, as the guard reads it
+    (["--timeout", "20", "--grace", "0", "--diagnose-budget", "0"], 20.0, True),
+    (["--timeout=20", "--strict"], 28.0, False),
+])
+def test_the_guard_line_is_read_with_the_guards_own_parser(tmp_path: Path, options: list[str], bound: float,
+                                                           tolerated: bool) -> None:
+    [command] = discover_argv(["mailpreflight", "guard", *options, "--", "/usr/bin/sa-update"],
+                              RootFS(str(tmp_path)), {})
+    assert (command.tool, command.bound, command.tolerated) == ("sa-update", bound, tolerated)
+    if not tolerated:  # --strict: the guard exits 0 for sa-update's 0 and 1, else with its status
+        assert command.fate_of(1) is not None and command.fate_of(1).script_exit(1) == 0  # type: ignore[union-attr]
+        assert command.fate_of(4) is not None and command.fate_of(4).script_exit(4) == 4  # type: ignore[union-attr]
+    refused = discover_argv(["mailpreflight", "guard", "--timeout", "30s", "--", "sa-update"], RootFS(str(tmp_path)),
+                            {})
+    assert [c.tool for c in refused] == ["mailpreflight"]  # the guard refuses it (exit 3): nothing runs
+
+
+def test_an_admins_own_guard_line_is_not_wrapped_again(tmp_path: Path) -> None:
+    unit = ("[Unit]\nWants=network-online.target\nAfter=network-online.target\n[Service]\n"
+            "ExecStartPre=-/usr/bin/mailpreflight guard --timeout 20 -- /usr/bin/sa-update\n"
+            "ExecStart=/usr/sbin/spamd\n")
+    path = root(tmp_path, unit, "/usr/bin/mailpreflight")
+    with pytest.raises(Exception, match="nothing to guard"):
+        dropin.plan(UnitLoader(RootFS(str(path))), "spamd.service", 20)
+
+
+def test_a_finding_on_a_line_of_our_dropin_points_at_the_units_own_line(tmp_path: Path) -> None:
+    """MP105 through the drop-in: a sed on zz-mailpreflight.conf would be undone by the next `dropin install`."""
+    unit = ("[Unit]\nWants=network-online.target\nAfter=network-online.target\n[Service]\n"
+            "ExecStartPre=/bin/sh -c \"sa-update || true\"\nExecStart=/usr/sbin/spamd\n")
+    path = root(tmp_path, unit, "/usr/bin/mailpreflight", "/bin/sh")
+    planned = dropin.plan(UnitLoader(RootFS(str(path))), "spamd.service", 20)
+    target = path / "etc/systemd/system/spamd.service.d" / dropin.DROPIN_NAME
+    target.parent.mkdir()
+    target.write_text(planned.text)
+    hint = next(f.hint for f in run(path).findings if f.code == "MP105")
+    assert "zz-mailpreflight.conf" not in hint and "`mailpreflight dropin remove spamd.service`" in hint, hint

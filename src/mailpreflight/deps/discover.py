@@ -12,9 +12,10 @@ from typing import Any
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import SYSTEMD_PATH
+from mailpreflight.deps.guardline import UsageError, ok_statuses, parse_args
 from mailpreflight.deps.shell import read_shell
-from mailpreflight.deps.shell.status import compose
-from mailpreflight.model import FoundCommand, Source, StatusFate
+from mailpreflight.deps.shell.status import compose, merge
+from mailpreflight.model import Fate, FoundCommand, Source, StatusFate
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit, exec_environment, expand_command
 from mailpreflight.units.unit import service_user
@@ -368,27 +369,27 @@ def _timeout(argv: list[str], context: _Context) -> tuple[list[str], _Context] |
 
 
 def _mailpreflight(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:
-    """`mailpreflight guard [--timeout T] [--grace G] [--diagnose-budget D] [--strict] ... -- COMMAND...` (our
-    drop-in): COMMAND is stopped after T + G, the guard is done D later; it exits 0 unless --strict
-    (docs/dropin.md)."""
-    if argv[1:2] != ["guard"] or "--" not in argv:
+    """`mailpreflight guard [OPTIONS] -- COMMAND...` (our drop-in), read with the guard's own parser: COMMAND is
+    stopped after --timeout + --grace, the guard is done --diagnose-budget later; it exits 0 (with --strict: 0
+    for the statuses it counts as success, else the command's). A line the guard refuses runs nothing."""
+    if argv[1:2] != ["guard"]:
         return None
-    split = argv.index("--")
-    options, command = argv[2:split], argv[split + 1:]
-    values = {"--timeout": 60.0, "--grace": 5.0, "--diagnose-budget": 3.0}
-    for index, word in enumerate(options):
-        name, equals, value = word.partition("=")
-        if name in values:
-            given = _duration(value if equals else options[index + 1] if index + 1 < len(options) else "")
-            values[name] = given if given is not None else values[name]
-    if not command:
+    try:
+        options = parse_args(argv[2:])
+    except (UsageError, SystemExit):
         return None
     inner = _with(context, via=(*context.via, "mailpreflight guard"))
-    if "--strict" not in options:
+    if options.strict:
+        ok = ok_statuses(options.command[0], options.ok_status)
+        where = str(context.source)
+        fates = merge([(Fate.EXITS, 0, where) if status in ok else (Fate.PASSES, None, where)
+                       for status in range(256)])
+        inner = _with(inner, why=(*context.why, "status checked by mailpreflight guard --strict"),
+                      fates=compose(context.fates, fates))
+    else:
         inner = _with(inner, tolerated=True, why=(*context.why, "mailpreflight guard (exits 0)"))
-    # the command is stopped after T + G; the guard then probes for its warning line for up to D more
-    return command, _bounded(inner, values["--timeout"] + values["--grace"] + values["--diagnose-budget"],
-                             f"mailpreflight guard --timeout {values['--timeout']:g}")
+    return options.command, _bounded(inner, options.timeout + options.grace + options.diagnose_budget,
+                                     f"mailpreflight guard --timeout {options.timeout:g}")
 
 
 def _runuser(argv: list[str], context: _Context) -> tuple[list[str], _Context] | None:

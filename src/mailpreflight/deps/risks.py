@@ -175,9 +175,24 @@ def _refused_words(plan: SaUpdatePlan) -> list[str]:
     return list(plan.args.unknown)
 
 
+OUR_DROPIN = "/zz-mailpreflight.conf"  # fix/dropin.py's DROPIN_NAME (deps does not import fix)
+
+
 def _in_place(source: Source) -> bool:
-    """A line the admin edits where it is: in a file of theirs, on one line."""
-    return source.file.startswith(ADMIN_FILES) and source.end_line in (None, source.line)
+    """A line the admin edits where it is: in a file of theirs (not our drop-in, which `dropin install` writes
+    anew), on one line."""
+    return source.file.startswith(ADMIN_FILES) and source.end_line in (None, source.line) \
+        and not source.file.endswith(OUR_DROPIN)
+
+
+def _through_our_dropin(unit: Unit, command: FoundCommand) -> str | None:
+    """For a line our drop-in wrote (its copy of the unit's own, guarded): fix the unit's own line, with the
+    drop-in out of the way, then write the drop-in again — an edit of the drop-in would be undone by the next
+    `dropin install`, and a `systemctl edit` override sorts before it."""
+    if not command.source.file.endswith(OUR_DROPIN):
+        return None
+    return (f"`mailpreflight dropin remove {unit.id}`, then fix the unit's own line (`mailpreflight deps {unit.id}` "
+            f"then names the fix there), then `mailpreflight dropin install {unit.id}`")
 
 
 REPLACEMENT_SPECIAL = "\\|&"
@@ -196,6 +211,9 @@ def _command_line_hint(unit: Unit, command: FoundCommand, plan: SaUpdatePlan) ->
         if words == ["--allowplugins"] and plan.args.allowplugins else " ".join(words)
     source = command.source
     text = " ".join(command.argv)
+    ours = _through_our_dropin(unit, command)
+    if ours:
+        return f"remove {what}: {ours}"
     if _in_place(source) and all(text.count(f" {w}") == 1 for w in words):
         script = ";".join(f"{source.line}s| {_sed_bre(w)}||" for w in words)
         return f"remove {what}: `sed -i {shlex.quote(script)} {shlex.quote(source.file)}` (see sa-update(1))"
@@ -239,6 +257,9 @@ def _as_user_hint(unit: Unit, command: FoundCommand, user: str) -> str:
     others = [e for key, lines in unit.exec.items() if key.startswith("ExecStart") for e in lines if e is not line]
     if line is not None and not others:
         return f"run it as {user}: systemctl edit {unit.id} (add `User={user}`)"
+    ours = _through_our_dropin(unit, command)
+    if ours:
+        return f"run it as {user}: {ours}"
     if line is not None and _in_place(line.source) and "@" not in line.prefixes:
         # the admin's own line: changed where it is (a drop-in's `KEY=` reset would not reach a later drop-in)
         wrapped = _sed_bre(f"{RUNUSER} -u {user} -- {line.path}", REPLACEMENT_SPECIAL)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import SYSTEMD_PATH
 from mailpreflight.deps.freshclam import ConfigError, config_error
-from mailpreflight.deps.risks import CommandDeps
+from mailpreflight.deps.risks import OUR_DROPIN, CommandDeps
 from mailpreflight.deps.satrust import SaTrust, read_trust
 from mailpreflight.model import Finding, Severity, Source
 from mailpreflight.units.distro import distribution
@@ -188,7 +188,6 @@ def _installed_version(fs: RootFS) -> str | None:
 START_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost")
 
 
-OUR_DROPIN = "/zz-mailpreflight.conf"  # fix/dropin.py's DROPIN_NAME (deps does not import fix)
 # fix/inguest.py rules_cleanup()'s script and $0 (tests/unit/test_bounds.py keeps them the same)
 RULES_CLEANUP = ('ls "$1"/*.cf >/dev/null 2>&1 || rm -rf -- "$1"', "mailpreflight-rules")
 

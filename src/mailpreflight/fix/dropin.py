@@ -149,8 +149,9 @@ def plan(loader: UnitLoader, name: str, timeout: float = DEFAULT_GUARD_TIMEOUT, 
     for key in keys:
         for command in unit.exec.get(key, ()):
             found = discover_command(command, fs, env, user)
-            needs = [f.tool for f in found
-                     if any(d.role is Role.START for d in rule_for(f.tool, rules).dependencies(f, context))]
+            # a line the admin already runs through the guard is not wrapped again
+            needs = [f.tool for f in found if "mailpreflight guard" not in f.via
+                     and any(d.role is Role.START for d in rule_for(f.tool, rules).dependencies(f, context))]
             if needs:
                 lines[key].append(_wrapped(command, wrapper, timeout, unit.id, needs))
                 wrapped.append(f"{command.source}: {' '.join(command.argv)}")

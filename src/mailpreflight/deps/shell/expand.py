@@ -14,6 +14,10 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-]")
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PARAM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])(?:(:?[-=+])(.*))?", re.S)
 
+POSITIONAL_MAX = 256  # positional parameters kept; more: not known here
+POSITIONAL_CHANGES = 1000  # set --, shift, function calls per script that change them; more: not known here
+_UNKNOWN_ALL = frozenset({"$@", "$*", "${@}", "${*}"})
+
 Piece = tuple[str, str]  # (text, kind): "lit", "split" (unquoted known value: field splitting) or "raw" (as written)
 
 
@@ -36,6 +40,11 @@ def split_fields(pieces: list[Piece]) -> list[str]:
     return fields
 
 
+def _small_count(text: str) -> bool:
+    """A count the reader takes: ASCII digits ('²'.isdigit() is true, int() refuses it), a few of them."""
+    return text.isascii() and text.isdigit() and len(text) <= 4
+
+
 class Expansion:
     """The reader's variables, and how words expand with them."""
 
@@ -44,16 +53,26 @@ class Expansion:
     def positional(self) -> list[str] | None:
         """$1..$N when they are known ($# is set: the reader was told the script's arguments), else None."""
         count = self.vars.get("#", "")
-        if not count.isdigit() or int(count) > 4096:
+        if not _small_count(count) or int(count) > POSITIONAL_MAX:
             return None
         values = [self.vars.get(str(i)) for i in range(1, int(count) + 1)]
         return None if any(v is None for v in values) else [v for v in values if v is not None]
 
     def set_positional(self, values: list[str] | None) -> None:
-        """`set -- ARGS`, `shift`, a function's arguments: the new $1..$N (None: no longer known)."""
-        for key in [k for k in self.vars if k.isdigit() and k != "0"]:
-            del self.vars[key]
-        self.vars.pop("#", None)
+        """`set -- ARGS`, `shift`, a function's arguments: the new $1..$N (None: no longer known). At most
+        POSITIONAL_MAX of them, and POSITIONAL_CHANGES changes a script: past that they are not known (a hostile
+        script of thousands of `shift`s over thousands of words would otherwise cost their product)."""
+        self.changes = getattr(self, "changes", 0) + 1
+        if values is not None and (len(values) > POSITIONAL_MAX or self.changes > POSITIONAL_CHANGES
+                                   or any(v in _UNKNOWN_ALL for v in values)):
+            values = None  # `set -- "$@" x` with "$@" not known here: not known either
+        count = self.vars.pop("#", None)
+        if count is not None and _small_count(count):
+            for index in range(1, int(count) + 1):
+                self.vars.pop(str(index), None)
+        elif values is not None or count is not None or self.changes == 1:
+            for key in [k for k in self.vars if k.isascii() and k.isdigit() and k != "0"]:
+                del self.vars[key]
         if values is not None:
             self.vars.update({str(i): v for i, v in enumerate(values, 1)})
             self.vars["#"] = str(len(values))
@@ -153,6 +172,8 @@ class Expansion:
         name, op, word = match[1], match[2], match[3]
         if op is None:
             return self._lookup(name, written, quoted)
+        if name in ("@", "*"):  # ${@:-word}, ${1+"$@"}-like forms over all parameters: not read here
+            return [(written, "raw")]
         value = self.vars.get(name)
         if value is not None and (value != "" or not op.startswith(":")):
             if op.endswith("+"):

@@ -415,8 +415,8 @@ class _Reader(Expansion):
             return
         if name == "shift":  # $2.. become $1..; a count not known here: the parameters are no longer known
             values, count = self.positional(), argv[1] if len(argv) > 1 else "1"
-            self.set_positional(values[int(count):] if values is not None and count.isdigit()
-                                and int(count) <= len(values) else None)
+            self.set_positional(values[int(count):] if values is not None and count.isascii() and count.isdigit()
+                                and len(count) <= 4 and int(count) <= len(values) else None)
             return
         if name == "read":  # the variables it sets are not known here
             self._assign({arg: None for arg in argv[1:] if VARIABLE.fullmatch(arg)})
