@@ -53,7 +53,7 @@ def codes(result: UnitDeps) -> set[str]:
     (["/usr/bin/timeout", "--kill-after=5", "20", "sa-update"], 25.0, ("timeout",)),
     (["timeout", "-k", "1m", "2m", "sa-update"], 180.0, ("timeout",)),
     (["timeout", "-s", "KILL", "0", "sa-update"], None, ("timeout",)),  # 0: no limit
-    (["/usr/bin/mailpreflight", "guard", "--timeout", "30", "--", "sa-update"], 38.0, ("mailpreflight guard",)),
+    (["mailpreflight", "guard", "--timeout", "30", "--", "sa-update"], 38.0, ("mailpreflight guard",)),
     (["mailpreflight", "guard", "--", "/bin/bash", "-c", "sa-update || true"], 68.0,
      ("mailpreflight guard", "bash -c")),
     (["timeout", "90", "mailpreflight", "guard", "--timeout", "20", "--", "sa-update"], 28.0,
@@ -208,3 +208,13 @@ def test_a_finding_on_a_line_of_our_dropin_points_at_the_units_own_line(tmp_path
     target.write_text(planned.text)
     hint = next(f.hint for f in run(path).findings if f.code == "MP105")
     assert "zz-mailpreflight.conf" not in hint and "`mailpreflight dropin remove spamd.service`" in hint, hint
+
+
+def test_a_guard_missing_from_the_root_runs_nothing(tmp_path: Path) -> None:
+    """A host's drop-in copied into a guest without mailpreflight: systemd skips the '-' line (MP114), so the
+    sa-update inside it never runs and is not analysed as if it did."""
+    argv = ["/usr/bin/mailpreflight", "guard", "--", "/usr/bin/sa-update"]
+    assert [c.tool for c in discover_argv(argv, RootFS(str(tmp_path)), {})] == ["mailpreflight"]
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "usr/bin/mailpreflight").write_text("#!/usr/bin/python3\n")
+    assert [c.tool for c in discover_argv(argv, RootFS(str(tmp_path)), {})] == ["sa-update"]

@@ -92,6 +92,8 @@ def _unwrap(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand
     if tool in QUIET and context.via:
         return []
     handler = _WRAPPERS.get(tool)
+    if tool == "mailpreflight" and argv[0].startswith("/") and fs.chase(argv[0]) is None:
+        handler = None  # a drop-in naming a guard the root does not have: its command never runs (MP114)
     if handler is not None:
         inner = handler(argv, context)
         if inner is not None:
