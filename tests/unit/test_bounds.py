@@ -186,6 +186,9 @@ def test_the_guard_line_is_read_with_the_guards_own_parser(tmp_path: Path, optio
     refused = discover_argv(["mailpreflight", "guard", "--timeout", "30s", "--", "sa-update"], RootFS(str(tmp_path)),
                             {})
     assert [c.tool for c in refused] == ["mailpreflight"]  # the guard refuses it (exit 3): nothing runs
+    for helped in (["--help"], ["--he"], ["-h"]):  # prints its help and runs nothing; and prints nothing here
+        found = discover_argv(["mailpreflight", "guard", *helped, "--", "sa-update"], RootFS(str(tmp_path)), {})
+        assert [c.tool for c in found] == ["mailpreflight"]
 
 
 def test_an_admins_own_guard_line_is_not_wrapped_again(tmp_path: Path) -> None:

@@ -376,9 +376,13 @@ def _mailpreflight(argv: list[str], context: _Context) -> tuple[list[str], _Cont
     for the statuses it counts as success, else the command's). A line the guard refuses runs nothing."""
     if argv[1:2] != ["guard"]:
         return None
+    words = argv[2:]
+    head = words[:words.index("--")] if "--" in words else words
+    if any(word == "-h" or word.startswith("--h") for word in head):
+        return None  # the guard prints its help and runs nothing (and argparse's help must not print here)
     try:
-        options = parse_args(argv[2:])
-    except (UsageError, SystemExit):
+        options = parse_args(words)
+    except UsageError:
         return None
     inner = _with(context, via=(*context.via, "mailpreflight guard"))
     if options.strict:
