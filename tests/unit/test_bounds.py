@@ -221,3 +221,20 @@ def test_a_guard_missing_from_the_root_runs_nothing(tmp_path: Path) -> None:
     (tmp_path / "usr/bin").mkdir(parents=True)
     (tmp_path / "usr/bin/mailpreflight").write_text("#!/usr/bin/python3\n")
     assert [c.tool for c in discover_argv(argv, RootFS(str(tmp_path)), {})] == ["sa-update"]
+
+
+def test_the_dropins_start_timeout_covers_every_bound_it_sets(tmp_path: Path) -> None:
+    """Four guarded commands that all run to their bound (the guard's --timeout + --grace + its diagnosis) fit
+    in the TimeoutStartSec the drop-in writes."""
+    lines = "".join(f'ExecStartPre=/bin/sh -c "sa-update --channel c{i}.example.org || true"\n' for i in range(4))
+    unit = ("[Unit]\nWants=network-online.target\nAfter=network-online.target\n[Service]\n" + lines +
+            "ExecStart=/usr/sbin/spamd\nTimeoutStartSec=10\n")
+    path = root(tmp_path, unit, "/usr/bin/mailpreflight", "/bin/sh")
+    planned = dropin.plan(UnitLoader(RootFS(str(path))), "spamd.service", 20)
+    target = path / "etc/systemd/system/spamd.service.d" / dropin.DROPIN_NAME
+    target.parent.mkdir()
+    target.write_text(planned.text)
+    result = run(path)
+    bounds = [e.command.bound for e in result.commands if e.command.tool == "sa-update"]
+    assert len(bounds) == 4 and all(b == 28.0 for b in bounds)
+    assert result.timeout.seconds >= sum(b for b in bounds if b is not None), result.timeout

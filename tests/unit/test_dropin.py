@@ -70,8 +70,8 @@ def test_install_wraps_only_the_network_command(tmp_path: Path) -> None:
                                       "sa-update || true")]
     assert pre[1].prefixes == ("-",) and pre[0].prefixes == ()
     assert {a.value for a in unit.values("Unit", "Wants")} == {"network-online.target"}
-    # 100 s guard + 5 s grace + margin does not fit the default 90 s start timeout: raised
-    assert unit.last("Service", "TimeoutStartSec").value == "115"  # type: ignore[union-attr]
+    # 100 s guard + 5 s grace + 3 s of the guard's diagnosis + margin does not fit the default 90 s: raised
+    assert unit.last("Service", "TimeoutStartSec").value == "118"  # type: ignore[union-attr]
     assert "/usr/lib/systemd/system/spamd.service:3" in text  # says what it changed, from where
 
 

@@ -15,6 +15,7 @@ from typing import NamedTuple, NoReturn
 # Statuses that mean success besides 0. sa-update exits 1 when there are no new rules (sa-update.raw
 # l.1257-1271): that is an ordinary day, not a failure.
 DEFAULT_OK: Mapping[str, frozenset[int]] = {"sa-update": frozenset({0, 1})}
+DIAGNOSE_BUDGET = 3.0  # seconds the guard probes after a failure, by default (--diagnose-budget)
 
 
 class Options(NamedTuple):
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="exit statuses that also count as success besides 0 (default for sa-update: 1)")
     parser.add_argument("--strict", action="store_true",
                         help="exit with the command's status (124 on timeout) instead of always 0")
-    parser.add_argument("--diagnose-budget", type=_seconds(False), default=3.0, metavar="S",
+    parser.add_argument("--diagnose-budget", type=_seconds(False), default=DIAGNOSE_BUDGET, metavar="S",
                         help="seconds to probe the command's endpoints after a failure (default 3; 0: never)")
     return parser
 

@@ -28,6 +28,7 @@ from mailpreflight.access.safewrite import (
 )
 from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.discover import discover_command
+from mailpreflight.deps.guardline import DIAGNOSE_BUDGET
 from mailpreflight.deps.registry import command_rules, rule_for
 from mailpreflight.deps.risks import NETWORK_ONLINE
 from mailpreflight.deps.startup import spamd_rules
@@ -191,12 +192,16 @@ def plan(loader: UnitLoader, name: str, timeout: float = DEFAULT_GUARD_TIMEOUT, 
         if key == "ExecStartPre" or any(line.startswith("-") for line in lines[key]):
             service += [f"{key}=", *(f"{key}={line}" for line in lines[key])]
     current = start_timeout(unit, fs)
-    needed = len(wrapped) * (timeout + GUARD_GRACE) + START_MARGIN  # the guarded commands run one after another
+    # the guarded commands run one after another; the guard probes for its warning line after a failure
+    diagnosis = DIAGNOSE_BUDGET if wrapper.form == "guard" else 0.0
+    needed = len(wrapped) * (timeout + GUARD_GRACE + diagnosis) + START_MARGIN
     if current.limited and current.seconds < needed:
         service.append(f"TimeoutStartSec={needed:g}")
         header.append(f"#  - TimeoutStartSec raised from {current.seconds:g} s ({comment_text(current.learned_from)})"
                       f" to {needed:g} s: room for {len(wrapped)} guarded command(s), each bounded by "
-                      f"{timeout:g} s + {GUARD_GRACE:g} s grace, and {START_MARGIN:g} s for the rest")
+                      f"{timeout:g} s + {GUARD_GRACE:g} s grace" +
+                      (f" + {diagnosis:g} s of diagnosis" if diagnosis else "") +
+                      f", and {START_MARGIN:g} s for the rest")
     body = [*header, ""]
     if unit_section:
         body += ["[Unit]", *unit_section, ""]
