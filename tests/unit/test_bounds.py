@@ -44,6 +44,15 @@ def sa_update(result: UnitDeps) -> FoundCommand:
     return next(e.command for e in result.commands if e.command.tool == "sa-update")
 
 
+def install_dropin(path: Path) -> tuple[Path, str]:
+    """spamd.service's drop-in as `dropin install --timeout 20` writes it: (its path, its text)."""
+    planned = dropin.plan(UnitLoader(RootFS(str(path))), "spamd.service", 20)
+    target = path / "etc/systemd/system/spamd.service.d" / dropin.DROPIN_NAME
+    target.parent.mkdir()
+    target.write_text(planned.text)
+    return target, planned.text
+
+
 def codes(result: UnitDeps) -> set[str]:
     return {f.code for f in result.findings}
 
@@ -103,10 +112,7 @@ def test_after_the_dropin_sa_update_is_still_analysed(tmp_path: Path, programs: 
     path = root(tmp_path, unit, *programs)
     before = run(path)
     assert {"MP103", "MP105"} <= codes(before)
-    planned = dropin.plan(UnitLoader(RootFS(str(path))), "spamd.service", 20)
-    target = path / "etc/systemd/system/spamd.service.d" / dropin.DROPIN_NAME
-    target.parent.mkdir()
-    target.write_text(planned.text)
+    install_dropin(path)
     after = run(path)
     command = sa_update(after)
     assert command.bound is not None and 20 < command.bound <= 28 and command.tolerated
@@ -141,16 +147,13 @@ def test_a_bounded_sa_update_that_fails_leaves_no_empty_rules_dir_behind_the_cle
     unit = ("[Unit]\nWants=network-online.target\nAfter=network-online.target\n[Service]\n"
             "ExecStartPre=/bin/sh -c \"sa-update || true\"\nExecStart=/usr/sbin/spamd\n")
     path = root(tmp_path, unit, "/usr/bin/timeout", "/bin/sh", "/usr/bin/logger")
-    planned = dropin.plan(UnitLoader(RootFS(str(path))), "spamd.service", 20)
-    assert "mailpreflight-rules" in planned.text
-    target = path / "etc/systemd/system/spamd.service.d" / dropin.DROPIN_NAME
-    target.parent.mkdir()
-    target.write_text(planned.text)
+    target, planned = install_dropin(path)
+    assert "mailpreflight-rules" in planned
     fs = RootFS(str(path))
     result = analyze(UnitLoader(fs).load("spamd.service"), fs)
     assert result.startup is not None and result.startup.rules_cleaned
     assert spamd_fails(result.startup, [], "simple", "always") is None
-    target.write_text(planned.text.replace("mailpreflight-rules", "other-rules"))
+    target.write_text(planned.replace("mailpreflight-rules", "other-rules"))
     fs = RootFS(str(path))
     again = analyze(UnitLoader(fs).load("spamd.service"), fs)
     assert again.startup is not None and not again.startup.rules_cleaned
@@ -205,10 +208,7 @@ def test_a_finding_on_a_line_of_our_dropin_points_at_the_units_own_line(tmp_path
     unit = ("[Unit]\nWants=network-online.target\nAfter=network-online.target\n[Service]\n"
             "ExecStartPre=/bin/sh -c \"sa-update || true\"\nExecStart=/usr/sbin/spamd\n")
     path = root(tmp_path, unit, "/usr/bin/mailpreflight", "/bin/sh")
-    planned = dropin.plan(UnitLoader(RootFS(str(path))), "spamd.service", 20)
-    target = path / "etc/systemd/system/spamd.service.d" / dropin.DROPIN_NAME
-    target.parent.mkdir()
-    target.write_text(planned.text)
+    install_dropin(path)
     hint = next(f.hint for f in run(path).findings if f.code == "MP105")
     assert "zz-mailpreflight.conf" not in hint and "`mailpreflight dropin remove spamd.service`" in hint, hint
 
@@ -230,10 +230,7 @@ def test_the_dropins_start_timeout_covers_every_bound_it_sets(tmp_path: Path) ->
     unit = ("[Unit]\nWants=network-online.target\nAfter=network-online.target\n[Service]\n" + lines +
             "ExecStart=/usr/sbin/spamd\nTimeoutStartSec=10\n")
     path = root(tmp_path, unit, "/usr/bin/mailpreflight", "/bin/sh")
-    planned = dropin.plan(UnitLoader(RootFS(str(path))), "spamd.service", 20)
-    target = path / "etc/systemd/system/spamd.service.d" / dropin.DROPIN_NAME
-    target.parent.mkdir()
-    target.write_text(planned.text)
+    install_dropin(path)
     result = run(path)
     bounds = [e.command.bound for e in result.commands if e.command.tool == "sa-update"]
     assert len(bounds) == 4 and all(b == 28.0 for b in bounds)

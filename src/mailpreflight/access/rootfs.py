@@ -44,6 +44,11 @@ _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_
 _T = TypeVar("_T")
 
 
+# why a file is not read once the run's read budget is spent (read_bytes, read_head)
+_SPENT = (f"not read: this run already read {size_text(READ_TOTAL_LIMIT)} from the root (no mail system's "
+          "configuration is this big; look for what fills it)")
+
+
 @dataclass(frozen=True)
 class RootFS:
     root: str = "/"
@@ -306,8 +311,7 @@ class RootFS:
         fd = self._open_regular(guest)
         if fd is None:
             return b""
-        spent = (f"not read: this run already read {size_text(READ_TOTAL_LIMIT)} from the root (no mail system's "
-                 "configuration is this big; look for what fills it)")
+        spent = _SPENT
         budgeted = self._ledger.bytes_left < limit
         if budgeted:
             if self._ledger.bytes_left <= 0:
@@ -334,9 +338,7 @@ class RootFS:
             return b""
         try:
             if self._ledger.bytes_left <= 0:
-                raise self._refuse(guest, f"not read: this run already read {size_text(READ_TOTAL_LIMIT)} from the "
-                                          "root (no mail system's configuration is this big; look for what fills it)",
-                                   errno.EFBIG)
+                raise self._refuse(guest, _SPENT, errno.EFBIG)
             data = read_at_most(fd, min(size, self._ledger.bytes_left) - 1)
         finally:
             os.close(fd)

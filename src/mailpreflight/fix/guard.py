@@ -22,11 +22,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from mailpreflight.deps.guardline import (  # noqa: F401 (guard's command line, also read by deps)
-    DEFAULT_OK,
-    Options,
+from mailpreflight.deps.guardline import (  # guard's command line, also read by deps
     UsageError,
-    build_parser,
+    build_parser,  # noqa: F401 (the man page and completion take guard's parser from here)
     ok_statuses,
     parse_args,
 )
@@ -199,10 +197,21 @@ def dependencies(argv: Sequence[str], env: Mapping[str, str]) -> list[Dependency
     return list(wanted.values())[:MAX_PROBES]
 
 
+_found: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], tuple[list[str], list[Dependency]]] = {}
+
+
 def _needs(argv: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], list[Dependency]]:
     """(the programs argv runs that need the network, in order; what they need). Guard does not know its unit:
     the host's tree is all the rules get (an ExecStartPre is start work whatever Type= says; whom it runs as is
-    the process's own business)."""
+    the process's own business). Found once per failure: subject() asks first, and the diagnosis, forked after
+    it, inherits the answer."""
+    key = (tuple(argv), tuple(sorted(env.items())))
+    if key not in _found:
+        _found[key] = _find_needs(argv, env)
+    return _found[key]
+
+
+def _find_needs(argv: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], list[Dependency]]:
     from mailpreflight.access.rootfs import RootFS
     from mailpreflight.deps.base import RuleContext
     from mailpreflight.deps.discover import discover_argv

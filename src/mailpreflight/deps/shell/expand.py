@@ -40,7 +40,7 @@ def split_fields(pieces: list[Piece]) -> list[str]:
     return fields
 
 
-def _small_count(text: str) -> bool:
+def small_count(text: str) -> bool:
     """A count the reader takes: ASCII digits ('²'.isdigit() is true, int() refuses it), a few of them."""
     return text.isascii() and text.isdigit() and len(text) <= 4
 
@@ -49,11 +49,12 @@ class Expansion:
     """The reader's variables, and how words expand with them."""
 
     vars: dict[str, str]
+    changes = 0  # set_positional() calls so far (POSITIONAL_CHANGES)
 
     def positional(self) -> list[str] | None:
         """$1..$N when they are known ($# is set: the reader was told the script's arguments), else None."""
         count = self.vars.get("#", "")
-        if not _small_count(count) or int(count) > POSITIONAL_MAX:
+        if not small_count(count) or int(count) > POSITIONAL_MAX:
             return None
         values = [self.vars.get(str(i)) for i in range(1, int(count) + 1)]
         return None if any(v is None for v in values) else [v for v in values if v is not None]
@@ -62,12 +63,12 @@ class Expansion:
         """`set -- ARGS`, `shift`, a function's arguments: the new $1..$N (None: no longer known). At most
         POSITIONAL_MAX of them, and POSITIONAL_CHANGES changes a script: past that they are not known (a hostile
         script of thousands of `shift`s over thousands of words would otherwise cost their product)."""
-        self.changes = getattr(self, "changes", 0) + 1
+        self.changes += 1
         if values is not None and (len(values) > POSITIONAL_MAX or self.changes > POSITIONAL_CHANGES
                                    or any(v in _UNKNOWN_ALL for v in values)):
             values = None  # `set -- "$@" x` with "$@" not known here: not known either
         count = self.vars.pop("#", None)
-        if count is not None and _small_count(count):
+        if count is not None and small_count(count):
             for index in range(1, int(count) + 1):
                 self.vars.pop(str(index), None)
         elif values is not None or count is not None or self.changes == 1:

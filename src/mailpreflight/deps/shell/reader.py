@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from mailpreflight.deps.shell.expand import ASSIGN, VARIABLE, Expansion, split_fields
+from mailpreflight.deps.shell.expand import ASSIGN, VARIABLE, Expansion, small_count, split_fields
 from mailpreflight.deps.shell.lexer import Tok
 from mailpreflight.deps.shell.memo import parsed
 from mailpreflight.deps.shell.status import MAX_CHECKS, StatusReader, mentions, reads, status_name
@@ -415,8 +415,8 @@ class _Reader(Expansion):
             return
         if name == "shift":  # $2.. become $1..; a count not known here: the parameters are no longer known
             values, count = self.positional(), argv[1] if len(argv) > 1 else "1"
-            self.set_positional(values[int(count):] if values is not None and count.isascii() and count.isdigit()
-                                and len(count) <= 4 and int(count) <= len(values) else None)
+            self.set_positional(values[int(count):] if values is not None and small_count(count)
+                                and int(count) <= len(values) else None)
             return
         if name == "read":  # the variables it sets are not known here
             self._assign({arg: None for arg in argv[1:] if VARIABLE.fullmatch(arg)})
