@@ -17,6 +17,8 @@ from mailpreflight.access.rootfs import RootFS
 from mailpreflight.baseline import snapshot
 from mailpreflight.baseline.digestkey import Digest
 
+pytestmark = pytest.mark.usefixtures("gate_way")  # each test with openat2 and with the walk
+
 
 def test_a_component_swapped_for_a_link_after_resolving_is_not_followed(guest: Guest,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,3 +187,22 @@ def test_a_large_binary_in_a_start_path_is_no_warning(guest: Guest) -> None:
     script = analyze(loader.load("script.service"), loader.fs)
     assert loader.fs.refusals == ()
     assert [c.command.tool for c in script.commands] == ["small-script", "curl"]  # the script is still read
+
+
+def test_a_plain_path_is_pinned_in_one_call_and_a_linked_one_walked(guest: Guest, gate_way: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """openat2 answers a path without links (no walk); a link on the way, even one inside the root, is left to
+    chase() and the walk — and the bytes are the same either way."""
+    guest.write("/usr/lib/x.conf", "x\n")
+    guest.link("/lib", "usr/lib")
+    fs = RootFS(str(guest.root))
+    walked: list[str] = []
+    walk = RootFS._open_parent
+    monkeypatch.setattr(RootFS, "_open_parent", lambda self, resolved: walked.append(resolved) or walk(self, resolved))
+    assert fs.read_bytes("/usr/lib/x.conf") == b"x\n"
+    assert fs.read_bytes("/lib/x.conf") == b"x\n"
+    assert walked == ([] if gate_way == "openat2" else ["/usr/lib/x.conf", "/usr/lib/x.conf"])
+    with pytest.raises(FileNotFoundError):
+        fs.read_bytes("/usr/lib/missing/x.conf")
+    with pytest.raises(FileNotFoundError):
+        fs.read_bytes("/usr/lib/x.conf/below")  # a file as a directory: missing, as chase() says

@@ -10,6 +10,8 @@ import stat
 import pytest
 from hostile_roots import LOOPBACK, SPAMD, Guest
 
+pytestmark = pytest.mark.usefixtures("gate_way")  # each test with openat2 and with the walk
+
 UNIT = "/etc/systemd/system/fetchy.service"
 ENVFILE = "/etc/sysconfig/fetchy"  # a link to a special file
 DIRECT_ENVFILE = "/etc/sysconfig/fetchy-direct"  # the special file itself ("-": optional)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO, TypeVar
 
+from mailpreflight.access.beneath import PIN_FLAGS, pin_beneath
 from mailpreflight.access.bounded import GuestFileRefused, describe, read_at_most, size_text
 from mailpreflight.access.globbing import GLOB_DEPTH, GLOB_MATCHES, GLOB_STEPS, GlobResult, glob_regex, glob_unescape
 from mailpreflight.access.ledger import LISTDIR_TOTAL_LIMIT, READ_TOTAL_LIMIT, Ledger, Refusal
@@ -262,11 +263,17 @@ class RootFS:
         return io.BytesIO(b"") if fd is None else os.fdopen(fd, "rb")
 
     def _open_regular(self, guest: str, follow_last: bool = True) -> int | None:
+        pinned = self._pin_plain(guest)
+        if pinned is not None:
+            return self._open_pinned(guest, guest, pinned)
         resolved = self.chase(guest, follow_last)
         if resolved is None:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", guest)
         if resolved == DEV_NULL:
             return None
+        pinned = self._pin(resolved)  # resolved: no link left in it, unless one was swapped in since
+        if pinned is not None:
+            return self._open_pinned(guest, resolved, pinned)
         try:
             parent, name = self._open_parent(resolved)
         except OSError as exc:
@@ -275,9 +282,46 @@ class RootFS:
                                           "the guest still running?)", exc.errno) from exc
             raise
         try:  # O_PATH: nothing is opened for I/O yet (a link is pinned as the link, O_NOFOLLOW)
-            pinned = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            pinned = os.open(name, PIN_FLAGS, dir_fd=parent)
         finally:
             os.close(parent)
+        return self._open_pinned(guest, resolved, pinned)
+
+    def _pin_plain(self, guest: str) -> int | None:
+        """The fast way (access/beneath.py): an O_PATH descriptor of a guest path that holds no link, no `.` or `..`
+        and is not /dev/null, pinned in one system call. FileNotFoundError when a component is missing (or is no
+        directory) before any link; None for anything else — a link on the way or at the end, no openat2 — which
+        chase() and the walk then answer as they always have."""
+        if (not guest.startswith("/") or guest == DEV_NULL or "//" in guest or "/." in guest
+                or guest.endswith("/")):
+            return None
+        root = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            pinned = pin_beneath(root, guest[1:])
+        finally:
+            os.close(root)
+        if pinned in (-errno.ENOENT, -errno.ENOTDIR):  # met before any link: chase() would not find it either
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", guest)
+        if pinned < 0:
+            return None
+        if stat.S_ISLNK(os.fstat(pinned).st_mode):
+            os.close(pinned)  # the last component is a link: chase() follows it inside the root
+            return None
+        return pinned
+
+    def _pin(self, resolved: str) -> int | None:
+        """An O_PATH descriptor of a resolved path (the last component not followed), in one system call; None
+        when that cannot be done (a component changed into a link, no openat2): the walk below decides."""
+        root = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            pinned = pin_beneath(root, resolved[1:])
+        finally:
+            os.close(root)
+        return pinned if pinned >= 0 else None
+
+    def _open_pinned(self, guest: str, resolved: str, pinned: int) -> int:
+        """A descriptor for reading the file `pinned` (O_PATH, not a link) holds, if it is a regular file; closes
+        `pinned`. Anything else is refused, and never opened for reading (a device's open alone can act)."""
         try:
             info = os.fstat(pinned)
             if not stat.S_ISREG(info.st_mode):
@@ -308,7 +352,10 @@ class RootFS:
     def read_bytes(self, guest: str, limit: int = READ_LIMIT) -> bytes:
         """A regular file's bytes, resolved inside the root, at most `limit` of them. Raises OSError:
         FileNotFoundError, GuestFileRefused (not a regular file, or larger than `limit`), ..."""
-        fd = self._open_regular(guest)
+        return self._bytes_of(guest, self._open_regular(guest), limit)
+
+    def _bytes_of(self, guest: str, fd: int | None, limit: int) -> bytes:
+        """read_bytes() of the descriptor _open_regular() gave for `guest`; closes it."""
         if fd is None:
             return b""
         spent = _SPENT
@@ -333,7 +380,10 @@ class RootFS:
         the file: whether a program is a `#!` script needs its first line, not a refusal of a large binary (and a
         warning the admin can do nothing about). Raises OSError as read_bytes() does, for anything but a regular
         file too; counts against the run's read budget."""
-        fd = self._open_regular(guest)
+        return self._head_of(guest, self._open_regular(guest), size)
+
+    def _head_of(self, guest: str, fd: int | None, size: int) -> bytes:
+        """read_head() of the descriptor _open_regular() gave for `guest`; closes it."""
         if fd is None:
             return b""
         try:

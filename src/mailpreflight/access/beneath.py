@@ -1,0 +1,63 @@
+"""openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS: the read gate's fast way to a guest file whose path holds
+no link (docs/design.md, "Performance"; access/rootfs.py, `_pin_plain`).
+
+One system call does what the gate's walk does in one per path component: every component is resolved beneath
+the root's descriptor, none may be a symlink (a link anywhere, or a magic link, fails with ELOOP) and `..` may not
+climb out (EXDEV). With O_PATH | O_NOFOLLOW a last component that is a link is returned as the link itself, which
+the caller sees in fstat() and hands to the walk. Anything this cannot do — a kernel before 5.6 (ENOSYS), a
+seccomp filter (EPERM), a path with links — is left to the walk, which gives the answers of record: this only
+ever makes a read cheaper, never different.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+
+_SYS_OPENAT2 = 437  # the same number on every architecture (the syscall came after the tables were unified)
+_RESOLVE = 0x02 | 0x04 | 0x08  # RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH
+PIN_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def _bind() -> tuple[object, bytes] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syscall = libc.syscall
+    except (OSError, AttributeError):
+        return None
+    syscall.restype = ctypes.c_long
+    syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+    how = _OpenHow(PIN_FLAGS, 0, _RESOLVE)
+    return syscall, bytes(how)
+
+
+_BOUND = _bind()
+_available = _BOUND is not None
+
+
+def pin_beneath(dirfd: int, relative: str) -> int:
+    """An O_PATH descriptor of `relative` (no leading slash) beneath `dirfd`, no link followed on the way; the last
+    component not followed either. A negative errno when it fails: -ELOOP for a link on the way, -ENOENT for a
+    missing component, -ENOSYS when openat2 is not there (then the caller walks). Never raises."""
+    global _available
+    if not _available or _BOUND is None:
+        return -errno.ENOSYS
+    syscall, how = _BOUND
+    try:
+        path = os.fsencode(relative)
+    except (UnicodeError, ValueError):
+        return -errno.EINVAL
+    if b"\0" in path:
+        return -errno.EINVAL
+    fd: int = syscall(_SYS_OPENAT2, dirfd, path, how, len(how))  # type: ignore[operator]
+    if fd >= 0:
+        return fd
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EPERM):  # not here, or a seccomp filter: walk, for the rest of the run
+        _available = False
+    return -code
