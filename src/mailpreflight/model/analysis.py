@@ -7,7 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from mailpreflight.model.fastinit import fast_init
 
+
+@fast_init
 @dataclass(frozen=True)
 class Source:
     """Where a value came from, as the guest sees the path.
@@ -49,6 +52,7 @@ class Confidence(StrEnum):
 ANY_HOST = "*"  # a Dependency's host when it can be any host: postfix delivering straight to each recipient's MX
 
 
+@fast_init
 @dataclass(frozen=True)
 class Dependency:
     """One network endpoint. `target`: "TXT 1.0.4.updates.spamassassin.org", a URL, or "host:port"."""
@@ -113,6 +117,7 @@ class StatusFate:
         return f"{statuses}: {outcome}" + (f" ({self.where})" if self.where else "")
 
 
+@fast_init
 @dataclass(frozen=True)
 class FoundCommand:
     """A program the unit's start path runs, wherever it was found (Exec line, `sh -c`, a script)."""

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mailpreflight.model.fastinit import fast_init
+
 
 class Status(StrEnum):
     """The outcome of a verb, monitoring-plugin style. The one exit-code table is `exit_code`."""
@@ -39,6 +41,7 @@ class Severity(StrEnum):
         return {Severity.INFO: Status.OK, Severity.WARNING: Status.WARNING, Severity.CRITICAL: Status.CRITICAL}[self]
 
 
+@fast_init
 @dataclass(frozen=True)
 class Finding:
     """A risk with a stable code; `evidence` says what was seen and where."""

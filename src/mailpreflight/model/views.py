@@ -6,9 +6,11 @@ import ipaddress
 from dataclasses import dataclass
 
 from mailpreflight.model.analysis import ANY_HOST, Dependency, FoundCommand, Source
+from mailpreflight.model.fastinit import fast_init
 from mailpreflight.model.outcome import Finding, Status
 
 
+@fast_init
 @dataclass(frozen=True)
 class ScenarioView:
     """One worst case of sa-update's run: how long, which exit status, why."""
@@ -19,6 +21,7 @@ class ScenarioView:
     detail: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class SaChannelView:
     channel: str
@@ -28,6 +31,7 @@ class SaChannelView:
     installed_revision: int | None
 
 
+@fast_init
 @dataclass(frozen=True)
 class SaUpdateView:
     version: str | None
@@ -38,6 +42,7 @@ class SaUpdateView:
     worst_cases: tuple[ScenarioView, ...]
 
 
+@fast_init
 @dataclass(frozen=True)
 class CommandDepsView:
     command: FoundCommand
@@ -46,6 +51,7 @@ class CommandDepsView:
     mentions: tuple[Dependency, ...] = ()  # URLs/host:port seen in its text that nothing says it contacts
 
 
+@fast_init
 @dataclass(frozen=True)
 class UnitDepsView:
     """What `deps` prints for one unit."""

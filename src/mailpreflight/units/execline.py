@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from mailpreflight.model import Source
+from mailpreflight.model.fastinit import fast_init
 from mailpreflight.units.specifiers import PATH_MAX, Expander, SpecifierError
 
 WHITESPACE = " \t\n\r"
@@ -31,6 +32,7 @@ EXEC_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost", "Exe
              "ExecStopPost")
 
 
+@fast_init
 @dataclass(frozen=True)
 class ExecCommand:
     """One command of an Exec*= setting, as systemd holds it before exec time."""
@@ -198,6 +200,7 @@ def _safe(text: str) -> bool:
     return _UNSAFE.search(text) is None
 
 
+@fast_init
 @dataclass(frozen=True)
 class ExecParse:
     """The commands systemd keeps from one Exec*= value, and why it stopped early if it did.

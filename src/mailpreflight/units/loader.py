@@ -18,6 +18,7 @@ from mailpreflight.access.globbing import has_glob_magic
 from mailpreflight.access.rootfs import READ_LIMIT, RootFS
 from mailpreflight.errors import MailpreflightError, UnitNotFoundError
 from mailpreflight.model import Source
+from mailpreflight.model.fastinit import fast_init
 from mailpreflight.units import environ, generators
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.index import SearchIndex
@@ -382,6 +383,7 @@ def _alias_is_valid(source: str, destination: str) -> bool:
     return not (dst_kind == "instance" and src.instance != dst.instance)
 
 
+@fast_init
 @dataclass(frozen=True)
 class ExecEnvironment:
     """What a service's processes get from Environment= and EnvironmentFile=, read from the tree now."""

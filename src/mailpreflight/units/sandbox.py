@@ -19,6 +19,7 @@ import ipaddress
 import posixpath
 from dataclasses import dataclass
 
+from mailpreflight.model.fastinit import fast_init
 from mailpreflight.units.loader import Unit
 from mailpreflight.units.unit import service_user
 
@@ -29,6 +30,7 @@ _DIRECTORIES = {"StateDirectory": "/var/lib", "CacheDirectory": "/var/cache", "L
                 "RuntimeDirectory": "/run", "ConfigurationDirectory": "/etc"}
 
 
+@fast_init
 @dataclass(frozen=True)
 class Sandbox:
     rules: tuple[tuple[str, str, str], ...]  # (path prefix, "ro" | "rw" | "none", where it came from)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from mailpreflight.model import Source
+from mailpreflight.model.fastinit import fast_init
 
 LONG_LINE_MAX = 1024 * 1024
 BOM = "\ufeff"
@@ -60,6 +61,7 @@ class LogLevel(StrEnum):
     ERROR = "error"
 
 
+@fast_init
 @dataclass(frozen=True)
 class Diagnostic:
     """A problem, located as systemd would locate it (so it matches the journal)."""
@@ -73,6 +75,7 @@ class Diagnostic:
             f"{self.source.file}: {self.message}")
 
 
+@fast_init
 @dataclass(frozen=True)
 class Assignment:
     section: str
@@ -81,6 +84,7 @@ class Assignment:
     source: Source
 
 
+@fast_init
 @dataclass(frozen=True)
 class ParsedFile:
     """Assignments in file order; `fatal` is set when systemd would refuse the whole unit."""

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from mailpreflight.access.rootfs import RootFS
+from mailpreflight.model.fastinit import fast_init
 from mailpreflight.units.syntax import parse_unit_file
 from mailpreflight.units.unit import Unit, service_type
 
@@ -44,6 +45,7 @@ def parse_timespan(text: str) -> float | None:
     return total
 
 
+@fast_init
 @dataclass(frozen=True)
 class StartTimeout:
     seconds: float  # inf: no timeout

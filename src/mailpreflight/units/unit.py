@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import NamedTuple
 
 from mailpreflight.model import Source
+from mailpreflight.model.fastinit import fast_init
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.syntax import Assignment, Diagnostic
 
@@ -21,6 +22,7 @@ class LoadState(StrEnum):
     ERROR = "error"
 
 
+@fast_init
 @dataclass(frozen=True)
 class EnvironmentFileRef:
     path: str
@@ -28,6 +30,7 @@ class EnvironmentFileRef:
     source: Source
 
 
+@fast_init
 @dataclass(frozen=True)
 class Unit:
     """A unit as systemd would hold it after loading. Paths are guest paths."""

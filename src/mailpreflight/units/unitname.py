@@ -7,6 +7,8 @@ import string
 from dataclasses import dataclass
 from functools import lru_cache
 
+from mailpreflight.model.fastinit import fast_init
+
 UNIT_NAME_MAX = 256
 UNIT_TYPES = frozenset({
     "service", "socket", "target", "device", "mount", "automount", "swap", "timer", "path", "slice", "scope",
@@ -15,6 +17,7 @@ _VALID_CHARS = frozenset(string.ascii_letters + string.digits + ":-_.\\")
 _VALID_INSTANCE_CHARS = _VALID_CHARS | {"@"}
 
 
+@fast_init
 @dataclass(frozen=True)
 class UnitName:
     """A parsed, valid unit name: `prefix[@instance].type`; `instance` is "" for a template, None if plain."""
