@@ -60,6 +60,8 @@ class _NameMap:
     ids: dict[str, str] = field(default_factory=dict)
     aliases_of: dict[str, list[str]] = field(default_factory=dict)
     entries: set[str] = field(default_factory=set)  # search-dir entries *.d, *.wants, *.requires (dirs or not)
+    # NAME -> (index of the search dir, its entry NAME.d) for every such entry, in search-path order
+    dropin_dirs: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
 
 
 class UnitLoader:
@@ -100,11 +102,13 @@ class UnitLoader:
 
     def _build_name_map(self) -> _NameMap:
         result = _NameMap()
-        for directory in self.search_paths:
+        for position, directory in enumerate(self.search_paths):
             prefix = directory.rstrip("/") + "/"  # posixpath.join(directory, entry), 10,000 times cheaper
             for entry in self.index.listdir(directory):
                 if entry.endswith((".wants", ".requires", ".d")):  # never a unit name: no unit type ends so
                     result.entries.add(prefix + entry)
+                    if entry.endswith(".d"):
+                        result.dropin_dirs.setdefault(entry[:-2], []).append((position, prefix + entry))
                     continue
                 if entry in result.ids or not is_unit_name(entry):
                     continue
@@ -246,17 +250,16 @@ class UnitLoader:
                 names.add(alias)
 
     def _dropin_paths(self, unit_id: str, aliases: list[str], unit_type: str) -> tuple[str, ...]:
-        entries = self._name_map().entries
+        dropin_dirs = self._name_map().dropin_dirs
         directories: list[str] = []
         for name in [unit_id, *aliases]:
-            candidates = dropin_unit_names(name)
-            for search_dir in self.search_paths:
-                for candidate in candidates:
-                    path = f"{search_dir}/{candidate}.d"
-                    if path in entries:
-                        resolved = self.index.chase(path)
-                        if resolved and resolved not in directories:
-                            directories.append(resolved)
+            # each search dir in turn, and in it each of the name's drop-in names in turn (unit_file_find_dirs())
+            found = sorted((position, rank, path) for rank, candidate in enumerate(dropin_unit_names(name))
+                           for position, path in dropin_dirs.get(candidate, ()))
+            for _, _, path in found:
+                resolved = self.index.chase(path)
+                if resolved and resolved not in directories:
+                    directories.append(resolved)
         directories += [d for d in self._type_dropins(unit_type) if d not in directories]
         # conf_files_list_strv() without CONF_FILES_FILTER_MASKED: the first dir with a name wins; a
         # /dev/null link or empty file there masks that name further down and is listed, but adds nothing.
