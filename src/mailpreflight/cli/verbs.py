@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from mailpreflight.cli.env import Environment
 from mailpreflight.cli.options import positive as _positive
 from mailpreflight.errors import MailpreflightError
-from mailpreflight.model import Status
+from mailpreflight.model import Status, UnitDepsView
+from mailpreflight.render.escape import clean
 
 if TYPE_CHECKING:
     from mailpreflight.access.rootfs import RootFS
@@ -334,7 +335,11 @@ def _deps(args: argparse.Namespace, env: Environment) -> Status:
     from mailpreflight.units.loader import UnitLoader
 
     loader = UnitLoader(_root(args))
-    render, document = (json_unit, json_document) if args.format == "json" else (text_unit, text_document)
+    unit_text, document = (json_unit, json_document) if args.format == "json" else (text_unit, text_document)
+
+    def render(view: UnitDepsView) -> str:
+        return clean(unit_text(view))  # escaped where it is rendered: in the workers, not in the writing parent
+
     if args.units:
         views = [unit_deps_view(result) for result in analyze_names(loader, args.units, args.sa_version)]
         pieces = iter([(view.status, render(view)) for view in views])
@@ -348,7 +353,7 @@ def _deps(args: argparse.Namespace, env: Environment) -> Status:
             yield text
 
     for chunk in document(texts()):
-        env.out(chunk, end="")
+        env.out(chunk, end="", painted=True)  # the units' text is clean() already; the document's own is plain
     return Status.worst(statuses)
 
 
