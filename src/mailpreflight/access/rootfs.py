@@ -50,6 +50,11 @@ _SPENT = (f"not read: this run already read {size_text(READ_TOTAL_LIMIT)} from t
           "configuration is this big; look for what fills it)")
 
 
+class NotOnDisk(FileNotFoundError):
+    """A path that resolves into files a subclass makes itself (GeneratedFS's /run/systemd/generator*): not read
+    from the disk; the subclass answers it."""
+
+
 @dataclass(frozen=True)
 class RootFS:
     root: str = "/"
@@ -271,6 +276,8 @@ class RootFS:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", guest)
         if resolved == DEV_NULL:
             return None
+        if not self._on_disk(resolved):
+            raise NotOnDisk(errno.ENOENT, "not a file on the disk", guest)
         pinned = self._pin(resolved)  # resolved: no link left in it, unless one was swapped in since
         if pinned is not None:
             return self._open_pinned(guest, resolved, pinned)
@@ -308,6 +315,10 @@ class RootFS:
             os.close(pinned)  # the last component is a link: chase() follows it inside the root
             return None
         return pinned
+
+    def _on_disk(self, resolved: str) -> bool:
+        """Is this resolved path read from the disk? (GeneratedFS: not in the dirs it makes itself.)"""
+        return True
 
     def _pin(self, resolved: str) -> int | None:
         """An O_PATH descriptor of a resolved path (the last component not followed), in one system call; None

@@ -42,7 +42,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from mailpreflight.access.rootfs import DEV_NULL, READ_LIMIT, RootFS
+from mailpreflight.access.rootfs import DEV_NULL, NotOnDisk, RootFS
 from mailpreflight.units.unitname import parse_unit_name
 
 if TYPE_CHECKING:
@@ -298,20 +298,28 @@ class GeneratedFS(RootFS):
         """The gate's one-call way only for the guest's own files: these dirs are made here, not read from disk."""
         return None if self._owned(guest) else super()._pin_plain(guest)
 
+    def _on_disk(self, resolved: str) -> bool:
+        return not self._owned(resolved)
+
+    # A path of the guest's own is read by RootFS (in one call when it holds no link); one that leads into the
+    # generated dirs through a link is refused there with NotOnDisk and answered here.
     def read_head(self, guest: str, size: int) -> bytes:
-        pinned = self._pin_plain(guest)  # a path of the guest's own holding no link: read as it is, one lookup
-        if pinned is not None:
-            return self._head_of(guest, self._open_pinned(guest, guest, pinned), size)
+        if not self._owned(guest):
+            try:
+                return super().read_head(guest, size)
+            except NotOnDisk:
+                pass
         resolved = self.chase(guest)
         if resolved is None or not self._owned(resolved):
             return super().read_head(guest, size)
         return self.read_bytes(resolved)[:size]
 
     def read_bytes(self, guest: str, limit: int | None = None) -> bytes:
-        pinned = self._pin_plain(guest)  # as in read_head(); a link may lead into the generated dirs: chased below
-        if pinned is not None:
-            return self._bytes_of(guest, self._open_pinned(guest, guest, pinned), READ_LIMIT if limit is None
-                                  else limit)
+        if not self._owned(guest):
+            try:
+                return super().read_bytes(guest) if limit is None else super().read_bytes(guest, limit)
+            except NotOnDisk:
+                pass
         resolved = self.chase(guest)
         if resolved is None or not self._owned(resolved):
             return super().read_bytes(guest) if limit is None else super().read_bytes(guest, limit)
