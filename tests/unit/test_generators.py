@@ -104,6 +104,20 @@ def test_what_the_guests_run_dir_holds_is_replaced(tmp_path: Path) -> None:
     assert "stale.service" in plain.service_names() and plain.generated is None
 
 
+def test_a_link_into_the_generated_dirs_reads_what_the_generator_makes_not_the_disk(tmp_path: Path) -> None:
+    """The read gate opens a path without links in one call; a link that leads into /run/systemd/generator* is
+    answered from the generated units (RootFS refuses it with NotOnDisk), never from a stale file on the disk."""
+    root = debian_root(tmp_path, **{
+        "/run/systemd/generator.late/fetchmail.service": "[Service]\nExecStart=/bin/stale\n",
+        "/etc/fetchmail-unit": {"symlink": "/run/systemd/generator.late/fetchmail.service"}})
+    fs = UnitLoader(RootFS(str(root))).fs
+    made = fs.read_bytes("/run/systemd/generator.late/fetchmail.service")
+    assert b"/etc/init.d/fetchmail" in made and b"stale" not in made
+    assert fs.read_bytes("/etc/fetchmail-unit") == made
+    assert fs.read_head("/etc/fetchmail-unit", 9) == made[:9]
+    assert fs.read_text("/etc/fetchmailrc") == "poll pop.example.org protocol pop3 user u password p\n"
+
+
 def test_not_on_a_live_system() -> None:
     assert generators.at_boot(RootFS("/"), UnitLoader(RootFS("/")).search_paths) is None
 
