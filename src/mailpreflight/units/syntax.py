@@ -123,6 +123,19 @@ def _ends_in_escape(text: str) -> bool:
 
 def parse_unit_file(data: bytes, path: str, sections: frozenset[str] | None = None) -> ParsedFile:
     """Parse one unit file or drop-in. Never raises: problems become diagnostics or `fatal`."""
+    if b"\r" not in data and b"\0" not in data and len(data) < LONG_LINE_MAX:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            if BOM not in text:
+                return _parse_simple(text, path, sections)
+    return _parse_bytes(data, path, sections)
+
+
+def _parse_bytes(data: bytes, path: str, sections: frozenset[str] | None) -> ParsedFile:
+    """parse_unit_file() line by line as read_line() delimits them, each decoded on its own: any file."""
     state = _State(path, sections)
     continuation: list[str] = []  # pieces of a continued line, each ending in the space that replaced "\\"
     continued_length = 0
@@ -154,6 +167,38 @@ def parse_unit_file(data: bytes, path: str, sections: frozenset[str] | None = No
             continue
         logical = "".join(continuation) + text if continuation else text
         continuation, continued_length = [], 0
+        failure = _parse_line(state, Source(path, first_line, lineno), logical)
+        if failure:
+            return _fail(state, Source(path, first_line, lineno), failure)
+    if continuation:
+        where = Source(path, first_line, lineno + 1)
+        failure = _parse_line(state, where, "".join(continuation))
+        if failure:
+            return _fail(state, where, failure)
+    return ParsedFile(path, tuple(state.assignments), tuple(state.diagnostics))
+
+
+def _parse_simple(text: str, path: str, sections: frozenset[str] | None) -> ParsedFile:
+    """parse_unit_file() of the usual file (docs/design.md, "Performance"): valid UTF-8 as a whole, lines ending in
+    \\n only, no BOM, smaller than a line may be: decoded at once, then the same steps as the general loop without
+    the checks such a file cannot fail."""
+    state = _State(path, sections)
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    continuation: list[str] = []
+    first_line = lineno = 0
+    for lineno, line in enumerate(lines, 1):
+        stripped = line.lstrip(WHITESPACE)
+        if stripped[:1] in ("#", ";") or not (stripped or continuation):
+            continue  # a comment (also inside a continuation); a blank line (unless it ends a continuation)
+        if not continuation:
+            first_line = lineno
+        if line.endswith("\\") and _ends_in_escape(line):
+            continuation.append(line[:-1] + " ")
+            continue
+        logical = "".join(continuation) + line if continuation else line
+        continuation = []
         failure = _parse_line(state, Source(path, first_line, lineno), logical)
         if failure:
             return _fail(state, Source(path, first_line, lineno), failure)
