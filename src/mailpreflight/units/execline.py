@@ -28,6 +28,7 @@ _SIMPLE_ESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "
 # Prefix characters and the flag names systemd's ExecXxxEx D-Bus properties use for them.
 PREFIX_FLAGS = {"-": "ignore-failure", "@": "argv0-separate", ":": "no-env-expand", "+": "privileged",
                 "!": "no-setuid", "!!": "ambient", "|": "via-shell"}
+_PREFIX_CHARS = "-@:+!|"
 EXEC_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop",
              "ExecStopPost")
 
@@ -172,6 +173,8 @@ def extract_word_and_warn(text: str, pos: int, warnings: list[str]) -> tuple[str
 
 def _split_prefixes(first: str, via_shell: bool) -> tuple[tuple[str, ...], str]:
     """Leading prefix characters of the first word, in the order written (systemd's loop)."""
+    if first[:1] not in _PREFIX_CHARS:  # most lines: a path first (an empty word takes the loop: nothing to strip)
+        return (), first
     prefixes: list[str] = []
     index = 0
     for index, char in enumerate(first):
