@@ -43,13 +43,13 @@ class GuestFileRefused(OSError):
         self.reason = reason
 
 
-def read_at_most(fd: int, limit: int) -> bytes:
+def read_at_most(fd: int, limit: int, size: int | None = None) -> bytes:
     """The bytes of open file `fd`, at most limit+1 of them: more than `limit` tells the caller the file is too
     big. Never more, whatever st_size says (a file can grow, /proc files say 0), and never a buffer of `limit`
-    bytes up front: the first read asks for what st_size announces."""
+    bytes up front: the first read asks for what st_size announces (`size`: what fstat() said already)."""
     chunks: list[bytes] = []
     total = 0
-    wanted = min(os.fstat(fd).st_size, limit) + 1
+    wanted = min(os.fstat(fd).st_size if size is None else size, limit) + 1
     while total <= limit:
         chunk = os.read(fd, min(wanted - total if total < wanted else _CHUNK, limit + 1 - total))
         if not chunk:

@@ -264,13 +264,14 @@ class RootFS:
         """A regular guest file, opened for reading without blocking and without following a link out of the
         root (`/dev/null` reads as empty). Raises FileNotFoundError, GuestFileRefused for anything that is not
         a regular file (never opened for reading: a device's open alone can act), or another OSError."""
-        fd = self._open_regular(guest, follow_last)
-        return io.BytesIO(b"") if fd is None else os.fdopen(fd, "rb")
+        opened = self._open_regular(guest, follow_last)
+        return io.BytesIO(b"") if opened is None else os.fdopen(opened[0], "rb")
 
-    def _open_regular(self, guest: str, follow_last: bool = True) -> int | None:
-        pinned = self._pin_plain(guest)
-        if pinned is not None:
-            return self._open_pinned(guest, guest, pinned)
+    def _open_regular(self, guest: str, follow_last: bool = True) -> tuple[int, int] | None:
+        """(descriptor for reading, size fstat() gave) of a regular guest file; None for /dev/null."""
+        plain = self._pin_plain(guest)
+        if plain is not None:
+            return self._open_pinned(guest, guest, plain[0], plain[1])
         resolved = self.chase(guest, follow_last)
         if resolved is None:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", guest)
@@ -294,7 +295,7 @@ class RootFS:
             os.close(parent)
         return self._open_pinned(guest, resolved, pinned)
 
-    def _pin_plain(self, guest: str) -> int | None:
+    def _pin_plain(self, guest: str) -> tuple[int, os.stat_result] | None:
         """The fast way (access/beneath.py): an O_PATH descriptor of a guest path that holds no link, no `.` or `..`
         and is not /dev/null, pinned in one system call. FileNotFoundError when a component is missing (or is no
         directory) before any link; None for anything else — a link on the way or at the end, no openat2 — which
@@ -311,10 +312,11 @@ class RootFS:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", guest)
         if pinned < 0:
             return None
-        if stat.S_ISLNK(os.fstat(pinned).st_mode):
+        info = os.fstat(pinned)
+        if stat.S_ISLNK(info.st_mode):
             os.close(pinned)  # the last component is a link: chase() follows it inside the root
             return None
-        return pinned
+        return pinned, info
 
     def _on_disk(self, resolved: str) -> bool:
         """Is this resolved path read from the disk? (GeneratedFS: not in the dirs it makes itself.)"""
@@ -330,11 +332,13 @@ class RootFS:
             os.close(root)
         return pinned if pinned >= 0 else None
 
-    def _open_pinned(self, guest: str, resolved: str, pinned: int) -> int:
-        """A descriptor for reading the file `pinned` (O_PATH, not a link) holds, if it is a regular file; closes
-        `pinned`. Anything else is refused, and never opened for reading (a device's open alone can act)."""
+    def _open_pinned(self, guest: str, resolved: str, pinned: int,
+                     info: os.stat_result | None = None) -> tuple[int, int]:
+        """(descriptor for reading, size) of the file `pinned` (O_PATH, not a link; `info`: its fstat() if made
+        already) holds, if it is a regular file; closes `pinned`. Anything else is refused, and never opened for
+        reading (a device's open alone can act)."""
         try:
-            info = os.fstat(pinned)
+            info = info or os.fstat(pinned)
             if not stat.S_ISREG(info.st_mode):
                 what = describe(info.st_mode, info.st_rdev)
                 hint = ("it is listed, never read" if stat.S_ISDIR(info.st_mode)
@@ -342,9 +346,9 @@ class RootFS:
                 code = errno.EISDIR if stat.S_ISDIR(info.st_mode) else errno.EINVAL
                 raise self._refuse(guest, f"{what}, not a regular file: not read ({hint})", code)
             try:  # reopen the very inode just checked, for reading: nothing can be swapped in between
-                return os.open(f"/proc/self/fd/{pinned}", _READ_FLAGS & ~os.O_NOFOLLOW)
+                return os.open(f"/proc/self/fd/{pinned}", _READ_FLAGS & ~os.O_NOFOLLOW), info.st_size
             except FileNotFoundError:  # no /proc: open the name again, and check it is the same regular file
-                return self._reopen(guest, resolved, info)
+                return self._reopen(guest, resolved, info), info.st_size
         finally:
             os.close(pinned)
 
@@ -365,10 +369,11 @@ class RootFS:
         FileNotFoundError, GuestFileRefused (not a regular file, or larger than `limit`), ..."""
         return self._bytes_of(guest, self._open_regular(guest), limit)
 
-    def _bytes_of(self, guest: str, fd: int | None, limit: int) -> bytes:
-        """read_bytes() of the descriptor _open_regular() gave for `guest`; closes it."""
-        if fd is None:
+    def _bytes_of(self, guest: str, opened: tuple[int, int] | None, limit: int) -> bytes:
+        """read_bytes() of what _open_regular() opened for `guest`; closes it."""
+        if opened is None:
             return b""
+        fd, size = opened
         spent = _SPENT
         budgeted = self._ledger.bytes_left < limit
         if budgeted:
@@ -377,7 +382,7 @@ class RootFS:
                 raise self._refuse(guest, spent, errno.EFBIG)
             limit = self._ledger.bytes_left
         try:
-            data = read_at_most(fd, limit)
+            data = read_at_most(fd, limit, size)
         finally:
             os.close(fd)
         if len(data) > limit:
@@ -393,14 +398,15 @@ class RootFS:
         file too; counts against the run's read budget."""
         return self._head_of(guest, self._open_regular(guest), size)
 
-    def _head_of(self, guest: str, fd: int | None, size: int) -> bytes:
-        """read_head() of the descriptor _open_regular() gave for `guest`; closes it."""
-        if fd is None:
+    def _head_of(self, guest: str, opened: tuple[int, int] | None, size: int) -> bytes:
+        """read_head() of what _open_regular() opened for `guest`; closes it."""
+        if opened is None:
             return b""
+        fd, known = opened
         try:
             if self._ledger.bytes_left <= 0:
                 raise self._refuse(guest, _SPENT, errno.EFBIG)
-            data = read_at_most(fd, min(size, self._ledger.bytes_left) - 1)
+            data = read_at_most(fd, min(size, self._ledger.bytes_left) - 1, known)
         finally:
             os.close(fd)
         self._ledger.bytes_left -= len(data)

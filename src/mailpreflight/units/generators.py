@@ -294,7 +294,7 @@ class GeneratedFS(RootFS):
             return entry is not None and entry.data is not None and not entry.data
         return super().is_null_or_empty(resolved)
 
-    def _pin_plain(self, guest: str) -> int | None:
+    def _pin_plain(self, guest: str) -> tuple[int, os.stat_result] | None:
         """The gate's one-call way only for the guest's own files: these dirs are made here, not read from disk."""
         return None if self._owned(guest) else super()._pin_plain(guest)
 
