@@ -59,6 +59,8 @@ class Settings:
         """Apply one file's assignments; returns the fatal problem that stops this file, if any."""
         keys = known_keys()
         section = _EXEC_SECTIONS.get(self.unit_type, "")
+        kept = self.kept
+        warnings: list[str] = []
         for assignment in assignments:
             known = keys.get(assignment.section)
             if known is not None and assignment.key not in known:
@@ -68,12 +70,13 @@ class Settings:
                         f"Unknown key '{assignment.key}' in section [{assignment.section}], ignoring.",
                         assignment.source))
                 continue
-            self.kept.append(assignment)
+            kept.append(assignment)
             if assignment.section != section:
                 continue
-            warnings: list[str] = []
             fatal = self._apply_one(assignment, warnings)
-            self.diagnostics.extend(Diagnostic(LogLevel.WARNING, w, assignment.source) for w in warnings)
+            if warnings:
+                self.diagnostics.extend(Diagnostic(LogLevel.WARNING, w, assignment.source) for w in warnings)
+                warnings.clear()
             if fatal:
                 return Diagnostic(LogLevel.ERROR, fatal, assignment.source), LoadState.BAD_SETTING
         return None
