@@ -24,7 +24,7 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
-def _bind() -> tuple[object, bytes] | None:
+def _bind() -> object | None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         syscall = libc.syscall
@@ -32,22 +32,30 @@ def _bind() -> tuple[object, bytes] | None:
         return None
     syscall.restype = ctypes.c_long
     syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
-    how = _OpenHow(PIN_FLAGS, 0, _RESOLVE)
-    return syscall, bytes(how)
+    return syscall
 
 
-_BOUND = _bind()
-_available = _BOUND is not None
+_SYSCALL = _bind()
+_available = _SYSCALL is not None
+_HOW: dict[int, bytes] = {}  # struct open_how for each set of open flags used
 
 
 def pin_beneath(dirfd: int, relative: str) -> int:
     """An O_PATH descriptor of `relative` (no leading slash) beneath `dirfd`, no link followed on the way; the last
     component not followed either. A negative errno when it fails: -ELOOP for a link on the way, -ENOENT for a
     missing component, -ENOSYS when openat2 is not there (then the caller walks). Never raises."""
+    return open_beneath(dirfd, relative, PIN_FLAGS)
+
+
+def open_beneath(dirfd: int, relative: str, flags: int) -> int:
+    """pin_beneath() with other open flags (a directory to list: O_RDONLY | O_DIRECTORY | O_NOFOLLOW)."""
     global _available
-    if not _available or _BOUND is None:
+    if not _available or _SYSCALL is None:
         return -errno.ENOSYS
-    syscall, how = _BOUND
+    syscall = _SYSCALL
+    how = _HOW.get(flags)
+    if how is None:
+        how = _HOW[flags] = bytes(_OpenHow(flags, 0, _RESOLVE))
     try:
         path = os.fsencode(relative)
     except (UnicodeError, ValueError):

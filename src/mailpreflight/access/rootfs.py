@@ -29,7 +29,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO, TypeVar
 
-from mailpreflight.access.beneath import PIN_FLAGS, pin_beneath
+from mailpreflight.access.beneath import PIN_FLAGS, open_beneath, pin_beneath
 from mailpreflight.access.bounded import GuestFileRefused, describe, read_at_most, size_text
 from mailpreflight.access.globbing import GLOB_DEPTH, GLOB_MATCHES, GLOB_STEPS, GlobResult, glob_regex, glob_unescape
 from mailpreflight.access.ledger import LISTDIR_TOTAL_LIMIT, READ_TOTAL_LIMIT, Ledger, Refusal
@@ -41,6 +41,7 @@ READ_LIMIT = 8 * 1024 * 1024  # unit files, drop-ins, environment files: systemd
 TEXT_LIMIT = 1024 * 1024  # read_text(): configuration files
 LISTDIR_LIMIT = 100_000  # entries of one directory
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
 _T = TypeVar("_T")
 
@@ -318,6 +319,19 @@ class RootFS:
             return None
         return pinned, info
 
+    def _open_plain_dir(self, guest: str) -> int | None:
+        """A directory of the guest's own, opened for listing in one openat2 call when its path holds no link, no
+        `.`/`..` and is not the root; None for anything else (scan() then chases and walks, as it always has)."""
+        if (not guest.startswith("/") or guest == "/" or "//" in guest or "/." in guest or guest.endswith("/")
+                or not self._on_disk(guest)):
+            return None
+        root = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = open_beneath(root, guest[1:], _LIST_FLAGS)
+        finally:
+            os.close(root)
+        return fd if fd >= 0 else None
+
     def _on_disk(self, resolved: str) -> bool:
         """Is this resolved path read from the disk? (GeneratedFS: not in the dirs it makes itself.)"""
         return True
@@ -428,17 +442,20 @@ class RootFS:
         """listdir(), each entry with its file type as the directory read gives it (stat.S_IFLNK, S_IFDIR, S_IFREG;
         0 for any other or unknown): what the loader's index of a unit directory needs (units/index.py), without a
         system call per entry."""
-        resolved = self.chase(guest)
+        fd = self._open_plain_dir(guest)  # a path without links: one openat2 call (access/beneath.py)
+        resolved = guest if fd is not None else self.chase(guest)
         if resolved is None or resolved == DEV_NULL:
             return []
         names: list[tuple[str, int]] = []
         try:
-            if resolved == "/":
+            if fd is not None:
+                pass
+            elif resolved == "/":
                 fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             else:
                 parent, name = self._open_parent(resolved)
                 try:
-                    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+                    fd = os.open(name, _LIST_FLAGS, dir_fd=parent)
                 finally:
                     os.close(parent)
             try:
