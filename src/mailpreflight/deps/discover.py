@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import SYSTEMD_PATH
+from mailpreflight.deps.base import SYSTEMD_PATH, chased
 from mailpreflight.deps.guardline import UsageError, ok_statuses, parse_args
 from mailpreflight.deps.shell import read_shell
 from mailpreflight.deps.shell.status import compose, merge
@@ -250,7 +250,7 @@ def _find_script(program: str, fs: RootFS, env: Mapping[str, str]) -> str | None
     candidates = [program] if program.startswith("/") else [
         f"{d}/{program}" for d in env.get("PATH", ":".join(SYSTEMD_PATH)).split(":") if d.startswith("/")]
     for candidate in candidates:
-        resolved = fs.chase(candidate)
+        resolved = chased(fs, candidate)
         if resolved is None:
             continue
         try:
