@@ -49,8 +49,8 @@ def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
                                          if sa_plan is not None and isinstance(rule, SaUpdateRule)
                                          else rule.dependencies(command, context), fs)
         if rule is FALLBACK:
-            mentioned += FALLBACK.mentions(command, context)
-        entries.append(CommandDeps(command, tuple(found), sa_plan, tuple(_unique(mentioned))))
+            mentioned = (*mentioned, *FALLBACK.mentions(command, context))
+        entries.append(CommandDeps(command, found, sa_plan, tuple(_unique(list(mentioned))) if mentioned else ()))
     for unit_rule in UNIT_RULES:
         extra, also = _endpoints(unit_rule.dependencies(commands, context))
         if (extra or also) and entries:
@@ -105,12 +105,17 @@ def _daemon_index(entries: list[CommandDeps]) -> int:
     return starts[0] if starts else len(entries) - 1
 
 
-def _endpoints_of(deps: list[Dependency], fs: RootFS) -> tuple[list[Dependency], list[Dependency]]:
-    """_endpoints(), remembered: a fleet's units have the same few lists of dependencies (issue 14)."""
+def _endpoints_of(deps: list[Dependency], fs: RootFS) -> tuple[tuple[Dependency, ...], tuple[Dependency, ...]]:
+    """_endpoints() as tuples, remembered: a fleet's units have the same few lists of dependencies, and share the
+    tuples (render/deps.py encodes each once; issue 14)."""
     if not deps:
-        return [], []
-    found, mentioned = kept(fs, "_endpoints", tuple(deps), lambda: tuple(map(tuple, _endpoints(deps))))
-    return list(found), list(mentioned)
+        return (), ()
+    return kept(fs, "_endpoints", tuple(deps), lambda: _as_tuples(_endpoints(deps)))
+
+
+def _as_tuples(pair: tuple[list[Dependency], list[Dependency]]) -> tuple[tuple[Dependency, ...],
+                                                                          tuple[Dependency, ...]]:
+    return tuple(pair[0]), tuple(pair[1])
 
 
 def _endpoints(deps: list[Dependency]) -> tuple[list[Dependency], list[Dependency]]:
