@@ -13,7 +13,7 @@ from typing import Any
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import SYSTEMD_PATH, chased
 from mailpreflight.deps.guardline import UsageError, ok_statuses, parse_args
-from mailpreflight.deps.shell import read_shell
+from mailpreflight.deps.shell import ShellReading, read_shell
 from mailpreflight.deps.shell.status import compose, merge
 from mailpreflight.model import Fate, FoundCommand, Source, StatusFate
 from mailpreflight.units.execline import ExecCommand
@@ -154,7 +154,7 @@ def _script_commands(text: str, path: str | None, args: Sequence[str], context: 
     env = {k: v for k, v in context.env.items() if not (k.isdigit() or k == "#")}
     env.update({str(i): a for i, a in enumerate(args, 1)})
     env["#"] = str(len(args))
-    reading = read_shell(text, env, tree_test(fs, env))
+    reading = _plain_reading(text) or read_shell(text, env, tree_test(fs, env))
     stop = reading.stop
     if stop is not None and ends is not None:
         where = f"{path}:{stop.line + first_line_offset}" if path else str(context.source)
@@ -171,6 +171,36 @@ def _script_commands(text: str, path: str | None, args: Sequence[str], context: 
             why=context.why + tuple(command.why), env={**env, **command.assignments},
             fates=compose(context.fates, fates))
         found.extend(_unwrap(list(command.argv), _with(inner, depth=context.depth + 1), fs))
+    return found
+
+
+# A plain script: simple commands of literal words joined by `||`, `&&`, `;`, `|`, `&` (`sa-update || true`, what a
+# fleet's units run). Nothing in it reads or sets a variable, decides a guard or defines a function, so reading it
+# gives the same commands whatever the environment, each with the environment given: _script_commands() adds that
+# to every command's (empty) assignments from a reading without one, remembered per text.
+_PLAIN_TEXT = re.compile(r"[A-Za-z0-9 ._/:,+@%|&;-]*")
+_NOT_PLAIN = frozenset({
+    "if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac", "in", "function",
+    "select", "time", "coproc", "set", "shift", "read", "unset", "export", "local", "readonly", "declare", "typeset",
+    "getopts", "eval", "source", "exec", "exit", "return", "break", "continue", "alias", "unalias", "command", "type",
+    "which", "test", "let", "trap", "cd", "wait", "mapfile", "readarray", "printf", "hash", "shopt", "enable",
+    "builtin", "."})
+_PLAIN_READINGS: dict[str, ShellReading] = {}
+_PLAIN_KEPT, _PLAIN_TEXT_MAX = 64, 1024
+
+
+def _plain_reading(text: str) -> ShellReading | None:
+    """The reading of a plain script (None for any other) without an environment, remembered."""
+    found = _PLAIN_READINGS.get(text)
+    if found is not None:
+        return found
+    if len(text) > _PLAIN_TEXT_MAX or not _PLAIN_TEXT.fullmatch(text) or \
+            _NOT_PLAIN.intersection(re.split(r"[\s|&;]+", text)):
+        return None
+    found = read_shell(text, {}, None)
+    if len(_PLAIN_READINGS) >= _PLAIN_KEPT:
+        del _PLAIN_READINGS[next(iter(_PLAIN_READINGS))]
+    _PLAIN_READINGS[text] = found
     return found
 
 
