@@ -75,6 +75,30 @@ def unit_json(result: UnitDepsView) -> dict[str, Any]:
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False), made once
+
+
+def _c_encoder() -> Callable[[Any], str]:
+    """_ENCODER.encode without making its C encoder again on every call (a few calls per unit): the one
+    JSONEncoder.iterencode() makes, without the check for circular references (the renderers make trees). Where
+    the C encoder is missing or takes other arguments, or encodes a sample otherwise, _ENCODER.encode."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    try:
+        encoder = make(None, _ENCODER.default, json.encoder.encode_basestring, None, _ENCODER.key_separator,
+                       _ENCODER.item_separator, False, False, True) if make is not None else None
+    except TypeError:
+        encoder = None
+    if encoder is None:
+        return _ENCODER.encode
+
+    def encode(value: Any) -> str:
+        return "".join(encoder(value, 0))
+
+    sample: dict[str, Any] = {"a\u00e9\x7f\n\"": [1, -2.5, 1e300, float("inf"), None, True, False, "\ud800", {}, []],
+                              "b": {"c": 0.1}}
+    return encode if encode(sample) == _ENCODER.encode(sample) else _ENCODER.encode
+
+
+_encode = _c_encoder()
 # The JSON text of tuples the units of a fleet share (the dependencies and the sa-update worst cases the analysis
 # remembered, issue 14), by the identity of the tuple. Each entry holds its tuple, so no other object can take
 # its id meanwhile.
@@ -88,7 +112,7 @@ def _shared_text(items: tuple[_Item, ...], item_json: Callable[[_Item], dict[str
     found = _TEXTS.get(id(items))
     if found is not None and found[0] is items:
         return found[1]
-    text = _ENCODER.encode([item_json(item) for item in items])
+    text = _encode([item_json(item) for item in items])
     if len(_TEXTS) >= _TEXTS_KEPT:
         del _TEXTS[next(iter(_TEXTS))]
     _TEXTS[id(items)] = (items, text)
@@ -105,7 +129,7 @@ def _scenario_json(s: ScenarioView) -> dict[str, Any]:
 
 def _sa_update_text(plan: SaUpdateView) -> str:
     """_sa_update_json(plan) encoded, its worst cases (shared) encoded once."""
-    head = _ENCODER.encode({
+    head = _encode({
         "version": plan.version, "version_source": plan.version_source,
         "updatedir": plan.updatedir, "downloader": plan.downloader,
         "channels": [{"channel": c.channel, "mirrored_by": c.mirrored_by, "mirrors": c.mirrors,
@@ -117,7 +141,7 @@ def _sa_update_text(plan: SaUpdateView) -> str:
 def json_unit(result: UnitDepsView) -> str:
     """One unit as compact JSON text (no indent: json's C encoder does it): unit_json(result) encoded, put together
     from pieces (the same text), so that the lists of dependencies a fleet's units share are encoded once."""
-    encode = _ENCODER.encode
+    encode = _encode
     commands = []
     for entry in result.commands:
         command = entry.command
