@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import RuleContext, unexpanded
+from mailpreflight.deps.base import RuleContext, kept, unexpanded
 from mailpreflight.deps.discover import discover
 from mailpreflight.deps.registry import DAEMONS, FALLBACK, UNIT_RULES, command_rules, rule_for
 from mailpreflight.deps.risks import CommandDeps, findings_for
@@ -45,12 +45,12 @@ def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
     for command in commands:
         rule = FALLBACK if _init_script(command) else rule_for(command.tool, rules)
         sa_plan = plan(command, fs, sa_version) if command.tool == "sa-update" else None
-        found, mentioned = _endpoints(rule.plan_dependencies(sa_plan, command, context)
-                                      if sa_plan is not None and isinstance(rule, SaUpdateRule)
-                                      else rule.dependencies(command, context))
+        found, mentioned = _endpoints_of(rule.plan_dependencies(sa_plan, command, context)
+                                         if sa_plan is not None and isinstance(rule, SaUpdateRule)
+                                         else rule.dependencies(command, context), fs)
         if rule is FALLBACK:
-            mentioned += FALLBACK.mentions(command, context)
-        entries.append(CommandDeps(command, tuple(found), sa_plan, tuple(_unique(mentioned))))
+            mentioned = (*mentioned, *FALLBACK.mentions(command, context))
+        entries.append(CommandDeps(command, found, sa_plan, tuple(_unique(list(mentioned))) if mentioned else ()))
     for unit_rule in UNIT_RULES:
         extra, also = _endpoints(unit_rule.dependencies(commands, context))
         if (extra or also) and entries:
@@ -103,6 +103,19 @@ def _daemon_index(entries: list[CommandDeps]) -> int:
             return index
     starts = [i for i, e in enumerate(entries) if e.command.key == "ExecStart"]
     return starts[0] if starts else len(entries) - 1
+
+
+def _endpoints_of(deps: list[Dependency], fs: RootFS) -> tuple[tuple[Dependency, ...], tuple[Dependency, ...]]:
+    """_endpoints() as tuples, remembered: a fleet's units have the same few lists of dependencies, and share the
+    tuples (render/deps.py encodes each once; issue 14)."""
+    if not deps:
+        return (), ()
+    return kept(fs, "_endpoints", tuple(deps), lambda: _as_tuples(_endpoints(deps)))
+
+
+def _as_tuples(pair: tuple[list[Dependency], list[Dependency]]) -> tuple[tuple[Dependency, ...],
+                                                                          tuple[Dependency, ...]]:
+    return tuple(pair[0]), tuple(pair[1])
 
 
 def _endpoints(deps: list[Dependency]) -> tuple[list[Dependency], list[Dependency]]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.model import Dependency, FoundCommand, Role
@@ -13,6 +14,32 @@ from mailpreflight.units.unit import Unit, service_type, service_user
 # The PATH systemd gives services when the unit sets none.
 SYSTEMD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 START_KEYS = frozenset({"ExecCondition", "ExecStartPre", "ExecStartPost"})
+
+
+KEPT = 64  # results kept() remembers per kind and RootFS
+_T = TypeVar("_T")
+
+
+def kept(fs: RootFS, kind: str, key: Hashable, compute: Callable[[], _T]) -> _T:
+    """fs.memo() for a result that depends on a unit's command line or settings, not only on the tree: a fleet's
+    units share a few (issue 14), a hostile tree may have thousands. Remembered per RootFS (fs.forget() drops
+    them too), at most KEPT per `kind` (the name of the function computing them), the oldest dropped first."""
+    cache: dict[Hashable, _T] = fs.memo((kind,), dict)
+    try:
+        return cache[key]
+    except KeyError:
+        pass
+    value = compute()
+    if len(cache) >= KEPT:
+        del cache[next(iter(cache))]
+    cache[key] = value
+    return value
+
+
+def chased(fs: RootFS, path: str) -> str | None:
+    """fs.chase(path), remembered a while: the programs of a unit's Exec lines are looked up by discover() and
+    again by startup_facts(), and a fleet's units run the same few."""
+    return kept(fs, "chased", path, lambda: fs.chase(path))
 
 
 _UNEXPANDED = re.compile(r"\$(?:[A-Za-z_{(]|[0-9@*#?$!-])|`")

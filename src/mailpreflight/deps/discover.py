@@ -7,13 +7,13 @@ import posixpath
 import re
 import stat
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import SYSTEMD_PATH
+from mailpreflight.deps.base import SYSTEMD_PATH, chased
 from mailpreflight.deps.guardline import UsageError, ok_statuses, parse_args
-from mailpreflight.deps.shell import read_shell
+from mailpreflight.deps.shell import ShellReading, read_shell
 from mailpreflight.deps.shell.status import compose, merge
 from mailpreflight.model import Fate, FoundCommand, Source, StatusFate
 from mailpreflight.units.execline import ExecCommand
@@ -74,7 +74,9 @@ def discover_command(command: ExecCommand, fs: RootFS, env: Mapping[str, str],
     why: tuple[str, ...] = ("'-' prefix",) if command.ignore_failure else ()
     if command.key == "ExecCondition":
         why += ("ExecCondition: exit 1-254 skips the unit rather than failing it",)
-    context = _Context(command.key, command.source, bool(why), why, (), user, env)
+    context = _new(_Context)  # _Context(command.key, command.source, bool(why), why, (), user, env), cheaper
+    context.__dict__.update(key=command.key, source=command.source, tolerated=bool(why), why=why, via=(), user=user,
+                            env=env, depth=0, read_script=True, fates=(), bound=None, bound_by="")
     return _unwrap(list(expand_command(command, env.items())), context, fs)
 
 
@@ -102,9 +104,7 @@ def _unwrap(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand
     if tool in SHELLS:
         return _shell(argv, context, fs)
     script = _script_path(argv[0], fs, context.env) if context.read_script else None
-    own = FoundCommand(tool, tuple(argv), context.key, context.source, context.tolerated, context.why,
-                       context.via, context.user, dict(context.env), status_fates=context.fates,
-                       bound=context.bound, bound_by=context.bound_by)
+    own = _found(tool, argv, context, context.bound, context.bound_by)
     if script is None:
         return [own]
     # A shell script: report the script itself, then what it runs.
@@ -154,7 +154,7 @@ def _script_commands(text: str, path: str | None, args: Sequence[str], context: 
     env = {k: v for k, v in context.env.items() if not (k.isdigit() or k == "#")}
     env.update({str(i): a for i, a in enumerate(args, 1)})
     env["#"] = str(len(args))
-    reading = read_shell(text, env, tree_test(fs, env))
+    reading = _plain_reading(text) or read_shell(text, env, tree_test(fs, env))
     stop = reading.stop
     if stop is not None and ends is not None:
         where = f"{path}:{stop.line + first_line_offset}" if path else str(context.source)
@@ -171,6 +171,36 @@ def _script_commands(text: str, path: str | None, args: Sequence[str], context: 
             why=context.why + tuple(command.why), env={**env, **command.assignments},
             fates=compose(context.fates, fates))
         found.extend(_unwrap(list(command.argv), _with(inner, depth=context.depth + 1), fs))
+    return found
+
+
+# A plain script: simple commands of literal words joined by `||`, `&&`, `;`, `|`, `&` (`sa-update || true`, what a
+# fleet's units run). Nothing in it reads or sets a variable, decides a guard or defines a function, so reading it
+# gives the same commands whatever the environment, each with the environment given: _script_commands() adds that
+# to every command's (empty) assignments from a reading without one, remembered per text.
+_PLAIN_TEXT = re.compile(r"[A-Za-z0-9 ._/:,+@%|&;-]*")
+_NOT_PLAIN = frozenset({
+    "if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac", "in", "function",
+    "select", "time", "coproc", "set", "shift", "read", "unset", "export", "local", "readonly", "declare", "typeset",
+    "getopts", "eval", "source", "exec", "exit", "return", "break", "continue", "alias", "unalias", "command", "type",
+    "which", "test", "let", "trap", "cd", "wait", "mapfile", "readarray", "printf", "hash", "shopt", "enable",
+    "builtin", "."})
+_PLAIN_READINGS: dict[str, ShellReading] = {}
+_PLAIN_KEPT, _PLAIN_TEXT_MAX = 64, 1024
+
+
+def _plain_reading(text: str) -> ShellReading | None:
+    """The reading of a plain script (None for any other) without an environment, remembered."""
+    found = _PLAIN_READINGS.get(text)
+    if found is not None:
+        return found
+    if len(text) > _PLAIN_TEXT_MAX or not _PLAIN_TEXT.fullmatch(text) or \
+            _NOT_PLAIN.intersection(re.split(r"[\s|&;]+", text)):
+        return None
+    found = read_shell(text, {}, None)
+    if len(_PLAIN_READINGS) >= _PLAIN_KEPT:
+        del _PLAIN_READINGS[next(iter(_PLAIN_READINGS))]
+    _PLAIN_READINGS[text] = found
     return found
 
 
@@ -235,8 +265,28 @@ def _file_test(fs: RootFS, test: str, path: str) -> bool | None:
 
 
 def _plain(argv: list[str], context: _Context) -> FoundCommand:
-    return FoundCommand(posixpath.basename(argv[0]), tuple(argv), context.key, context.source, context.tolerated,
-                        context.why, context.via, context.user, dict(context.env), status_fates=context.fates)
+    return _found(posixpath.basename(argv[0]), argv, context, None, "")
+
+
+def _found(tool: str, argv: list[str], context: _Context, bound: float | None, bound_by: str) -> FoundCommand:
+    """FoundCommand(tool, tuple(argv), context.key, context.source, context.tolerated, context.why, context.via,
+    context.user, dict(context.env), status_fates=context.fates, bound=bound, bound_by=bound_by), made as _with()
+    makes a _Context: without the frozen dataclass's __init__, a third of the cost (three or more per unit)."""
+    new = _new(FoundCommand)
+    new.__dict__.update(tool=tool, argv=tuple(argv), key=context.key, source=context.source,
+                        tolerated=context.tolerated, tolerated_why=context.why, via=context.via, user=context.user,
+                        env=dict(context.env), script=None, status_fates=context.fates, ends="", bound=bound,
+                        bound_by=bound_by)
+    return new
+
+
+_new = object.__new__
+# _found() and discover_command() set every field of the classes they make: they must know them all
+if [f.name for f in fields(FoundCommand)] != ["tool", "argv", "key", "source", "tolerated", "tolerated_why", "via",
+                                             "user", "env", "script", "status_fates", "ends", "bound", "bound_by"] \
+        or [f.name for f in fields(_Context)] != ["key", "source", "tolerated", "why", "via", "user", "env", "depth",
+                                                 "read_script", "fates", "bound", "bound_by"]:
+    raise ImportError("deps/discover.py: _found() or discover_command() misses a field of FoundCommand or _Context")
 
 
 def _script_path(program: str, fs: RootFS, env: Mapping[str, str]) -> str | None:
@@ -250,7 +300,7 @@ def _find_script(program: str, fs: RootFS, env: Mapping[str, str]) -> str | None
     candidates = [program] if program.startswith("/") else [
         f"{d}/{program}" for d in env.get("PATH", ":".join(SYSTEMD_PATH)).split(":") if d.startswith("/")]
     for candidate in candidates:
-        resolved = fs.chase(candidate)
+        resolved = chased(fs, candidate)
         if resolved is None:
             continue
         try:

@@ -31,12 +31,12 @@ from __future__ import annotations
 import posixpath
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import SYSTEMD_PATH, RuleContext, unexpanded
-from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand
+from mailpreflight.deps.base import SYSTEMD_PATH, RuleContext, kept, unexpanded
+from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, Role
 from mailpreflight.probes.resolvconf import DEFAULT_NAMESERVER, read_resolv_conf
 
 DEFAULT_CHANNEL = "updates.spamassassin.org"
@@ -270,6 +270,41 @@ def _downloader_in_path(fs: RootFS, env: Mapping[str, str]) -> str:
 
 
 def plan(command: FoundCommand, fs: RootFS, sa_version: str | None = None, now: float | None = None) -> SaUpdatePlan:
+    env = command.env
+    # `http_proxy="$http_proxy"` (Debian's spamassassin-maint): whatever its caller's environment holds — not
+    # known here, so no proxy is assumed (the rule mentions it).
+    proxies = {k.lower(): v for k, v in env.items()
+               if k.lower() in ("http_proxy", "https_proxy", "no_proxy") and v.strip() and not unexpanded(v)}
+    # Everything but the ages of the mirror lists is a function of the command line, the few variables read here
+    # and the tree: made once per RootFS for a fleet's units running the same sa-update (issue 14).
+    key = (command.argv, sa_version, env.get("PATH"), env.get("RES_NAMESERVERS"), env.get("RES_RETRANS"),
+           env.get("RES_RETRY"))
+    made = kept(fs, "plan", key, lambda: _plan(command, fs, sa_version))
+    reference = time.time() if now is None else now
+    states = tuple(ChannelState(state.channel, state.version_query, state.mirrors_query, state.directory,
+                                state.mirrored_by, state.mirrors,
+                                None if mtime is None else max(0.0, reference - mtime), state.installed_revision)
+                   for state, mtime in made.channels)
+    return SaUpdatePlan(made.args, made.sa_version, made.dotted_version, made.version_source, made.updatedir,
+                        states, made.downloader, proxies, made.resolver, made.notes)
+
+
+@dataclass(frozen=True)
+class _Made:
+    """A plan without the time: each channel with the mtime its age is counted from (None: no age)."""
+
+    args: SaUpdateArgs
+    sa_version: str | None
+    dotted_version: str | None
+    version_source: str
+    updatedir: str
+    channels: tuple[tuple[ChannelState, float | None], ...]
+    downloader: str
+    resolver: Resolver
+    notes: tuple[str, ...]
+
+
+def _plan(command: FoundCommand, fs: RootFS, sa_version: str | None) -> _Made:
     args = parse_args(command.argv)
     notes: list[str] = []
     version, version_source = (sa_version, "--sa-version") if sa_version else installed_version(fs)
@@ -288,32 +323,27 @@ def plan(command: FoundCommand, fs: RootFS, sa_version: str | None = None, now: 
             channels = [c.split("#", 1)[0].strip().lower() for c in text.splitlines()]
             channels = [c for c in channels if c]
     channels = [c for c in channels if re.fullmatch(r"[a-zA-Z0-9._-]+", c)]
-    reference = time.time() if now is None else now
-    states = tuple(_channel_state(fs, channel, updatedir, dotted_version, args, reference) for channel in channels)
-    # `http_proxy="$http_proxy"` (Debian's spamassassin-maint): whatever its caller's environment holds — not
-    # known here, so no proxy is assumed (the rule mentions it).
-    proxies = {k.lower(): v for k, v in command.env.items()
-               if k.lower() in ("http_proxy", "https_proxy", "no_proxy") and v.strip() and not unexpanded(v)}
-    return SaUpdatePlan(args, version, dotted_version, version_source, updatedir, states,
-                        choose_downloader(args, fs, command.env), proxies, read_resolver(fs, command.env),
-                        tuple(notes))
+    states = tuple(_channel_state(fs, channel, updatedir, dotted_version, args) for channel in channels)
+    return _Made(args, version, dotted_version, version_source, updatedir, states,
+                 choose_downloader(args, fs, command.env), read_resolver(fs, command.env), tuple(notes))
 
 
-def _channel_state(fs: RootFS, channel: str, updatedir: str, dotted_version: str | None, args: SaUpdateArgs,
-                   now: float) -> ChannelState:
+def _channel_state(fs: RootFS, channel: str, updatedir: str, dotted_version: str | None,
+                   args: SaUpdateArgs) -> tuple[ChannelState, float | None]:
+    """The channel's state (its age left out) and the mtime its age counts from (None: it has no age)."""
     reverse = ".".join(reversed(dotted_version.split("."))) if dotted_version else "<version>"
     directory = posixpath.join(updatedir, nice_channel(channel))
     mirrored_by = f"{directory}/MIRRORED.BY"
     cached, mtime = fs.memo(("cached_mirrors", mirrored_by), lambda: _cached_mirrors(fs, mirrored_by))
     mirrors = list(cached or ())
-    age = None
+    since = None
     if cached is not None and not args.refreshmirrors:
-        age = max(0.0, now - mtime) if mtime is not None else None
+        since = mtime
     if args.forcemirror:
         mirrors = [Mirror(args.forcemirror.rstrip("/"), 1, 0)]
     revision = fs.memo(("installed_revision", directory), lambda: _installed_revision(fs, f"{directory}.cf"))
     return ChannelState(channel, f"{reverse}.{channel}", f"mirrors.{channel}", directory, mirrored_by,
-                        tuple(mirrors), age, revision)
+                        tuple(mirrors), None, revision), since
 
 
 def _cached_mirrors(fs: RootFS, mirrored_by: str) -> tuple[tuple[Mirror, ...] | None, float | None]:
@@ -352,6 +382,16 @@ class SaUpdateRule:
     def plan_dependencies(found: SaUpdatePlan, command: FoundCommand, context: RuleContext) -> list[Dependency]:
         """The dependencies of a plan already made (analyze() needs the plan itself too)."""
         role = context.role(command)
+        if found.proxies or any(name.lower() in ("http_proxy", "https_proxy") for name in command.env):
+            return SaUpdateRule._plan_dependencies(found, command, role)
+        # no proxy: nothing of the command but its role is in them, the same for a fleet's units (issue 14)
+        key = (role, found.args.install, found.args.gpg, found.resolver,
+               tuple((c.version_query, c.mirrors_query, c.mirrored_by, c.mirrors) for c in found.channels))
+        return list(kept(context.fs, "plan_dependencies", key,
+                         lambda: tuple(SaUpdateRule._plan_dependencies(found, command, role))))
+
+    @staticmethod
+    def _plan_dependencies(found: SaUpdatePlan, command: FoundCommand, role: Role) -> list[Dependency]:
         if found.args.install:
             return []
         deps: list[Dependency] = []
@@ -410,11 +450,29 @@ class Scenario:
     detail: str
 
 
+_WORST: dict[Hashable, tuple[Scenario, ...]] = {}  # worst_cases() of the plans seen: a fleet's are a few
+_WORST_KEPT = 64
+
+
 def worst_cases(found: SaUpdatePlan) -> list[Scenario]:
     """How long sa-update runs, and how it exits, when the network fails in each typical way.
 
     Channels are processed one after the other (l.476), so their times add up.
     """
+    # all it reads of the plan (a pure function of it, remembered: every unit's sa-update asks, twice)
+    key = (bool(found.args.install), found.resolver.retrans, found.resolver.retry,
+           found.downloader, tuple((len(c.mirrors), c.needs_mirror_refresh, c.mirrored_by_age is None)
+                                   for c in found.channels))
+    scenarios = _WORST.get(key)
+    if scenarios is None:
+        scenarios = tuple(_worst_cases(found))
+        if len(_WORST) >= _WORST_KEPT:
+            del _WORST[next(iter(_WORST))]
+        _WORST[key] = scenarios
+    return list(scenarios)
+
+
+def _worst_cases(found: SaUpdatePlan) -> list[Scenario]:
     if found.args.install:
         return [Scenario("offline install", 0.0, 0, "--install uses no network")]
     count = len(found.channels)

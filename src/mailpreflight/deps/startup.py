@@ -24,10 +24,11 @@ import shlex
 from dataclasses import dataclass
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import SYSTEMD_PATH
+from mailpreflight.deps.base import SYSTEMD_PATH, chased, kept
 from mailpreflight.deps.freshclam import ConfigError, config_error
 from mailpreflight.deps.risks import OUR_DROPIN, CommandDeps
 from mailpreflight.deps.satrust import SaTrust, read_trust
+from mailpreflight.deps.saupdate import SaUpdatePlan
 from mailpreflight.model import Finding, Severity, Source
 from mailpreflight.units.distro import distribution
 from mailpreflight.units.loader import Unit
@@ -146,6 +147,12 @@ def sa_update_local(entry: CommandDeps, fs: RootFS) -> SaUpdateLocal | None:
     path = entry.command.env.get("PATH", "")
     if not path or "$" in path:  # unset, or a variable the reading could not expand: systemd's default PATH
         path = ":".join(SYSTEMD_PATH)
+    # all it reads of the command and its plan (the plan's args are the argv's): a fleet's units share a few
+    key = (argv, path, plan.updatedir, tuple(channel.directory for channel in plan.channels))
+    return kept(fs, "sa_update_local", key, lambda: _sa_update_local(plan, argv, path, fs))
+
+
+def _sa_update_local(plan: SaUpdatePlan, argv: tuple[str, ...], path: str, fs: RootFS) -> SaUpdateLocal:
     program = argv[0] if argv and argv[0].startswith("/") else _in_path(fs, "sa-update", path)
     local_rules_dir = _baked_in(fs, program, "LOCAL_RULES_DIR") if program else None
     installed = local_rules_dir is not None
@@ -206,7 +213,7 @@ def missing_programs(unit: Unit, fs: RootFS) -> tuple[Skipped, ...]:
     found = []
     for key in START_KEYS:
         for command in unit.exec.get(key, ()):
-            if command.path.startswith("/") and fs.chase(command.path) is None:
+            if command.path.startswith("/") and chased(fs, command.path) is None:
                 found.append(Skipped(key, command.path, command.source, command.ignore_failure))
     return tuple(found)
 

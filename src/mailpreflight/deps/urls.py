@@ -430,9 +430,11 @@ class UnknownCommandRule:
         return []
 
     def mentions(self, command: FoundCommand, context: RuleContext) -> list[Dependency]:
+        words = command.argv[1:]
+        if not any(":" in word for word in words):
+            return []  # a URL and a host:port both hold a colon: most command lines have none
         role = context.role(command)
         where = str(command.source)
-        words = command.argv[1:]
         settings = _ProxySettings()
         deps: list[Dependency] = []
         note = MENTIONED.format(tool=command.tool)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mailpreflight.deps.analyze import UnitDeps
-from mailpreflight.deps.saupdate import SaUpdatePlan, worst_cases
+from mailpreflight.deps.saupdate import SaUpdatePlan, Scenario, worst_cases
 from mailpreflight.model import CommandDepsView, SaChannelView, SaUpdateView, ScenarioView, UnitDepsView
+
+_SCENARIOS: dict[tuple[Scenario, ...], tuple[ScenarioView, ...]] = {}  # a fleet's sa-updates have a few
+_SCENARIOS_KEPT = 64
 
 
 def sa_update_view(plan: SaUpdatePlan) -> SaUpdateView:
@@ -15,7 +18,17 @@ def sa_update_view(plan: SaUpdatePlan) -> SaUpdateView:
         downloader=plan.downloader,
         channels=tuple(SaChannelView(c.channel, c.mirrored_by, len(c.mirrors), c.mirrored_by_age,
                                      c.installed_revision) for c in plan.channels),
-        worst_cases=tuple(ScenarioView(s.name, s.seconds, s.exit_status, s.detail) for s in worst_cases(plan)))
+        worst_cases=_scenario_views(tuple(worst_cases(plan))))
+
+
+def _scenario_views(scenarios: tuple[Scenario, ...]) -> tuple[ScenarioView, ...]:
+    views = _SCENARIOS.get(scenarios)
+    if views is None:
+        views = tuple(ScenarioView(s.name, s.seconds, s.exit_status, s.detail) for s in scenarios)
+        if len(_SCENARIOS) >= _SCENARIOS_KEPT:
+            del _SCENARIOS[next(iter(_SCENARIOS))]
+        _SCENARIOS[scenarios] = views
+    return views
 
 
 def unit_deps_view(result: UnitDeps) -> UnitDepsView:

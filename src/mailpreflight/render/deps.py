@@ -9,12 +9,13 @@ come, so a run over thousands of units never holds the whole document.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
-from mailpreflight.model import Dependency, Finding, FoundCommand, UnitDepsView
+from mailpreflight.model import Dependency, Finding, FoundCommand, SaUpdateView, ScenarioView, UnitDepsView
 
 SCHEMA_VERSION = 1
+_Item = TypeVar("_Item")
 
 
 def finding_json(finding: Finding) -> dict[str, Any]:
@@ -35,6 +36,17 @@ def _dependency_json(d: Dependency) -> dict[str, Any]:
             "confidence": d.confidence.value, "note": d.note}
 
 
+def _sa_update_json(plan: SaUpdateView) -> dict[str, Any]:
+    return {
+        "version": plan.version, "version_source": plan.version_source,
+        "updatedir": plan.updatedir, "downloader": plan.downloader,
+        "channels": [{"channel": c.channel, "mirrored_by": c.mirrored_by, "mirrors": c.mirrors,
+                      "mirrored_by_age_s": c.mirrored_by_age_s, "installed_revision": c.installed_revision}
+                     for c in plan.channels],
+        "worst_cases": [_scenario_json(s) for s in plan.worst_cases],
+    }
+
+
 def unit_json(result: UnitDepsView) -> dict[str, Any]:
     commands = []
     for entry in result.commands:
@@ -49,15 +61,7 @@ def unit_json(result: UnitDepsView) -> dict[str, Any]:
         }
         plan = entry.sa_update
         if plan is not None:
-            item["sa_update"] = {
-                "version": plan.version, "version_source": plan.version_source,
-                "updatedir": plan.updatedir, "downloader": plan.downloader,
-                "channels": [{"channel": c.channel, "mirrored_by": c.mirrored_by, "mirrors": c.mirrors,
-                              "mirrored_by_age_s": c.mirrored_by_age_s, "installed_revision": c.installed_revision}
-                             for c in plan.channels],
-                "worst_cases": [{"scenario": s.name, "seconds": s.seconds, "exit_status": s.exit_status,
-                                 "detail": s.detail} for s in plan.worst_cases],
-            }
+            item["sa_update"] = _sa_update_json(plan)
         commands.append(item)
     return {
         "name": result.name,
@@ -70,9 +74,91 @@ def unit_json(result: UnitDepsView) -> dict[str, Any]:
     }
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False), made once
+
+
+def _c_encoder() -> Callable[[Any], str]:
+    """_ENCODER.encode without making its C encoder again on every call (a few calls per unit): the one
+    JSONEncoder.iterencode() makes, without the check for circular references (the renderers make trees). Where
+    the C encoder is missing or takes other arguments, or encodes a sample otherwise, _ENCODER.encode."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    try:
+        encoder = make(None, _ENCODER.default, json.encoder.encode_basestring, None, _ENCODER.key_separator,
+                       _ENCODER.item_separator, False, False, True) if make is not None else None
+    except TypeError:
+        encoder = None
+    if encoder is None:
+        return _ENCODER.encode
+
+    def encode(value: Any) -> str:
+        return "".join(encoder(value, 0))
+
+    sample: dict[str, Any] = {"a\u00e9\x7f\n\"": [1, -2.5, 1e300, float("inf"), None, True, False, "\ud800", {}, []],
+                              "b": {"c": 0.1}}
+    return encode if encode(sample) == _ENCODER.encode(sample) else _ENCODER.encode
+
+
+_encode = _c_encoder()
+# The JSON text of tuples the units of a fleet share (the dependencies and the sa-update worst cases the analysis
+# remembered, issue 14), by the identity of the tuple. Each entry holds its tuple, so no other object can take
+# its id meanwhile.
+_TEXTS: dict[int, tuple[tuple[Any, ...], str]] = {}
+_TEXTS_KEPT = 64
+
+
+def _shared_text(items: tuple[_Item, ...], item_json: Callable[[_Item], dict[str, Any]]) -> str:
+    if not items:
+        return "[]"
+    found = _TEXTS.get(id(items))
+    if found is not None and found[0] is items:
+        return found[1]
+    text = _encode([item_json(item) for item in items])
+    if len(_TEXTS) >= _TEXTS_KEPT:
+        del _TEXTS[next(iter(_TEXTS))]
+    _TEXTS[id(items)] = (items, text)
+    return text
+
+
+def _dependencies_text(deps: tuple[Dependency, ...]) -> str:
+    return _shared_text(deps, _dependency_json)
+
+
+def _scenario_json(s: ScenarioView) -> dict[str, Any]:
+    return {"scenario": s.name, "seconds": s.seconds, "exit_status": s.exit_status, "detail": s.detail}
+
+
+def _sa_update_text(plan: SaUpdateView) -> str:
+    """_sa_update_json(plan) encoded, its worst cases (shared) encoded once."""
+    head = _encode({
+        "version": plan.version, "version_source": plan.version_source,
+        "updatedir": plan.updatedir, "downloader": plan.downloader,
+        "channels": [{"channel": c.channel, "mirrored_by": c.mirrored_by, "mirrors": c.mirrors,
+                      "mirrored_by_age_s": c.mirrored_by_age_s, "installed_revision": c.installed_revision}
+                     for c in plan.channels]})
+    return f'{head[:-1]}, "worst_cases": {_shared_text(plan.worst_cases, _scenario_json)}}}'
+
+
 def json_unit(result: UnitDepsView) -> str:
-    """One unit as compact JSON text (no indent: json's C encoder does it)."""
-    return json.dumps(unit_json(result), ensure_ascii=False)
+    """One unit as compact JSON text (no indent: json's C encoder does it): unit_json(result) encoded, put together
+    from pieces (the same text), so that the lists of dependencies a fleet's units share are encoded once."""
+    encode = _encode
+    commands = []
+    for entry in result.commands:
+        command = entry.command
+        head = encode({
+            "tool": command.tool, "argv": list(command.argv), "key": command.key, "source": str(command.source),
+            "tolerated": command.tolerated, "tolerated_why": list(command.tolerated_why),
+            "via": list(command.via), "user": command.user})
+        tail = {**status_fates_json(command), **({"ends": command.ends} if command.ends else {})}
+        plan = entry.sa_update
+        commands.append(f'{head[:-1]}, "dependencies": {_dependencies_text(entry.dependencies)}, '
+                        f'"mentioned": {_dependencies_text(entry.mentions)}'
+                        + (f", {encode(tail)[1:-1]}" if tail else "")
+                        + (f', "sa_update": {_sa_update_text(plan)}}}' if plan is not None else "}"))
+    head = encode({"name": result.name, "fragment_path": result.fragment_path, "generated_by": result.generated_by,
+                   "start_timeout_s": result.start_timeout_s, "start_timeout_from": result.start_timeout_from})
+    return (f'{head[:-1]}, "commands": [{", ".join(commands)}], '
+            f'"findings": {encode([finding_json(f) for f in result.findings])}}}')
 
 
 def json_document(units: Iterable[str]) -> Iterator[str]:
