@@ -7,7 +7,7 @@ import posixpath
 import re
 import stat
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mailpreflight.access.rootfs import RootFS
@@ -74,9 +74,7 @@ def discover_command(command: ExecCommand, fs: RootFS, env: Mapping[str, str],
     why: tuple[str, ...] = ("'-' prefix",) if command.ignore_failure else ()
     if command.key == "ExecCondition":
         why += ("ExecCondition: exit 1-254 skips the unit rather than failing it",)
-    context = _new(_Context)  # _Context(command.key, command.source, bool(why), why, (), user, env), cheaper
-    context.__dict__.update(key=command.key, source=command.source, tolerated=bool(why), why=why, via=(), user=user,
-                            env=env, depth=0, read_script=True, fates=(), bound=None, bound_by="")
+    context = _Context(command.key, command.source, bool(why), why, (), user, env)
     return _unwrap(list(expand_command(command, env.items())), context, fs)
 
 
@@ -104,7 +102,9 @@ def _unwrap(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand
     if tool in SHELLS:
         return _shell(argv, context, fs)
     script = _script_path(argv[0], fs, context.env) if context.read_script else None
-    own = _found(tool, argv, context, context.bound, context.bound_by)
+    own = FoundCommand(tool, tuple(argv), context.key, context.source, context.tolerated, context.why,
+                       context.via, context.user, dict(context.env), status_fates=context.fates,
+                       bound=context.bound, bound_by=context.bound_by)
     if script is None:
         return [own]
     # A shell script: report the script itself, then what it runs.
@@ -265,28 +265,8 @@ def _file_test(fs: RootFS, test: str, path: str) -> bool | None:
 
 
 def _plain(argv: list[str], context: _Context) -> FoundCommand:
-    return _found(posixpath.basename(argv[0]), argv, context, None, "")
-
-
-def _found(tool: str, argv: list[str], context: _Context, bound: float | None, bound_by: str) -> FoundCommand:
-    """FoundCommand(tool, tuple(argv), context.key, context.source, context.tolerated, context.why, context.via,
-    context.user, dict(context.env), status_fates=context.fates, bound=bound, bound_by=bound_by), made as _with()
-    makes a _Context: without the frozen dataclass's __init__, a third of the cost (three or more per unit)."""
-    new = _new(FoundCommand)
-    new.__dict__.update(tool=tool, argv=tuple(argv), key=context.key, source=context.source,
-                        tolerated=context.tolerated, tolerated_why=context.why, via=context.via, user=context.user,
-                        env=dict(context.env), script=None, status_fates=context.fates, ends="", bound=bound,
-                        bound_by=bound_by)
-    return new
-
-
-_new = object.__new__
-# _found() and discover_command() set every field of the classes they make: they must know them all
-if [f.name for f in fields(FoundCommand)] != ["tool", "argv", "key", "source", "tolerated", "tolerated_why", "via",
-                                             "user", "env", "script", "status_fates", "ends", "bound", "bound_by"] \
-        or [f.name for f in fields(_Context)] != ["key", "source", "tolerated", "why", "via", "user", "env", "depth",
-                                                 "read_script", "fates", "bound", "bound_by"]:
-    raise ImportError("deps/discover.py: _found() or discover_command() misses a field of FoundCommand or _Context")
+    return FoundCommand(posixpath.basename(argv[0]), tuple(argv), context.key, context.source, context.tolerated,
+                        context.why, context.via, context.user, dict(context.env), status_fates=context.fates)
 
 
 def _script_path(program: str, fs: RootFS, env: Mapping[str, str]) -> str | None:
