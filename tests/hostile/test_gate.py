@@ -206,3 +206,50 @@ def test_a_plain_path_is_pinned_in_one_call_and_a_linked_one_walked(guest: Guest
         fs.read_bytes("/usr/lib/missing/x.conf")
     with pytest.raises(FileNotFoundError):
         fs.read_bytes("/usr/lib/x.conf/below")  # a file as a directory: missing, as chase() says
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_listing_dev_null_made_a_directory_leaks_no_descriptor(guest: Guest) -> None:
+    """A guest whose /dev/null is a directory: RootFS.scan()'s one-call open (_open_plain_dir) succeeds for
+    "/dev/null", then scan() returns [] for DEV_NULL without closing that descriptor. A name from the guest
+    (`run-parts /dev/null`, a config dir) listed once per unit runs the process out of descriptors."""
+    guest.path("/dev/null").mkdir(parents=True)
+    (guest.path("/dev/null") / "entry").write_text("x\n")
+    fs = RootFS(str(guest.root))
+    before = _open_fds()
+    for _ in range(50):
+        assert fs.listdir("/dev/null") == []  # as before: /dev/null lists as empty, whatever the guest has there
+    assert _open_fds() == before
+
+
+def test_a_path_too_long_on_the_host_reads_as_lstat_sees_it(guest: Guest) -> None:
+    """root + guest path longer than PATH_MAX (the guest path alone is not): lstat()/is_dir() and the walk (which
+    resolve through the host path) say it is missing; openat2 (relative to the root's descriptor) reads and lists
+    it. One tree, two answers."""
+    deep = guest.tmp / ("r" * 200) / ("r" * 200) / ("r" * 200) / ("r" * 200) / ("r" * 200)
+    deep.mkdir(parents=True)
+    comp = "c" * 200
+    fd = os.open(deep, os.O_RDONLY)
+    for _ in range(16):
+        os.mkdir(comp, dir_fd=fd)
+        sub = os.open(comp, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    out = os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(out, b"DATA\n")
+    os.close(out)
+    os.close(fd)
+    directory = f"/{comp}" * 16
+    fs = RootFS(str(deep))
+    assert len(str(deep)) + len(directory) + 2 > os.pathconf("/", "PC_PATH_MAX")
+    exists = fs.lstat(f"{directory}/f") is not None
+    try:
+        fs.read_bytes(f"{directory}/f")
+        read = True
+    except FileNotFoundError:
+        read = False
+    assert read == exists
+    assert (fs.listdir(directory) != []) == fs.is_dir(directory)

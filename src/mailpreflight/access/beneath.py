@@ -5,8 +5,10 @@ One system call does what the gate's walk does in one per path component: every 
 the root's descriptor, none may be a symlink (a link anywhere, or a magic link, fails with ELOOP) and `..` may not
 climb out (EXDEV). With O_PATH | O_NOFOLLOW a last component that is a link is returned as the link itself, which
 the caller sees in fstat() and hands to the walk. Anything this cannot do — a kernel before 5.6 (ENOSYS), a
-seccomp filter (EPERM), a path with links — is left to the walk, which gives the answers of record: this only
-ever makes a read cheaper, never different.
+seccomp filter (EPERM), an architecture where the call has another number, a path with links, a host path
+longer than PATH_MAX (RootFS._host_fits) — is left to the walk, which gives the answers of record: this only
+ever makes a read cheaper, never different. (A seccomp filter that answered ENOENT would make link-free paths
+look missing; the usual ones answer EPERM or ENOSYS.)
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import platform
 
-_SYS_OPENAT2 = 437  # the same number on every architecture (the syscall came after the tables were unified)
+_SYS_OPENAT2 = 437  # on the architectures below; alpha (547), ia64 and mips (4437...) number it otherwise
+# Where 437 is openat2 (each table checked in Linux's arch/*/syscall.tbl and asm-generic/unistd.h); elsewhere the
+# walk is used: calling another architecture's syscall 437 could do anything.
+_ARCHITECTURES = frozenset({"x86_64", "i386", "i486", "i586", "i686", "aarch64", "arm64", "armv6l", "armv7l",
+                            "armv8l", "riscv64", "s390x", "ppc64", "ppc64le", "loongarch64"})
 _RESOLVE = 0x02 | 0x04 | 0x08  # RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH
 PIN_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -25,6 +32,8 @@ class _OpenHow(ctypes.Structure):
 
 
 def _bind() -> object | None:
+    if platform.machine() not in _ARCHITECTURES:
+        return None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         syscall = libc.syscall

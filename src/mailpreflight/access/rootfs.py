@@ -41,6 +41,7 @@ READ_LIMIT = 8 * 1024 * 1024  # unit files, drop-ins, environment files: systemd
 TEXT_LIMIT = 1024 * 1024  # read_text(): configuration files
 LISTDIR_LIMIT = 100_000  # entries of one directory
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_MAX = 4096  # Linux's, bytes with the final NUL
 _LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
 _T = TypeVar("_T")
@@ -302,9 +303,11 @@ class RootFS:
         directory) before any link; None for anything else — a link on the way or at the end, no openat2 — which
         chase() and the walk then answer as they always have."""
         if (not guest.startswith("/") or guest == DEV_NULL or "//" in guest or "/." in guest
-                or guest.endswith("/")):
+                or guest.endswith("/") or not self._host_fits(guest)):
             return None
-        root = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        root = self._root_fd()
+        if root is None:
+            return None
         try:
             pinned = pin_beneath(root, guest[1:])
         finally:
@@ -313,7 +316,11 @@ class RootFS:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", guest)
         if pinned < 0:
             return None
-        info = os.fstat(pinned)
+        try:
+            info = os.fstat(pinned)
+        except BaseException:
+            os.close(pinned)
+            raise
         if stat.S_ISLNK(info.st_mode):
             os.close(pinned)  # the last component is a link: chase() follows it inside the root
             return None
@@ -322,15 +329,34 @@ class RootFS:
     def _open_plain_dir(self, guest: str) -> int | None:
         """A directory of the guest's own, opened for listing in one openat2 call when its path holds no link, no
         `.`/`..` and is not the root; None for anything else (scan() then chases and walks, as it always has)."""
-        if (not guest.startswith("/") or guest == "/" or "//" in guest or "/." in guest or guest.endswith("/")
-                or not self._on_disk(guest)):
+        if (not guest.startswith("/") or guest in ("/", DEV_NULL) or "//" in guest or "/." in guest
+                or guest.endswith("/") or not self._on_disk(guest) or not self._host_fits(guest)):
             return None
-        root = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        root = self._root_fd()
+        if root is None:
+            return None
         try:
             fd = open_beneath(root, guest[1:], _LIST_FLAGS)
         finally:
             os.close(root)
         return fd if fd >= 0 else None
+
+    def _host_fits(self, guest: str) -> bool:
+        """Is the host path of `guest` shorter than PATH_MAX? openat2 works from the root's descriptor and would
+        reach a file that lstat() and the walk (which go through the host path) cannot: one tree, one answer."""
+        if (len(self.root) + len(guest)) * 4 < _PATH_MAX:  # at most 4 bytes a character
+            return True
+        try:
+            return len(os.fsencode(self.host(guest))) < _PATH_MAX
+        except (UnicodeError, ValueError):
+            return False
+
+    def _root_fd(self) -> int | None:
+        """An O_PATH descriptor of the root for openat2, or None (no such directory: the slow way says what then)."""
+        try:
+            return os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (OSError, ValueError):
+            return None
 
     def _on_disk(self, resolved: str) -> bool:
         """Is this resolved path read from the disk? (GeneratedFS: not in the dirs it makes itself.)"""
@@ -339,7 +365,9 @@ class RootFS:
     def _pin(self, resolved: str) -> int | None:
         """An O_PATH descriptor of a resolved path (the last component not followed), in one system call; None
         when that cannot be done (a component changed into a link, no openat2): the walk below decides."""
-        root = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        root = self._root_fd()
+        if root is None:
+            return None
         try:
             pinned = pin_beneath(root, resolved[1:])
         finally:

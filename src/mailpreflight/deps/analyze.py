@@ -16,12 +16,14 @@ from mailpreflight.deps.startup import StartupFacts, early_death, startup_facts,
 from mailpreflight.deps.urls import valid_host
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.model import Confidence, Dependency, Finding, FoundCommand
+from mailpreflight.model.fastinit import fast_init
 from mailpreflight.units.loader import LoadState, Unit, UnitLoader
 from mailpreflight.units.timeouts import StartTimeout, start_timeout
 
 INIT_SCRIPT_DIRS = ("/etc/init.d/", "/etc/rc.d/init.d/")
 
 
+@fast_init
 @dataclass(frozen=True)
 class UnitDeps:
     unit: Unit

@@ -9,6 +9,7 @@ from typing import Protocol, TypeVar
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.model import Dependency, FoundCommand, Role
+from mailpreflight.model.fastinit import fast_init
 from mailpreflight.units.unit import Unit, service_type, service_user
 
 # The PATH systemd gives services when the unit sets none.
@@ -59,6 +60,7 @@ def command_role(command: FoundCommand, service_type: str) -> Role:
     return Role.RUNTIME
 
 
+@fast_init
 @dataclass(frozen=True)
 class RuleContext:
     """Everything a rule may read: the tree the unit lives in and the two settings of the unit rules look at

@@ -16,6 +16,7 @@ from mailpreflight.deps.guardline import UsageError, ok_statuses, parse_args
 from mailpreflight.deps.shell import ShellReading, read_shell
 from mailpreflight.deps.shell.status import compose, merge
 from mailpreflight.model import Fate, FoundCommand, Source, StatusFate
+from mailpreflight.model.fastinit import fast_init
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit, exec_environment, expand_command
 from mailpreflight.units.unit import service_user
@@ -30,6 +31,7 @@ QUIET = frozenset({"true", ":", "[", "test", "echo", "printf", "exit", "return",
 SCRIPT_MAX_BYTES = 256 * 1024
 
 
+@fast_init
 @dataclass(frozen=True)
 class _Context:
     """Where we are while unwrapping one Exec command."""

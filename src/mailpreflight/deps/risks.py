@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.saupdate import SaUpdatePlan, worst_cases
 from mailpreflight.model import Dependency, Fate, Finding, FoundCommand, Role, Severity, Source
+from mailpreflight.model.fastinit import fast_init
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit
 from mailpreflight.units.timeouts import StartTimeout
@@ -24,6 +25,7 @@ RUNUSER = "/usr/sbin/runuser"  # util-linux (Essential on Debian; on every syste
 ADMIN_FILES = ("/etc/", "/usr/local/")
 
 
+@fast_init
 @dataclass(frozen=True)
 class CommandDeps:
     command: FoundCommand

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import SYSTEMD_PATH, RuleContext, kept, unexpanded
 from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, Role
+from mailpreflight.model.fastinit import fast_init
 from mailpreflight.probes.resolvconf import DEFAULT_NAMESERVER, read_resolv_conf
 
 DEFAULT_CHANNEL = "updates.spamassassin.org"
@@ -59,6 +60,7 @@ _FLAG_OPTIONS = ("checkonly", "allowplugins", "reallyallowplugins", "refreshmirr
 _SHORT_FLAGS = frozenset("DVhv46?")
 
 
+@fast_init
 @dataclass(frozen=True)
 class SaUpdateArgs:
     """What an sa-update command line asks for."""
@@ -137,6 +139,7 @@ class Mirror:
     line: int
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChannelState:
     """One channel as the tree shows it before sa-update runs."""
@@ -155,6 +158,7 @@ class ChannelState:
         return self.mirrored_by_age is None or self.mirrored_by_age > MIRRORED_BY_MAX_AGE
 
 
+@fast_init
 @dataclass(frozen=True)
 class Resolver:
     nameservers: tuple[str, ...]
@@ -168,6 +172,7 @@ class Resolver:
         return float(sum(self.retrans * 2**i for i in range(self.retry)))
 
 
+@fast_init
 @dataclass(frozen=True)
 class SaUpdatePlan:
     """Everything static analysis can tell about one sa-update command."""
@@ -442,6 +447,7 @@ def _proxy_hostport(proxy: str) -> str:
     return rest if ":" in rest else f"{rest}:3128"
 
 
+@fast_init
 @dataclass(frozen=True)
 class Scenario:
     name: str

@@ -30,6 +30,7 @@ from mailpreflight.deps.risks import OUR_DROPIN, CommandDeps
 from mailpreflight.deps.satrust import SaTrust, read_trust
 from mailpreflight.deps.saupdate import SaUpdatePlan
 from mailpreflight.model import Finding, Severity, Source
+from mailpreflight.model.fastinit import fast_init
 from mailpreflight.units.distro import distribution
 from mailpreflight.units.loader import Unit
 from mailpreflight.units.sandbox import Sandbox, sandbox_of
@@ -38,6 +39,7 @@ from mailpreflight.units.unit import service_type
 LOCAL_RULES_DIR = "/etc/spamassassin"
 
 
+@fast_init
 @dataclass(frozen=True)
 class SaUpdateLocal:
     """What one sa-update command needs from the root before it uses the network."""
@@ -64,6 +66,7 @@ class SpamdRules:
     updatedir_has_rules: bool  # a *.cf file in it
 
 
+@fast_init
 @dataclass(frozen=True)
 class Skipped:
     """An Exec command whose program does not exist in the root."""
@@ -74,6 +77,7 @@ class Skipped:
     ignored: bool  # `-` prefix: systemd 252 skips it and records exit 0; else the start fails (203/EXEC)
 
 
+@fast_init
 @dataclass(frozen=True)
 class StartupFacts:
     sandbox: Sandbox

@@ -25,8 +25,10 @@ from mailpreflight.deps.shell.syntax import (
     leading_words,
 )
 from mailpreflight.model import Fate, StatusFate
+from mailpreflight.model.fastinit import fast_init
 
 
+@fast_init
 @dataclass(frozen=True)
 class ShellCommand:
     """One simple command the script may run."""
@@ -54,6 +56,7 @@ class Stop:
     holds: bool  # what the test gives in the tree
 
 
+@fast_init
 @dataclass(frozen=True)
 class ShellReading:
     commands: tuple[ShellCommand, ...]
@@ -76,6 +79,7 @@ _CONTROL = frozenset({"exit", "return", "break", "continue"})
 
 # --- Reading ---------------------------------------------------------------------------------------------------
 
+@fast_init
 @dataclass(frozen=True)
 class _Ctx:
     """Where a command stands, i.e. what its failure amounts to."""
