@@ -253,3 +253,23 @@ def test_a_path_too_long_on_the_host_reads_as_lstat_sees_it(guest: Guest) -> Non
         read = False
     assert read == exists
     assert (fs.listdir(directory) != []) == fs.is_dir(directory)
+
+
+def test_holding_the_root_gives_the_same_answers_and_leaves_no_descriptor(guest: Guest, gate_way: str) -> None:
+    """`deps` over a tree opens the root once for all its reads (RootFS.holding_root); the answers are the same,
+    and the descriptor is closed when the block ends (a guest's FUSE mount must unmount after the run)."""
+    guest.write("/etc/a.conf", "a\n")
+    guest.link("/etc/out", str(guest.canary))
+    os.mkfifo(guest.path("/etc/fifo"))
+    fs = RootFS(str(guest.root))
+    before = _open_fds()
+    with fs.holding_root():
+        assert fs.read_bytes("/etc/a.conf") == b"a\n"
+        assert {"a.conf", "fifo", "out"} <= set(fs.listdir("/etc"))
+        with pytest.raises(GuestFileRefused, match="FIFO"):
+            fs.read_bytes("/etc/fifo")
+        with pytest.raises(FileNotFoundError):
+            fs.read_bytes("/etc/out")  # a link to a host path: resolved inside the root, where it is missing
+        with fs.holding_root():  # nested: still the one descriptor
+            assert fs.read_bytes("/etc/a.conf") == b"a\n"
+    assert _open_fds() == before

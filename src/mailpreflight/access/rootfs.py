@@ -20,12 +20,13 @@ read and list, what was refused), access/globbing.py (glob(3)'s pattern rules an
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
 import posixpath
 import stat
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, TypeVar
 
@@ -63,6 +64,7 @@ class RootFS:
     _dirs: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
     _ledger: Ledger = field(default_factory=Ledger, compare=False, hash=False, repr=False)
     _memo: dict[Hashable, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    _held: list[int] = field(default_factory=list, compare=False, hash=False, repr=False)  # holding_root()
 
     def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
         """A fact read from the tree that every unit of a run shares (SpamAssassin's version, resolv.conf, a
@@ -311,7 +313,7 @@ class RootFS:
         try:
             pinned = pin_beneath(root, guest[1:])
         finally:
-            os.close(root)
+            self._drop_root(root)
         if pinned in (-errno.ENOENT, -errno.ENOTDIR):  # met before any link: chase() would not find it either
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", guest)
         if pinned < 0:
@@ -338,7 +340,7 @@ class RootFS:
         try:
             fd = open_beneath(root, guest[1:], _LIST_FLAGS)
         finally:
-            os.close(root)
+            self._drop_root(root)
         return fd if fd >= 0 else None
 
     def _host_fits(self, guest: str) -> bool:
@@ -352,11 +354,33 @@ class RootFS:
             return False
 
     def _root_fd(self) -> int | None:
-        """An O_PATH descriptor of the root for openat2, or None (no such directory: the slow way says what then)."""
+        """An O_PATH descriptor of the root for openat2 (give it back with _drop_root()), or None (no such
+        directory: the slow way says what then)."""
+        if self._held:
+            return self._held[0]
         try:
             return os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except (OSError, ValueError):
             return None
+
+    def _drop_root(self, fd: int) -> None:
+        if not self._held or self._held[0] != fd:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def holding_root(self) -> Iterator[None]:
+        """While the block runs, the root's descriptor is opened once, not once per read (`deps` over a whole
+        tree: tens of thousands of reads; cli/fanout.py). Only for a block: a descriptor left open on a guest's
+        FUSE mount would keep it from being unmounted (access/image.py)."""
+        fd = None if self._held else self._root_fd()
+        if fd is not None:
+            self._held.append(fd)
+        try:
+            yield
+        finally:
+            if fd is not None:
+                self._held.remove(fd)
+                os.close(fd)
 
     def _on_disk(self, resolved: str) -> bool:
         """Is this resolved path read from the disk? (GeneratedFS: not in the dirs it makes itself.)"""
@@ -371,7 +395,7 @@ class RootFS:
         try:
             pinned = pin_beneath(root, resolved[1:])
         finally:
-            os.close(root)
+            self._drop_root(root)
         return pinned if pinned >= 0 else None
 
     def _open_pinned(self, guest: str, resolved: str, pinned: int,

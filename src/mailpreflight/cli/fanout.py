@@ -40,10 +40,11 @@ def rendered_units(loader: UnitLoader, sa_version: str | None, render: Render,
     names = loader.service_names()  # builds the index and the name map here, before any fork
     workers = WORKERS if WORKERS is not None else _usable_cpus()
     threshold = PARALLEL_MIN_UNITS if min_units is None else min_units
-    if workers < 2 or len(names) < threshold or "fork" not in multiprocessing.get_all_start_methods():
-        yield from _render(loader, names, sa_version, render)
-        return
-    yield from _parallel(loader, names, sa_version, render, workers)
+    with loader.fs.holding_root():  # one descriptor of the root for the run's reads (the workers inherit it)
+        if workers < 2 or len(names) < threshold or "fork" not in multiprocessing.get_all_start_methods():
+            yield from _render(loader, names, sa_version, render)
+            return
+        yield from _parallel(loader, names, sa_version, render, workers)
 
 
 def _render(loader: UnitLoader, names: Sequence[str], sa_version: str | None, render: Render) -> Iterator[_Piece]:
