@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from mailpreflight.model import Source
 from mailpreflight.model.fastinit import fast_init
-from mailpreflight.units.specifiers import PATH_MAX, Expander, SpecifierError
+from mailpreflight.units.specifiers import LONG_LINE_MAX, PATH_MAX, Expander, SpecifierError
 
 WHITESPACE = " \t\n\r"
 _PLAIN = re.compile(r"[^ \t\n\r'\"\\]+")
@@ -191,6 +191,8 @@ def _split_prefixes(first: str, via_shell: bool) -> tuple[tuple[str, ...], str]:
 
 
 def _valid_path(path: str) -> bool:
+    if path.startswith("/") and len(path) <= 255:  # no component can be longer than the whole
+        return True
     if path.startswith("/"):
         return len(path) < PATH_MAX and all(len(part) <= 255 for part in path.split("/"))
     return path not in (".", "..") and "/" not in path and len(path) <= 255
@@ -251,21 +253,31 @@ def parse_exec(key: str, value: str, source: Source, expander: Expander, warning
             return stop(f"Neither a valid executable name nor an absolute path: {path}")
         argv: list[str] = [] if "@" in prefixes else [path]
         separator = False
-        while pos < len(value):
-            if value[pos] == ";" and (pos + 1 == len(value) or value[pos + 1] in WHITESPACE):
+        length = len(value)
+        while pos < length:
+            char = value[pos]
+            if char == ";" and (pos + 1 == length or value[pos + 1] in WHITESPACE):
                 pos = _skip_blanks(value, pos + 1)
                 separator = True
                 break
-            if value.startswith("\\;", pos) and (pos + 2 == len(value) or value[pos + 2] in WHITESPACE):
+            if char == "\\" and value.startswith("\\;", pos) and (pos + 2 == length or value[pos + 2] in WHITESPACE):
                 pos = _skip_blanks(value, pos + 2)
                 argv.append(";")
                 continue
-            try:
-                word, pos = extract_word_and_warn(value, pos, warnings)
-            except ValueError as exc:
-                return stop(str(exc))
+            plain = _PLAIN_WORD.match(value, pos)  # extract_first_word()'s own first step, for most words
+            if plain is not None:
+                word: str | None = plain.group(1)
+                pos = plain.end()
+            else:
+                try:
+                    word, pos = extract_word_and_warn(value, pos, warnings)
+                except ValueError as exc:
+                    return stop(str(exc))
             if word is None:
                 break
+            if "%" not in word and len(word) < LONG_LINE_MAX:  # what expand() gives a word without a specifier
+                argv.append(word)
+                continue
             try:
                 argv.append(expander.expand(word))
             except SpecifierError as exc:
@@ -285,8 +297,9 @@ def _skip_blanks(text: str, pos: int) -> int:
 
 def _simplify(path: str) -> str:
     """path_simplify(): drop duplicate slashes and `.` components (never `..`)."""
-    if "/" not in path:
-        return path
+    if "/" not in path or ("//" not in path and "/." not in path and not path.startswith(".")
+                           and not path.endswith("/")):
+        return path  # nothing to drop
     absolute = path.startswith("/")
     parts = [p for p in path.split("/") if p not in ("", ".")]
     simplified = "/".join(parts)
