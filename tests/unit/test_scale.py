@@ -218,3 +218,22 @@ def test_the_read_budget_goes_to_the_units_not_to_shared_files(root: tuple[Path,
     assert shared > 10_000  # SpamAssassin.pm and sa-update are real-sized here
     # all the units cost their own files, a few small files each (environment files, scripts), and the shared once
     assert many - own_many < shared + 512 * units, (one, own_one, many, own_many, units)
+
+
+def test_the_root_is_held_open_only_while_units_are_rendered(root: tuple[Path, list[str]]) -> None:
+    """deps over a tree opens the root once for all its reads (RootFS.holding_root) and lets it go when the last
+    unit is rendered, or when the reader stops early: a guest's FUSE mount is unmounted right after the run."""
+    path, _ = root
+
+    def root_fds() -> int:
+        return sum(os.path.realpath(f"/proc/self/fd/{fd}") == os.path.realpath(path)
+                   for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}"))
+
+    loader = UnitLoader(RootFS(str(path)))
+    pieces = fanout.rendered_units(loader, None, json_unit, min_units=10**9)
+    next(pieces)
+    assert root_fds() == 1 and loader.fs._held
+    pieces.close()  # the reader stopped early (an error in the verb: cli/verbs.py closes it)
+    assert root_fds() == 0 and not loader.fs._held
+    assert sum(1 for _ in fanout.rendered_units(loader, None, json_unit, min_units=10**9)) > UNITS / 2
+    assert root_fds() == 0

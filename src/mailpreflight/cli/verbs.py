@@ -352,8 +352,13 @@ def _deps(args: argparse.Namespace, env: Environment) -> Status:
             statuses.append(status)
             yield text
 
-    for chunk in document(texts()):
-        env.out(chunk, end="", painted=True)  # the units' text is clean() already; the document's own is plain
+    try:
+        for chunk in document(texts()):
+            env.out(chunk, end="", painted=True)  # the units' text is clean() already; the document's own is plain
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:  # now, even after an error: the workers stop and the root's descriptor is let go
+            close()  # (a guest's FUSE mount is unmounted next; cli/fanout.py, RootFS.holding_root)
     return Status.worst(statuses)
 
 
