@@ -21,8 +21,16 @@ from mailpreflight.access.ledger import READ_TOTAL_LIMIT
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.cli import fanout
 from mailpreflight.deps.analyze import analyze, analyze_tree
-from mailpreflight.deps.view import deps_view
-from mailpreflight.render.deps import json_document, json_unit, render_json, render_text, text_document, text_unit
+from mailpreflight.deps.view import deps_view, unit_deps_view
+from mailpreflight.render.deps import (
+    json_document,
+    json_unit,
+    render_json,
+    render_text,
+    text_document,
+    text_unit,
+    unit_json,
+)
 from mailpreflight.units.loader import UnitLoader
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs/schemas/deps.schema.json").read_text())
@@ -165,6 +173,16 @@ def test_streamed_json_is_the_whole_document(root: tuple[Path, list[str]]) -> No
     # the same JSON as the whole document rendered at once
     whole = json.loads(render_json(deps_view(analyze_tree(UnitLoader(RootFS(str(path)))))))
     assert without_age(whole["units"]) == without_age(document["units"])
+
+
+def test_a_unit_put_together_from_pieces_is_the_json_of_its_document(root: tuple[Path, list[str]]) -> None:
+    """json_unit() encodes the lists a fleet's units share once and puts each unit's text together from pieces:
+    the text is exactly json.dumps() of unit_json(), the unit's document."""
+    path, _ = root
+    views = [unit_deps_view(result) for result in analyze_tree(UnitLoader(RootFS(str(path))))]
+    assert len(views) > UNITS / 2
+    for view in views:
+        assert json_unit(view) == json.dumps(unit_json(view), ensure_ascii=False)
 
 
 def test_streamed_text_is_the_listing_rendered_at_once(root: tuple[Path, list[str]]) -> None:

@@ -49,15 +49,11 @@ _available = _SYSCALL is not None
 _HOW: dict[int, bytes] = {}  # struct open_how for each set of open flags used
 
 
-def pin_beneath(dirfd: int, relative: str) -> int:
-    """An O_PATH descriptor of `relative` (no leading slash) beneath `dirfd`, no link followed on the way; the last
-    component not followed either. A negative errno when it fails: -ELOOP for a link on the way, -ENOENT for a
-    missing component, -ENOSYS when openat2 is not there (then the caller walks). Never raises."""
-    return open_beneath(dirfd, relative, PIN_FLAGS)
-
-
 def open_beneath(dirfd: int, relative: str, flags: int) -> int:
-    """pin_beneath() with other open flags (a directory to list: O_RDONLY | O_DIRECTORY | O_NOFOLLOW)."""
+    """A descriptor of `relative` (no leading slash) beneath `dirfd`, opened with `flags` (PIN_FLAGS: O_PATH, the last
+    component not followed; a directory to list: O_RDONLY | O_DIRECTORY | O_NOFOLLOW), no link followed on the way.
+    A negative errno when it fails: -ELOOP for a link on the way, -ENOENT for a missing component, -ENOSYS when
+    openat2 is not there (then the caller walks). Never raises."""
     global _available
     if not _available or _SYSCALL is None:
         return -errno.ENOSYS

@@ -30,7 +30,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, TypeVar
 
-from mailpreflight.access.beneath import PIN_FLAGS, open_beneath, pin_beneath
+from mailpreflight.access.beneath import PIN_FLAGS, open_beneath
 from mailpreflight.access.bounded import GuestFileRefused, describe, read_at_most, size_text
 from mailpreflight.access.globbing import GLOB_DEPTH, GLOB_MATCHES, GLOB_STEPS, GlobResult, glob_regex, glob_unescape
 from mailpreflight.access.ledger import LISTDIR_TOTAL_LIMIT, READ_TOTAL_LIMIT, Ledger, Refusal
@@ -282,7 +282,7 @@ class RootFS:
         if resolved == DEV_NULL:
             return None
         if not self._on_disk(resolved):
-            raise NotOnDisk(errno.ENOENT, "not a file on the disk", guest)
+            raise NotOnDisk(errno.ENOENT, "made at boot by a systemd generator, not a file on the disk", guest)
         pinned = self._pin(resolved)  # resolved: no link left in it, unless one was swapped in since
         if pinned is not None:
             return self._open_pinned(guest, resolved, pinned)
@@ -303,17 +303,10 @@ class RootFS:
         """The fast way (access/beneath.py): an O_PATH descriptor of a guest path that holds no link, no `.` or `..`
         and is not /dev/null, pinned in one system call. FileNotFoundError when a component is missing (or is no
         directory) before any link; None for anything else — a link on the way or at the end, no openat2 — which
-        chase() and the walk then answer as they always have."""
-        if (not guest.startswith("/") or guest == DEV_NULL or "//" in guest or "/." in guest
-                or guest.endswith("/") or not self._host_fits(guest)):
+        chase() and the walk then answer as they always have. With the descriptor, what fstat() said of it."""
+        if guest == DEV_NULL:
             return None
-        root = self._root_fd()
-        if root is None:
-            return None
-        try:
-            pinned = pin_beneath(root, guest[1:])
-        finally:
-            self._drop_root(root)
+        pinned = self._beneath(guest, PIN_FLAGS)
         if pinned in (-errno.ENOENT, -errno.ENOTDIR):  # met before any link: chase() would not find it either
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", guest)
         if pinned < 0:
@@ -331,17 +324,25 @@ class RootFS:
     def _open_plain_dir(self, guest: str) -> int | None:
         """A directory of the guest's own, opened for listing in one openat2 call when its path holds no link, no
         `.`/`..` and is not the root; None for anything else (scan() then chases and walks, as it always has)."""
-        if (not guest.startswith("/") or guest in ("/", DEV_NULL) or "//" in guest or "/." in guest
-                or guest.endswith("/") or not self._on_disk(guest) or not self._host_fits(guest)):
+        if guest in ("/", DEV_NULL) or not self._on_disk(guest):
             return None
+        fd = self._beneath(guest, _LIST_FLAGS)
+        return fd if fd >= 0 else None
+
+    def _beneath(self, path: str, flags: int) -> int:
+        """open_beneath() of a guest path from the root's descriptor: a descriptor, or a negative errno (-EINVAL for a
+        path this way does not take: not absolute, with `//`, `.` or `..`, a trailing `/`, or a host path longer than
+        PATH_MAX, which lstat() and the walk could not reach; or when the root cannot be opened: chase() says why)."""
+        if (not path.startswith("/") or "//" in path or "/." in path or path.endswith("/")
+                or not self._host_fits(path)):
+            return -errno.EINVAL
         root = self._root_fd()
         if root is None:
-            return None
+            return -errno.EINVAL
         try:
-            fd = open_beneath(root, guest[1:], _LIST_FLAGS)
+            return open_beneath(root, path[1:], flags)
         finally:
             self._drop_root(root)
-        return fd if fd >= 0 else None
 
     def _host_fits(self, guest: str) -> bool:
         """Is the host path of `guest` shorter than PATH_MAX? openat2 works from the root's descriptor and would
@@ -389,13 +390,7 @@ class RootFS:
     def _pin(self, resolved: str) -> int | None:
         """An O_PATH descriptor of a resolved path (the last component not followed), in one system call; None
         when that cannot be done (a component changed into a link, no openat2): the walk below decides."""
-        root = self._root_fd()
-        if root is None:
-            return None
-        try:
-            pinned = pin_beneath(root, resolved[1:])
-        finally:
-            self._drop_root(root)
+        pinned = self._beneath(resolved, PIN_FLAGS)
         return pinned if pinned >= 0 else None
 
     def _open_pinned(self, guest: str, resolved: str, pinned: int,

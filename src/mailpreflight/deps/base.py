@@ -17,24 +17,30 @@ SYSTEMD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/
 START_KEYS = frozenset({"ExecCondition", "ExecStartPre", "ExecStartPost"})
 
 
-KEPT = 64  # results kept() remembers per kind and RootFS
+KEPT = 64  # results a bounded cache of the analysis remembers (remembered(), kept())
+_K = TypeVar("_K", bound=Hashable)
 _T = TypeVar("_T")
 
 
-def kept(fs: RootFS, kind: str, key: Hashable, compute: Callable[[], _T]) -> _T:
-    """fs.memo() for a result that depends on a unit's command line or settings, not only on the tree: a fleet's
-    units share a few (issue 14), a hostile tree may have thousands. Remembered per RootFS (fs.forget() drops
-    them too), at most KEPT per `kind` (the name of the function computing them), the oldest dropped first."""
-    cache: dict[Hashable, _T] = fs.memo((kind,), dict)
+def remembered(cache: dict[_K, _T], key: _K, compute: Callable[[], _T], most: int = KEPT) -> _T:
+    """cache[key], computed on first use; at most `most` entries, the oldest dropped first: what a fleet's units
+    share is worked out once (issue 14), and a hostile tree of thousands of distinct units costs no memory."""
     try:
         return cache[key]
     except KeyError:
         pass
     value = compute()
-    if len(cache) >= KEPT:
+    if len(cache) >= most:
         del cache[next(iter(cache))]
     cache[key] = value
     return value
+
+
+def kept(fs: RootFS, kind: str, key: Hashable, compute: Callable[[], _T]) -> _T:
+    """remembered() in fs.memo(), for a result that depends on a unit's command line or settings and on the tree:
+    per RootFS (fs.forget() drops them too), at most KEPT per `kind` (the name of the function computing them)."""
+    cache: dict[Hashable, _T] = fs.memo((kind,), dict)
+    return remembered(cache, key, compute)
 
 
 def chased(fs: RootFS, path: str) -> str | None:

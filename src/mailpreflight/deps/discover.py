@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import SYSTEMD_PATH, chased
+from mailpreflight.deps.base import SYSTEMD_PATH, chased, remembered
 from mailpreflight.deps.guardline import UsageError, ok_statuses, parse_args
 from mailpreflight.deps.shell import ShellReading, read_shell
 from mailpreflight.deps.shell.status import compose, merge
@@ -188,7 +188,7 @@ _NOT_PLAIN = frozenset({
     "which", "test", "let", "trap", "cd", "wait", "mapfile", "readarray", "printf", "hash", "shopt", "enable",
     "builtin", "."})
 _PLAIN_READINGS: dict[str, ShellReading] = {}
-_PLAIN_KEPT, _PLAIN_TEXT_MAX = 64, 1024
+_PLAIN_TEXT_MAX = 1024
 
 
 def _plain_reading(text: str) -> ShellReading | None:
@@ -199,11 +199,7 @@ def _plain_reading(text: str) -> ShellReading | None:
     if len(text) > _PLAIN_TEXT_MAX or not _PLAIN_TEXT.fullmatch(text) or \
             _NOT_PLAIN.intersection(re.split(r"[\s|&;]+", text)):
         return None
-    found = read_shell(text, {}, None)
-    if len(_PLAIN_READINGS) >= _PLAIN_KEPT:
-        del _PLAIN_READINGS[next(iter(_PLAIN_READINGS))]
-    _PLAIN_READINGS[text] = found
-    return found
+    return remembered(_PLAIN_READINGS, text, lambda: read_shell(text, {}, None))
 
 
 _BUILTINS = frozenset({"cd", "command", "echo", "eval", "exec", "exit", "export", "printf", "pwd", "read", "set",

@@ -35,7 +35,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import SYSTEMD_PATH, RuleContext, kept, unexpanded
+from mailpreflight.deps.base import SYSTEMD_PATH, RuleContext, kept, remembered, unexpanded
 from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, Role
 from mailpreflight.model.fastinit import fast_init
 from mailpreflight.probes.resolvconf import DEFAULT_NAMESERVER, read_resolv_conf
@@ -457,7 +457,6 @@ class Scenario:
 
 
 _WORST: dict[Hashable, tuple[Scenario, ...]] = {}  # worst_cases() of the plans seen: a fleet's are a few
-_WORST_KEPT = 64
 
 
 def worst_cases(found: SaUpdatePlan) -> list[Scenario]:
@@ -469,12 +468,7 @@ def worst_cases(found: SaUpdatePlan) -> list[Scenario]:
     key = (bool(found.args.install), found.resolver.retrans, found.resolver.retry,
            found.downloader, tuple((len(c.mirrors), c.needs_mirror_refresh, c.mirrored_by_age is None)
                                    for c in found.channels))
-    scenarios = _WORST.get(key)
-    if scenarios is None:
-        scenarios = tuple(_worst_cases(found))
-        if len(_WORST) >= _WORST_KEPT:
-            del _WORST[next(iter(_WORST))]
-        _WORST[key] = scenarios
+    scenarios: tuple[Scenario, ...] = remembered(_WORST, key, lambda: tuple(_worst_cases(found)))
     return list(scenarios)
 
 

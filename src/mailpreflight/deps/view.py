@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mailpreflight.deps.analyze import UnitDeps
+from mailpreflight.deps.base import remembered
 from mailpreflight.deps.saupdate import SaUpdatePlan, Scenario, worst_cases
 from mailpreflight.model import CommandDepsView, SaChannelView, SaUpdateView, ScenarioView, UnitDepsView
 
 _SCENARIOS: dict[tuple[Scenario, ...], tuple[ScenarioView, ...]] = {}  # a fleet's sa-updates have a few
-_SCENARIOS_KEPT = 64
 
 
 def sa_update_view(plan: SaUpdatePlan) -> SaUpdateView:
@@ -22,13 +22,8 @@ def sa_update_view(plan: SaUpdatePlan) -> SaUpdateView:
 
 
 def _scenario_views(scenarios: tuple[Scenario, ...]) -> tuple[ScenarioView, ...]:
-    views = _SCENARIOS.get(scenarios)
-    if views is None:
-        views = tuple(ScenarioView(s.name, s.seconds, s.exit_status, s.detail) for s in scenarios)
-        if len(_SCENARIOS) >= _SCENARIOS_KEPT:
-            del _SCENARIOS[next(iter(_SCENARIOS))]
-        _SCENARIOS[scenarios] = views
-    return views
+    return remembered(_SCENARIOS, scenarios,
+                      lambda: tuple(ScenarioView(s.name, s.seconds, s.exit_status, s.detail) for s in scenarios))
 
 
 def unit_deps_view(result: UnitDeps) -> UnitDepsView:

@@ -36,69 +36,52 @@ def _dependency_json(d: Dependency) -> dict[str, Any]:
             "confidence": d.confidence.value, "note": d.note}
 
 
-def _sa_update_json(plan: SaUpdateView) -> dict[str, Any]:
-    return {
-        "version": plan.version, "version_source": plan.version_source,
-        "updatedir": plan.updatedir, "downloader": plan.downloader,
-        "channels": [{"channel": c.channel, "mirrored_by": c.mirrored_by, "mirrors": c.mirrors,
-                      "mirrored_by_age_s": c.mirrored_by_age_s, "installed_revision": c.installed_revision}
-                     for c in plan.channels],
-        "worst_cases": [_scenario_json(s) for s in plan.worst_cases],
-    }
+# unit_json() and json_unit() build the same document from the same pieces: the unit's and each command's own
+# fields (_unit_head, _command_head, _command_tail), the lists of dependencies and worst cases, sa-update's plan.
+def _unit_head(result: UnitDepsView) -> dict[str, Any]:
+    return {"name": result.name, "fragment_path": result.fragment_path, "generated_by": result.generated_by,
+            "start_timeout_s": result.start_timeout_s, "start_timeout_from": result.start_timeout_from}
+
+
+def _command_head(command: FoundCommand) -> dict[str, Any]:
+    return {"tool": command.tool, "argv": list(command.argv), "key": command.key, "source": str(command.source),
+            "tolerated": command.tolerated, "tolerated_why": list(command.tolerated_why), "via": list(command.via),
+            "user": command.user}
+
+
+def _command_tail(command: FoundCommand) -> dict[str, Any]:
+    return {**status_fates_json(command), **({"ends": command.ends} if command.ends else {})}
+
+
+def _sa_update_head(plan: SaUpdateView) -> dict[str, Any]:
+    return {"version": plan.version, "version_source": plan.version_source, "updatedir": plan.updatedir,
+            "downloader": plan.downloader,
+            "channels": [{"channel": c.channel, "mirrored_by": c.mirrored_by, "mirrors": c.mirrors,
+                          "mirrored_by_age_s": c.mirrored_by_age_s, "installed_revision": c.installed_revision}
+                         for c in plan.channels]}
+
+
+def _scenario_json(s: ScenarioView) -> dict[str, Any]:
+    return {"scenario": s.name, "seconds": s.seconds, "exit_status": s.exit_status, "detail": s.detail}
 
 
 def unit_json(result: UnitDepsView) -> dict[str, Any]:
     commands = []
     for entry in result.commands:
-        command = entry.command
         item: dict[str, Any] = {
-            "tool": command.tool, "argv": list(command.argv), "key": command.key, "source": str(command.source),
-            "tolerated": command.tolerated, "tolerated_why": list(command.tolerated_why),
-            "via": list(command.via), "user": command.user,
+            **_command_head(entry.command),
             "dependencies": [_dependency_json(d) for d in entry.dependencies],
             "mentioned": [_dependency_json(d) for d in entry.mentions],
-            **status_fates_json(command), **({"ends": command.ends} if command.ends else {}),
+            **_command_tail(entry.command),
         }
-        plan = entry.sa_update
-        if plan is not None:
-            item["sa_update"] = _sa_update_json(plan)
+        if entry.sa_update is not None:
+            item["sa_update"] = {**_sa_update_head(entry.sa_update),
+                                 "worst_cases": [_scenario_json(s) for s in entry.sa_update.worst_cases]}
         commands.append(item)
-    return {
-        "name": result.name,
-        "fragment_path": result.fragment_path,
-        "generated_by": result.generated_by,
-        "start_timeout_s": result.start_timeout_s,
-        "start_timeout_from": result.start_timeout_from,
-        "commands": commands,
-        "findings": [finding_json(f) for f in result.findings],
-    }
+    return {**_unit_head(result), "commands": commands, "findings": [finding_json(f) for f in result.findings]}
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False), made once
-
-
-def _c_encoder() -> Callable[[Any], str]:
-    """_ENCODER.encode without making its C encoder again on every call (a few calls per unit): the one
-    JSONEncoder.iterencode() makes, without the check for circular references (the renderers make trees). Where
-    the C encoder is missing or takes other arguments, or encodes a sample otherwise, _ENCODER.encode."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    try:
-        encoder = make(None, _ENCODER.default, json.encoder.encode_basestring, None, _ENCODER.key_separator,
-                       _ENCODER.item_separator, False, False, True) if make is not None else None
-    except TypeError:
-        encoder = None
-    if encoder is None:
-        return _ENCODER.encode
-
-    def encode(value: Any) -> str:
-        return "".join(encoder(value, 0))
-
-    sample: dict[str, Any] = {"a\u00e9\x7f\n\"": [1, -2.5, 1e300, float("inf"), None, True, False, "\ud800", {}, []],
-                              "b": {"c": 0.1}}
-    return encode if encode(sample) == _ENCODER.encode(sample) else _ENCODER.encode
-
-
-_encode = _c_encoder()
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False), the encoder made once
 # The JSON text of tuples the units of a fleet share (the dependencies and the sa-update worst cases the analysis
 # remembered, issue 14), by the identity of the tuple. Each entry holds its tuple, so no other object can take
 # its id meanwhile.
@@ -119,46 +102,27 @@ def _shared_text(items: tuple[_Item, ...], item_json: Callable[[_Item], dict[str
     return text
 
 
-def _dependencies_text(deps: tuple[Dependency, ...]) -> str:
-    return _shared_text(deps, _dependency_json)
-
-
-def _scenario_json(s: ScenarioView) -> dict[str, Any]:
-    return {"scenario": s.name, "seconds": s.seconds, "exit_status": s.exit_status, "detail": s.detail}
-
-
-def _sa_update_text(plan: SaUpdateView) -> str:
-    """_sa_update_json(plan) encoded, its worst cases (shared) encoded once."""
-    head = _encode({
-        "version": plan.version, "version_source": plan.version_source,
-        "updatedir": plan.updatedir, "downloader": plan.downloader,
-        "channels": [{"channel": c.channel, "mirrored_by": c.mirrored_by, "mirrors": c.mirrors,
-                      "mirrored_by_age_s": c.mirrored_by_age_s, "installed_revision": c.installed_revision}
-                     for c in plan.channels]})
-    return f'{head[:-1]}, "worst_cases": {_shared_text(plan.worst_cases, _scenario_json)}}}'
+def _inside(head: dict[str, Any]) -> str:
+    """The encoded members of an object, without its braces: what the pieces below are put together from."""
+    return _encode(head)[1:-1]
 
 
 def json_unit(result: UnitDepsView) -> str:
     """One unit as compact JSON text (no indent: json's C encoder does it): unit_json(result) encoded, put together
     from pieces (the same text), so that the lists of dependencies a fleet's units share are encoded once."""
-    encode = _encode
     commands = []
     for entry in result.commands:
-        command = entry.command
-        head = encode({
-            "tool": command.tool, "argv": list(command.argv), "key": command.key, "source": str(command.source),
-            "tolerated": command.tolerated, "tolerated_why": list(command.tolerated_why),
-            "via": list(command.via), "user": command.user})
-        tail = {**status_fates_json(command), **({"ends": command.ends} if command.ends else {})}
+        tail = _command_tail(entry.command)
         plan = entry.sa_update
-        commands.append(f'{head[:-1]}, "dependencies": {_dependencies_text(entry.dependencies)}, '
-                        f'"mentioned": {_dependencies_text(entry.mentions)}'
-                        + (f", {encode(tail)[1:-1]}" if tail else "")
-                        + (f', "sa_update": {_sa_update_text(plan)}}}' if plan is not None else "}"))
-    head = encode({"name": result.name, "fragment_path": result.fragment_path, "generated_by": result.generated_by,
-                   "start_timeout_s": result.start_timeout_s, "start_timeout_from": result.start_timeout_from})
-    return (f'{head[:-1]}, "commands": [{", ".join(commands)}], '
-            f'"findings": {encode([finding_json(f) for f in result.findings])}}}')
+        commands.append(
+            f'{{{_inside(_command_head(entry.command))}, '
+            f'"dependencies": {_shared_text(entry.dependencies, _dependency_json)}, '
+            f'"mentioned": {_shared_text(entry.mentions, _dependency_json)}'
+            + (f", {_inside(tail)}" if tail else "")
+            + (f', "sa_update": {{{_inside(_sa_update_head(plan))}, '
+               f'"worst_cases": {_shared_text(plan.worst_cases, _scenario_json)}}}}}' if plan is not None else "}"))
+    return (f'{{{_inside(_unit_head(result))}, "commands": [{", ".join(commands)}], '
+            f'"findings": {_encode([finding_json(f) for f in result.findings])}}}')
 
 
 def json_document(units: Iterable[str]) -> Iterator[str]:

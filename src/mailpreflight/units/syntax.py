@@ -14,6 +14,7 @@ Facts checked against `systemd-analyze verify` of systemd 252 (see tests/corpus/
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -135,32 +136,56 @@ def parse_unit_file(data: bytes, path: str, sections: frozenset[str] | None = No
 
 
 def _parse_bytes(data: bytes, path: str, sections: frozenset[str] | None) -> ParsedFile:
-    """parse_unit_file() line by line as read_line() delimits them, each decoded on its own: any file."""
-    state = _State(path, sections)
-    continuation: list[str] = []  # pieces of a continued line, each ending in the space that replaced "\\"
-    continued_length = 0
-    first_line = 0
+    """parse_unit_file() of any file: lines as read_line() delimits them, each decoded on its own."""
+    lines = split_lines(data)
+    return _parse_lines(_State(path, sections), _decoded(lines), len(lines))
+
+
+def _decoded(lines: list[bytes]) -> Iterator[tuple[int, str | None]]:
+    """(line number, text) of each physical line that is not a comment; None for a line too long."""
     bom_seen = False
-    lineno = 0
-    for raw in split_lines(data):
-        lineno += 1
+    for lineno, raw in enumerate(lines, 1):
         if len(raw) >= LONG_LINE_MAX:
-            return _fail(state, Source(path, lineno), "Line too long")
-        stripped = raw.lstrip(_WHITESPACE_BYTES)
-        if stripped[:1] in (b"#", b";"):
-            continue
+            yield lineno, None
+            return
+        if raw.lstrip(_WHITESPACE_BYTES)[:1] in (b"#", b";"):
+            continue  # the comment test comes before the BOM is dropped: `<BOM>#x` is no comment
         if not bom_seen and raw.startswith(_BOM_BYTES):
             raw = raw[len(_BOM_BYTES):]
             bom_seen = True
         # Decoding per line keeps the byte-exact semantics of the C parser for valid UTF-8; an invalid
         # line is rejected by systemd only once it reaches parse_line(), so keep it as surrogates till then.
-        text = raw.decode("utf-8", "surrogateescape")
-        if continuation and continued_length + len(text) > LONG_LINE_MAX:
+        yield lineno, raw.decode("utf-8", "surrogateescape")
+
+
+def _parse_simple(text: str, path: str, sections: frozenset[str] | None) -> ParsedFile:
+    """parse_unit_file() of the usual file (docs/design.md, "Performance"): valid UTF-8 as a whole, lines ending in
+    \\n only, no BOM, smaller than a line may be: decoded at once, its comments dropped in one pass."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    kept = [(n, line) for n, line in enumerate(lines, 1) if line.lstrip(WHITESPACE)[:1] not in ("#", ";")]
+    return _parse_lines(_State(path, sections), kept, len(lines))
+
+
+def _parse_lines(state: _State, lines: Iterable[tuple[int, str | None]], count: int) -> ParsedFile:
+    """The assignments of a file's lines that are not comments ((number, text); None: too long), `count` lines in
+    all. A trailing backslash joins the next line; a comment inside a continuation was dropped already."""
+    path = state.path
+    continuation: list[str] = []  # pieces of a continued line, each ending in the space that replaced "\\"
+    continued_length = 0
+    first_line = 0
+    for lineno, text in lines:
+        if text is None:
+            return _fail(state, Source(path, lineno), "Line too long")
+        if not continuation:
+            if not text.strip(WHITESPACE):
+                continue  # a blank line, not ending a continuation: nothing to parse
+            first_line = lineno
+        elif continued_length + len(text) > LONG_LINE_MAX:
             return _fail(state, Source(path, first_line, lineno), "Continuation line too long")
         # A piece ends in a space, so the escape state at each join is "not escaped": looking at the
         # new piece alone is enough (and keeps long continuations linear).
-        if not continuation:
-            first_line = lineno
         if text.endswith("\\") and _ends_in_escape(text):
             continuation.append(text[:-1] + " ")
             continued_length += len(text)
@@ -171,39 +196,7 @@ def _parse_bytes(data: bytes, path: str, sections: frozenset[str] | None) -> Par
         if failure:
             return _fail(state, Source(path, first_line, lineno), failure)
     if continuation:
-        where = Source(path, first_line, lineno + 1)
-        failure = _parse_line(state, where, "".join(continuation))
-        if failure:
-            return _fail(state, where, failure)
-    return ParsedFile(path, tuple(state.assignments), tuple(state.diagnostics))
-
-
-def _parse_simple(text: str, path: str, sections: frozenset[str] | None) -> ParsedFile:
-    """parse_unit_file() of the usual file (docs/design.md, "Performance"): valid UTF-8 as a whole, lines ending in
-    \\n only, no BOM, smaller than a line may be: decoded at once, then the same steps as the general loop without
-    the checks such a file cannot fail."""
-    state = _State(path, sections)
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    continuation: list[str] = []
-    first_line = lineno = 0
-    for lineno, line in enumerate(lines, 1):
-        stripped = line.lstrip(WHITESPACE)
-        if stripped[:1] in ("#", ";") or not (stripped or continuation):
-            continue  # a comment (also inside a continuation); a blank line (unless it ends a continuation)
-        if not continuation:
-            first_line = lineno
-        if line.endswith("\\") and _ends_in_escape(line):
-            continuation.append(line[:-1] + " ")
-            continue
-        logical = "".join(continuation) + line if continuation else line
-        continuation = []
-        failure = _parse_line(state, Source(path, first_line, lineno), logical)
-        if failure:
-            return _fail(state, Source(path, first_line, lineno), failure)
-    if continuation:
-        where = Source(path, first_line, lineno + 1)
+        where = Source(path, first_line, count + 1)
         failure = _parse_line(state, where, "".join(continuation))
         if failure:
             return _fail(state, where, failure)
