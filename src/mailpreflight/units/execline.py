@@ -23,6 +23,8 @@ WHITESPACE = " \t\n\r"
 _PLAIN = re.compile(r"[^ \t\n\r'\"\\]+")
 _PLAIN_WORD = re.compile(r"[ \t\n\r]*([^ \t\n\r'\"\\]+)(?:[ \t\n\r]+|\Z)")  # a whole word with nothing to undo
 _IN_QUOTE = {"'": re.compile(r"[^'\\]+"), '"': re.compile(r'[^"\\]+')}
+# a whole word that is one quoted string with no backslash in it ("sa-update || true"): the quotes simply go
+_QUOTED_WORD = re.compile(r"""[ \t\n\r]*(?:"([^"\\]*)"|'([^'\\]*)')(?:[ \t\n\r]+|\Z)""")
 _SIMPLE_ESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, '"': 34, "'": 39,
                    "s": 32}
 # Prefix characters and the flag names systemd's ExecXxxEx D-Bus properties use for them.
@@ -100,6 +102,15 @@ def extract_first_word(text: str, pos: int, *, relax_escapes: bool = False, cune
     plain = _PLAIN_WORD.match(text, pos)
     if plain is not None:  # no quote, no backslash: the word is the text itself (the common case)
         return Word(plain.group(1), False), plain.end()
+    quoted = _QUOTED_WORD.match(text, pos)
+    if quoted is not None:  # one quoted string, no backslash: its inside
+        double, single = quoted.groups()
+        return Word(double if double is not None else single, False), quoted.end()
+    return _extract_any(text, pos, relax_escapes, cunescape, relax)
+
+
+def _extract_any(text: str, pos: int, relax_escapes: bool, cunescape: bool, relax: bool) -> tuple[Word | None, int]:
+    """extract_first_word() of any text, character by character (the fast paths above are tested against it)."""
     length = len(text)
     while pos < length and text[pos] in WHITESPACE:
         pos += 1

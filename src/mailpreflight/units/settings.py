@@ -107,11 +107,19 @@ class Settings:
         return None
 
 
+_VERIFY_KEYS = frozenset({"Type", "BusName", "SuccessAction", "Restart", "PAMName", "KillMode"})
+
+
 def verify_service(settings: Settings, fragment: str) -> Diagnostic | None:
     """service_verify() of systemd 252: combinations that make systemd refuse a loaded service."""
+    values: dict[tuple[str, str], str] = {}  # the last value of each key it looks at, in one pass
+    for assignment in settings.kept:
+        if assignment.key in _VERIFY_KEYS:
+            values[assignment.section, assignment.key] = assignment.value
+
     def last(section: str, key: str) -> str:
-        found = [a.value for a in settings.kept if a.section == section and a.key == key]
-        return found[-1] if found else ""
+        assert key in _VERIFY_KEYS, key  # a key not gathered above would always look unset
+        return values.get((section, key), "")
 
     start = settings.exec_lists.get("ExecStart", [])
     stop = settings.exec_lists.get("ExecStop", [])
