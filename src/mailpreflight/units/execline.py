@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mailpreflight.model import Source
 from mailpreflight.model.fastinit import fast_init
@@ -233,6 +234,41 @@ class ExecParse:
 def parse_exec(key: str, value: str, source: Source, expander: Expander, warnings: list[str],
                systemd_version: int = 252) -> ExecParse:
     """Parse one non-empty Exec*= value (an empty one is the caller's reset)."""
+    if "%" in value or "\\" in value or len(value) > UNIT_FREE_MAX:
+        return _parse_exec(key, value, source, expander, warnings, systemd_version)
+    # No specifier, and no escape that could make one: the unit does not matter, and a fleet's units repeat such
+    # lines (`/bin/bash -c "sa-update || true"`, `/bin/kill -HUP $MAINPID`): parsed once, given this key and source
+    # (docs/design.md, "Performance").
+    parsed, said = _unit_free(value, systemd_version)
+    warnings.extend(said)
+    return ExecParse(tuple(ExecCommand(key, c.path, c.argv, c.prefixes, source) for c in parsed.commands),
+                     parsed.error, parsed.fatal)
+
+
+class _NoSpecifiers:
+    """What Expander.expand() does with a text without `%`."""
+
+    def expand(self, text: str, max_length: int = LONG_LINE_MAX) -> str:
+        if len(text) >= max_length:
+            raise SpecifierError("result too long")
+        return text
+
+
+UNIT_FREE_MAX = 1024  # characters of a line parse_exec() remembers: at most 256 of them, about 1 MiB in all
+
+
+@lru_cache(maxsize=256)  # the most recently used stay: lines every unit has are never pushed out
+def _unit_free(value: str, systemd_version: int) -> tuple[ExecParse, tuple[str, ...]]:
+    warnings: list[str] = []
+    parsed = _parse_exec("", value, _SOURCE_LATER, _NoSpecifiers(), warnings, systemd_version)
+    return parsed, tuple(warnings)
+
+
+_SOURCE_LATER = Source("", 0)
+
+
+def _parse_exec(key: str, value: str, source: Source, expander: Expander | _NoSpecifiers, warnings: list[str],
+                systemd_version: int) -> ExecParse:
     commands: list[ExecCommand] = []
     pos = 0
     while True:
