@@ -7,11 +7,12 @@ import errno
 import os
 import stat
 import time
+from pathlib import Path
 
 import pytest
 from hostile_roots import LOOPBACK, Guest
 
-from mailpreflight.access import rootfs
+from mailpreflight.access import bounded, rootfs
 from mailpreflight.access.bounded import GuestFileRefused
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.baseline import snapshot
@@ -206,6 +207,67 @@ def test_a_plain_path_is_pinned_in_one_call_and_a_linked_one_walked(guest: Guest
         fs.read_bytes("/usr/lib/missing/x.conf")
     with pytest.raises(FileNotFoundError):
         fs.read_bytes("/usr/lib/x.conf/below")  # a file as a directory: missing, as chase() says
+
+
+def test_a_file_in_a_linked_directory_already_resolved_is_pinned_where_it_lies(guest: Guest, gate_way: str,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once /lib is known to lie at /usr/lib (a unit dir the loader listed), /lib/x.conf is pinned as /usr/lib/x.conf
+    at once — and a link, a missing name or a FIFO there gets what chase() and the walk give it."""
+    guest.write("/usr/lib/x.conf", "x\n")
+    guest.link("/usr/lib/link.conf", str(guest.canary))
+    os.mkfifo(guest.path("/usr/lib/fifo.conf"))
+    guest.link("/lib", "usr/lib")
+    fs = RootFS(str(guest.root))
+    assert fs.chase("/lib") == "/usr/lib" and fs._chase_dir("/lib") == "/usr/lib"
+    chased: list[str] = []
+    chase = RootFS.chase
+
+    def counted(self: RootFS, path: str, follow_last: bool = True) -> str | None:
+        chased.append(path)
+        return chase(self, path, follow_last)
+
+    monkeypatch.setattr(RootFS, "chase", counted)
+    assert fs.read_bytes("/lib/x.conf") == b"x\n"
+    assert chased == ([] if gate_way == "openat2" else ["/lib/x.conf"])
+    with pytest.raises(FileNotFoundError) as missing:
+        fs.read_bytes("/lib/missing.conf")
+    assert missing.value.filename == "/lib/missing.conf"
+    assert fs.read_text("/lib/link.conf") is None  # a link to a host file: resolved inside the root, not there
+    with pytest.raises(GuestFileRefused, match="FIFO") as refused:
+        fs.read_bytes("/lib/fifo.conf")
+    assert refused.value.filename == "/lib/fifo.conf"
+
+
+def test_a_read_stops_at_the_size_fstat_gave_only_when_all_of_it_came(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """One read for a file read whole at its size; a file that grew, says 0 (/proc) or reads short goes on to its
+    end, never past limit+1."""
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    reads: list[int] = []
+    real_read = os.read
+
+    def counted(fd: int, n: int) -> bytes:
+        reads.append(n)
+        return real_read(fd, n)
+
+    monkeypatch.setattr(os, "read", counted)
+
+    def read(size: int | None, limit: int = 100) -> bytes:
+        reads.clear()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return bounded.read_at_most(fd, limit, size)
+        finally:
+            os.close(fd)
+
+    assert (read(3), reads) == (b"abc", [4])
+    assert (read(None), reads) == (b"abc", [4])
+    assert (read(0), len(reads)) == (b"abc", 3)  # /proc's 0: 1 byte, the rest, then the end
+    assert (read(2), len(reads)) == (b"abc", 2)  # grew since fstat(): on to the end
+    assert (read(5), len(reads)) == (b"abc", 2)  # shrank: the end is a read of nothing
+    assert read(3, limit=2) == b"abc"  # limit+1 bytes: too big, as before
+    assert read(3, limit=1) == b"ab"
 
 
 def _open_fds() -> int:

@@ -49,14 +49,17 @@ def read_at_most(fd: int, limit: int, size: int | None = None) -> bytes:
     bytes up front: the first read asks for what st_size announces (`size`: what fstat() said already)."""
     chunks: list[bytes] = []
     total = 0
-    wanted = min(os.fstat(fd).st_size if size is None else size, limit) + 1
+    announced = os.fstat(fd).st_size if size is None else size
+    wanted = min(announced, limit) + 1
     while total <= limit:
         chunk = os.read(fd, min(wanted - total if total < wanted else _CHUNK, limit + 1 - total))
         if not chunk:
             break
         chunks.append(chunk)
         total += len(chunk)
-    return b"".join(chunks)
+        if total == announced < wanted:  # all st_size said and no byte more: the end (no read of nothing to say
+            break                        # so); a file that says 0 (/proc) or reads short before its size goes on
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def read_regular_file(path: str, limit: int) -> bytes:

@@ -273,9 +273,19 @@ class RootFS:
 
     def _open_regular(self, guest: str, follow_last: bool = True) -> tuple[int, int] | None:
         """(descriptor for reading, size fstat() gave) of a regular guest file; None for /dev/null."""
-        plain = self._pin_plain(guest)
+        directory, _, base = guest.rpartition("/")
+        moved = self._dirs.get(directory)
+        where = guest
+        if moved is not None and moved != directory and base not in ("", ".", ".."):
+            # its directory is known to lie elsewhere (a link on the way: /lib -> usr/lib): pin the name there,
+            # which is what chase() then _pin() do, without the openat2 call that would meet the link first
+            where = f"{moved}/{base}" if moved != "/" else f"/{base}"
+        try:
+            plain = self._pin_plain(where)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", guest) from exc
         if plain is not None:
-            return self._open_pinned(guest, guest, plain[0], plain[1])
+            return self._open_pinned(guest, where, plain[0], plain[1])
         resolved = self.chase(guest, follow_last)
         if resolved is None:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", guest)

@@ -31,6 +31,8 @@ def env_name_is_valid(name: str) -> bool:
 
 def env_value_is_valid(value: str) -> bool:
     """Valid UTF-8 of a sane length; control characters are allowed in values (systemd 252)."""
+    if value.isascii():  # valid UTF-8, one byte a character
+        return len(value) <= ARG_MAX - 3
     return utf8_is_valid(value) and len(value.encode("utf-8", "surrogateescape")) <= ARG_MAX - 3
 
 
