@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mailpreflight.units.execline import extract_first_word
-from mailpreflight.units.specifiers import Expander, SpecifierError
+from mailpreflight.units.specifiers import UNIT_FREE_MAX, Expander, NoSpecifiers, SpecifierError
 from mailpreflight.units.syntax import utf8_is_valid
 
 WHITESPACE = " \t\n\r"
@@ -257,6 +258,23 @@ def parse_env_file(data: bytes, systemd_version: int = 252, fast: bool = True) -
 
 def parse_environment_value(value: str, expander: Expander, warnings: list[str]) -> list[tuple[str, str]]:
     """One non-empty Environment= value -> assignments, in order (config_parse_environ())."""
+    if "%" in value or "\\" in value or len(value) > UNIT_FREE_MAX:
+        return _parse_environment_value(value, expander, warnings)
+    # nothing a unit could change (no specifier, no escape that makes one): read once for all units that have it
+    # (`Environment=LANG=C` in every unit of a fleet, a shared drop-in; docs/design.md, "Performance")
+    assignments, said = _unit_free(value)
+    warnings.extend(said)
+    return list(assignments)
+
+
+@lru_cache(maxsize=256)  # at most 256 values of at most UNIT_FREE_MAX characters; the most recently used stay
+def _unit_free(value: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    warnings: list[str] = []
+    return tuple(_parse_environment_value(value, NoSpecifiers(), warnings)), tuple(warnings)
+
+
+def _parse_environment_value(value: str, expander: Expander | NoSpecifiers,
+                             warnings: list[str]) -> list[tuple[str, str]]:
     result: list[tuple[str, str]] = []
     pos = 0
     while True:

@@ -18,7 +18,14 @@ from functools import lru_cache
 
 from mailpreflight.model import Source
 from mailpreflight.model.fastinit import fast_init
-from mailpreflight.units.specifiers import LONG_LINE_MAX, PATH_MAX, Expander, SpecifierError
+from mailpreflight.units.specifiers import (
+    LONG_LINE_MAX,
+    PATH_MAX,
+    UNIT_FREE_MAX,
+    Expander,
+    NoSpecifiers,
+    SpecifierError,
+)
 
 WHITESPACE = " \t\n\r"
 _PLAIN = re.compile(r"[^ \t\n\r'\"\\]+")
@@ -245,29 +252,17 @@ def parse_exec(key: str, value: str, source: Source, expander: Expander, warning
                      parsed.error, parsed.fatal)
 
 
-class _NoSpecifiers:
-    """What Expander.expand() does with a text without `%`."""
-
-    def expand(self, text: str, max_length: int = LONG_LINE_MAX) -> str:
-        if len(text) >= max_length:
-            raise SpecifierError("result too long")
-        return text
-
-
-UNIT_FREE_MAX = 1024  # characters of a line parse_exec() remembers: at most 256 of them, about 1 MiB in all
-
-
 @lru_cache(maxsize=256)  # the most recently used stay: lines every unit has are never pushed out
 def _unit_free(value: str, systemd_version: int) -> tuple[ExecParse, tuple[str, ...]]:
     warnings: list[str] = []
-    parsed = _parse_exec("", value, _SOURCE_LATER, _NoSpecifiers(), warnings, systemd_version)
+    parsed = _parse_exec("", value, _SOURCE_LATER, NoSpecifiers(), warnings, systemd_version)
     return parsed, tuple(warnings)
 
 
 _SOURCE_LATER = Source("", 0)
 
 
-def _parse_exec(key: str, value: str, source: Source, expander: Expander | _NoSpecifiers, warnings: list[str],
+def _parse_exec(key: str, value: str, source: Source, expander: Expander | NoSpecifiers, warnings: list[str],
                 systemd_version: int) -> ExecParse:
     commands: list[ExecCommand] = []
     pos = 0

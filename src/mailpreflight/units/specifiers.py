@@ -133,6 +133,19 @@ def _unit_table(name: UnitName) -> dict[str, Callable[[], str]]:
     }
 
 
+UNIT_FREE_MAX = 1024  # characters of a value without `%` the parsers remember (execline, environ): 256 each
+
+
+class NoSpecifiers:
+    """What Expander.expand() does with a text without `%`, for any unit: parsers of a value no unit can change
+    remember what they made of it (units/execline.py, units/environ.py: `_unit_free`)."""
+
+    def expand(self, text: str, max_length: int = LONG_LINE_MAX) -> str:
+        if len(text) >= max_length:
+            raise SpecifierError("result too long")
+        return text
+
+
 @dataclass
 class Expander:
     """Expands specifiers for one unit; remembers specifiers left unexpanded because they are unknown."""
