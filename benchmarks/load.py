@@ -9,10 +9,12 @@ Per row: wall-clock time, CPU time of the process and its workers (getrusage, le
 a loaded machine), peak RSS of the largest process. Goals: deps < 2 s and < 150 MiB; show of one unit < 150 ms.
 
     .venv/bin/python benchmarks/load.py [--units N] [--root DIR | --keep DIR] [--no-systemctl] [--runs N]
-                                        [--compare-src DIR]
+                                        [--compare-src DIR] [--compare-python PYTHON]
 
 `--compare-src DIR`: also run the same commands with the mailpreflight of another source tree (e.g.
 `git archive main | tar -x -C /tmp/main`), for a before/after in one run (once: it takes a minute).
+`--compare-python PYTHON`: also run them with another interpreter (the venv is Debian's python3, which the .deb
+runs on; e.g. /root/.pyenv/versions/3.11.7/bin/python3, a build without PGO/LTO), in the same run.
 """
 
 from __future__ import annotations
@@ -59,11 +61,17 @@ def measure(argv: list[str], src: Path, output: Path | None = None) -> Run:
     return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode)
 
 
-def deps(root: Path, src: Path, fmt: str, workers: int | None, output: Path) -> Run:
+def deps(root: Path, src: Path, fmt: str, workers: int | None, output: Path, python: str = sys.executable) -> Run:
     """`workers`: None as an admin runs it (cli/fanout.py decides by the idle CPUs), else that many processes."""
-    prefix = [sys.executable, "-m", "mailpreflight"] if workers is None else [
-        sys.executable, "-c", WITH_WORKERS.format(workers)]
+    prefix = [python, "-m", "mailpreflight"] if workers is None else [python, "-c", WITH_WORKERS.format(workers)]
     return measure([*prefix, "deps", "--root", str(root), "--format", fmt], src, output)
+
+
+def interpreter(python: str) -> str:
+    """Which Python runs the tool: its version and installation (Debian's /usr is built with PGO and LTO; pyenv's,
+    by default, is not, and runs the tool about 15 % slower: README, "Performance")."""
+    probe = "import sys; print(sys.version.split()[0], 'from', sys.base_prefix)"
+    return subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def best(runs: list[Run]) -> Run:
@@ -84,6 +92,7 @@ def main() -> int:
     parser.add_argument("--no-systemctl", action="store_true", help="skip systemctl --root list-unit-files")
     parser.add_argument("--runs", type=int, default=3, help="runs of each deps measurement (median shown)")
     parser.add_argument("--compare-src", type=Path, help="also measure the mailpreflight of this source tree")
+    parser.add_argument("--compare-python", help="also measure with this interpreter (e.g. another build of 3.11)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mp-bench-load-"))
     root = args.root or args.keep or work / "root"
@@ -99,13 +108,21 @@ def main() -> int:
         load = os.getloadavg()
         print(f"root: {services} unit files, {dropins} drop-ins; load average {load[0]:.1f} {load[1]:.1f} "
               f"{load[2]:.1f} on {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}")
-        measure([sys.executable, "-m", "mailpreflight", "--version"], src)  # .pyc files written once
+        print(f"python: {interpreter(sys.executable)}")
+        trees = [("", src, sys.executable)]
+        if args.compare_src:
+            trees.append((" [compare-src]", args.compare_src, sys.executable))
+        if args.compare_python:
+            print(f"[compare-python]: {interpreter(args.compare_python)}")
+            trees.append((" [compare-python]", src, args.compare_python))
+        for _, tree, python in trees:
+            measure([python, "-m", "mailpreflight", "--version"], tree)  # .pyc files written once
         print(f"  {'':44} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9}")
-        trees = [("", src)] + ([(" [compare-src]", args.compare_src)] if args.compare_src else [])
         results: dict[str, Run] = {}
-        for suffix, tree in trees:
+        for suffix, tree, python in trees:
             output = work / "deps.json"
-            json_runs = [deps(root, tree, "json", None, output) for _ in range(args.runs if not suffix else 1)]
+            json_runs = [deps(root, tree, "json", None, output, python)
+                         for _ in range(args.runs if not suffix else 1)]
             results["json" + suffix] = best(json_runs)
             size = output.stat().st_size / 2**20
             goal = (f"goal < {GOAL_DEPS_S:g} s, < {GOAL_DEPS_MIB:g} MiB" if not suffix else "")
@@ -116,7 +133,7 @@ def main() -> int:
                         deps(root, tree, "json", workers, output) for _ in range(args.runs)]))
                 row("deps --format text", best([deps(root, tree, "text", None, work / "deps.txt")
                                                 for _ in range(args.runs)]))
-            shows = [measure([sys.executable, "-m", "mailpreflight", "show", "--root", str(root),
+            shows = [measure([python, "-m", "mailpreflight", "show", "--root", str(root),
                               "mf-5000-worker.service"], tree) for _ in range(max(args.runs, 5) if not suffix else 3)]
             show = Run(statistics.median(r.wall for r in shows), statistics.median(r.cpu for r in shows),
                        max(r.rss_mib for r in shows), shows[0].exit)
