@@ -81,6 +81,8 @@ class SearchIndex:
             result = self.fs.chase(path)
         elif direct == DEV_NULL:
             result = DEV_NULL
+        elif self._kinds.get(path) in (stat.S_IFDIR, stat.S_IFREG):  # the listing's type: there, and no link
+            result = direct
         else:
             info = self.lstat(path)
             result = None if info is None else self.fs.chase(path) if stat.S_ISLNK(info.st_mode) else direct
