@@ -116,21 +116,19 @@ def _unescaped_last_component(prefix: str) -> str:
     return unescape(last)
 
 
-def _unit_table(name: UnitName) -> dict[str, Callable[[], str]]:
-    instance = name.instance or ""
-    stem = name.name[: -len(name.type) - 1]
-    return {
-        "n": lambda: name.name,
-        "N": lambda: stem,
-        "p": lambda: name.prefix,
-        "P": lambda: unescape(name.prefix),
-        "i": lambda: instance,
-        "I": lambda: unescape(instance),
-        "j": lambda: _last_component(name.prefix),
-        "J": lambda: _unescaped_last_component(name.prefix),
-        "f": lambda: path_unescape(instance if name.instance else name.prefix),
-        "d": lambda: f"/run/credentials/{name.name}",
-    }
+# The unit's own specifiers (systemd.unit(5), "Specifiers"), from its name.
+_UNIT_SPECIFIERS: dict[str, Callable[[UnitName], str]] = {
+    "n": lambda name: name.name,
+    "N": lambda name: name.name[: -len(name.type) - 1],
+    "p": lambda name: name.prefix,
+    "P": lambda name: unescape(name.prefix),
+    "i": lambda name: name.instance or "",
+    "I": lambda name: unescape(name.instance or ""),
+    "j": lambda name: _last_component(name.prefix),
+    "J": lambda name: _unescaped_last_component(name.prefix),
+    "f": lambda name: path_unescape(name.instance if name.instance else name.prefix),
+    "d": lambda name: f"/run/credentials/{name.name}",
+}
 
 
 UNIT_FREE_MAX = 1024  # characters of a value without `%` the parsers remember (execline, environ): 256 each
@@ -153,30 +151,30 @@ class Expander:
     name: UnitName
     manager: ManagerContext
     unknown_seen: set[str] = field(default_factory=set)
-    _table: dict[str, Callable[[], str]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def expand(self, text: str, max_length: int = LONG_LINE_MAX) -> str:
         if "%" not in text:
             if len(text) >= max_length:
                 raise SpecifierError("result too long")
             return text
-        table = self._table
-        if table is None:  # built once per unit (was once per expanded word): the name never changes
-            table = self._table = _unit_table(self.name)
         out: list[str] = []
-        chars = iter(text)
-        for char in chars:
-            if char != "%":
-                out.append(char)
-                continue
-            letter = next(chars, None)
-            if letter is None:
+        start, length = 0, len(text)
+        while True:  # the text between specifiers is copied at once
+            pos = text.find("%", start)
+            if pos < 0:
+                out.append(text[start:])
+                break
+            out.append(text[start:pos])
+            if pos + 1 == length:
                 out.append("%")  # a stray % at the very end stays
-            elif letter == "%":
+                break
+            letter = text[pos + 1]
+            start = pos + 2
+            if letter == "%":
                 out.append("%")
-            elif letter in table:
+            elif letter in _UNIT_SPECIFIERS:
                 try:
-                    out.append(table[letter]())
+                    out.append(_UNIT_SPECIFIERS[letter](self.name))
                 except ValueError as exc:
                     raise SpecifierError(f"cannot resolve %{letter}: {exc}") from exc
             elif letter in self.manager.dirs:
