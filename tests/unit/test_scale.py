@@ -214,6 +214,21 @@ def test_deps_command_in_worker_processes_writes_each_unit_once(root: tuple[Path
     assert without_age(document["units"]) == without_age(serial)
 
 
+@pytest.mark.parametrize(("count", "slice_size", "workers"), [(10_107, 250, 2), (1000, 250, 4), (7, 250, 2),
+                                                            (50, 7, 2), (50, 1, 2), (0, 250, 2)])
+def test_the_slices_cover_every_name_once_and_shrink_towards_the_end(count: int, slice_size: int, workers: int,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fanout, "SLICE", slice_size)
+    names = [f"u{i}.service" for i in range(count)]
+    slices = fanout._slices(names, workers)
+    assert [name for part in slices for name in part] == names
+    sizes = [len(part) for part in slices]
+    assert all(0 < size <= slice_size for size in sizes)
+    assert sizes == sorted(sizes, reverse=True) or sizes[:-1] == sorted(sizes[:-1], reverse=True)
+    if count > 4 * workers * slice_size:
+        assert sizes[0] == slice_size and sizes[-2] <= max(1, slice_size // 10)
+
+
 def test_the_read_budget_goes_to_the_units_not_to_shared_files(root: tuple[Path, list[str]]) -> None:
     """The run's read budget (64 MiB) is spent on each unit's own files: SpamAssassin's install, sa-update, its
     MIRRORED.BY are read once, whatever the number of units (main at 50a4e95 read them again for each unit and

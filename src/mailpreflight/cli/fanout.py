@@ -24,7 +24,7 @@ from mailpreflight.model import Status, UnitDepsView
 from mailpreflight.units.loader import UnitLoader
 
 PARALLEL_MIN_UNITS = 1000  # below this, forking and collecting costs more than the second core gives
-SLICE = 250  # names per task
+SLICE = 250  # names per task, at most
 WORKERS: int | None = None  # None: one per idle CPU (tests and benchmarks set it)
 Render = Callable[[UnitDepsView], str]
 _Piece = tuple[Status, str]
@@ -70,7 +70,7 @@ def _work(names: Sequence[str]) -> tuple[list[_Piece], tuple[Refusal, ...]]:
 def _parallel(loader: UnitLoader, names: Sequence[str], sa_version: str | None, render: Render,
               workers: int) -> Iterator[_Piece]:
     global _job
-    slices = [names[i:i + SLICE] for i in range(0, len(names), SLICE)]
+    slices = _slices(names, workers)
     for stream in (sys.stdout, sys.stderr):  # a worker flushes what it inherited when it ends: nothing, then
         stream.flush()
     _job = (loader, sa_version, render, workers)
@@ -94,6 +94,19 @@ def _parallel(loader: UnitLoader, names: Sequence[str], sa_version: str | None, 
     finally:
         pool.terminate()  # after close(): the workers have finished; after an error: stop them now
         pool.join()
+
+
+def _slices(names: Sequence[str], workers: int) -> list[Sequence[str]]:
+    """Slices of SLICE names, smaller towards the end (a quarter of what is left per worker, at least a tenth of
+    SLICE): the workers finish together, not one waiting for the other's last long slice."""
+    slices = []
+    start = 0
+    smallest = max(1, SLICE // 10)
+    while start < len(names):
+        size = max(smallest, min(SLICE, (len(names) - start) // (4 * workers)))
+        slices.append(names[start:start + size])
+        start += size
+    return slices
 
 
 def _usable_cpus() -> int:
