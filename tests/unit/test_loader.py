@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers import make_tree
-from mailpreflight.access.rootfs import RootFS
+from mailpreflight.access.rootfs import READ_LIMIT, RootFS
 from mailpreflight.errors import MailpreflightError, UnitNotFoundError
 from mailpreflight.units.loader import LoadState, UnitLoader
 from mailpreflight.units.searchpath import system_search_paths, systemd_version
@@ -47,6 +47,21 @@ def test_mask_by_dev_null_link(tmp_path: Path, target: str) -> None:
 def test_mask_by_empty_file(tmp_path: Path) -> None:
     make_tree(tmp_path, {f"{USR}/a.service": SIMPLE, f"{ETC}/a.service": ""})
     assert loader(tmp_path).load("a.service").masked
+
+
+def test_an_empty_file_masks_as_its_read_tells(tmp_path: Path) -> None:
+    """A listed regular fragment is not lstat()ed for its size: its read says it is empty. The drop-ins of a masked
+    unit are still listed, and none is read; a fragment that cannot be read is an error, not a mask."""
+    make_tree(tmp_path, {f"{ETC}/a.service": "", f"{ETC}/a.service.d/x.conf": "[Service]\nExecStart=/bin/x\n",
+                         f"{ETC}/b.service": "#\n"})
+    with open(tmp_path / ETC.lstrip("/") / "c.service", "wb") as big:
+        big.truncate(READ_LIMIT + 1)  # more than the gate reads: refused
+    units = loader(tmp_path)
+    a = units.load("a.service")
+    assert a.load_state is LoadState.MASKED and a.dropin_paths == (f"{ETC}/a.service.d/x.conf",) and a.exec == {}
+    assert not units.load("b.service").masked  # a comment only: not empty
+    c = units.load("c.service")
+    assert c.load_state is LoadState.ERROR and not c.masked and "larger than" in str(c.load_error)
 
 
 def test_absolute_link_resolves_inside_root_never_outside(tmp_path: Path) -> None:

@@ -212,17 +212,21 @@ class UnitLoader:
         unit_id = base.with_instance(parsed.instance or "") if base and base.is_template else (
             posixpath.basename(fragment))
         id_name = parse_unit_name(unit_id) or parsed
-        if self.index.lstat(fragment) is None or self.index.chase(fragment) is None:
+        # A regular file its directory's listing showed is there and no link; whether it is empty (a mask) its read
+        # tells (_parse), without an lstat of its own. Anything else is looked at first.
+        listed_file = self.index.kind(fragment) == stat.S_IFREG
+        if not listed_file and (self.index.lstat(fragment) is None or self.index.chase(fragment) is None):
             raise UnitNotFoundError(f"unit {name}: {fragment} is a link to a file that does not exist"
                                     + (f" under {self.fs.root}" if self.fs.is_offline else ""))
         all_names = tuple(sorted(names | {unit_id}))
         dropins = tuple(p for p in self._dropin_paths(unit_id, sorted(names - {unit_id}), parsed.type)
                         if p not in skip_dropins)
-        if self.index.is_null_or_empty(fragment):
+        if not listed_file and self.index.is_null_or_empty(fragment):
             # systemd still lists the drop-ins of a masked unit, but reads none of its settings.
             return generators.mark(self._unit(requested, id_name, all_names, LoadState.MASKED, fragment, dropins,
                                               None), self.generated)
-        return generators.mark(self._parse(requested, id_name, all_names, fragment, dropins), self.generated)
+        return generators.mark(self._parse(requested, id_name, all_names, fragment, dropins, listed_file),
+                               self.generated)
 
     def _find_fragment(self, parsed: UnitName, names_map: _NameMap) -> tuple[str | None, set[str]]:
         names: set[str] = set()
@@ -303,18 +307,30 @@ class UnitLoader:
         return parsed
 
     def _parse(self, requested: str, id_name: UnitName, names: tuple[str, ...], fragment: str,
-               dropins: tuple[str, ...]) -> Unit:
+               dropins: tuple[str, ...], empty_masks: bool = False) -> Unit:
         """Read the fragment, then each drop-in, applying settings in order as systemd does.
 
         A fatal problem in the fragment stops loading (LoadState error or bad-setting). In a drop-in,
-        systemd ignores config_parse()'s failure: only the rest of that drop-in is lost.
+        systemd ignores config_parse()'s failure: only the rest of that drop-in is lost. `empty_masks`: the
+        fragment's emptiness was not looked at yet (a regular file: empty, it masks the unit).
         """
-        settings = Settings(Expander(id_name, self.manager), self.version, id_name.type)
         sections = SECTIONS_BY_TYPE.get(id_name.type)
+        first: ParsedFile | None = None
+        if empty_masks:
+            try:
+                data = self.fs.read_bytes(fragment)
+            except OSError:
+                pass  # read again below, which says why it cannot be
+            else:
+                if not data:  # null_or_empty(): systemd lists the drop-ins of a masked unit but reads none of them
+                    return self._unit(requested, id_name, names, LoadState.MASKED, fragment, dropins, None)
+                first = parse_unit_file(data, fragment, sections)
+        settings = Settings(Expander(id_name, self.manager), self.version, id_name.type)
         state, failure = LoadState.LOADED, None
         for path in (fragment, *dropins):
             try:
-                parsed = self._read_parsed(path, sections, path != fragment)
+                parsed = first if first is not None and path == fragment else self._read_parsed(
+                    path, sections, path != fragment)
             except OSError as exc:
                 problem = Diagnostic(LogLevel.ERROR, f"cannot read: {exc.strerror or exc}", Source(path, 0))
                 if path == fragment:
