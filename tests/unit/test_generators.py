@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import io
 import json
+import stat
 from pathlib import Path
+
+import pytest
 
 from helpers import make_tree
 from mailpreflight import cli
-from mailpreflight.access.rootfs import RootFS
+from mailpreflight.access.rootfs import NotOnDisk, RootFS
 from mailpreflight.deps.analyze import analyze, analyze_tree
 from mailpreflight.units import generators
 from mailpreflight.units.loader import UnitLoader
@@ -116,6 +119,22 @@ def test_a_link_into_the_generated_dirs_reads_what_the_generator_makes_not_the_d
     assert fs.read_bytes("/etc/fetchmail-unit") == made
     assert fs.read_head("/etc/fetchmail-unit", 9) == made[:9]
     assert fs.read_text("/etc/fetchmailrc") == "poll pop.example.org protocol pop3 user u password p\n"
+
+
+def test_a_link_into_the_generated_dirs_lists_what_the_generator_makes_not_the_disk(tmp_path: Path) -> None:
+    """Listing: a directory of the guest's own is listed by RootFS; a link that leads into the generated dirs is
+    refused there (NotOnDisk) and listed from the generated units, never from stale entries on the disk."""
+    root = debian_root(tmp_path, **{
+        "/run/systemd/generator.late/stale.service": "[Service]\nExecStart=/bin/x\n",
+        "/etc/generated": {"symlink": "/run/systemd/generator.late"},
+        "/etc/own/a.conf": "x\n"})
+    fs = UnitLoader(RootFS(str(root))).fs
+    made = fs.scan("/run/systemd/generator.late")
+    assert [name for name, _ in made] == ["fetchmail.service", "multi-user.target.wants"]
+    assert fs.scan("/etc/generated") == made
+    assert fs.scan("/etc/own") == [("a.conf", stat.S_IFREG)]
+    with pytest.raises(NotOnDisk):
+        RootFS.scan(fs, "/etc/generated")  # RootFS's own listing never reads the generated dirs from the disk
 
 
 def test_not_on_a_live_system() -> None:

@@ -498,11 +498,14 @@ class RootFS:
     def scan(self, guest: str, limit: int = LISTDIR_LIMIT) -> list[tuple[str, int]]:
         """listdir(), each entry with its file type as the directory read gives it (stat.S_IFLNK, S_IFDIR, S_IFREG;
         0 for any other or unknown): what the loader's index of a unit directory needs (units/index.py), without a
-        system call per entry."""
+        system call per entry. NotOnDisk for a directory that resolves into what _on_disk() says is not read from
+        the disk (GeneratedFS)."""
         fd = self._open_plain_dir(guest)  # a path without links: one openat2 call (access/beneath.py)
         resolved = guest if fd is not None else self.chase(guest)
         if resolved is None or resolved == DEV_NULL:
             return []
+        if not self._on_disk(resolved):
+            raise NotOnDisk(errno.ENOENT, "made at boot by a systemd generator, not a directory on the disk", guest)
         names: list[tuple[str, int]] = []
         try:
             if fd is not None:

@@ -264,7 +264,14 @@ class GeneratedFS(RootFS):
         return sorted(names)
 
     def scan(self, guest: str, limit: int | None = None) -> list[tuple[str, int]]:
-        """listdir() with each entry's file type, as this tree has them (the loader's index reads unit dirs so)."""
+        """listdir() with each entry's file type, as this tree has them (the loader's index reads unit dirs so). A
+        directory of the guest's own is RootFS's to list (in one call when its path holds no link); one that
+        leads into the generated dirs is refused there with NotOnDisk and listed here."""
+        if not self._owned(guest):
+            try:
+                return super().scan(guest) if limit is None else super().scan(guest, limit)
+            except NotOnDisk:
+                pass
         resolved = self.chase(guest)
         if resolved is None or resolved == DEV_NULL:
             return []
