@@ -32,6 +32,7 @@ class SearchIndex:
         self._chase: dict[str, str | None] = {}
         self._null: dict[str, bool] = {}
         self._is_dir: dict[str, bool] = {}
+        self._conf_files: dict[str, tuple[tuple[str, str], ...]] = {}
 
     def listdir(self, directory: str) -> tuple[str, ...]:
         """RootFS.listdir(), once per directory and run; the type of every entry comes with it (RootFS.scan)."""
@@ -42,6 +43,18 @@ class SearchIndex:
             prefix = directory.rstrip("/") + "/"
             for name, kind in scanned:
                 self._kinds[prefix + name] = kind
+        return found
+
+    def conf_files(self, directory: str) -> tuple[tuple[str, str], ...]:
+        """(name, path) of each `*.conf` of a drop-in directory that is a file or a link, not hidden, in name order
+        (what conf_files_list_strv() takes from it), once per directory and run: a drop-in directory many units
+        share (service.d/, a dashed prefix) is looked at once."""
+        found = self._conf_files.get(directory)
+        if found is None:
+            pairs = ((entry, posixpath.join(directory, entry)) for entry in self.listdir(directory)
+                     if entry.endswith(".conf") and not entry.startswith("."))
+            found = self._conf_files[directory] = tuple(
+                (entry, path) for entry, path in pairs if self.kind(path) in (stat.S_IFREG, stat.S_IFLNK))
         return found
 
     def kind(self, path: str) -> int:

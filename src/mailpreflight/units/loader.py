@@ -269,11 +269,8 @@ class UnitLoader:
         # /dev/null link or empty file there masks that name further down and is listed, but adds nothing.
         chosen: dict[str, str] = {}
         for directory in directories:
-            for entry in self.index.listdir(directory):
-                if not entry.endswith(".conf") or entry.startswith(".") or entry in chosen:
-                    continue
-                path = posixpath.join(directory, entry)
-                if self.index.kind(path) in (stat.S_IFREG, stat.S_IFLNK):
+            for entry, path in self.index.conf_files(directory):
+                if entry not in chosen:
                     chosen[entry] = path
         return tuple(chosen[name] for name in sorted(chosen))
 
