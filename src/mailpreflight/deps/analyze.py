@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import RuleContext, kept, unexpanded
+from mailpreflight.deps.base import RuleContext, by_identity, kept, unexpanded
 from mailpreflight.deps.discover import discover
 from mailpreflight.deps.registry import DAEMONS, FALLBACK, UNIT_RULES, command_rules, rule_for
 from mailpreflight.deps.risks import CommandDeps, findings_for
@@ -107,16 +107,22 @@ def _daemon_index(entries: list[CommandDeps]) -> int:
     return starts[0] if starts else len(entries) - 1
 
 
-def _endpoints_of(deps: list[Dependency], fs: RootFS) -> tuple[tuple[Dependency, ...], tuple[Dependency, ...]]:
+_Endpoints = tuple[tuple[Dependency, ...], tuple[Dependency, ...]]
+_SHARED: dict[int, tuple[object, _Endpoints]] = {}  # _endpoints_of() of the tuples a fleet's units share
+
+
+def _endpoints_of(deps: Sequence[Dependency], fs: RootFS) -> _Endpoints:
     """_endpoints() as tuples, remembered: a fleet's units have the same few lists of dependencies, and share the
-    tuples (render/deps.py encodes each once; issue 14)."""
+    tuples (render/deps.py encodes each once; issue 14). A tuple is one the analysis remembered (sa-update's
+    plan_dependencies()), looked up by its identity: its dependencies are not hashed again for each unit."""
     if not deps:
         return (), ()
-    return kept(fs, "_endpoints", tuple(deps), lambda: _as_tuples(_endpoints(deps)))
+    if isinstance(deps, tuple):
+        return by_identity(_SHARED, deps, lambda: _as_tuples(_endpoints(list(deps))))
+    return kept(fs, "_endpoints", tuple(deps), lambda: _as_tuples(_endpoints(list(deps))))
 
 
-def _as_tuples(pair: tuple[list[Dependency], list[Dependency]]) -> tuple[tuple[Dependency, ...],
-                                                                          tuple[Dependency, ...]]:
+def _as_tuples(pair: tuple[list[Dependency], list[Dependency]]) -> _Endpoints:
     return tuple(pair[0]), tuple(pair[1])
 
 

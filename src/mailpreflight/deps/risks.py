@@ -6,9 +6,10 @@ from __future__ import annotations
 import shlex
 import stat
 from dataclasses import dataclass
+from operator import attrgetter
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.saupdate import SaUpdatePlan, worst_cases
+from mailpreflight.deps.saupdate import SaUpdatePlan
 from mailpreflight.model import Dependency, Fate, Finding, FoundCommand, Role, Severity, Source
 from mailpreflight.model.fastinit import fast_init
 from mailpreflight.units.execline import ExecCommand
@@ -132,8 +133,7 @@ def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout
             _command_line_hint(unit, command, plan),
             (f"{command.source}: {' '.join(command.argv)}",),
         ))
-    scenarios = worst_cases(plan)
-    worst = max(scenarios, key=lambda s: s.seconds)
+    worst = max(plan.worst, key=attrgetter("seconds"))
     seconds, name = worst.seconds, worst.name
     if command.bound is not None and command.bound < seconds:  # a wrapper stops it (timeout N, the guard)
         seconds, name = command.bound, f"{worst.name}, stopped by {command.bound_by}"
