@@ -62,10 +62,13 @@ def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
                                          tuple(_unique([*entry.mentions, *also])))
     timeout = start_timeout(unit, fs)
     facts = startup_facts(unit, fs, entries) if unit.load_state is LoadState.LOADED else None
-    findings = [*findings_for(unit, fs, entries, timeout), *(startup_findings(unit, facts, entries) if facts else []),
+    findings = [*findings_for(unit, fs, entries, timeout, context.service_type),
+                *(startup_findings(unit, facts, entries, context.service_type) if facts else []),
                 *amavis_findings(unit.id, fs, commands)]
-    if facts:  # an sa-update that dies before the network cannot hang: its timeout risks do not apply
-        doomed = {str(entries[i].command.source) for i, local in facts.sa_update if early_death(local, facts)}
+    # an sa-update that dies before the network cannot hang: its timeout risks do not apply
+    doomed = {str(entries[i].command.source) for i, local in facts.sa_update if early_death(local, facts)} \
+        if facts else set()
+    if doomed:
         findings = [f for f in findings
                     if not (f.code in ("MP103", "MP104") and any(e.split(": ", 1)[0] in doomed for e in f.evidence))]
     return UnitDeps(unit, tuple(entries), tuple(findings), timeout, facts)
