@@ -33,6 +33,7 @@ from mailpreflight.render.deps import (
     text_unit,
     unit_json,
 )
+from mailpreflight.render.escape import clean, clean_json
 from mailpreflight.units.loader import UnitLoader
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs/schemas/deps.schema.json").read_text())
@@ -212,6 +213,19 @@ def test_what_a_fleets_sa_updates_share_is_what_each_would_get_afresh(root: tupl
             checked += 1
     assert checked > UNITS / 2
     assert all(len(ids) == 1 for ids in by_line.values()), by_line  # one tuple per command line
+
+
+def test_json_text_is_escaped_as_clean_escapes_it(root: tuple[Path, list[str]]) -> None:
+    """clean_json() (deps --format json) passes ASCII JSON without DEL as it is, without clean()'s look at every
+    character: the same text as clean() for the fleet's units and for strings holding controls of every kind."""
+    path, _ = root
+    texts = [json_unit(unit_deps_view(result)) for result in analyze_tree(UnitLoader(RootFS(str(path))))]
+    hostile = ["\x7f", "a\x1b[2J", "\x00\x07\x08\r", "\x85\x9b", "\udcff", "é", "tab\tand\nnewline", "plain"]
+    texts += [json.dumps({"name": text, "argv": [text, "x"]}, ensure_ascii=False) for text in hostile]
+    for text in texts:
+        assert clean_json(text) == clean(text)
+    with_del = texts[-len(hostile)]
+    assert clean_json(with_del) != with_del and clean_json(texts[0]) is texts[0]  # DEL is escaped; the rest kept
 
 
 def test_streamed_text_is_the_listing_rendered_at_once(root: tuple[Path, list[str]]) -> None:
