@@ -18,6 +18,7 @@ import pytest
 from helpers import make_tree
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.analyze import UnitDeps, analyze
+from mailpreflight.deps.base import KEPT, by_identity
 from mailpreflight.deps.saupdate import dotted, installed_version, parse_args, plan, worst_cases
 from mailpreflight.deps.view import deps_view
 from mailpreflight.model import FoundCommand, Source
@@ -410,6 +411,19 @@ def test_cli_deps_text_and_unknown_unit() -> None:
     assert "TXT 5.4.3.updates.spamassassin.org" in proc.stdout and "MP103" in proc.stdout
     proc = cli("deps", "--root", str(EXAMPLE), "nothere.service")
     assert proc.returncode == 3 and "not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_by_identity_tells_equal_objects_apart_and_keeps_a_few() -> None:
+    """deps/base.py by_identity(): an equal object that is not the same one gets its own answer, and the cache
+    holds at most `most` objects."""
+    cache: dict[int, tuple[object, str]] = {}
+    first, second = tuple([1, 2]), tuple([1, 2])
+    assert by_identity(cache, first, lambda: "first") == "first"
+    assert by_identity(cache, second, lambda: "second") == "second"
+    assert by_identity(cache, first, lambda: "again") == "first"
+    for number in range(3 * KEPT):
+        by_identity(cache, (number,), str)
+    assert len(cache) == KEPT
 
 
 def test_found_command_is_plain_data() -> None:

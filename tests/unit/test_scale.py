@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jsonschema
@@ -20,7 +20,9 @@ from bigroot import generate
 from mailpreflight.access.ledger import READ_TOTAL_LIMIT
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.cli import fanout
-from mailpreflight.deps.analyze import analyze, analyze_tree
+from mailpreflight.deps.analyze import _as_tuples, _endpoints, analyze, analyze_tree
+from mailpreflight.deps.base import RuleContext
+from mailpreflight.deps.saupdate import SaUpdateRule, _worst_cases
 from mailpreflight.deps.view import deps_view, unit_deps_view
 from mailpreflight.render.deps import (
     json_document,
@@ -31,6 +33,7 @@ from mailpreflight.render.deps import (
     text_unit,
     unit_json,
 )
+from mailpreflight.render.escape import clean, clean_json
 from mailpreflight.units.loader import UnitLoader
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs/schemas/deps.schema.json").read_text())
@@ -183,6 +186,46 @@ def test_a_unit_put_together_from_pieces_is_the_json_of_its_document(root: tuple
     assert len(views) > UNITS / 2
     for view in views:
         assert json_unit(view) == json.dumps(unit_json(view), ensure_ascii=False)
+    # a string of the unit's own that encodes like the hole a shared list's text goes into
+    for name in ("\x00", 'x"\x00'):
+        view = replace(views[0], name=name)
+        assert json_unit(view) == json.dumps(unit_json(view), ensure_ascii=False)
+
+
+def test_what_a_fleets_sa_updates_share_is_what_each_would_get_afresh(root: tuple[Path, list[str]]) -> None:
+    """sa-update's dependencies, their split into endpoints and mentions, and its worst cases are remembered for a
+    fleet's units and handed out as the same tuples (looked up by their identity, not hashed again): each is what
+    the unit's own plan gives when nothing is remembered."""
+    path, _ = root
+    fs = RootFS(str(path))
+    results = analyze_tree(UnitLoader(fs))
+    by_line: dict[tuple[str, ...], set[int]] = {}
+    checked = 0
+    for result in results:
+        context = RuleContext.of(result.unit, fs)
+        for entry in result.commands:
+            if entry.plan is None:
+                continue
+            fresh = SaUpdateRule._plan_dependencies(entry.plan, entry.command, context.role(entry.command))
+            assert (entry.dependencies, entry.mentions) == _as_tuples(_endpoints(fresh))
+            assert entry.plan.worst == tuple(_worst_cases(entry.plan))
+            by_line.setdefault(entry.command.argv, set()).add(id(entry.dependencies))
+            checked += 1
+    assert checked > UNITS / 2
+    assert all(len(ids) == 1 for ids in by_line.values()), by_line  # one tuple per command line
+
+
+def test_json_text_is_escaped_as_clean_escapes_it(root: tuple[Path, list[str]]) -> None:
+    """clean_json() (deps --format json) passes ASCII JSON without DEL as it is, without clean()'s look at every
+    character: the same text as clean() for the fleet's units and for strings holding controls of every kind."""
+    path, _ = root
+    texts = [json_unit(unit_deps_view(result)) for result in analyze_tree(UnitLoader(RootFS(str(path))))]
+    hostile = ["\x7f", "a\x1b[2J", "\x00\x07\x08\r", "\x85\x9b", "\udcff", "é", "tab\tand\nnewline", "plain"]
+    texts += [json.dumps({"name": text, "argv": [text, "x"]}, ensure_ascii=False) for text in hostile]
+    for text in texts:
+        assert clean_json(text) == clean(text)
+    with_del = texts[-len(hostile)]
+    assert clean_json(with_del) != with_del and clean_json(texts[0]) is texts[0]  # DEL is escaped; the rest kept
 
 
 def test_streamed_text_is_the_listing_rendered_at_once(root: tuple[Path, list[str]]) -> None:

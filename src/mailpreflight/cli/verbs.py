@@ -11,7 +11,7 @@ from mailpreflight.cli.env import Environment
 from mailpreflight.cli.options import positive as _positive
 from mailpreflight.errors import MailpreflightError
 from mailpreflight.model import Status, UnitDepsView
-from mailpreflight.render.escape import clean
+from mailpreflight.render.escape import clean, clean_json
 
 if TYPE_CHECKING:
     from mailpreflight.access.rootfs import RootFS
@@ -337,8 +337,10 @@ def _deps(args: argparse.Namespace, env: Environment) -> Status:
     loader = UnitLoader(_root(args))
     unit_text, document = (json_unit, json_document) if args.format == "json" else (text_unit, text_document)
 
+    escape = clean_json if args.format == "json" else clean
+
     def render(view: UnitDepsView) -> str:
-        return clean(unit_text(view))  # escaped where it is rendered: in the workers, not in the writing parent
+        return escape(unit_text(view))  # escaped where it is rendered: in the workers, not in the writing parent
 
     if args.units:
         views = [unit_deps_view(result) for result in analyze_names(loader, args.units, args.sa_version)]

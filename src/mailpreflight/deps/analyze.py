@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import RuleContext, kept, unexpanded
+from mailpreflight.deps.base import RuleContext, by_identity, kept, unexpanded
 from mailpreflight.deps.discover import discover
 from mailpreflight.deps.registry import DAEMONS, FALLBACK, UNIT_RULES, command_rules, rule_for
 from mailpreflight.deps.risks import CommandDeps, findings_for
@@ -62,10 +62,13 @@ def analyze(unit: Unit, fs: RootFS, sa_version: str | None = None) -> UnitDeps:
                                          tuple(_unique([*entry.mentions, *also])))
     timeout = start_timeout(unit, fs)
     facts = startup_facts(unit, fs, entries) if unit.load_state is LoadState.LOADED else None
-    findings = [*findings_for(unit, fs, entries, timeout), *(startup_findings(unit, facts, entries) if facts else []),
+    findings = [*findings_for(unit, fs, entries, timeout, context.service_type),
+                *(startup_findings(unit, facts, entries, context.service_type) if facts else []),
                 *amavis_findings(unit.id, fs, commands)]
-    if facts:  # an sa-update that dies before the network cannot hang: its timeout risks do not apply
-        doomed = {str(entries[i].command.source) for i, local in facts.sa_update if early_death(local, facts)}
+    # an sa-update that dies before the network cannot hang: its timeout risks do not apply
+    doomed = {str(entries[i].command.source) for i, local in facts.sa_update if early_death(local, facts)} \
+        if facts else set()
+    if doomed:
         findings = [f for f in findings
                     if not (f.code in ("MP103", "MP104") and any(e.split(": ", 1)[0] in doomed for e in f.evidence))]
     return UnitDeps(unit, tuple(entries), tuple(findings), timeout, facts)
@@ -107,16 +110,22 @@ def _daemon_index(entries: list[CommandDeps]) -> int:
     return starts[0] if starts else len(entries) - 1
 
 
-def _endpoints_of(deps: list[Dependency], fs: RootFS) -> tuple[tuple[Dependency, ...], tuple[Dependency, ...]]:
+_Endpoints = tuple[tuple[Dependency, ...], tuple[Dependency, ...]]
+_SHARED: dict[int, tuple[object, _Endpoints]] = {}  # _endpoints_of() of the tuples a fleet's units share
+
+
+def _endpoints_of(deps: Sequence[Dependency], fs: RootFS) -> _Endpoints:
     """_endpoints() as tuples, remembered: a fleet's units have the same few lists of dependencies, and share the
-    tuples (render/deps.py encodes each once; issue 14)."""
+    tuples (render/deps.py encodes each once; issue 14). A tuple is one the analysis remembered (sa-update's
+    plan_dependencies()), looked up by its identity: its dependencies are not hashed again for each unit."""
     if not deps:
         return (), ()
-    return kept(fs, "_endpoints", tuple(deps), lambda: _as_tuples(_endpoints(deps)))
+    if isinstance(deps, tuple):
+        return by_identity(_SHARED, deps, lambda: _as_tuples(_endpoints(list(deps))))
+    return kept(fs, "_endpoints", tuple(deps), lambda: _as_tuples(_endpoints(list(deps))))
 
 
-def _as_tuples(pair: tuple[list[Dependency], list[Dependency]]) -> tuple[tuple[Dependency, ...],
-                                                                          tuple[Dependency, ...]]:
+def _as_tuples(pair: tuple[list[Dependency], list[Dependency]]) -> _Endpoints:
     return tuple(pair[0]), tuple(pair[1])
 
 

@@ -36,6 +36,20 @@ def remembered(cache: dict[_K, _T], key: _K, compute: Callable[[], _T], most: in
     return value
 
 
+def by_identity(cache: dict[int, tuple[object, _T]], of: object, compute: Callable[[], _T], most: int = KEPT) -> _T:
+    """remembered() for a result that depends on one object a fleet's units share (a tuple the analysis
+    remembered), looked up by its identity: its fields are not hashed again for each unit. Each entry holds the
+    object, so no other object can take its id meanwhile."""
+    found = cache.get(id(of))
+    if found is not None and found[0] is of:
+        return found[1]
+    value = compute()
+    if len(cache) >= most:
+        del cache[next(iter(cache))]
+    cache[id(of)] = (of, value)
+    return value
+
+
 def kept(fs: RootFS, kind: str, key: Hashable, compute: Callable[[], _T]) -> _T:
     """remembered() in fs.memo(), for a result that depends on a unit's command line or settings and on the tree:
     per RootFS (fs.forget() drops them too), at most KEPT per `kind` (the name of the function computing them)."""

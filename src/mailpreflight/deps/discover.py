@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import SYSTEMD_PATH, chased, remembered
+from mailpreflight.deps.base import SYSTEMD_PATH, chased, kept, remembered
 from mailpreflight.deps.guardline import UsageError, ok_statuses, parse_args
 from mailpreflight.deps.shell import ShellReading, read_shell
 from mailpreflight.deps.shell.status import compose, merge
@@ -42,7 +42,7 @@ class _Context:
     why: tuple[str, ...]
     via: tuple[str, ...]
     user: str | None
-    env: Mapping[str, str]
+    env: Mapping[str, str]  # never changed once in a context: the commands found share it
     depth: int = 0
     read_script: bool = True  # scripts are read one level deep only
     fates: tuple[StatusFate, ...] = ()  # what the script(s) around it do with its exit status, when they look
@@ -90,7 +90,7 @@ def discover_argv(argv: Sequence[str], fs: RootFS, env: Mapping[str, str], key: 
 def _unwrap(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand]:
     if not argv or context.depth > MAX_DEPTH:
         return []
-    tool = posixpath.basename(argv[0])
+    tool = argv[0].rpartition("/")[2]  # posixpath.basename()
     if tool in QUIET and context.via:
         return []
     handler = _WRAPPERS.get(tool)
@@ -105,7 +105,7 @@ def _unwrap(argv: list[str], context: _Context, fs: RootFS) -> list[FoundCommand
         return _shell(argv, context, fs)
     script = _script_path(argv[0], fs, context.env) if context.read_script else None
     own = FoundCommand(tool, tuple(argv), context.key, context.source, context.tolerated, context.why,
-                       context.via, context.user, dict(context.env), status_fates=context.fates,
+                       context.via, context.user, context.env, status_fates=context.fates,
                        bound=context.bound, bound_by=context.bound_by)
     if script is None:
         return [own]
@@ -167,12 +167,12 @@ def _script_commands(text: str, path: str | None, args: Sequence[str], context: 
         source = Source(path, command.line + first_line_offset) if path else context.source
         # The script names the line that looks at the status; where that is, as the guest sees it.
         fates = tuple(replace(f, where=f"{path}:{int(f.where) + first_line_offset}" if path else str(context.source))
-                      for f in command.status_fates)
+                      for f in command.status_fates) if command.status_fates else ()
         inner = _with(
             context, source=source, tolerated=context.tolerated or command.tolerated,
-            why=context.why + tuple(command.why), env={**env, **command.assignments},
-            fates=compose(context.fates, fates))
-        found.extend(_unwrap(list(command.argv), _with(inner, depth=context.depth + 1), fs))
+            why=context.why + tuple(command.why), env={**env, **command.assignments} if command.assignments else env,
+            fates=compose(context.fates, fates), depth=context.depth + 1)
+        found.extend(_unwrap(list(command.argv), inner, fs))
     return found
 
 
@@ -264,14 +264,14 @@ def _file_test(fs: RootFS, test: str, path: str) -> bool | None:
 
 def _plain(argv: list[str], context: _Context) -> FoundCommand:
     return FoundCommand(posixpath.basename(argv[0]), tuple(argv), context.key, context.source, context.tolerated,
-                        context.why, context.via, context.user, dict(context.env), status_fates=context.fates)
+                        context.why, context.via, context.user, context.env, status_fates=context.fates)
 
 
 def _script_path(program: str, fs: RootFS, env: Mapping[str, str]) -> str | None:
-    """The guest path of a shell script the program names, if it is one (looked up once per RootFS: every unit
-    runs the same few programs)."""
+    """The guest path of a shell script the program names, if it is one (remembered a while, kept(): every unit
+    of a fleet runs the same few programs)."""
     search = None if program.startswith("/") else env.get("PATH")
-    return fs.memo(("_script_path", program, search), lambda: _find_script(program, fs, env))
+    return kept(fs, "_script_path", (program, search), lambda: _find_script(program, fs, env))
 
 
 def _find_script(program: str, fs: RootFS, env: Mapping[str, str]) -> str | None:

@@ -3,7 +3,7 @@ of their arguments are only mentioned (low confidence), never probed nor allowed
 
 from __future__ import annotations
 
-from mailpreflight.deps.base import CommandRule, UnitRule
+from mailpreflight.deps.base import CommandRule, UnitRule, remembered
 from mailpreflight.deps.fetchmail import FetchmailRule
 from mailpreflight.deps.freshclam import FreshclamRule
 from mailpreflight.deps.postfix import PostfixRule
@@ -18,10 +18,17 @@ DAEMONS = frozenset(SPAM_DAEMONS) | {"freshclam", "fetchmail", "postfix", "maste
 FALLBACK = UnknownCommandRule()
 
 
+_RULES: dict[str | None, tuple[CommandRule, ...]] = {}
+
+
 def command_rules(sa_version: str | None = None) -> tuple[CommandRule, ...]:
-    return (SaUpdateRule(sa_version), FreshclamRule(), FetchmailRule(), PostfixRule(), UrlFetchRule())
+    """The rules (which keep nothing but `sa_version`), made once per version: every unit asks."""
+    return remembered(_RULES, sa_version, lambda: (SaUpdateRule(sa_version), FreshclamRule(), FetchmailRule(),
+                                                   PostfixRule(), UrlFetchRule()))
 
 
 def rule_for(tool: str, rules: tuple[CommandRule, ...]) -> CommandRule:
-    fallback: CommandRule = FALLBACK
-    return next((rule for rule in rules if tool in rule.tools), fallback)
+    for rule in rules:
+        if tool in rule.tools:
+            return rule
+    return FALLBACK

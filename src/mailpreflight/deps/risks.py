@@ -6,15 +6,15 @@ from __future__ import annotations
 import shlex
 import stat
 from dataclasses import dataclass
+from operator import attrgetter
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.saupdate import SaUpdatePlan, worst_cases
+from mailpreflight.deps.saupdate import SaUpdatePlan
 from mailpreflight.model import Dependency, Fate, Finding, FoundCommand, Role, Severity, Source
 from mailpreflight.model.fastinit import fast_init
 from mailpreflight.units.execline import ExecCommand
 from mailpreflight.units.loader import Unit
 from mailpreflight.units.timeouts import StartTimeout
-from mailpreflight.units.unit import service_type
 
 NETWORK_ONLINE = "network-online.target"
 SLOW_BOOT_SECONDS = 300.0
@@ -34,21 +34,25 @@ class CommandDeps:
     mentions: tuple[Dependency, ...] = ()  # seen in its text, not known to be contacted: never probed nor allowed
 
 
-def findings_for(unit: Unit, fs: RootFS, commands: list[CommandDeps], timeout: StartTimeout) -> list[Finding]:
+def findings_for(unit: Unit, fs: RootFS, commands: list[CommandDeps], timeout: StartTimeout,
+                 service_type: str) -> list[Finding]:
+    """`service_type`: the unit's, units.unit.service_type()'s name (RuleContext.service_type)."""
     found: list[Finding] = []
     for entry in commands:
-        found += _untolerated(unit, entry)
+        found += _untolerated(unit, entry, service_type)
         if entry.plan is not None:
-            found += _sa_update(unit, fs, entry, timeout)
+            found += _sa_update(unit, fs, entry, timeout, service_type)
     found += _network_online(unit, commands)
     return found
 
 
-def _untolerated(unit: Unit, entry: CommandDeps) -> list[Finding]:
+def _untolerated(unit: Unit, entry: CommandDeps, service_type: str) -> list[Finding]:
     command = entry.command
-    start = [d for d in entry.dependencies if d.role is Role.START]
+    start = [d for d in entry.dependencies if d.role is Role.START] if entry.dependencies else []
+    if not start:
+        return []
     script_checked = command.tolerated and all("status checked" in why for why in command.tolerated_why)
-    if not start or (command.tolerated and not script_checked):
+    if command.tolerated and not script_checked:
         return []
     network_failure = (4,) if command.tool == "sa-update" else tuple(range(1, 256))  # sa-update: 4, DNS/HTTP
     outcomes = [command.fate_of(status) for status in network_failure] if script_checked else []
@@ -80,7 +84,7 @@ def _untolerated(unit: Unit, entry: CommandDeps) -> list[Finding]:
              if where.rpartition(":")[2].isdigit() and where.startswith("/") else
              "make sure the script's check accepts the tool's network-failure status") + (
                 f", or let `mailpreflight dropin install {unit.id}` wrap it in a bounded guard"
-                if _guardable(unit, command) else ""),
+                if _guardable(command, service_type) else ""),
             (f"{command.source}: {' '.join(command.argv)}", f"{len(start)} network endpoints, e.g. {start[0].target}"),
         )]
     return [Finding(
@@ -91,9 +95,9 @@ def _untolerated(unit: Unit, entry: CommandDeps) -> list[Finding]:
     )]
 
 
-def _guardable(unit: Unit, command: FoundCommand) -> bool:
+def _guardable(command: FoundCommand, service_type: str) -> bool:
     """Does `mailpreflight dropin install` wrap the command (an ExecStartPre, or a oneshot's ExecStart)?"""
-    return command.key == "ExecStartPre" or (command.key == "ExecStart" and service_type(unit).name == "oneshot")
+    return command.key == "ExecStartPre" or (command.key == "ExecStart" and service_type == "oneshot")
 
 
 def _exec_line(unit: Unit, command: FoundCommand) -> ExecCommand | None:
@@ -109,7 +113,8 @@ def _exec_path(unit: Unit, command: FoundCommand) -> str:
     return command.via[0] if command.via else command.argv[0]
 
 
-def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout) -> list[Finding]:
+def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout,
+               service_type: str) -> list[Finding]:
     command, plan = entry.command, entry.plan
     assert plan is not None
     found: list[Finding] = []
@@ -119,8 +124,8 @@ def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout
             "MP102", Severity.CRITICAL, unit.id,
             "sa-update exits 1 when no new rules are published (most days), and that fails the start",
             (f"let `mailpreflight dropin install {unit.id}` wrap it in a bounded guard that accepts its failure, or "
-             if _guardable(unit, command) else "") + "treat exit 1 as success where it runs (a '-' prefix on the "
-            "Exec line, || [ $? -eq 1 ] after it in a script)",
+             if _guardable(command, service_type) else "") + "treat exit 1 as success where it runs (a '-' prefix on "
+            "the Exec line, || [ $? -eq 1 ] after it in a script)",
             (f"{command.source}: {' '.join(command.argv)}", "sa-update exit codes: sa-update.raw l.1257-1271"),
         ))
     never = _never_updates(plan)
@@ -132,8 +137,7 @@ def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout
             _command_line_hint(unit, command, plan),
             (f"{command.source}: {' '.join(command.argv)}",),
         ))
-    scenarios = worst_cases(plan)
-    worst = max(scenarios, key=lambda s: s.seconds)
+    worst = max(plan.worst, key=attrgetter("seconds"))
     seconds, name = worst.seconds, worst.name
     if command.bound is not None and command.bound < seconds:  # a wrapper stops it (timeout N, the guard)
         seconds, name = command.bound, f"{worst.name}, stopped by {command.bound_by}"
@@ -145,7 +149,7 @@ def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout
             f"TimeoutStartSec: the start fails with Result=timeout{covered}",
             "'|| true' and '-' cover exit codes, never a timeout: " + (
                 f"`mailpreflight dropin install {unit.id}` bounds its run time (the guard's --timeout) and makes "
-                "TimeoutStartSec long enough for it" if _guardable(unit, command) else
+                "TimeoutStartSec long enough for it" if _guardable(command, service_type) else
                 "bound sa-update's run time (the guard's --timeout) below TimeoutStartSec") +
             ", or move updates to a timer",
             (f"{command.source}: {' '.join(command.argv)}", worst.detail,
@@ -156,7 +160,7 @@ def _sa_update(unit: Unit, fs: RootFS, entry: CommandDeps, timeout: StartTimeout
             "MP104", Severity.WARNING, unit.id,
             f"sa-update can block the start for {seconds:.0f} s ({name}); there is no start timeout",
             (f"bound it: `mailpreflight dropin install {unit.id}` wraps it in the guard (--timeout)"
-             if _guardable(unit, command) else "bound it with the guard's --timeout") +
+             if _guardable(command, service_type) else "bound it with the guard's --timeout") +
             ", or run updates from a timer instead of the start path",
             (f"{command.source}", worst.detail, timeout.learned_from),
         ))
@@ -326,7 +330,6 @@ def _network_online(unit: Unit, commands: list[CommandDeps]) -> list[Finding]:
     after = {a.value for a in unit.values("Unit", "After")}
     wanted = any(NETWORK_ONLINE in v.split() for v in wants)
     ordered = any(NETWORK_ONLINE in v.split() for v in after)
-    needs_network = any(d.role is Role.START for e in commands for d in e.dependencies)
     if ordered and not wanted:
         return [Finding("MP110", Severity.WARNING, unit.id,
                         f"After={NETWORK_ONLINE} without Wants=: the unit waits for the network only if "
@@ -336,7 +339,7 @@ def _network_online(unit: Unit, commands: list[CommandDeps]) -> list[Finding]:
         return [Finding("MP111", Severity.WARNING, unit.id,
                         f"Wants={NETWORK_ONLINE} without After=: the target is started but not waited for",
                         f"add After={NETWORK_ONLINE}", ())]
-    if needs_network and not wanted and not ordered:
+    if not wanted and not ordered and any(d.role is Role.START for e in commands for d in e.dependencies):
         return [Finding("MP112", Severity.WARNING, unit.id,
                         "commands in the start path need the network, but the unit neither wants nor waits "
                         f"for {NETWORK_ONLINE}: at boot they may run before the network is up",

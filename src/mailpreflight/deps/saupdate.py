@@ -33,6 +33,7 @@ import re
 import time
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.base import SYSTEMD_PATH, RuleContext, kept, remembered, unexpanded
@@ -187,6 +188,16 @@ class SaUpdatePlan:
     proxies: Mapping[str, str]
     resolver: Resolver
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @cached_property
+    def worst(self) -> tuple[Scenario, ...]:
+        """worst_cases(), worked out once per plan (the findings and the view both ask): the tuple a fleet's plans
+        share."""
+        # all it reads of the plan (a pure function of it, remembered)
+        key = (bool(self.args.install), self.resolver.retrans, self.resolver.retry,
+               self.downloader, tuple((len(c.mirrors), c.needs_mirror_refresh, c.mirrored_by_age is None)
+                                      for c in self.channels))
+        return remembered(_WORST, key, lambda: tuple(_worst_cases(self)))
 
 
 def dotted(version: str) -> str | None:
@@ -381,19 +392,20 @@ class SaUpdateRule:
         self.sa_version = sa_version
 
     def dependencies(self, command: FoundCommand, context: RuleContext) -> list[Dependency]:
-        return self.plan_dependencies(plan(command, context.fs, self.sa_version), command, context)
+        return list(self.plan_dependencies(plan(command, context.fs, self.sa_version), command, context))
 
     @staticmethod
-    def plan_dependencies(found: SaUpdatePlan, command: FoundCommand, context: RuleContext) -> list[Dependency]:
-        """The dependencies of a plan already made (analyze() needs the plan itself too)."""
+    def plan_dependencies(found: SaUpdatePlan, command: FoundCommand, context: RuleContext) -> Sequence[Dependency]:
+        """The dependencies of a plan already made (analyze() needs the plan itself too): the tuple a fleet's units
+        share when no proxy variable is involved, else a list of this command's own."""
         role = context.role(command)
         if found.proxies or any(name.lower() in ("http_proxy", "https_proxy") for name in command.env):
             return SaUpdateRule._plan_dependencies(found, command, role)
         # no proxy: nothing of the command but its role is in them, the same for a fleet's units (issue 14)
         key = (role, found.args.install, found.args.gpg, found.resolver,
                tuple((c.version_query, c.mirrors_query, c.mirrored_by, c.mirrors) for c in found.channels))
-        return list(kept(context.fs, "plan_dependencies", key,
-                         lambda: tuple(SaUpdateRule._plan_dependencies(found, command, role))))
+        return kept(context.fs, "plan_dependencies", key,
+                    lambda: tuple(SaUpdateRule._plan_dependencies(found, command, role)))
 
     @staticmethod
     def _plan_dependencies(found: SaUpdatePlan, command: FoundCommand, role: Role) -> list[Dependency]:
@@ -464,12 +476,7 @@ def worst_cases(found: SaUpdatePlan) -> list[Scenario]:
 
     Channels are processed one after the other (l.476), so their times add up.
     """
-    # all it reads of the plan (a pure function of it, remembered: every unit's sa-update asks, twice)
-    key = (bool(found.args.install), found.resolver.retrans, found.resolver.retry,
-           found.downloader, tuple((len(c.mirrors), c.needs_mirror_refresh, c.mirrored_by_age is None)
-                                   for c in found.channels))
-    scenarios: tuple[Scenario, ...] = remembered(_WORST, key, lambda: tuple(_worst_cases(found)))
-    return list(scenarios)
+    return list(found.worst)
 
 
 def _worst_cases(found: SaUpdatePlan) -> list[Scenario]:

@@ -34,7 +34,6 @@ from mailpreflight.model.fastinit import fast_init
 from mailpreflight.units.distro import distribution
 from mailpreflight.units.loader import Unit
 from mailpreflight.units.sandbox import Sandbox, sandbox_of
-from mailpreflight.units.unit import service_type
 
 LOCAL_RULES_DIR = "/etc/spamassassin"
 
@@ -255,7 +254,9 @@ def early_death(local: SaUpdateLocal, facts: StartupFacts) -> str | None:
     return None
 
 
-def startup_findings(unit: Unit, facts: StartupFacts, entries: list[CommandDeps]) -> list[Finding]:
+def startup_findings(unit: Unit, facts: StartupFacts, entries: list[CommandDeps],
+                     service_type: str) -> list[Finding]:
+    """`service_type`: the unit's, units.unit.service_type()'s name (RuleContext.service_type)."""
     found = []
     for skipped in facts.missing_programs:
         if skipped.ignored:
@@ -284,7 +285,7 @@ def startup_findings(unit: Unit, facts: StartupFacts, entries: list[CommandDeps]
                                  (str(command.source),)))
     for index, error in facts.config_errors:
         command = entries[index].command
-        daemon = command.key == "ExecStart" and service_type(unit).name != "oneshot"
+        daemon = command.key == "ExecStart" and service_type != "oneshot"
         outcome = ("the service fails right after it starts" if daemon else
                    "the start fails" if not command.tolerated else f"tolerated ({', '.join(command.tolerated_why)})")
         found.append(Finding(
@@ -317,11 +318,16 @@ def _writable_hint(unit: Unit, facts: StartupFacts, index: int, local: SaUpdateL
 
 
 def startup_facts(unit: Unit, fs: RootFS, entries: list[CommandDeps]) -> StartupFacts:
-    sa = tuple((index, facts) for index, entry in enumerate(entries)
-               if (facts := sa_update_local(entry, fs)) is not None)
-    version = next((e.plan.sa_version for e in entries if e.plan is not None and e.plan.sa_version), None)
-    errors = tuple((index, error) for index, entry in enumerate(entries) if entry.command.tool == "freshclam"
-                   and (error := config_error(fs, entry.command.argv)) is not None)
+    sa: list[tuple[int, SaUpdateLocal]] = []
+    errors: list[tuple[int, ConfigError]] = []
+    version = None  # the first sa-update's that knows it
+    for index, entry in enumerate(entries):
+        local = sa_update_local(entry, fs)
+        if local is not None and entry.plan is not None:
+            sa.append((index, local))
+            version = version or entry.plan.sa_version or None
+        if entry.command.tool == "freshclam" and (error := config_error(fs, entry.command.argv)) is not None:
+            errors.append((index, error))
     install_gpg = StartupFacts.install_gpg
     if any(local.installed and local.gpg and local.gpg_program is None for _, local in sa):  # only for the hint
         family = distribution(fs)
@@ -331,5 +337,5 @@ def startup_facts(unit: Unit, fs: RootFS, entries: list[CommandDeps]) -> Startup
     blocked = tuple((index, (directory, _existing_parent(fs, directory))) for index, local in sa
                     if (directory := blocked_dir(local, sandbox)) is not None)
     rules = spamd_rules(unit, fs, version)
-    return StartupFacts(sandbox, sa, rules, missing_programs(unit, fs), errors, install_gpg, blocked,
+    return StartupFacts(sandbox, tuple(sa), rules, missing_programs(unit, fs), tuple(errors), install_gpg, blocked,
                         cleans_rules(unit, rules))

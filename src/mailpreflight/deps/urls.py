@@ -431,7 +431,7 @@ class UnknownCommandRule:
 
     def mentions(self, command: FoundCommand, context: RuleContext) -> list[Dependency]:
         words = command.argv[1:]
-        if not any(":" in word for word in words):
+        if ":" not in " ".join(words):
             return []  # a URL and a host:port both hold a colon: most command lines have none
         role = context.role(command)
         where = str(command.source)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mailpreflight.deps.analyze import UnitDeps
-from mailpreflight.deps.base import remembered
-from mailpreflight.deps.saupdate import SaUpdatePlan, Scenario, worst_cases
+from mailpreflight.deps.base import by_identity
+from mailpreflight.deps.saupdate import SaUpdatePlan, Scenario
 from mailpreflight.model import CommandDepsView, SaChannelView, SaUpdateView, ScenarioView, UnitDepsView
 
-_SCENARIOS: dict[tuple[Scenario, ...], tuple[ScenarioView, ...]] = {}  # a fleet's sa-updates have a few
+_SCENARIOS: dict[int, tuple[object, tuple[ScenarioView, ...]]] = {}  # a fleet's sa-updates have a few
 
 
 def sa_update_view(plan: SaUpdatePlan) -> SaUpdateView:
@@ -18,12 +18,12 @@ def sa_update_view(plan: SaUpdatePlan) -> SaUpdateView:
         downloader=plan.downloader,
         channels=tuple(SaChannelView(c.channel, c.mirrored_by, len(c.mirrors), c.mirrored_by_age,
                                      c.installed_revision) for c in plan.channels),
-        worst_cases=_scenario_views(tuple(worst_cases(plan))))
+        worst_cases=_scenario_views(plan.worst))
 
 
 def _scenario_views(scenarios: tuple[Scenario, ...]) -> tuple[ScenarioView, ...]:
-    return remembered(_SCENARIOS, scenarios,
-                      lambda: tuple(ScenarioView(s.name, s.seconds, s.exit_status, s.detail) for s in scenarios))
+    return by_identity(_SCENARIOS, scenarios,
+                       lambda: tuple(ScenarioView(s.name, s.seconds, s.exit_status, s.detail) for s in scenarios))
 
 
 def unit_deps_view(result: UnitDeps) -> UnitDepsView:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from mailpreflight.model import Dependency, Finding, FoundCommand, SaUpdateView, ScenarioView, UnitDepsView
+from mailpreflight.model import Dependency, Finding, FoundCommand, ScenarioView, UnitDepsView
 
 SCHEMA_VERSION = 1
 _Item = TypeVar("_Item")
@@ -36,57 +36,58 @@ def _dependency_json(d: Dependency) -> dict[str, Any]:
             "confidence": d.confidence.value, "note": d.note}
 
 
-# unit_json() and json_unit() build the same document from the same pieces: the unit's and each command's own
-# fields (_unit_head, _command_head, _command_tail), the lists of dependencies and worst cases, sa-update's plan.
-def _unit_head(result: UnitDepsView) -> dict[str, Any]:
-    return {"name": result.name, "fragment_path": result.fragment_path, "generated_by": result.generated_by,
-            "start_timeout_s": result.start_timeout_s, "start_timeout_from": result.start_timeout_from}
-
-
-def _command_head(command: FoundCommand) -> dict[str, Any]:
-    return {"tool": command.tool, "argv": list(command.argv), "key": command.key, "source": str(command.source),
+# unit_json() and json_unit() build the same document (_document): json_unit() with each list a fleet's units
+# share (the dependencies and the sa-update worst cases the analysis remembered, issue 14) left as a hole its text,
+# encoded once per list, is put into.
+def _document(result: UnitDepsView, shared: Callable[[tuple[Any, ...], Callable[[Any], dict[str, Any]]], Any]
+              ) -> dict[str, Any]:
+    commands = []
+    for entry in result.commands:
+        command = entry.command
+        item: dict[str, Any] = {
+            "tool": command.tool, "argv": list(command.argv), "key": command.key, "source": str(command.source),
             "tolerated": command.tolerated, "tolerated_why": list(command.tolerated_why), "via": list(command.via),
-            "user": command.user}
-
-
-def _command_tail(command: FoundCommand) -> dict[str, Any]:
-    return {**status_fates_json(command), **({"ends": command.ends} if command.ends else {})}
-
-
-def _sa_update_head(plan: SaUpdateView) -> dict[str, Any]:
-    return {"version": plan.version, "version_source": plan.version_source, "updatedir": plan.updatedir,
-            "downloader": plan.downloader,
-            "channels": [{"channel": c.channel, "mirrored_by": c.mirrored_by, "mirrors": c.mirrors,
-                          "mirrored_by_age_s": c.mirrored_by_age_s, "installed_revision": c.installed_revision}
-                         for c in plan.channels]}
+            "user": command.user,
+            "dependencies": shared(entry.dependencies, _dependency_json),
+            "mentioned": shared(entry.mentions, _dependency_json),
+            **status_fates_json(command),
+        }
+        if command.ends:
+            item["ends"] = command.ends
+        plan = entry.sa_update
+        if plan is not None:
+            item["sa_update"] = {
+                "version": plan.version, "version_source": plan.version_source, "updatedir": plan.updatedir,
+                "downloader": plan.downloader,
+                "channels": [{"channel": c.channel, "mirrored_by": c.mirrored_by, "mirrors": c.mirrors,
+                              "mirrored_by_age_s": c.mirrored_by_age_s, "installed_revision": c.installed_revision}
+                             for c in plan.channels],
+                "worst_cases": shared(plan.worst_cases, _scenario_json)}
+        commands.append(item)
+    return {"name": result.name, "fragment_path": result.fragment_path, "generated_by": result.generated_by,
+            "start_timeout_s": result.start_timeout_s, "start_timeout_from": result.start_timeout_from,
+            "commands": commands, "findings": [finding_json(f) for f in result.findings]}
 
 
 def _scenario_json(s: ScenarioView) -> dict[str, Any]:
     return {"scenario": s.name, "seconds": s.seconds, "exit_status": s.exit_status, "detail": s.detail}
 
 
+def _listed(items: tuple[_Item, ...], item_json: Callable[[_Item], dict[str, Any]]) -> list[dict[str, Any]]:
+    return [item_json(item) for item in items]
+
+
 def unit_json(result: UnitDepsView) -> dict[str, Any]:
-    commands = []
-    for entry in result.commands:
-        item: dict[str, Any] = {
-            **_command_head(entry.command),
-            "dependencies": [_dependency_json(d) for d in entry.dependencies],
-            "mentioned": [_dependency_json(d) for d in entry.mentions],
-            **_command_tail(entry.command),
-        }
-        if entry.sa_update is not None:
-            item["sa_update"] = {**_sa_update_head(entry.sa_update),
-                                 "worst_cases": [_scenario_json(s) for s in entry.sa_update.worst_cases]}
-        commands.append(item)
-    return {**_unit_head(result), "commands": commands, "findings": [finding_json(f) for f in result.findings]}
+    return _document(result, _listed)
 
 
 _encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False), the encoder made once
-# The JSON text of tuples the units of a fleet share (the dependencies and the sa-update worst cases the analysis
-# remembered, issue 14), by the identity of the tuple. Each entry holds its tuple, so no other object can take
-# its id meanwhile.
+# The JSON text of tuples the units of a fleet share, by the identity of the tuple. Each entry holds its tuple, so
+# no other object can take its id meanwhile.
 _TEXTS: dict[int, tuple[tuple[Any, ...], str]] = {}
 _TEXTS_KEPT = 64
+_HOLE = "\x00"  # where a shared list's text goes; encoded, _HOLE_TEXT
+_HOLE_TEXT = _encode(_HOLE)
 
 
 def _shared_text(items: tuple[_Item, ...], item_json: Callable[[_Item], dict[str, Any]]) -> str:
@@ -102,27 +103,19 @@ def _shared_text(items: tuple[_Item, ...], item_json: Callable[[_Item], dict[str
     return text
 
 
-def _inside(head: dict[str, Any]) -> str:
-    """The encoded members of an object, without its braces: what the pieces below are put together from."""
-    return _encode(head)[1:-1]
-
-
 def json_unit(result: UnitDepsView) -> str:
-    """One unit as compact JSON text (no indent: json's C encoder does it): unit_json(result) encoded, put together
-    from pieces (the same text), so that the lists of dependencies a fleet's units share are encoded once."""
-    commands = []
-    for entry in result.commands:
-        tail = _command_tail(entry.command)
-        plan = entry.sa_update
-        commands.append(
-            f'{{{_inside(_command_head(entry.command))}, '
-            f'"dependencies": {_shared_text(entry.dependencies, _dependency_json)}, '
-            f'"mentioned": {_shared_text(entry.mentions, _dependency_json)}'
-            + (f", {_inside(tail)}" if tail else "")
-            + (f', "sa_update": {{{_inside(_sa_update_head(plan))}, '
-               f'"worst_cases": {_shared_text(plan.worst_cases, _scenario_json)}}}}}' if plan is not None else "}"))
-    return (f'{{{_inside(_unit_head(result))}, "commands": [{", ".join(commands)}], '
-            f'"findings": {_encode([finding_json(f) for f in result.findings])}}}')
+    """One unit as compact JSON text (no indent), the C encoder's text of unit_json(result) in one call, the lists
+    a fleet's units share encoded once each: their holes in the unit's text are filled with it afterwards."""
+    texts: list[str] = []
+
+    def hole(items: tuple[_Item, ...], item_json: Callable[[_Item], dict[str, Any]]) -> str:
+        texts.append(_shared_text(items, item_json))
+        return _HOLE
+
+    parts = _encode(_document(result, hole)).split(_HOLE_TEXT)
+    if len(parts) != len(texts) + 1:  # a string of the unit's own is the hole's text: encoded the plain way
+        return _encode(unit_json(result))
+    return "".join([piece for pair in zip(parts, texts, strict=False) for piece in pair] + [parts[-1]])
 
 
 def json_document(units: Iterable[str]) -> Iterator[str]:
