@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 
 from bigroot import generate
+from helpers import make_tree
 from mailpreflight.access.ledger import READ_TOTAL_LIMIT
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.cli import fanout
@@ -155,6 +156,31 @@ def test_per_root_facts_are_read_once(root: tuple[Path, list[str]]) -> None:
         assert 1 <= many[shared] <= max(one[shared], 1) + 1, (shared, one[shared], many[shared])
     assert many["/usr/share/perl5/Mail/SpamAssassin.pm"] == 1
     assert many["/etc/resolv.conf"] == 1
+
+
+def test_what_the_analysis_remembers_stays_bounded_however_many_distinct_units(tmp_path: Path) -> None:
+    """A hostile tree of units that each name their own program, PATH, --updatedir, keyring and channel: what a
+    run remembers (RootFS.memo, deps/base.py kept()) does not grow with them."""
+    from mailpreflight.deps.base import KEPT
+
+    units = {}
+    for i in range(3 * KEPT):
+        units[f"/etc/systemd/system/h{i}.service"] = (
+            "[Service]\nType=oneshot\nUser=root\n"
+            f"Environment=PATH=/opt/p{i}/bin:/usr/bin\n"
+            f'ExecStartPre=/bin/sh -c "/opt/s{i}/sa-update --updatedir /var/lib/sa{i} --gpghomedir /etc/k{i} '
+            f'--channel c{i}.example.org || true"\n'
+            f"ExecStart=/opt/d{i}/daemon{i}\n")
+    make_tree(tmp_path, units)
+    fs = RootFS(str(tmp_path))
+    loader = UnitLoader(fs, run_generators=False)
+    for name in loader.service_names():
+        analyze(loader.load(name), fs)
+    kinds = fs._memo
+    assert len(kinds) < 2 * KEPT, sorted(map(str, kinds))[:20]
+    for key, value in kinds.items():
+        if isinstance(value, dict):
+            assert len(value) <= KEPT, key
 
 
 def without_age(units: list[dict[str, object]]) -> list[dict[str, object]]:

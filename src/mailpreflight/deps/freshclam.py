@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import RuleContext
+from mailpreflight.deps.base import RuleContext, kept
 from mailpreflight.deps.urls import hostport, parse_port, split_hostport, unique
 from mailpreflight.model import Dependency, DepKind, FoundCommand, Role
 from mailpreflight.units.distro import distribution
@@ -122,7 +122,7 @@ def config_path(fs: RootFS, argv: tuple[str, ...]) -> str:
         return given
     own = (argv[0],) if argv and argv[0].startswith("/") else ()
     # the same for every freshclam command of the tree: its binary is read once per RootFS, not per call
-    return fs.memo(("freshclam_config_path", own), lambda: _default_config_path(fs, own + PROGRAMS))
+    return kept(fs, "freshclam_config_path", own, lambda: _default_config_path(fs, own + PROGRAMS))
 
 
 def _default_config_path(fs: RootFS, programs: tuple[str, ...]) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from mailpreflight.access.rootfs import RootFS
+from mailpreflight.deps.base import kept
 from mailpreflight.deps.saupdate import SaUpdatePlan
 from mailpreflight.model import Dependency, Fate, Finding, FoundCommand, Role, Severity, Source
 from mailpreflight.model.fastinit import fast_init
@@ -238,7 +239,7 @@ def _never_updates(plan: SaUpdatePlan) -> str | None:
 def _sa_user(unit: Unit, fs: RootFS, command: FoundCommand, plan: SaUpdatePlan) -> list[Finding]:
     if command.user not in (None, "root", "0"):
         return []
-    expected, owner = fs.memo(("_sa_user", plan.updatedir), lambda: _sa_owner(fs, plan.updatedir))
+    expected, owner = kept(fs, "_sa_user", plan.updatedir, lambda: _sa_owner(fs, plan.updatedir))
     if expected is None and owner is None:
         return []
     evidence = [f"{command.source}: runs as root"]
@@ -300,7 +301,7 @@ def _sa_owner(fs: RootFS, updatedir: str) -> tuple[str | None, str | None]:
 
 def _sa_rule_dirs(unit: Unit, fs: RootFS, plan: SaUpdatePlan, command: FoundCommand) -> list[Finding]:
     base = plan.updatedir.rsplit("/", 1)[0]
-    versions = fs.memo(("_sa_rule_dirs", base), lambda: [
+    versions = kept(fs, "_sa_rule_dirs", base, lambda: [
         d for d in fs.listdir(base) if d[:1].isdigit() and fs.is_dir(f"{base}/{d}")])
     found: list[Finding] = []
     if plan.sa_version and plan.sa_version not in versions and plan.args.updatedir is None:

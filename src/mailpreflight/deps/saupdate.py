@@ -274,7 +274,7 @@ def read_resolver(fs: RootFS, env: Mapping[str, str]) -> Resolver:
 def choose_downloader(args: SaUpdateArgs, fs: RootFS, env: Mapping[str, str]) -> str:
     if args.httputil in ("curl", "wget", "fetch", "lwp"):
         return args.httputil
-    return fs.memo(("choose_downloader", env.get("PATH")), lambda: _downloader_in_path(fs, env))
+    return kept(fs, "choose_downloader", env.get("PATH"), lambda: _downloader_in_path(fs, env))
 
 
 def _downloader_in_path(fs: RootFS, env: Mapping[str, str]) -> str:
@@ -350,14 +350,14 @@ def _channel_state(fs: RootFS, channel: str, updatedir: str, dotted_version: str
     reverse = ".".join(reversed(dotted_version.split("."))) if dotted_version else "<version>"
     directory = posixpath.join(updatedir, nice_channel(channel))
     mirrored_by = f"{directory}/MIRRORED.BY"
-    cached, mtime = fs.memo(("cached_mirrors", mirrored_by), lambda: _cached_mirrors(fs, mirrored_by))
+    cached, mtime = kept(fs, "cached_mirrors", mirrored_by, lambda: _cached_mirrors(fs, mirrored_by))
     mirrors = list(cached or ())
     since = None
     if cached is not None and not args.refreshmirrors:
         since = mtime
     if args.forcemirror:
         mirrors = [Mirror(args.forcemirror.rstrip("/"), 1, 0)]
-    revision = fs.memo(("installed_revision", directory), lambda: _installed_revision(fs, f"{directory}.cf"))
+    revision = kept(fs, "installed_revision", directory, lambda: _installed_revision(fs, f"{directory}.cf"))
     return ChannelState(channel, f"{reverse}.{channel}", f"mirrors.{channel}", directory, mirrored_by,
                         tuple(mirrors), None, revision), since
 

@@ -32,7 +32,7 @@ from mailpreflight.access.rootfs import RootFS
 from mailpreflight.deps.amavis import TOOLS as AMAVIS_TOOLS
 from mailpreflight.deps.amavis import Setting
 from mailpreflight.deps.amavis import read_config as read_amavis
-from mailpreflight.deps.base import RuleContext
+from mailpreflight.deps.base import RuleContext, kept
 from mailpreflight.deps.urls import (
     dns_a_deps,
     hostport,
@@ -81,7 +81,7 @@ def _bool(value: str) -> bool | None:
 def read_site_config(fs: RootFS, directory: str) -> SiteConfig:
     """The site config of `directory`, read once per RootFS (every spamd/amavis unit of a tree reads the same);
     the result is shared: read it, do not change it."""
-    return fs.memo(("read_site_config", directory), lambda: _read_site_config(fs, directory))
+    return kept(fs, "read_site_config", directory, lambda: _read_site_config(fs, directory))
 
 
 def _read_site_config(fs: RootFS, directory: str) -> SiteConfig:
@@ -179,9 +179,9 @@ class SpamAssassinPluginsRule:
         deps: list[Dependency] = []
         fs = context.fs  # what the plugins' files say is the same for every unit with these homes: read once
         if config.enabled("Razor2"):
-            deps.extend(fs.memo(("_razor", directory, tuple(homes)), lambda: _razor(fs, config, homes)))
+            deps.extend(kept(fs, "_razor", (directory, tuple(homes)), lambda: _razor(fs, config, homes)))
         if config.enabled("Pyzor"):
-            deps.extend(fs.memo(("_pyzor", directory, tuple(homes)), lambda: _pyzor(fs, config, homes)))
+            deps.extend(kept(fs, "_pyzor", (directory, tuple(homes)), lambda: _pyzor(fs, config, homes)))
         if config.enabled("DCC"):
             home = config.settings.get("dcc_home", ("/var/dcc", ""))[0]
             deps.append(Dependency(DepKind.UDP, hostport(DCC_SERVERS, DCC_PORT), Role.RUNTIME, "dcc default",

@@ -110,7 +110,7 @@ def _option(argv: tuple[str, ...], name: str) -> str | None:
 
 
 def _in_path(fs: RootFS, program: str, path: str) -> str | None:
-    return fs.memo(("_in_path", program, path), lambda: _first_in_path(fs, program, path))
+    return kept(fs, "_in_path", (program, path), lambda: _first_in_path(fs, program, path))
 
 
 def _first_in_path(fs: RootFS, program: str, path: str) -> str | None:
@@ -130,16 +130,16 @@ def _baked_in(fs: RootFS, program: str, name: str) -> str | None:
         match = re.search(rf"^my \${name}\s*=\s*'([^']+)';", text, re.M)
         return match.group(1) if match else None
 
-    return fs.memo(("_baked_in", program, name), read)
+    return kept(fs, "_baked_in", (program, name), read)
 
 
 def _exists(fs: RootFS, path: str) -> bool:
     """A keyring file, a channel's directory: the same few paths for every unit of a tree, looked up once."""
-    return fs.memo(("_exists", path), lambda: fs.chase(path) is not None)
+    return kept(fs, "_exists", path, lambda: fs.chase(path) is not None)
 
 
 def _is_dir(fs: RootFS, path: str) -> bool:
-    return fs.memo(("_is_dir", path), lambda: fs.is_dir(path))
+    return kept(fs, "_is_dir", path, lambda: fs.is_dir(path))
 
 
 def sa_update_local(entry: CommandDeps, fs: RootFS) -> SaUpdateLocal | None:
@@ -162,8 +162,8 @@ def _sa_update_local(plan: SaUpdatePlan, argv: tuple[str, ...], path: str, fs: R
     homedir = _option(argv, "gpghomedir") or posixpath.join(local_rules_dir or LOCAL_RULES_DIR, "sa-update-keys")
     gpg_program = _in_path(fs, "gpg", path)
     channel_dirs = tuple(channel.directory for channel in plan.channels)
-    trust = fs.memo(  # the program, its keyring and key files: the same for every unit running this sa-update
-        ("read_trust", program, plan.args.gpg_keys, plan.args.gpgkeyfile, homedir),
+    trust = kept(  # the program, its keyring and key files: the same for every unit running this sa-update
+        fs, "read_trust", (program, plan.args.gpg_keys, plan.args.gpgkeyfile, homedir),
         lambda: read_trust(fs, program, plan.args, homedir, _baked_in(fs, program, "DEF_RULES_DIR"))) \
         if program and installed and plan.args.gpg else None
     return SaUpdateLocal(
@@ -179,7 +179,7 @@ def spamd_rules(unit: Unit, fs: RootFS, sa_version: str | None) -> SpamdRules | 
         return None
     version = sa_version or _installed_version(fs)
     updatedir = f"/var/lib/spamassassin/{version}" if version else "/var/lib/spamassassin/VERSION"
-    return fs.memo(("spamd_rules", updatedir), lambda: _rules_in(fs, updatedir))
+    return kept(fs, "spamd_rules", updatedir, lambda: _rules_in(fs, updatedir))
 
 
 def _rules_in(fs: RootFS, updatedir: str) -> SpamdRules:

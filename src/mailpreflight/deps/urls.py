@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from mailpreflight.access.rootfs import RootFS
-from mailpreflight.deps.base import START_KEYS, RuleContext, command_role, unexpanded  # noqa: F401 - used by rules
+from mailpreflight.deps.base import START_KEYS, RuleContext, command_role, kept, unexpanded  # noqa: F401 - used by rules
 from mailpreflight.model import Confidence, Dependency, DepKind, FoundCommand, Role
 
 # --- helpers shared by the rule modules (candidates for deps/base.py) ------------------------------------
@@ -117,7 +117,7 @@ def user_home(fs: RootFS, user: str | None) -> str | None:
                 return fields[5]
         return None
 
-    return fs.memo(("user_home", user), lookup)
+    return kept(fs, "user_home", user, lookup)
 
 
 def dns_a_deps(deps: Iterable[Dependency]) -> list[Dependency]:
