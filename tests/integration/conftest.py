@@ -15,6 +15,17 @@ from systemd_lab import LabError, UserManagerLab, unavailable_reason
 HERE = Path(__file__).resolve().parent
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """test_netlab_saupdate.py's labs (~160 s, nearly all of it waiting on timeouts) start now, in the background,
+    when that module's tests are selected: the session's other tests run meanwhile."""
+    if session.config.option.collectonly:
+        return
+    for item in session.items:
+        if item.path.name == "test_netlab_saupdate.py":
+            item.module.start_early(session)  # type: ignore[attr-defined]
+            return
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # a conftest sees the whole session's items: mark only the ones below this directory
     for item in items:

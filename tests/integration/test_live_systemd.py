@@ -74,6 +74,15 @@ def test_a_dead_bus_socket(systemd_lab: UserManagerLab, tmp_path: Path, backend:
     assert explain({**os.environ, **systemd_lab.env}, backend, "dbus.socket").returncode == 0
 
 
+def _accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        try:
+            client.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 @pytest.fixture
 def bus_without_systemd(tmp_path: Path) -> Iterator[str]:
     """A real dbus-daemon on a private socket, where nothing owns org.freedesktop.systemd1 (a desktop session bus
@@ -88,9 +97,10 @@ def bus_without_systemd(tmp_path: Path) -> Iterator[str]:
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 10
-        while not path.is_socket():
+        # the socket file appears at bind(), before listen(): a client between the two gets ConnectionRefused
+        while not _accepts(path):
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "dbus-daemon did not create its socket"
+            assert time.monotonic() < deadline, "dbus-daemon did not accept connections on its socket"
             time.sleep(0.01)
         yield f"unix:path={path}"
     finally:
