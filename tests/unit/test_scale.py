@@ -298,6 +298,34 @@ def test_the_slices_cover_every_name_once_and_shrink_towards_the_end(count: int,
         assert sizes[0] == slice_size and sizes[-2] <= max(1, slice_size // 10)
 
 
+@pytest.mark.parametrize(("cpus", "idle", "total", "load", "usable"), [
+    (2, 10, 20, 1.9, 2),  # the other CPU idle while the index was built: two workers, whatever the load average
+    (2, 1, 20, 0.0, 1),  # the other CPU busy with other work now: one process
+    (4, 10, 40, 0.0, 2),  # two of four busy elsewhere, one idle: this process's CPU and that one
+    (4, 30, 40, 0.0, 4),
+    (2, 0, 3, 0.0, 2),  # under two ticks a CPU: too short to tell, the load average decides
+    (2, 0, 3, 2.0, 1),
+])
+def test_workers_go_by_what_the_cpus_did_just_now(cpus: int, idle: int, total: int, load: float, usable: int,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idle CPUs are measured while the index is built (/proc/stat), not by the load average: that still counts a
+    run that ended a moment ago, and the next would use one CPU of two idle ones."""
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert fanout._usable_cpus(set(range(cpus)), (1000, 5000), (1000 + idle, 5000 + total)) == usable
+    assert fanout._usable_cpus(set(range(cpus)), None, None) == max(1, min(cpus, int(cpus - max(load - 1, 0) + .5)))
+
+
+def test_cpu_times_are_read_for_the_cpus_this_process_may_use() -> None:
+    cpus = fanout._cpus()
+    first = fanout._cpu_times(cpus)
+    if first is None:
+        pytest.skip("no /proc/stat here: the load average decides")
+    sum(range(300_000))
+    later = fanout._cpu_times(cpus)
+    assert later is not None and 0 <= first[0] <= first[1] and later[1] >= first[1] and later[0] >= first[0]
+    assert fanout._cpu_times({10**6}) is None  # a CPU that is not there: nothing to measure
+
+
 def test_the_read_budget_goes_to_the_units_not_to_shared_files(root: tuple[Path, list[str]]) -> None:
     """The run's read budget (64 MiB) is spent on each unit's own files: SpamAssassin's install, sa-update, its
     MIRRORED.BY are read once, whatever the number of units (main at 50a4e95 read them again for each unit and

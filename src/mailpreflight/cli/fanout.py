@@ -1,7 +1,7 @@
 """`deps` over a whole tree, on every core when that pays (docs/design.md, "Performance").
 
 Units are loaded, analysed and rendered in worker processes forked from this one (one per CPU that other work
-leaves idle, by the load average), a slice of names each: they inherit the search-path index the parent has
+leaves idle now, by /proc/stat), a slice of names each: they inherit the search-path index the parent has
 built and render their units themselves, so what comes back is text, not objects. The parent writes the pieces
 in name order as they come, with at most two slices per worker in flight, so memory stays flat whatever the
 number of units. Below PARALLEL_MIN_UNITS, or with fewer than two idle CPUs, it all runs here, one unit at a
@@ -37,8 +37,10 @@ def rendered_units(loader: UnitLoader, sa_version: str | None, render: Render,
                    min_units: int | None = None) -> Iterator[_Piece]:
     """(status, rendered text) of every service of the tree with a network dependency, in name order; in worker
     processes from `min_units` units on (default PARALLEL_MIN_UNITS)."""
+    cpus = _cpus()
+    before = _cpu_times(cpus)
     names = loader.service_names()  # builds the index and the name map here, before any fork
-    workers = WORKERS if WORKERS is not None else _usable_cpus()
+    workers = WORKERS if WORKERS is not None else _usable_cpus(cpus, before, _cpu_times(cpus))
     threshold = PARALLEL_MIN_UNITS if min_units is None else min_units
     with loader.fs.holding_root():  # one descriptor of the root for the run's reads (the workers inherit it)
         if workers < 2 or len(names) < threshold or "fork" not in multiprocessing.get_all_start_methods():
@@ -109,15 +111,47 @@ def _slices(names: Sequence[str], workers: int) -> list[Sequence[str]]:
     return slices
 
 
-def _usable_cpus() -> int:
-    """CPUs this process may use that are not busy with other work (like `make -l`): a second worker on a CPU
-    another program keeps busy only competes with it, and the run takes longer than in one process."""
+def _cpus() -> set[int]:
+    """The CPUs this process may run on."""
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return set(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
+        return set(range(os.cpu_count() or 1))
+
+
+def _cpu_times(cpus: set[int]) -> tuple[int, int] | None:
+    """(idle, all) clock ticks of these CPUs since boot (/proc/stat); None where it cannot be read."""
+    try:
+        with open("/proc/stat", "rb") as stat_file:
+            lines = stat_file.read().splitlines()
+    except OSError:
+        return None
+    idle = total = 0
+    for line in lines:
+        fields = line.split()
+        if not fields or not fields[0].startswith(b"cpu") or not fields[0][3:].isdigit():
+            continue
+        if int(fields[0][3:]) in cpus:
+            ticks = [int(value) for value in fields[1:9]]  # user nice system idle iowait irq softirq steal
+            idle += ticks[3] + ticks[4]
+            total += sum(ticks)
+    return (idle, total) if total else None
+
+
+def _usable_cpus(cpus: set[int], before: tuple[int, int] | None, after: tuple[int, int] | None) -> int:
+    """CPUs this process may use that are not busy with other work (like `make -l`): a second worker on a CPU
+    another program keeps busy only competes with it, and the run takes longer than in one process.
+
+    Busy is measured while this process built the index (`before` and `after`, /proc/stat: this process kept one
+    CPU busy, the others' idle time is what is free now), not by the load average: that remembers the last
+    minute, and a second run right after the first would take the first's workers for other work and use one
+    CPU. Without /proc/stat, or over too short a time to tell (under two clock ticks a CPU), the load average."""
+    count = len(cpus)
+    if before is not None and after is not None and after[1] - before[1] >= 2 * count:
+        idle = count * (after[0] - before[0]) / (after[1] - before[1])  # CPUs idle, on average, meanwhile
+        return max(1, min(count, int(idle + 1.5)))  # them, and the one this process kept busy
     try:
         busy = os.getloadavg()[0] - 1.0  # this process is running: it counts in the load already
     except OSError:
         busy = 0.0
-    return max(1, min(cpus, int(cpus - max(busy, 0.0) + 0.5)))
+    return max(1, min(count, int(count - max(busy, 0.0) + 0.5)))
