@@ -69,7 +69,7 @@ def deps(root: Path, src: Path, fmt: str, workers: int | None, output: Path, pyt
 
 def interpreter(python: str) -> str:
     """Which Python runs the tool: its version and installation (Debian's /usr is built with PGO and LTO; pyenv's,
-    by default, is not, and runs the tool about 15 % slower: README, "Performance")."""
+    by default, is not, and runs the tool 10-25 % slower: README, "Performance")."""
     probe = "import sys; print(sys.version.split()[0], 'from', sys.base_prefix)"
     return subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
 
