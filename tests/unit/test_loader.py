@@ -49,19 +49,29 @@ def test_mask_by_empty_file(tmp_path: Path) -> None:
     assert loader(tmp_path).load("a.service").masked
 
 
-def test_an_empty_file_masks_as_its_read_tells(tmp_path: Path) -> None:
+def test_an_empty_file_masks_as_its_read_tells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A listed regular fragment is not lstat()ed for its size: its read says it is empty. The drop-ins of a masked
-    unit are still listed, and none is read; a fragment that cannot be read is an error, not a mask."""
+    unit are still listed, and none is read; a fragment that cannot be read is an error, not a mask, and is read
+    once."""
     make_tree(tmp_path, {f"{ETC}/a.service": "", f"{ETC}/a.service.d/x.conf": "[Service]\nExecStart=/bin/x\n",
                          f"{ETC}/b.service": "#\n"})
     with open(tmp_path / ETC.lstrip("/") / "c.service", "wb") as big:
         big.truncate(READ_LIMIT + 1)  # more than the gate reads: refused
     units = loader(tmp_path)
+    read: list[str] = []
+    read_bytes = type(units.fs).read_bytes
+
+    def counted(fs: RootFS, guest: str, limit: int = READ_LIMIT) -> bytes:
+        read.append(guest)
+        return read_bytes(fs, guest, limit)
+
+    monkeypatch.setattr(type(units.fs), "read_bytes", counted)
     a = units.load("a.service")
     assert a.load_state is LoadState.MASKED and a.dropin_paths == (f"{ETC}/a.service.d/x.conf",) and a.exec == {}
     assert not units.load("b.service").masked  # a comment only: not empty
     c = units.load("c.service")
     assert c.load_state is LoadState.ERROR and not c.masked and "larger than" in str(c.load_error)
+    assert read.count(f"{ETC}/c.service") == 1 and f"{ETC}/a.service.d/x.conf" not in read
 
 
 def test_absolute_link_resolves_inside_root_never_outside(tmp_path: Path) -> None:

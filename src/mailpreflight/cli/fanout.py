@@ -37,8 +37,8 @@ def rendered_units(loader: UnitLoader, sa_version: str | None, render: Render,
                    min_units: int | None = None) -> Iterator[_Piece]:
     """(status, rendered text) of every service of the tree with a network dependency, in name order; in worker
     processes from `min_units` units on (default PARALLEL_MIN_UNITS)."""
-    cpus = _cpus()
-    before = _cpu_times(cpus)
+    cpus = _cpus() if WORKERS is None else set()
+    before = _cpu_times(cpus) if cpus else None  # idle CPUs are measured while the index is built (_usable_cpus)
     names = loader.service_names()  # builds the index and the name map here, before any fork
     workers = WORKERS if WORKERS is not None else _usable_cpus(cpus, before, _cpu_times(cpus))
     threshold = PARALLEL_MIN_UNITS if min_units is None else min_units

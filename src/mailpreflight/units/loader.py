@@ -312,12 +312,12 @@ class UnitLoader:
         fragment's emptiness was not looked at yet (a regular file: empty, it masks the unit).
         """
         sections = SECTIONS_BY_TYPE.get(id_name.type)
-        first: ParsedFile | None = None
+        first: ParsedFile | OSError | None = None  # the fragment, read for the mask test: parsed, or why it is not
         if empty_masks:
             try:
                 data = self.fs.read_bytes(fragment)
-            except OSError:
-                pass  # read again below, which says why it cannot be
+            except OSError as exc:
+                first = exc  # said below, as any file that cannot be read
             else:
                 if not data:  # null_or_empty(): systemd lists the drop-ins of a masked unit but reads none of them
                     return self._unit(requested, id_name, names, LoadState.MASKED, fragment, dropins, None)
@@ -326,8 +326,12 @@ class UnitLoader:
         state, failure = LoadState.LOADED, None
         for path in (fragment, *dropins):
             try:
-                parsed = first if first is not None and path == fragment else self._read_parsed(
-                    path, sections, path != fragment)
+                if first is None or path != fragment:
+                    parsed = self._read_parsed(path, sections, path != fragment)
+                elif isinstance(first, OSError):
+                    raise first
+                else:
+                    parsed = first
             except OSError as exc:
                 problem = Diagnostic(LogLevel.ERROR, f"cannot read: {exc.strerror or exc}", Source(path, 0))
                 if path == fragment:
