@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import IO
 
 import jsonschema
 import pytest
@@ -194,7 +196,7 @@ def without_age(units: list[dict[str, object]]) -> list[dict[str, object]]:
 
 def test_streamed_json_is_the_whole_document(root: tuple[Path, list[str]]) -> None:
     path, _ = root
-    serial = list(fanout.rendered_units(UnitLoader(RootFS(str(path))), None, json_unit, min_units=10**9))
+    serial = list(fanout.rendered_units(UnitLoader(RootFS(str(path))), None, json_unit))
     assert len(serial) > UNITS / 2
     assert all("\n" not in text for _, text in serial)  # one unit a line
     document = json.loads("".join(json_document(text for _, text in serial)))
@@ -278,9 +280,108 @@ def test_deps_command_in_worker_processes_writes_each_unit_once(root: tuple[Path
     assert done.stdout.count('"schema_version"') == 1
     # what the read gate refused in a worker is reported by the command, once
     assert done.stderr.count("etc/default/svc1: ") == 1 and "FIFO" in done.stderr, done.stderr
-    serial = [json.loads(text) for _, text in fanout.rendered_units(UnitLoader(RootFS(str(path))), None, json_unit,
-                                                                    min_units=10**9)]
+    serial = [json.loads(text) for _, text in fanout.rendered_units(UnitLoader(RootFS(str(path))), None, json_unit)]
     assert without_age(document["units"]) == without_age(serial)
+
+
+def _deps_in_workers(path: Path, *argv: str, setup: str = "", workers: int = 2, slice_size: int = 7,
+                     stdout: IO[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`deps --root path` in a process of its own (a test process may have threads: the workers are forked), with
+    `workers` workers (1: all in one process) over slices of `slice_size` names, `setup` run before; its output
+    captured, or written to `stdout`. When it has ended, no process of it is left (its own process group)."""
+    code = ("import sys; from mailpreflight.cli import fanout, main; fanout.PARALLEL_MIN_UNITS = 1; "
+            f"fanout.SLICE = {slice_size}; fanout.WORKERS = {workers}\n{setup}\nsys.exit(main(sys.argv[1:]))")
+    argv = (sys.executable, "-c", code, "deps", "--root", str(path), *argv)
+    with subprocess.Popen(argv, stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:
+        out, err = process.communicate(timeout=120)
+        with pytest.raises(ProcessLookupError):
+            os.killpg(process.pid, 0)  # no worker left behind
+    return subprocess.CompletedProcess(argv, process.returncode, out or "", err)
+
+
+def _masked(text: str) -> str:
+    return re.sub(r'"mirrored_by_age_s": [0-9.e+-]+', '"mirrored_by_age_s": 0', text)
+
+
+@pytest.mark.parametrize("output_format", ["json", "text"])
+@pytest.mark.parametrize(("workers", "slice_size"), [(2, 7), (2, 1), (3, 5), (2, 250)])
+def test_workers_write_the_bytes_one_process_writes(root: tuple[Path, list[str]], tmp_path: Path,
+                                                     output_format: str, workers: int, slice_size: int) -> None:
+    """The workers write their slices themselves, in turn: to a file (here) or a pipe, the same bytes as one
+    process, whatever the number of workers and the size of the slices (one name a slice: most slices have no
+    unit with a network dependency, and the turn passes over them)."""
+    path, _ = root
+    serial = _deps_in_workers(path, "--format", output_format, workers=1)
+    with open(tmp_path / "out", "w") as out:
+        to_file = _deps_in_workers(path, "--format", output_format, workers=workers, slice_size=slice_size,
+                                   stdout=out)
+    to_pipe = _deps_in_workers(path, "--format", output_format, workers=workers, slice_size=slice_size)
+    assert serial.returncode == to_file.returncode == to_pipe.returncode == 2, to_file.stderr  # MP113
+    assert serial.stderr == to_file.stderr == to_pipe.stderr  # the FIFO refused, once
+    expected = _masked(serial.stdout)
+    assert _masked((tmp_path / "out").read_text()) == expected
+    assert _masked(to_pipe.stdout) == expected
+
+
+def test_workers_write_to_a_stream_without_a_descriptor(root: tuple[Path, list[str]]) -> None:
+    """A verb's stdout may be any text stream (tests pass StringIO): the workers' units reach it in order."""
+    path, _ = root
+    setup = ("import io; from mailpreflight.cli.env import Environment; out = io.StringIO(); "
+             "code = main(sys.argv[1:], Environment(stdout=out)); sys.stdout.write(out.getvalue()); sys.exit(code)")
+    streamed = _deps_in_workers(path, "--format", "json", setup=setup)
+    serial = _deps_in_workers(path, "--format", "json", workers=1)
+    assert streamed.returncode == 2 and _masked(streamed.stdout) == _masked(serial.stdout)
+
+
+FAIL_IN_WORKER = """
+real_render = fanout._render
+def _render(loader, names, *rest):
+    if "mf-30-worker.service" in names:
+        {action}
+    return real_render(loader, names, *rest)
+fanout._render = _render
+"""
+
+
+def test_a_worker_that_fails_ends_the_run_as_an_internal_error(root: tuple[Path, list[str]]) -> None:
+    """An exception in a worker: exit 3 with the one line of any crash, saying where in the worker it happened —
+    not a hang of the other workers, which wait for a turn that never comes (they are killed)."""
+    path, _ = root
+    done = _deps_in_workers(path, setup=FAIL_IN_WORKER.format(action='raise ValueError("boom")'))
+    assert done.returncode == 3
+    assert re.search(r"mailpreflight: internal error at <string>:\d+: ValueError: boom \(run again", done.stderr)
+    debug = _deps_in_workers(path, setup='sys.argv.insert(1, "--debug")' + FAIL_IN_WORKER.format(
+        action='raise ValueError("boom")'))
+    assert "in deps worker" in debug.stderr  # and its traceback there
+    assert re.search(r'File "<string>", line \d+, in _render\nValueError: boom', debug.stderr), debug.stderr
+
+
+def test_a_worker_that_is_killed_ends_the_run_and_no_process_is_left(root: tuple[Path, list[str]]) -> None:
+    """A worker killed (the OOM killer) sends nothing: exit 3, saying so, and no worker is left behind."""
+    path, _ = root
+    done = _deps_in_workers(path, setup=FAIL_IN_WORKER.format(action="os.kill(os.getpid(), 9)").replace(
+        "real_render =", "import os; real_render ="))
+    assert done.returncode == 3
+    assert re.search(r"deps worker \d ended without its result \(killed by signal 9 \(SIGKILL\)\)", done.stderr), \
+        done.stderr
+
+
+def test_a_reader_that_goes_away_stops_the_workers(root: tuple[Path, list[str]]) -> None:
+    """`deps | head`: the workers get EPIPE, the run ends at once with 0, as in one process, and nothing is left."""
+    path, _ = root
+    code = ("import sys; from mailpreflight.cli import fanout, main; fanout.PARALLEL_MIN_UNITS = 1; "
+            "fanout.SLICE = 3; fanout.WORKERS = 2; sys.exit(main(sys.argv[1:]))")
+    process = subprocess.Popen([sys.executable, "-c", code, "deps", "--root", str(path), "--format", "json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.read(100)
+    process.stdout.close()
+    assert process.wait(timeout=60) == 0
+    assert process.stderr.read() == b""
+    process.stderr.close()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)  # no worker of it left
 
 
 @pytest.mark.parametrize(("count", "slice_size", "workers"), [(10_107, 250, 2), (1000, 250, 4), (7, 250, 2),
@@ -360,10 +461,10 @@ def test_the_root_is_held_open_only_while_units_are_rendered(root: tuple[Path, l
                    for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}"))
 
     loader = UnitLoader(RootFS(str(path)))
-    pieces = fanout.rendered_units(loader, None, json_unit, min_units=10**9)
+    pieces = fanout.rendered_units(loader, None, json_unit)
     next(pieces)
     assert root_fds() == 1 and loader.fs._held
     pieces.close()  # the reader stopped early (an error in the verb: cli/verbs.py closes it)
     assert root_fds() == 0 and not loader.fs._held
-    assert sum(1 for _ in fanout.rendered_units(loader, None, json_unit, min_units=10**9)) > UNITS / 2
+    assert sum(1 for _ in fanout.rendered_units(loader, None, json_unit)) > UNITS / 2
     assert root_fds() == 0

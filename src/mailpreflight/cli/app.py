@@ -48,6 +48,9 @@ def run(arguments: Sequence[str], env: Environment | None = None) -> int:
             traceback.print_exc(file=env.stderr)
         where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         place = f" at {os.path.basename(where.filename)}:{where.lineno}" if where else ""
+        remote = getattr(exc, "mailpreflight_where", "")
+        if remote:  # raised in a worker process of deps (cli/fanout.py): where it was raised there
+            place = f" at {remote}"
         env.say(f"internal error{place}: {type(exc).__name__}: {exc} (run again with --debug for the traceback, "
                 f"and report it)")
     return Status.UNKNOWN.exit_code

@@ -1,53 +1,83 @@
 """`deps` over a whole tree, on every core when that pays (docs/design.md, "Performance").
 
 Units are loaded, analysed and rendered in worker processes forked from this one (one per CPU that other work
-leaves idle now, by /proc/stat), a slice of names each: they inherit the search-path index the parent has
-built and render their units themselves, so what comes back is text, not objects. The parent writes the pieces
-in name order as they come, with at most two slices per worker in flight, so memory stays flat whatever the
-number of units. Below PARALLEL_MIN_UNITS, or with fewer than two idle CPUs, it all runs here, one unit at a
-time: the same bytes either way.
+leaves idle now, by /proc/stat); they inherit the search-path index the parent has built. Of the slices of
+names, worker w takes w, w + W, w + 2W ... and writes each slice's units itself, straight to the command's
+output, in name order: a token (how many units are written so far) goes through a pipe from the writer of one
+slice to the worker of the next, and a worker renders ahead by at most PENDING slices while it waits for it.
+Nothing of the output passes through the parent: it writes the document's head and tail, watches the workers,
+and gets from each only its worst state and what the read gate refused. A worker that fails or dies ends the
+run as an internal error (exit 3), never as a hang. Below PARALLEL_MIN_UNITS, or with fewer than two idle CPUs,
+it all runs here, one unit at a time: the same bytes either way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
-import multiprocessing
+import io
 import os
-import sys
+import pickle
+import select
+import signal
+import tempfile
+import traceback
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from multiprocessing.pool import AsyncResult
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from mailpreflight.access.ledger import Refusal
+from mailpreflight.cli.env import Environment
 from mailpreflight.deps.analyze import iter_tree
 from mailpreflight.deps.view import unit_deps_view
 from mailpreflight.model import Status, UnitDepsView
+from mailpreflight.render.deps import Framing
 from mailpreflight.units.loader import UnitLoader
 
-PARALLEL_MIN_UNITS = 1000  # below this, forking and collecting costs more than the second core gives
-SLICE = 250  # names per task, at most
+PARALLEL_MIN_UNITS = 1000  # below this, forking costs more than the second core gives
+SLICE = 250  # names per slice, at most
+PENDING = 2  # slices a worker holds rendered while the one before is being written
 WORKERS: int | None = None  # None: one per idle CPU (tests and benchmarks set it)
 Render = Callable[[UnitDepsView], str]
 _Piece = tuple[Status, str]
-
-_job: tuple[UnitLoader, str | None, Render, int] | None = None  # set in the parent just before the workers fork
-_budget_shared = False  # in a worker: its share of the run's read budget taken
+_TOKEN = 8  # bytes of a token: the count of units written before the slice, little-endian
 
 
-def rendered_units(loader: UnitLoader, sa_version: str | None, render: Render,
-                   min_units: int | None = None) -> Iterator[_Piece]:
-    """(status, rendered text) of every service of the tree with a network dependency, in name order; in worker
-    processes from `min_units` units on (default PARALLEL_MIN_UNITS)."""
+def write_tree(loader: UnitLoader, sa_version: str | None, render: Render, framing: Framing, env: Environment,
+               min_units: int | None = None) -> Status:
+    """Write the document of every service of the tree with a network dependency, in name order, to env's
+    stdout; in worker processes from `min_units` units on (default PARALLEL_MIN_UNITS). The worst state."""
     cpus = _cpus() if WORKERS is None else set()
     before = _cpu_times(cpus) if cpus else None  # idle CPUs are measured while the index is built (_usable_cpus)
     names = loader.service_names()  # builds the index and the name map here, before any fork
     workers = WORKERS if WORKERS is not None else _usable_cpus(cpus, before, _cpu_times(cpus))
     threshold = PARALLEL_MIN_UNITS if min_units is None else min_units
     with loader.fs.holding_root():  # one descriptor of the root for the run's reads (the workers inherit it)
-        if workers < 2 or len(names) < threshold or "fork" not in multiprocessing.get_all_start_methods():
-            yield from _render(loader, names, sa_version, render)
-            return
-        yield from _parallel(loader, names, sa_version, render, workers)
+        if workers < 2 or len(names) < max(threshold, 1) or not hasattr(os, "fork"):
+            statuses: list[Status] = []
+            for chunk in framing_of(_render(loader, names, sa_version, render), framing, statuses):
+                env.out(chunk, end="", painted=True)  # the units' text is escaped already; the framing is plain
+            return Status.worst(statuses)
+        return _parallel(loader, names, sa_version, render, framing, env, workers)
+
+
+def rendered_units(loader: UnitLoader, sa_version: str | None, render: Render) -> Generator[_Piece, None, None]:
+    """(status, rendered text) of every service of the tree with a network dependency, in name order, in this
+    process, the root held open meanwhile (RootFS.holding_root)."""
+    with loader.fs.holding_root():
+        yield from _render(loader, loader.service_names(), sa_version, render)
+
+
+def framing_of(pieces: Iterator[_Piece], framing: Framing, statuses: list[Status]) -> Iterator[str]:
+    """The document of these pieces, chunk by chunk; their states are appended to `statuses` as they pass."""
+    yield framing.head
+    written = 0
+    for status, text in pieces:
+        statuses.append(status)
+        yield framing.units([text], written)
+        written += 1
+    yield framing.tail if written else framing.empty
 
 
 def _render(loader: UnitLoader, names: Sequence[str], sa_version: str | None, render: Render) -> Iterator[_Piece]:
@@ -56,51 +86,242 @@ def _render(loader: UnitLoader, names: Sequence[str], sa_version: str | None, re
         yield view.status, render(view)
 
 
-def _work(names: Sequence[str]) -> tuple[list[_Piece], tuple[Refusal, ...]]:
-    """In a worker: the slice rendered, and the guest files the read gate refused meanwhile (the parent reports
-    them with its own at the end of the run)."""
-    global _budget_shared
-    assert _job is not None, "a worker runs only in a process forked by _parallel()"
-    loader, sa_version, render, workers = _job
-    if not _budget_shared:
-        loader.fs.share_budget(workers)
-        _budget_shared = True
-    before = len(loader.fs.refusals)
-    pieces = list(_render(loader, names, sa_version, render))
-    return pieces, loader.fs.refusals[before:]
+@dataclass(frozen=True)
+class _Job:
+    """What every worker is given (inherited at the fork, nothing is sent)."""
+
+    loader: UnitLoader
+    sa_version: str | None
+    render: Render
+    framing: Framing
+    slices: list[Sequence[str]]
+    workers: int
+    output: int  # the descriptor the units are written to
+    encoding: str
+    errors: str
 
 
-def _parallel(loader: UnitLoader, names: Sequence[str], sa_version: str | None, render: Render,
-              workers: int) -> Iterator[_Piece]:
-    global _job
+@dataclass(frozen=True)
+class _Result:
+    """What a worker sends back when it ends: its worst state, how many units it wrote, what the read gate refused
+    (by slice: the parent reports it in name order), or what went wrong and where."""
+
+    worst: Status = Status.OK
+    written: int = 0
+    refused: tuple[tuple[int, tuple[Refusal, ...]], ...] = ()
+    failure: BaseException | None = None
+    where: str = ""  # file:line of the failure, in the worker
+    trace: str = ""
+
+
+def _parallel(loader: UnitLoader, names: Sequence[str], sa_version: str | None, render: Render, framing: Framing,
+              env: Environment, workers: int) -> Status:
     slices = _slices(names, workers)
-    for stream in (sys.stdout, sys.stderr):  # a worker flushes what it inherited when it ends: nothing, then
+    env.out(framing.head, end="", painted=True)
+    for stream in (env.stdout, env.stderr):  # before the fork: a worker never writes what it inherited buffered
         stream.flush()
-    _job = (loader, sa_version, render, workers)
-    gc.freeze()  # what exists now is out of the workers' collections: they would walk (and so copy) all of it, for
-    try:  # nothing (the index lives as long as they do); 5 % of their CPU time on the 10,000-unit root
-        pool = multiprocessing.get_context("fork").Pool(workers)
-    finally:
-        gc.unfreeze()  # here, after the fork: this process collects as before
-    _job = None  # the workers have their copy; this process keeps no reference
-    pending: deque[AsyncResult[tuple[list[_Piece], tuple[Refusal, ...]]]] = deque()
-
-    def collect() -> list[_Piece]:
-        pieces, refused = pending.popleft().get()
+    output = _descriptor(env.stdout)
+    with contextlib.ExitStack() as stack:
+        spool = None
+        if output is None:  # a stream without a descriptor (tests): the workers write to a file, copied here after
+            spool = stack.enter_context(tempfile.TemporaryFile())
+            output = spool.fileno()
+        job = _Job(loader, sa_version, render, framing, slices, min(workers, len(slices)), output,
+                   getattr(env.stdout, "encoding", None) or "utf-8", getattr(env.stdout, "errors", None) or "strict")
+        results = _run_workers(job)
+        if spool is not None:
+            _copy_spool(spool, env.stdout, job.encoding, job.errors)
+    for _, refused in sorted(pair for result in results for pair in result.refused):
         loader.fs.note_refused(refused)
-        return pieces
+    written = sum(result.written for result in results)
+    env.out(framing.tail if written else framing.empty, end="", painted=True)
+    return Status.worst(result.worst for result in results)
 
+
+def _run_workers(job: _Job) -> list[_Result]:
+    """Fork the workers, give the first the turn, and wait for every worker's result; on a failure, or when this
+    process is interrupted, the workers are killed (they may be waiting for a turn that never comes)."""
+    turns = [os.pipe() for _ in range(job.workers)]
+    os.write(turns[0][1], (0).to_bytes(_TOKEN, "little"))
+    pids: list[int] = []
+    reaped: set[int] = set()
+    finished = False
+    channels: dict[int, int] = {}  # read end of a worker's result pipe -> its index
     try:
-        for part in slices:
-            pending.append(pool.apply_async(_work, (part,)))
-            if len(pending) >= 2 * workers:
-                yield from collect()
-        while pending:
-            yield from collect()
-        pool.close()
+        gc.freeze()  # what exists now is out of the workers' collections: they would walk (and so copy) all of it,
+        try:  # for nothing (the index lives as long as they do); 5 % of their CPU time on the 10,000-unit root
+            for index in range(job.workers):
+                reader, writer = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # the worker: it never returns
+                    _worker_main(job, index, turns, reader, writer)
+                os.close(writer)
+                pids.append(pid)
+                channels[reader] = index
+        finally:
+            gc.unfreeze()  # here, after the forks: this process collects as before
+        for reader, writer in turns:
+            os.close(reader)
+            os.close(writer)
+        turns = []
+        results = _gather(channels, pids, reaped)
+        finished = True
+        return [results[index] for index in range(job.workers)]
     finally:
-        pool.terminate()  # after close(): the workers have finished; after an error: stop them now
-        pool.join()
+        for pid in pids:  # once they have sent their results, they end by themselves: they are only reaped
+            if pid not in reaped:
+                _reap(pid, kill=not finished)
+        for fd in [*channels, *(fd for pair in turns for fd in pair)]:
+            os.close(fd)
+
+
+def _gather(channels: dict[int, int], pids: list[int], reaped: set[int]) -> dict[int, _Result]:
+    """Each worker's result, read as they come; the first failure is raised (a worker's own exception, with its
+    traceback as a note and its place in `mailpreflight_where`), as is a worker that ended without a result."""
+    received: dict[int, bytearray] = {reader: bytearray() for reader in channels}
+    results: dict[int, _Result] = {}
+    poller = select.poll()
+    for reader in channels:
+        poller.register(reader, select.POLLIN)
+    while len(results) < len(channels):
+        for reader, _ in poller.poll():
+            chunk = os.read(reader, 1 << 16)
+            if chunk:
+                received[reader] += chunk
+                continue
+            poller.unregister(reader)
+            index = channels[reader]
+            result = _unpickle(received.pop(reader))
+            if result is None:
+                raise RuntimeError(f"deps worker {index + 1} ended without its result ({_ended(pids[index], reaped)})")
+            if result.failure is not None:
+                failure = result.failure
+                failure.add_note(f"in deps worker {index + 1}:\n{result.trace}")
+                failure.mailpreflight_where = result.where  # type: ignore[attr-defined]  # cli/app.py says it
+                raise failure
+            results[index] = result
+    return results
+
+
+def _worker_main(job: _Job, index: int, turns: list[tuple[int, int]], reader: int, writer: int) -> None:
+    """The whole life of a worker process: its slices, then its result to the parent, then _exit (no cleanup of
+    the parent's that it inherited runs here: no atexit, no buffers of the parent's flushed)."""
+    code = 1
+    try:
+        os.close(reader)
+        mine, nexts = turns[index][0], turns[(index + 1) % job.workers][1]
+        for fd in {fd for pair in turns for fd in pair} - {mine, nexts}:
+            os.close(fd)
+        try:
+            result = _write_slices(job, index, mine, nexts)
+        except BaseException as exc:  # any failure goes to the parent, which raises it
+            place = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            where = f"{os.path.basename(place.filename)}:{place.lineno}" if place else ""
+            result = _Result(failure=exc, where=where, trace="".join(traceback.format_exception(exc)))
+        try:
+            data = pickle.dumps(result)
+        except Exception:  # an exception that does not pickle: what it says, as a RuntimeError
+            failure = RuntimeError(f"{type(result.failure).__name__}: {result.failure}")
+            data = pickle.dumps(_Result(failure=failure, where=result.where, trace=result.trace))
+        _write_all(writer, data)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _write_slices(job: _Job, index: int, mine: int, nexts: int) -> _Result:
+    """Render this worker's slices and write each when its turn comes (the token before it says how many units
+    were written before: the framing between units depends on it)."""
+    loader = job.loader
+    loader.fs.share_budget(job.workers)  # its share of the run's read budget
+    pending: deque[tuple[int, list[str]]] = deque()
+    refused: list[tuple[int, tuple[Refusal, ...]]] = []
+    statuses: list[Status] = []
+    written = 0
+    poller = select.poll()
+    poller.register(mine, select.POLLIN)
+
+    def write(keep: int) -> None:
+        """Write the oldest pending slices: those whose turn has come, and then waiting for theirs, until at most
+        `keep` are left."""
+        nonlocal written
+        while pending and (len(pending) > keep or poller.poll(0)):
+            token = os.read(mine, _TOKEN)
+            if len(token) != _TOKEN:
+                raise RuntimeError("the worker before this one ended without passing on its turn")
+            before = int.from_bytes(token, "little")
+            number, texts = pending.popleft()
+            if texts:
+                _write_all(job.output, job.framing.units(texts, before).encode(job.encoding, job.errors))
+            written += len(texts)
+            if number + 1 < len(job.slices):
+                os.write(nexts, (before + len(texts)).to_bytes(_TOKEN, "little"))
+
+    for number in range(index, len(job.slices), job.workers):
+        seen = len(loader.fs.refusals)
+        pieces = list(_render(loader, job.slices[number], job.sa_version, job.render))
+        if len(loader.fs.refusals) > seen:
+            refused.append((number, loader.fs.refusals[seen:]))
+        statuses.extend(status for status, _ in pieces)
+        pending.append((number, [text for _, text in pieces]))
+        write(PENDING - 1)
+    write(0)
+    return _Result(Status.worst(statuses), written, tuple(refused))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _unpickle(data: bytes | bytearray) -> _Result | None:
+    if not data:
+        return None
+    try:
+        result = pickle.loads(data)  # from our own forked worker, through a pipe only it writes
+    except Exception:  # a worker killed while it wrote: no result
+        return None
+    return result if isinstance(result, _Result) else None
+
+
+def _ended(pid: int, reaped: set[int]) -> str:
+    """How a worker that sent nothing ended (it is reaped here)."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return "already reaped"
+    reaped.add(pid)
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        return f"killed by signal {number} ({signal.Signals(number).name})" if number in signal.valid_signals() \
+            else f"killed by signal {number}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def _reap(pid: int, kill: bool) -> None:
+    """Wait for a worker to end (not reaped yet, its number cannot be another process's); `kill`: stop it first."""
+    if kill:
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def _descriptor(stream: Any) -> int | None:
+    try:
+        return int(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+
+
+def _copy_spool(spool: Any, stream: Any, encoding: str, errors: str) -> None:
+    spool.seek(0)
+    text = io.TextIOWrapper(spool, encoding=encoding, errors=errors, newline="")
+    try:
+        while chunk := text.read(1 << 20):
+            stream.write(chunk)
+    finally:
+        text.detach()
 
 
 def _slices(names: Sequence[str], workers: int) -> list[Sequence[str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from mailpreflight.cli.env import Environment
@@ -328,39 +328,26 @@ def _label(args: argparse.Namespace) -> str:
 def _deps(args: argparse.Namespace, env: Environment) -> Status:
     """Streamed: each unit is written as soon as it is rendered (on every core for a whole tree, cli/fanout.py);
     units named on the command line are all loaded first, so that an unknown one fails before any output."""
-    from mailpreflight.cli.fanout import rendered_units
+    from mailpreflight.cli.fanout import framing_of, write_tree
     from mailpreflight.deps.analyze import analyze_names
     from mailpreflight.deps.view import unit_deps_view
-    from mailpreflight.render.deps import json_document, json_unit, text_document, text_unit
+    from mailpreflight.render.deps import JSON_FRAMING, TEXT_FRAMING, json_unit, text_unit
     from mailpreflight.units.loader import UnitLoader
 
     loader = UnitLoader(_root(args))
-    unit_text, document = (json_unit, json_document) if args.format == "json" else (text_unit, text_document)
+    unit_text, framing = (json_unit, JSON_FRAMING) if args.format == "json" else (text_unit, TEXT_FRAMING)
 
     escape = clean_json if args.format == "json" else clean
 
     def render(view: UnitDepsView) -> str:
         return escape(unit_text(view))  # escaped where it is rendered: in the workers, not in the writing parent
 
-    if args.units:
-        views = [unit_deps_view(result) for result in analyze_names(loader, args.units, args.sa_version)]
-        pieces = iter([(view.status, render(view)) for view in views])
-    else:
-        pieces = rendered_units(loader, args.sa_version, render)
+    if not args.units:
+        return write_tree(loader, args.sa_version, render, framing, env)
+    views = [unit_deps_view(result) for result in analyze_names(loader, args.units, args.sa_version)]
     statuses: list[Status] = []
-
-    def texts() -> Iterator[str]:
-        for status, text in pieces:
-            statuses.append(status)
-            yield text
-
-    try:
-        for chunk in document(texts()):
-            env.out(chunk, end="", painted=True)  # the units' text is clean() already; the document's own is plain
-    finally:
-        close = getattr(pieces, "close", None)
-        if close is not None:  # now, even after an error: the workers stop and the root's descriptor is let go
-            close()  # (a guest's FUSE mount is unmounted next; cli/fanout.py, RootFS.holding_root)
+    for chunk in framing_of(iter([(view.status, render(view)) for view in views]), framing, statuses):
+        env.out(chunk, end="", painted=True)  # the units' text is clean() already; the framing is plain
     return Status.worst(statuses)
 
 

@@ -3,13 +3,15 @@ A pure function of the UnitDepsView data (docs/design.md).
 
 Both are streamed (docs/design.md, "Performance"): each unit is rendered on its own (`json_unit`, `text_unit`:
 JSON by the C encoder, one unit per line) and `json_document`/`text_document` put the pieces together as they
-come, so a run over thousands of units never holds the whole document.
+come (`framed`, after the `Framing` of each format), so a run over thousands of units never holds the whole
+document.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mailpreflight.model import Dependency, Finding, FoundCommand, ScenarioView, UnitDepsView
@@ -118,14 +120,44 @@ def json_unit(result: UnitDepsView) -> str:
     return "".join([piece for pair in zip(parts, texts, strict=False) for piece in pair] + [parts[-1]])
 
 
+@dataclass(frozen=True)
+class Framing:
+    """What goes around and between units already rendered (json_unit, text_unit): the document is `head`, then
+    each unit with `first` (the first) or `between` (the others) before it and `after` it, then `tail` — or
+    `empty` when there was no unit. The workers of `deps` put their slices together with it (cli/fanout.py)."""
+
+    head: str
+    first: str
+    between: str
+    after: str
+    tail: str
+    empty: str
+
+    def units(self, texts: list[str], written_before: int) -> str:
+        """Consecutive units of the document, `written_before` units having been written before them."""
+        if not texts:
+            return ""
+        return ((self.between if written_before else self.first) + (self.after + self.between).join(texts)
+                + self.after)
+
+
+JSON_FRAMING = Framing(f'{{"schema_version": {SCHEMA_VERSION}, "units": [', "\n", ",\n", "", "\n]}\n", "\n]}\n")
+TEXT_FRAMING = Framing("", "", "\n", "\n", "", "no unit with network dependencies found\n")
+
+
+def framed(units: Iterable[str], framing: Framing) -> Iterator[str]:
+    """The document around units already rendered, piece by piece as they come."""
+    yield framing.head
+    written = 0
+    for unit in units:
+        yield framing.units([unit], written)
+        written += 1
+    yield framing.tail if written else framing.empty
+
+
 def json_document(units: Iterable[str]) -> Iterator[str]:
     """The document around units already encoded by json_unit, one unit a line, piece by piece."""
-    yield f'{{"schema_version": {SCHEMA_VERSION}, "units": ['
-    separator = "\n"
-    for unit in units:
-        yield separator + unit
-        separator = ",\n"
-    yield "\n]}\n"
+    return framed(units, JSON_FRAMING)
 
 
 def render_json(results: Iterable[UnitDepsView]) -> str:
@@ -161,12 +193,7 @@ def text_unit(result: UnitDepsView) -> str:
 
 def text_document(units: Iterable[str]) -> Iterator[str]:
     """The listing of units already rendered by text_unit, a blank line between them, piece by piece."""
-    separator = ""
-    for unit in units:
-        yield separator + unit + "\n"
-        separator = "\n"
-    if not separator:
-        yield "no unit with network dependencies found\n"
+    return framed(units, TEXT_FRAMING)
 
 
 def render_text(results: Iterable[UnitDepsView]) -> str:
