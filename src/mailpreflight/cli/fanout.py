@@ -148,8 +148,8 @@ def _run_workers(job: _Job) -> list[_Result]:
     finished = False
     channels: dict[int, int] = {}  # read end of a worker's result pipe -> its index
     try:
-        gc.freeze()  # what exists now is out of the workers' collections: they would walk (and so copy) all of it,
-        try:  # for nothing (the index lives as long as they do); 5 % of their CPU time on the 10,000-unit root
+        gc.freeze()  # what exists now is out of the workers' collections (Python's advice for fork without exec: a
+        try:  # full collection would walk, and so copy, the index); measured: 0.3 % of the workers' instructions
             for index in range(job.workers):
                 reader, writer = os.pipe()
                 pid = os.fork()
