@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 
 _SYS_OPENAT2 = 437  # on the architectures below; alpha (547), ia64 and mips (4437...) number it otherwise
 # Where 437 is openat2 (each table checked in Linux's arch/*/syscall.tbl and asm-generic/unistd.h); elsewhere the
@@ -32,7 +31,7 @@ class _OpenHow(ctypes.Structure):
 
 
 def _bind() -> object | None:
-    if platform.machine() not in _ARCHITECTURES:
+    if os.uname().machine not in _ARCHITECTURES:  # platform.machine(), without importing platform
         return None
     try:
         libc = ctypes.CDLL(None, use_errno=True)

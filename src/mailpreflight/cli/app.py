@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import traceback
 from collections.abc import Sequence
 
 from mailpreflight.access.rootfs import RootFS
@@ -44,6 +43,8 @@ def run(arguments: Sequence[str], env: Environment | None = None) -> int:
     except BrokenPipeError:
         return Status.OK.exit_code
     except Exception as exc:  # a crash is UNKNOWN, never WARNING: one line, the traceback with --debug
+        import traceback  # only for a crash
+
         if args.debug:
             traceback.print_exc(file=env.stderr)
         where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None

@@ -20,8 +20,6 @@ import os
 import pickle
 import select
 import signal
-import tempfile
-import traceback
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -124,6 +122,8 @@ def _parallel(loader: UnitLoader, names: Sequence[str], sa_version: str | None, 
     with contextlib.ExitStack() as stack:
         spool = None
         if output is None:  # a stream without a descriptor (tests): the workers write to a file, copied here after
+            import tempfile
+
             spool = stack.enter_context(tempfile.TemporaryFile())
             output = spool.fileno()
         job = _Job(loader, sa_version, render, framing, slices, min(workers, len(slices)), output,
@@ -215,6 +215,8 @@ def _worker_main(job: _Job, index: int, turns: list[tuple[int, int]], reader: in
         try:
             result = _write_slices(job, index, mine, nexts)
         except BaseException as exc:  # any failure goes to the parent, which raises it
+            import traceback  # only here: a run without a failure does not import it
+
             place = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
             where = f"{os.path.basename(place.filename)}:{place.lineno}" if place else ""
             result = _Result(failure=exc, where=where, trace="".join(traceback.format_exception(exc)))

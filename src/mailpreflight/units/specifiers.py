@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-import platform
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -68,7 +68,8 @@ def user_manager(env: Mapping[str, str], user: Mapping[str, str], host: Mapping[
 def host_facts_live(machine_id: str | None) -> dict[str, str]:
     """Host values of the machine we run on (live analysis); `machine_id`: its validated /etc/machine-id
     (units/machineid.py), None when unknown."""
-    facts: dict[str, str] = {"a": _architecture(platform.machine()), "v": platform.release()}
+    uname = os.uname()  # platform.machine() and .release() are these
+    facts: dict[str, str] = {"a": _architecture(uname.machine), "v": uname.release}
     if machine_id:
         facts["m"] = machine_id
     host = RootFS("/")  # read through the gate like any file a unit names: never a FIFO, at most 4 KiB
