@@ -87,12 +87,10 @@ def iter_tree(loader: UnitLoader, sa_version: str | None = None,
               names: Iterable[str] | None = None) -> Iterator[UnitDeps]:
     """analyze_tree() one unit at a time, in name order (`names`: a part of loader.service_names()). A unit is
     reported once, under its own name, not again for each alias."""
-    every = loader.service_names()
-    own = set(every)
-    for name in every if names is None else names:
+    for name in loader.service_names() if names is None else names:
         try:
             unit = loader.load(name)
-            if unit.id != name and unit.id in own:
+            if unit.id != name and loader.is_service_name(unit.id):
                 continue  # an alias of a unit reported under its own name
             result = analyze(unit, loader.fs, sa_version)
         except MailpreflightError:

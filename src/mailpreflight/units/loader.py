@@ -84,6 +84,7 @@ class UnitLoader:
         self.index = SearchIndex(self.fs, self.search_paths)
         self._type_dropin_dirs: dict[str, tuple[str, ...]] = {}
         self._services: tuple[str, ...] | None = None
+        self._service_set: frozenset[str] | None = None
         self._parsed: dict[tuple[str, frozenset[str] | None], ParsedFile] = {}
 
     def _host_facts(self) -> dict[str, str]:
@@ -173,6 +174,13 @@ class UnitLoader:
         if self._services is None:
             self._services = tuple(self._find_service_names())
         return list(self._services)
+
+    def is_service_name(self, name: str) -> bool:
+        """Is `name` one of service_names() (a set of them made once: `deps` asks for each slice of a tree)."""
+        if self._service_set is None:
+            self.service_names()
+            self._service_set = frozenset(self._services or ())
+        return name in self._service_set
 
     def _find_service_names(self) -> list[str]:
         names = set()
