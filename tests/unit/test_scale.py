@@ -334,6 +334,44 @@ def test_workers_write_to_a_stream_without_a_descriptor(root: tuple[Path, list[s
     assert streamed.returncode == 2 and _masked(streamed.stdout) == _masked(serial.stdout)
 
 
+SLOW_WORKER = """
+import os, time
+real_render = fanout._render
+slow = None
+def _render(loader, names, *rest):
+    global slow
+    if slow is None:  # the first worker to get here is the slow one (a CPU that other work keeps busy)
+        try:
+            os.close(os.open({marker!r}, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            slow = True
+        except FileExistsError:
+            slow = False
+    with open({log!r}, "a") as log:
+        log.write(f"{{os.getpid()}} {{slow}}\\n")
+    if slow:
+        time.sleep(0.2)
+    return real_render(loader, names, *rest)
+fanout._render = _render
+"""
+
+
+def test_a_slow_worker_takes_fewer_slices(root: tuple[Path, list[str]], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slices go to whichever worker is free, not a fixed share to each: a worker on a CPU that other work keeps
+    busy renders fewer of them (the other is held back only by the order of the output: it renders at most PENDING
+    slices ahead). The output is still the same bytes, in name order."""
+    path, _ = root
+    log = tmp_path / "slices"
+    done = _deps_in_workers(path, setup=SLOW_WORKER.format(marker=str(tmp_path / "slow"), log=str(log)),
+                            slice_size=5)
+    serial = _deps_in_workers(path, workers=1)
+    assert done.returncode == serial.returncode == 2 and _masked(done.stdout) == _masked(serial.stdout)
+    taken = Counter(line.split()[1] for line in log.read_text().splitlines())
+    monkeypatch.setattr(fanout, "SLICE", 5)
+    assert sum(taken.values()) == len(fanout._slices(UnitLoader(RootFS(str(path))).service_names(), 2))
+    assert taken["False"] >= 1.5 * taken["True"] > 0, taken  # a fixed share: as many each
+
+
 FAIL_IN_WORKER = """
 real_render = fanout._render
 def _render(loader, names, *rest):

@@ -1,14 +1,15 @@
 """`deps` over a whole tree, on every core when that pays (docs/design.md, "Performance").
 
 Units are loaded, analysed and rendered in worker processes forked from this one (one per CPU that other work
-leaves idle now, by /proc/stat); they inherit the search-path index the parent has built. Of the slices of
-names, worker w takes w, w + W, w + 2W ... and writes each slice's units itself, straight to the command's
-output, in name order: a token (how many units are written so far) goes through a pipe from the writer of one
-slice to the worker of the next, and a worker renders ahead by at most PENDING slices while it waits for it.
-Nothing of the output passes through the parent: it writes the document's head and tail, watches the workers,
-and gets from each only its worst state and what the read gate refused. A worker that fails or dies ends the
-run as an internal error (exit 3), never as a hang. Below PARALLEL_MIN_UNITS, or with fewer than two idle CPUs,
-it all runs here, one unit at a time: the same bytes either way.
+leaves idle now, by /proc/stat); they inherit the search-path index the parent has built. The names are cut into
+slices; a worker takes the next slice nobody has taken, renders it, and writes it itself, straight to the
+command's output, when the slice before it is written: the run's few shared facts (the next slice to take, who
+took each, how many slices and units are written) lie in a shared mapping behind a lock, and the writer of a slice
+wakes the worker of the next. A worker renders ahead by at most PENDING slices while it waits. Nothing of the
+output passes through the parent: it writes the document's head and tail, watches the workers, and gets from each
+only its worst state and what the read gate refused. A worker that fails or dies ends the run as an internal error
+(exit 3), never as a hang. Below PARALLEL_MIN_UNITS, or with fewer than two idle CPUs, it all runs here, one unit
+at a time: the same bytes either way.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import io
+import mmap
 import os
 import pickle
 import select
 import signal
+import struct
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,11 +38,10 @@ from mailpreflight.units.loader import UnitLoader
 
 PARALLEL_MIN_UNITS = 1000  # below this, forking costs more than the second core gives
 SLICE = 250  # names per slice, at most
-PENDING = 2  # slices a worker holds rendered while the one before is being written
+PENDING = 2  # slices a worker holds rendered while it waits for the one before to be written
 WORKERS: int | None = None  # None: one per idle CPU (tests and benchmarks set it)
 Render = Callable[[UnitDepsView], str]
 _Piece = tuple[Status, str]
-_TOKEN = 8  # bytes of a token: the count of units written before the slice, little-endian
 
 
 def write_tree(loader: UnitLoader, sa_version: str | None, render: Render, framing: Framing, env: Environment,
@@ -138,11 +140,80 @@ def _parallel(loader: UnitLoader, names: Sequence[str], sa_version: str | None, 
     return Status.worst(result.worst for result in results)
 
 
+class _Board:
+    """What the workers share, made before the fork: an anonymous shared mapping (the next slice to take, the
+    slices and units written so far, and who took each slice), a pipe holding one byte that is its lock, and a
+    pipe per worker through which it is woken when the slice before the one it waits with may have been written."""
+
+    _COUNTERS = struct.Struct("<qqq")  # next slice to take, slices written, units written
+
+    def __init__(self, slices: int, workers: int) -> None:
+        self.slices = slices
+        self.memory = mmap.mmap(-1, self._COUNTERS.size + slices)  # then a byte a slice: its worker + 1 (0: none)
+        self.lock = os.pipe()
+        os.write(self.lock[1], b"\0")
+        self.wake = [os.pipe() for _ in range(workers)]
+        for _, writer in self.wake:
+            os.set_blocking(writer, False)  # a full pipe already holds a wake-up
+
+    def fds(self) -> list[int]:
+        return [*self.lock, *(fd for pair in self.wake for fd in pair)]
+
+    def close(self) -> None:
+        for fd in self.fds():
+            os.close(fd)
+        self.memory.close()
+
+    def keep_for(self, worker: int) -> None:
+        """In a worker: the ends of the pipes it does not use closed (the others' wake-ups it reads not)."""
+        for index, (reader, _) in enumerate(self.wake):
+            if index != worker:
+                os.close(reader)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[tuple[int, int, int]]:
+        if os.read(self.lock[0], 1) != b"\0":
+            raise RuntimeError("the lock of the deps workers is gone")
+        try:
+            yield self._COUNTERS.unpack_from(self.memory, 0)
+        finally:
+            os.write(self.lock[1], b"\0")
+
+    def take(self, worker: int) -> int | None:
+        """The next slice nobody has taken, now this worker's; None when all are taken."""
+        with self._locked() as (taken, written, units):
+            if taken >= self.slices:
+                return None
+            self._COUNTERS.pack_into(self.memory, 0, taken + 1, written, units)
+            self.memory[self._COUNTERS.size + taken] = worker + 1
+            return taken
+
+    def turn(self, number: int) -> int | None:
+        """The units written before slice `number` when it is its turn (the slices before it are written), else
+        None."""
+        with self._locked() as (_, written, units):
+            return units if written == number else None
+
+    def written(self, number: int, units: int, worker: int) -> None:
+        """Slice `number` is written, `units` units in all now: the worker that took the next one is woken."""
+        with self._locked() as (taken, _, _):
+            self._COUNTERS.pack_into(self.memory, 0, taken, number + 1, units)
+            after = number + 1
+            owner = self.memory[self._COUNTERS.size + after] - 1 if after < self.slices else -1
+        if owner >= 0 and owner != worker:
+            with contextlib.suppress(BlockingIOError):  # a full pipe holds a wake-up already
+                os.write(self.wake[owner][1], b"\1")
+
+    def wait(self, worker: int) -> None:
+        """Until another worker wakes this one (then it looks again whether its turn has come)."""
+        if not os.read(self.wake[worker][0], 1):
+            raise RuntimeError("the other deps workers ended while this one waited for its turn")
+
+
 def _run_workers(job: _Job) -> list[_Result]:
-    """Fork the workers, give the first the turn, and wait for every worker's result; on a failure, or when this
-    process is interrupted, the workers are killed (they may be waiting for a turn that never comes)."""
-    turns = [os.pipe() for _ in range(job.workers)]
-    os.write(turns[0][1], (0).to_bytes(_TOKEN, "little"))
+    """Fork the workers and wait for every worker's result; on a failure, or when this process is interrupted,
+    the workers are killed (they may be waiting for a turn that never comes)."""
+    board: _Board | None = _Board(len(job.slices), job.workers)
     pids: list[int] = []
     reaped: set[int] = set()
     finished = False
@@ -154,16 +225,16 @@ def _run_workers(job: _Job) -> list[_Result]:
                 reader, writer = os.pipe()
                 pid = os.fork()
                 if pid == 0:  # the worker: it never returns
-                    _worker_main(job, index, turns, reader, writer)
+                    assert board is not None
+                    _worker_main(job, index, board, reader, writer)
                 os.close(writer)
                 pids.append(pid)
                 channels[reader] = index
         finally:
             gc.unfreeze()  # here, after the forks: this process collects as before
-        for reader, writer in turns:
-            os.close(reader)
-            os.close(writer)
-        turns = []
+        assert board is not None
+        board.close()
+        board = None
         results = _gather(channels, pids, reaped)
         finished = True
         return [results[index] for index in range(job.workers)]
@@ -171,8 +242,10 @@ def _run_workers(job: _Job) -> list[_Result]:
         for pid in pids:  # once they have sent their results, they end by themselves: they are only reaped
             if pid not in reaped:
                 _reap(pid, kill=not finished)
-        for fd in [*channels, *(fd for pair in turns for fd in pair)]:
+        for fd in channels:
             os.close(fd)
+        if board is not None:
+            board.close()
 
 
 def _gather(channels: dict[int, int], pids: list[int], reaped: set[int]) -> dict[int, _Result]:
@@ -203,17 +276,15 @@ def _gather(channels: dict[int, int], pids: list[int], reaped: set[int]) -> dict
     return results
 
 
-def _worker_main(job: _Job, index: int, turns: list[tuple[int, int]], reader: int, writer: int) -> None:
+def _worker_main(job: _Job, index: int, board: _Board, reader: int, writer: int) -> None:
     """The whole life of a worker process: its slices, then its result to the parent, then _exit (no cleanup of
     the parent's that it inherited runs here: no atexit, no buffers of the parent's flushed)."""
     code = 1
     try:
         os.close(reader)
-        mine, nexts = turns[index][0], turns[(index + 1) % job.workers][1]
-        for fd in {fd for pair in turns for fd in pair} - {mine, nexts}:
-            os.close(fd)
+        board.keep_for(index)
         try:
-            result = _write_slices(job, index, mine, nexts)
+            result = _write_slices(job, index, board)
         except BaseException as exc:  # any failure goes to the parent, which raises it
             import traceback  # only here: a run without a failure does not import it
 
@@ -231,35 +302,34 @@ def _worker_main(job: _Job, index: int, turns: list[tuple[int, int]], reader: in
         os._exit(code)
 
 
-def _write_slices(job: _Job, index: int, mine: int, nexts: int) -> _Result:
-    """Render this worker's slices and write each when its turn comes (the token before it says how many units
-    were written before: the framing between units depends on it)."""
+def _write_slices(job: _Job, index: int, board: _Board) -> _Result:
+    """Take slices, render each, and write it when its turn comes (the units written before it decide the framing
+    between units)."""
     loader = job.loader
     loader.fs.share_budget(job.workers)  # its share of the run's read budget
-    pending: deque[tuple[int, list[str]]] = deque()
+    pending: deque[tuple[int, list[str]]] = deque()  # taken in increasing order: the oldest is the next to write
     refused: list[tuple[int, tuple[Refusal, ...]]] = []
     statuses: list[Status] = []
     written = 0
-    poller = select.poll()
-    poller.register(mine, select.POLLIN)
 
     def write(keep: int) -> None:
-        """Write the oldest pending slices: those whose turn has come, and then waiting for theirs, until at most
-        `keep` are left."""
+        """Write the oldest pending slices whose turn has come; wait for it while more than `keep` are pending."""
         nonlocal written
-        while pending and (len(pending) > keep or poller.poll(0)):
-            token = os.read(mine, _TOKEN)
-            if len(token) != _TOKEN:
-                raise RuntimeError("the worker before this one ended without passing on its turn")
-            before = int.from_bytes(token, "little")
-            number, texts = pending.popleft()
+        while pending:
+            number, texts = pending[0]
+            before = board.turn(number)
+            if before is None:
+                if len(pending) <= keep:
+                    return
+                board.wait(index)
+                continue
+            pending.popleft()
             if texts:
                 _write_all(job.output, job.framing.units(texts, before).encode(job.encoding, job.errors))
             written += len(texts)
-            if number + 1 < len(job.slices):
-                os.write(nexts, (before + len(texts)).to_bytes(_TOKEN, "little"))
+            board.written(number, before + len(texts), index)
 
-    for number in range(index, len(job.slices), job.workers):
+    while (number := board.take(index)) is not None:
         seen = len(loader.fs.refusals)
         pieces = list(_render(loader, job.slices[number], job.sa_version, job.render))
         if len(loader.fs.refusals) > seen:
