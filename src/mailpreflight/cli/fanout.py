@@ -40,6 +40,7 @@ PARALLEL_MIN_UNITS = 1000  # below this, forking costs more than the second core
 SLICE = 250  # names per slice, at most
 PENDING = 2  # slices a worker holds rendered while it waits for the one before to be written
 WORKERS: int | None = None  # None: one per idle CPU (tests and benchmarks set it)
+MAX_WORKERS = 255  # the shared mapping names the worker of a slice in a byte
 Render = Callable[[UnitDepsView], str]
 _Piece = tuple[Status, str]
 
@@ -128,12 +129,12 @@ def _parallel(loader: UnitLoader, names: Sequence[str], sa_version: str | None, 
 
             spool = stack.enter_context(tempfile.TemporaryFile())
             output = spool.fileno()
-        job = _Job(loader, sa_version, render, framing, slices, min(workers, len(slices)), output,
+        job = _Job(loader, sa_version, render, framing, slices, min(workers, len(slices), MAX_WORKERS), output,
                    getattr(env.stdout, "encoding", None) or "utf-8", getattr(env.stdout, "errors", None) or "strict")
         results = _run_workers(job)
         if spool is not None:
             _copy_spool(spool, env.stdout, job.encoding, job.errors)
-    for _, refused in sorted(pair for result in results for pair in result.refused):
+    for _, refused in sorted((pair for result in results for pair in result.refused), key=lambda pair: pair[0]):
         loader.fs.note_refused(refused)
     written = sum(result.written for result in results)
     env.out(framing.tail if written else framing.empty, end="", painted=True)
