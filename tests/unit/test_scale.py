@@ -4,11 +4,14 @@ guard.py): the loader reads the search path once per run, per-root facts are rea
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -20,6 +23,7 @@ import pytest
 
 from bigroot import generate
 from helpers import make_tree
+from mailpreflight.access.bounded import GuestFileRefused
 from mailpreflight.access.ledger import READ_TOTAL_LIMIT
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.cli import fanout
@@ -420,6 +424,80 @@ def test_a_reader_that_goes_away_stops_the_workers(root: tuple[Path, list[str]])
     process.stderr.close()
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)  # no worker of it left
+
+
+def _gone(group: int, within: float = 10.0) -> bool:
+    """Has every process of the group ended (and been reaped) within `within` seconds?"""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_workers_end_with_their_parent(root: tuple[Path, list[str]], tmp_path: Path) -> None:
+    """A parent killed outright (SIGKILL, the OOM killer) leaves no worker waiting for a turn for ever: each dies
+    with it (PR_SET_PDEATHSIG), the one waiting for a turn too."""
+    path, _ = root
+    setup = FAIL_IN_WORKER.format(action="os.kill(os.getppid(), 9); time.sleep(30)").replace(
+        "real_render =", "import os, time; real_render =")
+    code = ("import sys; from mailpreflight.cli import fanout, main; fanout.PARALLEL_MIN_UNITS = 1; "
+            f"fanout.SLICE = 3; fanout.WORKERS = 2\n{setup}\nsys.exit(main(sys.argv[1:]))")
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-c", code, "deps", "--root", str(path)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    assert process.wait(timeout=60) == -9
+    assert _gone(process.pid), "a worker outlived its parent"
+    assert time.monotonic() - started < 20  # not the sleeping worker's 30 s
+
+
+def test_ctrl_c_as_a_worker_is_forked_ends_the_run_once(root: tuple[Path, list[str]]) -> None:
+    """SIGINT reaching a worker right after the fork, before it is at work (Ctrl-C goes to the whole process
+    group): the worker reports it and exits; it never runs the parent's code after the fork (which would say
+    things twice and close the parent's resources)."""
+    path, _ = root
+    setup = "import os, signal; os.register_at_fork(after_in_child=lambda: os.kill(os.getpid(), signal.SIGINT))"
+    done = _deps_in_workers(path, setup=setup)
+    assert done.returncode == 3 and done.stderr == "mailpreflight: interrupted\n", done.stderr
+
+
+def test_an_error_that_does_not_pickle_back_is_still_said(root: tuple[Path, list[str]]) -> None:
+    """An exception whose pickle does not load back (its __init__ takes other arguments than its args): the
+    parent still says what it was and where, not that the worker sent nothing."""
+    path, _ = root
+    setup = ("class Odd(Exception):\n    def __init__(self, a, b):\n        super().__init__(f'{a}/{b}')\n"
+             + FAIL_IN_WORKER.format(action="raise Odd('x', 'y')"))
+    done = _deps_in_workers(path, setup=setup)
+    assert done.returncode == 3
+    assert re.search(r"internal error at <string>:\d+: RuntimeError: Odd: x/y \(run again", done.stderr), done.stderr
+
+
+def test_guest_file_refusals_travel_from_a_worker_unchanged() -> None:
+    refused = GuestFileRefused("/etc/default/svc1", "a FIFO: not read", errno.EFBIG)
+    back = pickle.loads(pickle.dumps(refused))
+    assert (type(back), back.guest, back.reason, back.errno, str(back)) == (
+        GuestFileRefused, refused.guest, refused.reason, refused.errno, str(refused))
+
+
+def test_an_output_encoding_with_a_byte_order_mark_is_written_by_one_process(root: tuple[Path, list[str]]) -> None:
+    """utf-16 starts every encoded piece with a byte-order mark: such an output is written in one process, the
+    same bytes as ever (the workers encode a slice each)."""
+    path, _ = root
+
+    def raw(workers: int) -> bytes:
+        code = ("import sys; from mailpreflight.cli import fanout, main; fanout.PARALLEL_MIN_UNITS = 1; "
+                f"fanout.SLICE = 7; fanout.WORKERS = {workers}; sys.exit(main(sys.argv[1:]))")
+        done = subprocess.run([sys.executable, "-c", code, "deps", "--root", str(path)], capture_output=True,
+                              timeout=120, env={**os.environ, "PYTHONIOENCODING": "utf-16"})
+        assert done.returncode == 2, done.stderr
+        return done.stdout
+
+    one, two = raw(1), raw(2)
+    assert one == two and len(one) > 10_000
+    assert "".join(["a", "b"]).encode("utf-16") != "a".encode("utf-16") + "b".encode("utf-16")  # a mark each
 
 
 @pytest.mark.parametrize(("count", "slice_size", "workers"), [(10_107, 250, 2), (1000, 250, 4), (7, 250, 2),

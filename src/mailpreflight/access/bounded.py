@@ -42,6 +42,11 @@ class GuestFileRefused(OSError):
         self.guest = guest
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[GuestFileRefused], tuple[str, str, int]]:
+        """Pickled as made (a deps worker sends it to the parent): OSError's own would pass (errno, strerror,
+        filename) to this __init__ in the wrong order."""
+        return type(self), (self.guest, self.reason, self.errno if self.errno is not None else errno.EINVAL)
+
 
 def read_at_most(fd: int, limit: int, size: int | None = None) -> bytes:
     """The bytes of open file `fd`, at most limit+1 of them: more than `limit` tells the caller the file is too

@@ -24,8 +24,8 @@ import select
 import signal
 import struct
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mailpreflight.access.ledger import Refusal
@@ -55,7 +55,7 @@ def write_tree(loader: UnitLoader, sa_version: str | None, render: Render, frami
     workers = WORKERS if WORKERS is not None else _usable_cpus(cpus, before, _cpu_times(cpus))
     threshold = PARALLEL_MIN_UNITS if min_units is None else min_units
     with loader.fs.holding_root():  # one descriptor of the root for the run's reads (the workers inherit it)
-        if workers < 2 or len(names) < max(threshold, 1) or not hasattr(os, "fork"):
+        if workers < 2 or len(names) < max(threshold, 1) or not hasattr(os, "fork") or not _pieces_join(env):
             statuses: list[Status] = []
             for chunk in framing_of(_render(loader, names, sa_version, render), framing, statuses):
                 env.out(chunk, end="", painted=True)  # the units' text is escaped already; the framing is plain
@@ -166,10 +166,10 @@ class _Board:
         self.memory.close()
 
     def keep_for(self, worker: int) -> None:
-        """In a worker: the ends of the pipes it does not use closed (the others' wake-ups it reads not)."""
-        for index, (reader, _) in enumerate(self.wake):
-            if index != worker:
-                os.close(reader)
+        """In a worker: the ends of the pipes it does not use closed (the others' wake-ups it reads, and its own
+        it writes, not): when every other worker has ended, its wait() sees the end of its pipe."""
+        for index, (reader, writer) in enumerate(self.wake):
+            os.close(writer if index == worker else reader)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[tuple[int, int, int]]:
@@ -211,42 +211,63 @@ class _Board:
             raise RuntimeError("the other deps workers ended while this one waited for its turn")
 
 
+_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}  # blocked while a worker is forked, and while cleaning up
+
+
 def _run_workers(job: _Job) -> list[_Result]:
     """Fork the workers and wait for every worker's result; on a failure, or when this process is interrupted,
-    the workers are killed (they may be waiting for a turn that never comes)."""
-    board: _Board | None = _Board(len(job.slices), job.workers)
+    the workers are killed (they may be waiting for a turn that never comes). The signals that interrupt a run
+    are blocked from just before each fork until the child is inside _worker_main's `try` (it never returns into
+    this code) and the parent has recorded it (it is always killed and reaped)."""
+    board: _Board | None = None
     pids: list[int] = []
     reaped: set[int] = set()
     finished = False
     channels: dict[int, int] = {}  # read end of a worker's result pipe -> its index
+    parent = os.getpid()
     try:
+        board = _Board(len(job.slices), job.workers)
         gc.freeze()  # what exists now is out of the workers' collections (Python's advice for fork without exec: a
         try:  # full collection would walk, and so copy, the index); measured: 0.3 % of the workers' instructions
             for index in range(job.workers):
                 reader, writer = os.pipe()
-                pid = os.fork()
-                if pid == 0:  # the worker: it never returns
-                    assert board is not None
-                    _worker_main(job, index, board, reader, writer)
-                os.close(writer)
-                pids.append(pid)
-                channels[reader] = index
+                blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+                try:
+                    pid = os.fork()
+                    if pid == 0:  # the worker: it never returns
+                        _worker_main(job, index, board, reader, writer, parent, blocked)
+                    pids.append(pid)
+                    channels[reader] = index
+                except BaseException:
+                    os.close(reader)
+                    raise
+                finally:
+                    os.close(writer)
+                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         finally:
             gc.unfreeze()  # here, after the forks: this process collects as before
-        assert board is not None
         board.close()
         board = None
         results = _gather(channels, pids, reaped)
         finished = True
         return [results[index] for index in range(job.workers)]
     finally:
-        for pid in pids:  # once they have sent their results, they end by themselves: they are only reaped
-            if pid not in reaped:
-                _reap(pid, kill=not finished)
-        for fd in channels:
-            os.close(fd)
-        if board is not None:
-            board.close()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)  # a second Ctrl-C does not leave any behind
+        try:
+            living = [pid for pid in pids if pid not in reaped]  # not reaped: its number is no other process's
+            if not finished:
+                for pid in living:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            for pid in living:  # once they have sent their results, they end by themselves: they are only reaped
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+            for fd in channels:
+                os.close(fd)
+            if board is not None:
+                board.close()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _gather(channels: dict[int, int], pids: list[int], reaped: set[int]) -> dict[int, _Result]:
@@ -265,9 +286,11 @@ def _gather(channels: dict[int, int], pids: list[int], reaped: set[int]) -> dict
                 continue
             poller.unregister(reader)
             index = channels[reader]
-            result = _unpickle(received.pop(reader))
+            data = received.pop(reader)
+            result = _unpickle(data)
             if result is None:
-                raise RuntimeError(f"deps worker {index + 1} ended without its result ({_ended(pids[index], reaped)})")
+                what = "without its result" if not data else "with a result that cannot be read"
+                raise RuntimeError(f"deps worker {index + 1} ended {what} ({_ended(pids[index], reaped)})")
             if result.failure is not None:
                 failure = result.failure
                 failure.add_note(f"in deps worker {index + 1}:\n{result.trace}")
@@ -277,14 +300,18 @@ def _gather(channels: dict[int, int], pids: list[int], reaped: set[int]) -> dict
     return results
 
 
-def _worker_main(job: _Job, index: int, board: _Board, reader: int, writer: int) -> None:
+def _worker_main(job: _Job, index: int, board: _Board, reader: int, writer: int, parent: int,
+                 signals: Iterable[int]) -> None:
     """The whole life of a worker process: its slices, then its result to the parent, then _exit (no cleanup of
-    the parent's that it inherited runs here: no atexit, no buffers of the parent's flushed)."""
+    the parent's that it inherited runs here: no atexit, no buffers of the parent's flushed). It is killed when
+    the parent dies (a worker waiting for its turn would wait for ever otherwise)."""
     code = 1
     try:
-        os.close(reader)
-        board.keep_for(index)
         try:
+            _die_with_parent(parent)
+            os.close(reader)
+            board.keep_for(index)
+            signal.pthread_sigmask(signal.SIG_SETMASK, signals)  # a Ctrl-C from now on is reported, as any failure
             result = _write_slices(job, index, board)
         except BaseException as exc:  # any failure goes to the parent, which raises it
             import traceback  # only here: a run without a failure does not import it
@@ -292,15 +319,38 @@ def _worker_main(job: _Job, index: int, board: _Board, reader: int, writer: int)
             place = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
             where = f"{os.path.basename(place.filename)}:{place.lineno}" if place else ""
             result = _Result(failure=exc, where=where, trace="".join(traceback.format_exception(exc)))
-        try:
-            data = pickle.dumps(result)
-        except Exception:  # an exception that does not pickle: what it says, as a RuntimeError
-            failure = RuntimeError(f"{type(result.failure).__name__}: {result.failure}")
-            data = pickle.dumps(_Result(failure=failure, where=result.where, trace=result.trace))
-        _write_all(writer, data)
+        _write_all(writer, _pickled(result))
         code = 0
     finally:
         os._exit(code)
+
+
+def _pickled(result: _Result) -> bytes:
+    """The result as the parent will read it: an exception that does not come back as it went (it does not
+    pickle, or not back) is sent as a RuntimeError saying what it was."""
+    try:
+        data = pickle.dumps(result)
+        back = pickle.loads(data)  # from this process's own pickle
+    except Exception:  # it is sent as a RuntimeError below
+        back = None
+    if back is not None and (result.failure is None or (type(back.failure) is type(result.failure)
+                                                         and str(back.failure) == str(result.failure))):
+        return data
+    failure = RuntimeError(f"{type(result.failure).__name__}: {result.failure}")
+    return pickle.dumps(replace(result, failure=failure))
+
+
+def _die_with_parent(parent: int) -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGKILL) where there is one (Linux): if the parent dies, so does this worker."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before: nobody would ever read the result
+        os._exit(1)
 
 
 def _write_slices(job: _Job, index: int, board: _Board) -> _Result:
@@ -372,12 +422,14 @@ def _ended(pid: int, reaped: set[int]) -> str:
     return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
-def _reap(pid: int, kill: bool) -> None:
-    """Wait for a worker to end (not reaped yet, its number cannot be another process's); `kill`: stop it first."""
-    if kill:
-        os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
+def _pieces_join(env: Environment) -> bool:
+    """Does the output's encoding encode pieces that join into what it makes of the whole (not so for one that
+    starts with a byte-order mark, utf-16 or utf-8-sig): the workers encode a slice each."""
+    encoding = getattr(env.stdout, "encoding", None) or "utf-8"
+    try:
+        return "ab".encode(encoding) == "a".encode(encoding) + "b".encode(encoding)
+    except (LookupError, UnicodeError):
+        return False
 
 
 def _descriptor(stream: Any) -> int | None:
