@@ -500,6 +500,48 @@ def test_an_output_encoding_with_a_byte_order_mark_is_written_by_one_process(roo
     assert "".join(["a", "b"]).encode("utf-16") != "a".encode("utf-16") + "b".encode("utf-16")  # a mark each
 
 
+def test_the_workers_draw_one_read_budget_as_they_read() -> None:
+    """The run's read budget is one for all the workers (the board's), drawn as each reads: what a worker wants,
+    and ahead of it never more than an eighth of what is left; never more than there is, whoever asks."""
+    board = fanout._Board(3, 2, (1000, 100))
+    try:
+        assert board.draw(10, 0) == (10 + 1000 // 8, 0)  # 865 left
+        assert board.draw(0, 5) == (0, 5 + 100 // 8)  # 83 left
+        assert board.draw(900, 0) == (865, 0)  # all there is, not more
+        assert board.draw(1, 200) == (0, 83)
+        assert board.draw(1, 1) == (0, 0)
+        counters = fanout._Board._COUNTERS.unpack_from(board.memory, 0)
+        assert counters[3:] == (0, 0)
+    finally:
+        board.close()
+
+
+def test_a_worker_reads_and_lists_out_of_the_shared_budget(tmp_path: Path) -> None:
+    """RootFS in a worker: each read and listing draws what it needs from the run's budget; when that is spent,
+    the read is refused as in one process (the message names the run's 64 MiB, which is still the total)."""
+    for index in range(3):
+        make_tree(tmp_path, {f"etc/conf.d/{index}.conf": "x" * 60})
+    for index in range(30):
+        make_tree(tmp_path, {f"etc/many/{index:03}": ""})
+    pool = [130, 40]  # bytes, entries the run has left
+
+    def draw(nbytes: int, entries: int) -> tuple[int, int]:
+        granted = (min(pool[0], nbytes), min(pool[1], entries))
+        pool[0] -= granted[0]
+        pool[1] -= granted[1]
+        return granted
+
+    fs = RootFS(str(tmp_path))
+    fs.draw_budget(draw)
+    assert fs.budget() == (0, 0)
+    assert fs.read_bytes("/etc/conf.d/0.conf") == fs.read_bytes("/etc/conf.d/1.conf") == b"x" * 60
+    with pytest.raises(GuestFileRefused, match="this run already read 64 MiB from the root"):
+        fs.read_bytes("/etc/conf.d/2.conf")  # 10 bytes left: not the 61 it asks for
+    assert len(fs.listdir("/etc/many")) == 30 and len(fs.listdir("/etc/many")) == 10
+    assert "not listed in full: this run already listed" in str(fs.refusals[-1])
+    assert pool == [0, 0]
+
+
 @pytest.mark.parametrize(("count", "slice_size", "workers"), [(10_107, 250, 2), (1000, 250, 4), (7, 250, 2),
                                                             (50, 7, 2), (50, 1, 2), (0, 250, 2)])
 def test_the_slices_cover_every_name_once_and_shrink_towards_the_end(count: int, slice_size: int, workers: int,

@@ -231,11 +231,15 @@ class RootFS:
         for refusal in refusals:
             self._refuse(refusal.path, refusal.reason)
 
-    def share_budget(self, parts: int) -> None:
-        """This process is one of `parts` reading the root for one run (cli/fanout.py's workers): it gets its
-        share of what the run may still read and list."""
-        self._ledger.bytes_left //= parts
-        self._ledger.entries_left //= parts
+    def budget(self) -> tuple[int, int]:
+        """(bytes, directory entries) this run may still read and list."""
+        return self._ledger.bytes_left, self._ledger.entries_left
+
+    def draw_budget(self, draw: Callable[[int, int], tuple[int, int]]) -> None:
+        """This process is one of the workers reading the root for one run (cli/fanout.py): what it reads and
+        lists comes out of what they share (`draw`: bytes and entries wanted -> granted), as it needs it."""
+        self._ledger.bytes_left = self._ledger.entries_left = 0
+        self._ledger.draw = draw
 
     def _refuse(self, guest: str, reason: str, code: int = errno.EINVAL) -> GuestFileRefused:
         if len(self._ledger.refused) < 1000:
@@ -446,6 +450,7 @@ class RootFS:
             return b""
         fd, size = opened
         spent = _SPENT
+        self._ledger.want(min(limit, size) + 1)  # a worker: enough for what the file says it holds
         budgeted = self._ledger.bytes_left < limit
         if budgeted:
             if self._ledger.bytes_left <= 0:
@@ -475,6 +480,7 @@ class RootFS:
             return b""
         fd, known = opened
         try:
+            self._ledger.want(size)
             if self._ledger.bytes_left <= 0:
                 raise self._refuse(guest, _SPENT, errno.EFBIG)
             data = read_at_most(fd, min(size, self._ledger.bytes_left) - 1, known)
@@ -522,6 +528,9 @@ class RootFS:
                 cap = min(limit, self._ledger.entries_left)
                 with os.scandir(fd) as entries:
                     for entry in entries:
+                        if len(names) >= cap < limit:  # a worker: more of the run's entries, while it has them
+                            self._ledger.want(entries=len(names) + 1)
+                            cap = min(limit, self._ledger.entries_left)
                         if len(names) >= cap:
                             self._refuse(guest, f"more than {limit} entries: only {limit} of them read" if cap == limit
                                          else f"not listed in full: this run already listed {LISTDIR_TOTAL_LIMIT} "

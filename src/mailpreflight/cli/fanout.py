@@ -41,6 +41,8 @@ SLICE = 250  # names per slice, at most
 PENDING = 2  # slices a worker holds rendered while it waits for the one before to be written
 WORKERS: int | None = None  # None: one per idle CPU (tests and benchmarks set it)
 MAX_WORKERS = 255  # the shared mapping names the worker of a slice in a byte
+DRAW_BYTES = 1 << 20  # a worker takes up to 1 MiB and 10,000 directory entries of the run's read budget ahead
+DRAW_ENTRIES = 10_000
 Render = Callable[[UnitDepsView], str]
 _Piece = tuple[Status, str]
 
@@ -146,11 +148,13 @@ class _Board:
     slices and units written so far, and who took each slice), a pipe holding one byte that is its lock, and a
     pipe per worker through which it is woken when the slice before the one it waits with may have been written."""
 
-    _COUNTERS = struct.Struct("<qqq")  # next slice to take, slices written, units written
+    _COUNTERS = struct.Struct("<qqqqq")  # next slice to take, slices written, units written, read budget left
+    # (bytes, directory entries: RootFS's when the workers were forked; they draw from it as they read)
 
-    def __init__(self, slices: int, workers: int) -> None:
+    def __init__(self, slices: int, workers: int, budget: tuple[int, int]) -> None:
         self.slices = slices
         self.memory = mmap.mmap(-1, self._COUNTERS.size + slices)  # then a byte a slice: its worker + 1 (0: none)
+        self._COUNTERS.pack_into(self.memory, 0, 0, 0, 0, *budget)
         self.lock = os.pipe()
         os.write(self.lock[1], b"\0")
         self.wake = [os.pipe() for _ in range(workers)]
@@ -172,33 +176,47 @@ class _Board:
             os.close(writer if index == worker else reader)
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[tuple[int, int, int]]:
+    def _locked(self) -> Iterator[list[int]]:
+        """The counters, changed in place and stored back when the block ends, with the lock held meanwhile."""
         if os.read(self.lock[0], 1) != b"\0":
             raise RuntimeError("the lock of the deps workers is gone")
         try:
-            yield self._COUNTERS.unpack_from(self.memory, 0)
+            counters = list(self._COUNTERS.unpack_from(self.memory, 0))
+            yield counters
+            self._COUNTERS.pack_into(self.memory, 0, *counters)
         finally:
             os.write(self.lock[1], b"\0")
 
     def take(self, worker: int) -> int | None:
         """The next slice nobody has taken, now this worker's; None when all are taken."""
-        with self._locked() as (taken, written, units):
+        with self._locked() as counters:
+            taken = counters[0]
             if taken >= self.slices:
                 return None
-            self._COUNTERS.pack_into(self.memory, 0, taken + 1, written, units)
+            counters[0] = taken + 1
             self.memory[self._COUNTERS.size + taken] = worker + 1
             return taken
 
     def turn(self, number: int) -> int | None:
         """The units written before slice `number` when it is its turn (the slices before it are written), else
         None."""
-        with self._locked() as (_, written, units):
-            return units if written == number else None
+        with self._locked() as counters:
+            return counters[2] if counters[1] == number else None
+
+    def draw(self, nbytes: int, entries: int) -> tuple[int, int]:
+        """Read budget for a worker (RootFS.draw_budget): what it wants and, for fewer trips here, up to
+        DRAW_BYTES/DRAW_ENTRIES more but never more than an eighth of what is left (no worker holds much that
+        another may need); at most what the run has left."""
+        with self._locked() as counters:
+            granted = (_grant(counters[3], nbytes, DRAW_BYTES), _grant(counters[4], entries, DRAW_ENTRIES))
+            counters[3] -= granted[0]
+            counters[4] -= granted[1]
+            return granted
 
     def written(self, number: int, units: int, worker: int) -> None:
         """Slice `number` is written, `units` units in all now: the worker that took the next one is woken."""
-        with self._locked() as (taken, _, _):
-            self._COUNTERS.pack_into(self.memory, 0, taken, number + 1, units)
+        with self._locked() as counters:
+            counters[1], counters[2] = number + 1, units
             after = number + 1
             owner = self.memory[self._COUNTERS.size + after] - 1 if after < self.slices else -1
         if owner >= 0 and owner != worker:
@@ -214,6 +232,10 @@ class _Board:
 _SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}  # blocked while a worker is forked, and while cleaning up
 
 
+def _grant(left: int, wanted: int, ahead: int) -> int:
+    return min(left, wanted + min(ahead, left // 8)) if wanted > 0 else 0
+
+
 def _run_workers(job: _Job) -> list[_Result]:
     """Fork the workers and wait for every worker's result; on a failure, or when this process is interrupted,
     the workers are killed (they may be waiting for a turn that never comes). The signals that interrupt a run
@@ -226,7 +248,7 @@ def _run_workers(job: _Job) -> list[_Result]:
     channels: dict[int, int] = {}  # read end of a worker's result pipe -> its index
     parent = os.getpid()
     try:
-        board = _Board(len(job.slices), job.workers)
+        board = _Board(len(job.slices), job.workers, job.loader.fs.budget())
         gc.freeze()  # what exists now is out of the workers' collections (Python's advice for fork without exec: a
         try:  # full collection would walk, and so copy, the index); measured: 0.3 % of the workers' instructions
             for index in range(job.workers):
@@ -357,7 +379,7 @@ def _write_slices(job: _Job, index: int, board: _Board) -> _Result:
     """Take slices, render each, and write it when its turn comes (the units written before it decide the framing
     between units)."""
     loader = job.loader
-    loader.fs.share_budget(job.workers)  # its share of the run's read budget
+    loader.fs.draw_budget(board.draw)  # what it reads comes out of what the workers share
     pending: deque[tuple[int, list[str]]] = deque()  # taken in increasing order: the oldest is the next to write
     refused: list[tuple[int, tuple[Refusal, ...]]] = []
     statuses: list[Status] = []
