@@ -1,6 +1,6 @@
 """What one run may read and list of a root, all reads together, and what the gate refused (docs/design.md,
-"Layers and their rules"): a `Ledger` is shared by a `RootFS` and its views (`GeneratedFS`), and split between
-cli/fanout.py's workers."""
+"Layers and their rules"): a `Ledger` is shared by a `RootFS` and its views (`GeneratedFS`); cli/fanout.py's
+workers each draw into theirs from the run's budget as they read (`draw`, `want`)."""
 
 from __future__ import annotations
 
