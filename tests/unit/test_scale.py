@@ -5,6 +5,7 @@ guard.py): the loader reads the search path once per run, per-root facts are rea
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import pickle
@@ -27,11 +28,14 @@ from mailpreflight.access.bounded import GuestFileRefused
 from mailpreflight.access.ledger import READ_TOTAL_LIMIT
 from mailpreflight.access.rootfs import RootFS
 from mailpreflight.cli import fanout
-from mailpreflight.deps.analyze import _as_tuples, _endpoints, analyze, analyze_tree
+from mailpreflight.cli.env import Environment
+from mailpreflight.deps.analyze import _as_tuples, _endpoints, analyze, analyze_tree, iter_tree
 from mailpreflight.deps.base import RuleContext
 from mailpreflight.deps.saupdate import SaUpdateRule, _worst_cases
 from mailpreflight.deps.view import deps_view, unit_deps_view
+from mailpreflight.model import Status, UnitDepsView
 from mailpreflight.render.deps import (
+    JSON_FRAMING,
     json_document,
     json_unit,
     render_json,
@@ -198,9 +202,15 @@ def without_age(units: list[dict[str, object]]) -> list[dict[str, object]]:
     return units
 
 
+def _serial(path: Path) -> list[tuple[Status, str]]:
+    """(status, JSON text) of each unit `deps` reports of the tree, rendered in this process."""
+    return [(view.status, json_unit(view))
+            for view in map(unit_deps_view, iter_tree(UnitLoader(RootFS(str(path)))))]
+
+
 def test_streamed_json_is_the_whole_document(root: tuple[Path, list[str]]) -> None:
     path, _ = root
-    serial = list(fanout.rendered_units(UnitLoader(RootFS(str(path))), None, json_unit))
+    serial = _serial(path)
     assert len(serial) > UNITS / 2
     assert all("\n" not in text for _, text in serial)  # one unit a line
     document = json.loads("".join(json_document(text for _, text in serial)))
@@ -284,7 +294,7 @@ def test_deps_command_in_worker_processes_writes_each_unit_once(root: tuple[Path
     assert done.stdout.count('"schema_version"') == 1
     # what the read gate refused in a worker is reported by the command, once
     assert done.stderr.count("etc/default/svc1: ") == 1 and "FIFO" in done.stderr, done.stderr
-    serial = [json.loads(text) for _, text in fanout.rendered_units(UnitLoader(RootFS(str(path))), None, json_unit)]
+    serial = [json.loads(text) for _, text in _serial(path)]
     assert without_age(document["units"]) == without_age(serial)
 
 
@@ -405,7 +415,8 @@ def test_a_worker_that_is_killed_ends_the_run_and_no_process_is_left(root: tuple
     done = _deps_in_workers(path, setup=FAIL_IN_WORKER.format(action="os.kill(os.getpid(), 9)").replace(
         "real_render =", "import os; real_render ="))
     assert done.returncode == 3
-    assert re.search(r"deps worker \d ended without its result \(killed by signal 9 \(SIGKILL\)\)", done.stderr), \
+    assert re.search(r"deps worker \d ended without its result \(killed by signal 9 \(SIGKILL\); out of memory\? "
+                     r"see `journalctl -k -g oom`\)", done.stderr), \
         done.stderr
 
 
@@ -611,7 +622,7 @@ def test_the_read_budget_goes_to_the_units_not_to_shared_files(root: tuple[Path,
 
 def test_the_root_is_held_open_only_while_units_are_rendered(root: tuple[Path, list[str]]) -> None:
     """deps over a tree opens the root once for all its reads (RootFS.holding_root) and lets it go when the last
-    unit is rendered, or when the reader stops early: a guest's FUSE mount is unmounted right after the run."""
+    unit is written, or when the run stops early: a guest's FUSE mount is unmounted right after the run."""
     path, _ = root
 
     def root_fds() -> int:
@@ -619,10 +630,20 @@ def test_the_root_is_held_open_only_while_units_are_rendered(root: tuple[Path, l
                    for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}"))
 
     loader = UnitLoader(RootFS(str(path)))
-    pieces = fanout.rendered_units(loader, None, json_unit)
-    next(pieces)
-    assert root_fds() == 1 and loader.fs._held
-    pieces.close()  # the reader stopped early (an error in the verb: cli/verbs.py closes it)
+    seen: list[tuple[int, bool]] = []
+
+    def render(view: UnitDepsView) -> str:
+        seen.append((root_fds(), bool(loader.fs._held)))
+        return json_unit(view)
+
+    out = io.StringIO()
+    status = fanout.write_tree(loader, None, render, JSON_FRAMING, Environment(stdout=out), min_units=10**9)
+    assert status is Status.CRITICAL and len(seen) > UNITS / 2 and set(seen) == {(1, True)}
     assert root_fds() == 0 and not loader.fs._held
-    assert sum(1 for _ in fanout.rendered_units(loader, None, json_unit)) > UNITS / 2
-    assert root_fds() == 0
+
+    def failing(view: UnitDepsView) -> str:
+        raise ValueError("a renderer that fails")  # the run stops early: an error in the verb
+
+    with pytest.raises(ValueError, match="a renderer that fails"):
+        fanout.write_tree(loader, None, failing, JSON_FRAMING, Environment(stdout=io.StringIO()), min_units=10**9)
+    assert root_fds() == 0 and not loader.fs._held

@@ -24,7 +24,7 @@ import select
 import signal
 import struct
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,7 +33,7 @@ from mailpreflight.cli.env import Environment
 from mailpreflight.deps.analyze import iter_tree
 from mailpreflight.deps.view import unit_deps_view
 from mailpreflight.model import Status, UnitDepsView
-from mailpreflight.render.deps import Framing
+from mailpreflight.render.deps import Framing, framed
 from mailpreflight.units.loader import UnitLoader
 
 PARALLEL_MIN_UNITS = 1000  # below this, forking costs more than the second core gives
@@ -65,22 +65,16 @@ def write_tree(loader: UnitLoader, sa_version: str | None, render: Render, frami
         return _parallel(loader, names, sa_version, render, framing, env, workers)
 
 
-def rendered_units(loader: UnitLoader, sa_version: str | None, render: Render) -> Generator[_Piece, None, None]:
-    """(status, rendered text) of every service of the tree with a network dependency, in name order, in this
-    process, the root held open meanwhile (RootFS.holding_root)."""
-    with loader.fs.holding_root():
-        yield from _render(loader, loader.service_names(), sa_version, render)
+def framing_of(pieces: Iterable[_Piece], framing: Framing, statuses: list[Status]) -> Iterator[str]:
+    """The document of these pieces, chunk by chunk (render/deps.py `framed`); their states are appended to
+    `statuses` as they pass."""
 
+    def texts() -> Iterator[str]:
+        for status, text in pieces:
+            statuses.append(status)
+            yield text
 
-def framing_of(pieces: Iterator[_Piece], framing: Framing, statuses: list[Status]) -> Iterator[str]:
-    """The document of these pieces, chunk by chunk; their states are appended to `statuses` as they pass."""
-    yield framing.head
-    written = 0
-    for status, text in pieces:
-        statuses.append(status)
-        yield framing.units([text], written)
-        written += 1
-    yield framing.tail if written else framing.empty
+    return framed(texts(), framing)
 
 
 def _render(loader: UnitLoader, names: Sequence[str], sa_version: str | None, render: Render) -> Iterator[_Piece]:
@@ -439,8 +433,10 @@ def _ended(pid: int, reaped: set[int]) -> str:
     reaped.add(pid)
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
-        return f"killed by signal {number} ({signal.Signals(number).name})" if number in signal.valid_signals() \
-            else f"killed by signal {number}"
+        name = f"signal {number} ({signal.Signals(number).name})" if number in signal.valid_signals() else (
+            f"signal {number}")
+        oom = "; out of memory? see `journalctl -k -g oom`" if number == signal.SIGKILL else ""
+        return f"killed by {name}{oom}"
     return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 

@@ -346,7 +346,7 @@ def _deps(args: argparse.Namespace, env: Environment) -> Status:
         return write_tree(loader, args.sa_version, render, framing, env)
     views = [unit_deps_view(result) for result in analyze_names(loader, args.units, args.sa_version)]
     statuses: list[Status] = []
-    for chunk in framing_of(iter([(view.status, render(view)) for view in views]), framing, statuses):
+    for chunk in framing_of([(view.status, render(view)) for view in views], framing, statuses):
         env.out(chunk, end="", painted=True)  # the units' text is clean() already; the framing is plain
     return Status.worst(statuses)
 
