@@ -335,3 +335,29 @@ def test_holding_the_root_gives_the_same_answers_and_leaves_no_descriptor(guest:
         with fs.holding_root():  # nested: still the one descriptor
             assert fs.read_bytes("/etc/a.conf") == b"a\n"
     assert _open_fds() == before
+
+
+def test_an_optional_file_that_is_not_there_is_none_and_anything_else_is_read_or_refused(guest: Guest) -> None:
+    """read_optional() (EnvironmentFile=-...): None for a file that does not exist — a missing name, a missing
+    directory on the way, a file as a directory, a link inside the root that leads nowhere, a link to a host file
+    (resolved inside the root: not there) — and otherwise exactly read_bytes(): the bytes, or the same refusal."""
+    guest.write("/usr/lib/x.conf", "x\n")
+    guest.link("/lib", "usr/lib")
+    guest.link("/etc/dangling", "/etc/nowhere")
+    guest.link("/etc/host", str(guest.canary))
+    guest.fifo("/etc/fifo")
+    fs = RootFS(str(guest.root))
+    for missing in ("/etc/none", "/etc/no/dir/x", "/usr/lib/x.conf/below", "/etc/dangling", "/etc/host",
+                    "/lib/none"):
+        assert fs.read_optional(missing) is None, missing
+        with pytest.raises(FileNotFoundError):
+            fs.read_bytes(missing)
+    assert fs.read_optional("/usr/lib/x.conf") == fs.read_bytes("/lib/x.conf") == b"x\n"
+    assert fs.read_optional("/lib/x.conf") == b"x\n"
+    guest.path("/dev").mkdir()
+    assert fs.read_optional("/dev/null") == fs.read_bytes("/dev/null") == b""  # a mask: empty, never opened
+    with pytest.raises(GuestFileRefused, match="FIFO"):
+        fs.read_optional("/etc/fifo")
+    with pytest.raises(GuestFileRefused, match="larger than"):
+        fs.read_optional("/usr/lib/x.conf", 1)
+    assert [r.path for r in fs.refusals] == ["/etc/fifo", "/usr/lib/x.conf"]

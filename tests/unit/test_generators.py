@@ -119,6 +119,13 @@ def test_a_link_into_the_generated_dirs_reads_what_the_generator_makes_not_the_d
     assert fs.read_bytes("/etc/fetchmail-unit") == made
     assert fs.read_head("/etc/fetchmail-unit", 9) == made[:9]
     assert fs.read_text("/etc/fetchmailrc") == "poll pop.example.org protocol pop3 user u password p\n"
+    # read_optional (EnvironmentFile=-...): the same answers, None where nothing is, on the disk or generated
+    assert fs.read_optional("/run/systemd/generator.late/fetchmail.service") == made
+    assert fs.read_optional("/etc/fetchmail-unit") == made
+    assert fs.read_optional("/run/systemd/generator.late/none.service") is None
+    assert fs.read_optional("/etc/none") is None
+    with pytest.raises(IsADirectoryError):
+        fs.read_optional("/run/systemd/generator.late")
 
 
 def test_a_link_into_the_generated_dirs_lists_what_the_generator_makes_not_the_disk(tmp_path: Path) -> None:

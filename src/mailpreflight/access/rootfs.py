@@ -3,7 +3,7 @@
 Symlinks are resolved INSIDE the root: an absolute target is relative to the root and `..` never climbs
 above it (like systemd's chase() with a root). Paths given and returned are guest paths.
 
-This is the one gate every read of guest data goes through (`open_file`, `read_bytes`, `read_text`,
+This is the one gate every read of guest data goes through (`open_file`, `read_bytes`, `read_optional`, `read_text`,
 `listdir`, `glob`). A guest is hostile until checked, so a read:
 - opens the already-resolved path from the root one component at a time with O_NOFOLLOW (a component swapped
   for a link after it was resolved fails instead of leading out of the root);
@@ -21,14 +21,16 @@ read and list, what was refused), access/globbing.py (glob(3)'s pattern rules an
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import io
 import os
 import posixpath
 import stat
+import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, Final, Literal, TypeVar
 
 from mailpreflight.access.beneath import PIN_FLAGS, open_beneath
 from mailpreflight.access.bounded import GuestFileRefused, describe, read_at_most, size_text
@@ -53,6 +55,15 @@ _SPENT = (f"not read: this run already read {size_text(READ_TOTAL_LIMIT)} from t
           "configuration is this big; look for what fills it)")
 
 
+class Absent(enum.Enum):
+    """_open_regular(absent_ok=True) and _pin_plain(): the file does not exist (a value, not an exception)."""
+
+    ABSENT = "absent"
+
+
+ABSENT: Final = Absent.ABSENT
+
+
 class NotOnDisk(FileNotFoundError):
     """A path that resolves into files a subclass makes itself (GeneratedFS's /run/systemd/generator*): not read
     from the disk; the subclass answers it."""
@@ -60,7 +71,11 @@ class NotOnDisk(FileNotFoundError):
 
 @dataclass(frozen=True)
 class RootFS:
+    """One run's view of a guest's tree (or of "/"): every read of guest data goes through it (the module's
+    docstring); `opened` is when the run began looking, the moment the ages it reports are counted to."""
+
     root: str = "/"
+    opened: float = field(default_factory=time.time, compare=False, hash=False, repr=False)
     _dirs: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
     _ledger: Ledger = field(default_factory=Ledger, compare=False, hash=False, repr=False)
     _memo: dict[Hashable, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
@@ -222,8 +237,9 @@ class RootFS:
 
     def sharing_ledger(self, view: RootFS) -> RootFS:
         """`view` (another RootFS of the same root, e.g. with generated units) counting and recording what it
-        reads in this one's ledger: one budget and one list of refusals per run."""
+        reads in this one's ledger: one budget, one list of refusals and one `opened` per run."""
         object.__setattr__(view, "_ledger", self._ledger)
+        object.__setattr__(view, "opened", self.opened)
         return view
 
     def note_refused(self, refusals: Iterable[Refusal]) -> None:
@@ -277,6 +293,14 @@ class RootFS:
 
     def _open_regular(self, guest: str, follow_last: bool = True) -> tuple[int, int] | None:
         """(descriptor for reading, size fstat() gave) of a regular guest file; None for /dev/null."""
+        opened = self._open_found(guest, follow_last)
+        if opened is ABSENT:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", guest)
+        return opened
+
+    def _open_found(self, guest: str, follow_last: bool = True) -> tuple[int, int] | Literal[Absent.ABSENT] | None:
+        """_open_regular(), but ABSENT for a file that does not exist (read_optional(): a missing optional file is
+        the usual case there, and an exception costs more than the read)."""
         directory, _, base = guest.rpartition("/")
         moved = self._dirs.get(directory)
         where = guest
@@ -284,15 +308,14 @@ class RootFS:
             # its directory is known to lie elsewhere (a link on the way: /lib -> usr/lib): pin the name there,
             # which is what chase() then _pin() do, without the openat2 call that would meet the link first
             where = f"{moved}/{base}" if moved != "/" else f"/{base}"
-        try:
-            plain = self._pin_plain(where)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(errno.ENOENT, "No such file or directory", guest) from exc
+        plain = self._pin_plain(where)
+        if plain is ABSENT:
+            return ABSENT
         if plain is not None:
             return self._open_pinned(guest, where, plain[0], plain[1])
         resolved = self.chase(guest, follow_last)
         if resolved is None:
-            raise FileNotFoundError(errno.ENOENT, "No such file or directory", guest)
+            return ABSENT
         if resolved == DEV_NULL:
             return None
         if not self._on_disk(resolved):
@@ -313,16 +336,16 @@ class RootFS:
             os.close(parent)
         return self._open_pinned(guest, resolved, pinned)
 
-    def _pin_plain(self, guest: str) -> tuple[int, os.stat_result] | None:
+    def _pin_plain(self, guest: str) -> tuple[int, os.stat_result] | Literal[Absent.ABSENT] | None:
         """The fast way (access/beneath.py): an O_PATH descriptor of a guest path that holds no link, no `.` or `..`
-        and is not /dev/null, pinned in one system call. FileNotFoundError when a component is missing (or is no
-        directory) before any link; None for anything else — a link on the way or at the end, no openat2 — which
-        chase() and the walk then answer as they always have. With the descriptor, what fstat() said of it."""
+        and is not /dev/null, pinned in one system call. ABSENT when a component is missing (or is no directory)
+        before any link; None for anything else — a link on the way or at the end, no openat2 — which chase() and
+        the walk then answer as they always have. With the descriptor, what fstat() said of it."""
         if guest == DEV_NULL:
             return None
         pinned = self._beneath(guest, PIN_FLAGS)
         if pinned in (-errno.ENOENT, -errno.ENOTDIR):  # met before any link: chase() would not find it either
-            raise FileNotFoundError(errno.ENOENT, "No such file or directory", guest)
+            return ABSENT
         if pinned < 0:
             return None
         try:
@@ -443,6 +466,12 @@ class RootFS:
         """A regular file's bytes, resolved inside the root, at most `limit` of them. Raises OSError:
         FileNotFoundError, GuestFileRefused (not a regular file, or larger than `limit`), ..."""
         return self._bytes_of(guest, self._open_regular(guest), limit)
+
+    def read_optional(self, guest: str, limit: int = READ_LIMIT) -> bytes | None:
+        """read_bytes(), but None when the file does not exist (`EnvironmentFile=-/etc/default/x`: on most systems
+        it does not); every other failure raises as there."""
+        opened = self._open_found(guest)
+        return None if opened is ABSENT else self._bytes_of(guest, opened, limit)
 
     def _bytes_of(self, guest: str, opened: tuple[int, int] | None, limit: int) -> bytes:
         """read_bytes() of what _open_regular() opened for `guest`; closes it."""

@@ -40,9 +40,9 @@ import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from mailpreflight.access.rootfs import DEV_NULL, NotOnDisk, RootFS
+from mailpreflight.access.rootfs import DEV_NULL, READ_LIMIT, Absent, NotOnDisk, RootFS
 from mailpreflight.units.unitname import parse_unit_name
 
 if TYPE_CHECKING:
@@ -301,7 +301,7 @@ class GeneratedFS(RootFS):
             return entry is not None and entry.data is not None and not entry.data
         return super().is_null_or_empty(resolved)
 
-    def _pin_plain(self, guest: str) -> tuple[int, os.stat_result] | None:
+    def _pin_plain(self, guest: str) -> tuple[int, os.stat_result] | Literal[Absent.ABSENT] | None:
         """The gate's one-call way only for the guest's own files: these dirs are made here, not read from disk."""
         return None if self._owned(guest) else super()._pin_plain(guest)
 
@@ -320,6 +320,17 @@ class GeneratedFS(RootFS):
         if resolved is None or not self._owned(resolved):
             return super().read_head(guest, size)
         return self.read_bytes(resolved)[:size]
+
+    def read_optional(self, guest: str, limit: int = READ_LIMIT) -> bytes | None:
+        if not self._owned(guest):
+            try:
+                return super().read_optional(guest, limit)
+            except NotOnDisk:
+                pass
+        try:
+            return self.read_bytes(guest, limit)
+        except FileNotFoundError:
+            return None
 
     def read_bytes(self, guest: str, limit: int | None = None) -> bytes:
         if not self._owned(guest):
