@@ -194,7 +194,7 @@ def test_what_the_analysis_remembers_stays_bounded_however_many_distinct_units(t
 
 
 def without_age(units: list[dict[str, object]]) -> list[dict[str, object]]:
-    """The units with MIRRORED.BY's age zeroed (it is read at each run)."""
+    """The units with MIRRORED.BY's age zeroed (counted to when each run opened the tree)."""
     for unit in units:
         for command in unit["commands"]:  # type: ignore[attr-defined]
             for channel in command.get("sa_update", {}).get("channels", []):
@@ -257,6 +257,49 @@ def test_what_a_fleets_sa_updates_share_is_what_each_would_get_afresh(root: tupl
     assert all(len(ids) == 1 for ids in by_line.values()), by_line  # one tuple per command line
 
 
+def test_a_fleets_sa_updates_share_one_plan_dated_when_the_run_opened_the_tree(root: tuple[Path, list[str]]) -> None:
+    """The units running the same sa-update line share one plan (and so one view and one JSON text of it): the
+    mirror lists' ages are counted to when the run opened the tree (RootFS.opened), the same for every unit, and
+    a plan made afresh at that moment is equal to it."""
+    from mailpreflight.deps.saupdate import plan
+
+    path, _ = root
+    fs = RootFS(str(path))
+    results = analyze_tree(UnitLoader(fs))
+    plans: dict[tuple[str, ...], set[int]] = {}
+    for result in results:
+        for entry in result.commands:
+            if entry.plan is not None:
+                plans.setdefault(entry.command.argv, set()).add(id(entry.plan))
+                for channel in entry.plan.channels:
+                    mtime = os.stat(path / channel.mirrored_by.lstrip("/")).st_mtime
+                    assert channel.mirrored_by_age == max(0.0, fs.opened - mtime)
+    assert len(plans) == 4 and all(len(ids) == 1 for ids in plans.values()), plans  # the lines bigroot writes
+    entry = next(e for r in results for e in r.commands if e.plan is not None)
+    assert plan(entry.command, RootFS(str(path)), now=fs.opened) == entry.plan
+    views = [unit_deps_view(result) for result in results]
+    assert len({id(c.sa_update) for v in views for c in v.commands if c.sa_update is not None}) == 4  # a view a plan
+    for view in views[:20]:  # the plan's text, encoded once, is the unit's own
+        assert json.loads(json_unit(view)) == unit_json(view)
+
+
+def test_a_program_in_a_directory_that_is_not_there_is_not_there(tmp_path: Path) -> None:
+    """deps/base.py chased() answers a path in a directory that does not resolve without looking further (a fleet's
+    daemons in the missing /usr/sbin of an offline root): always what RootFS.chase() says, links and all."""
+    from mailpreflight.deps.base import chased
+
+    make_tree(tmp_path, {"/usr/bin/x": "#!/bin/sh\n", "/bin": {"symlink": "usr/bin"},
+                         "/opt/loop": {"symlink": "loop"}, "/opt/up": {"symlink": "../usr"},
+                         "/opt/gone": {"symlink": "/nowhere"}, "/etc/file": "x\n"})
+    fs, fresh = RootFS(str(tmp_path)), RootFS(str(tmp_path))
+    paths = ["/usr/bin/x", "/bin/x", "/usr/sbin/x", "/usr/sbin/y", "/opt/loop/x", "/opt/up/bin/x", "/opt/gone/x",
+             "/opt/up/sbin/x", "/etc/file/x", "/usr/bin/../bin/x", "/usr/sbin/../bin/x", "/dev/null", "/x", "x",
+             "/usr//bin/x", "/usr/bin/", "/usr/./bin/x"]
+    for path in paths * 2:
+        assert chased(fs, path) == fresh.chase(path), path
+    assert chased(fs, "/bin/x") == "/usr/bin/x" and chased(fs, "/usr/sbin/x") is None
+
+
 def test_json_text_is_escaped_as_clean_escapes_it(root: tuple[Path, list[str]]) -> None:
     """clean_json() (deps --format json) passes ASCII JSON without DEL as it is, without clean()'s look at every
     character: the same text as clean() for the fleet's units and for strings holding controls of every kind."""
@@ -294,6 +337,13 @@ def test_deps_command_in_worker_processes_writes_each_unit_once(root: tuple[Path
     assert done.stdout.count('"schema_version"') == 1
     # what the read gate refused in a worker is reported by the command, once
     assert done.stderr.count("etc/default/svc1: ") == 1 and "FIFO" in done.stderr, done.stderr
+    # each mirror list's age is counted to when the run opened the tree, in every worker alike
+    ages: dict[str, set[float]] = {}
+    for unit in document["units"]:
+        for command in unit["commands"]:
+            for channel in command.get("sa_update", {}).get("channels", []):
+                ages.setdefault(channel["mirrored_by"], set()).add(channel["mirrored_by_age_s"])
+    assert len(ages) == 2 and all(len(seen) == 1 for seen in ages.values()), ages
     serial = [json.loads(text) for _, text in _serial(path)]
     assert without_age(document["units"]) == without_age(serial)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from mailpreflight.access.rootfs import RootFS
+from mailpreflight.access.rootfs import DEV_NULL, RootFS
 from mailpreflight.model import Dependency, FoundCommand, Role
 from mailpreflight.model.fastinit import fast_init
 from mailpreflight.units.unit import Unit, service_type, service_user
@@ -17,6 +17,7 @@ SYSTEMD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/
 START_KEYS = frozenset({"ExecCondition", "ExecStartPre", "ExecStartPost"})
 
 
+_NOT_KEPT = object()  # remembered(): not in the cache (a miss is common: no KeyError raised for it)
 KEPT = 64  # results a bounded cache of the analysis remembers (remembered(), kept())
 _K = TypeVar("_K", bound=Hashable)
 _T = TypeVar("_T")
@@ -25,10 +26,9 @@ _T = TypeVar("_T")
 def remembered(cache: dict[_K, _T], key: _K, compute: Callable[[], _T], most: int = KEPT) -> _T:
     """cache[key], computed on first use; at most `most` entries, the oldest dropped first: what a fleet's units
     share is worked out once (issue 14), and a hostile tree of thousands of distinct units costs no memory."""
-    try:
-        return cache[key]
-    except KeyError:
-        pass
+    value = cache.get(key, _NOT_KEPT)
+    if value is not _NOT_KEPT:
+        return value  # type: ignore[return-value]
     value = compute()
     if len(cache) >= most:
         del cache[next(iter(cache))]
@@ -60,7 +60,17 @@ def kept(fs: RootFS, kind: str, key: Hashable, compute: Callable[[], _T]) -> _T:
 def chased(fs: RootFS, path: str) -> str | None:
     """fs.chase(path), remembered a while: the programs of a unit's Exec lines are looked up by discover() and
     again by startup_facts(), and a fleet's units run the same few."""
-    return kept(fs, "chased", path, lambda: fs.chase(path))
+    return kept(fs, "chased", path, lambda: _chase(fs, path))
+
+
+def _chase(fs: RootFS, path: str) -> str | None:
+    """fs.chase(path), with its directory's answer remembered too: in a directory that is not there, no name is
+    (a fleet's units each run their own program, often from the same missing /usr/sbin of an offline root)."""
+    parent, _, base = path.rpartition("/")
+    if parent and base and path != DEV_NULL and path.startswith("/") and "/." not in path and "//" not in path and (
+            kept(fs, "chased_dir", parent, lambda: fs.chase(parent)) is None):
+        return None
+    return fs.chase(path)
 
 
 _UNEXPANDED = re.compile(r"\$(?:[A-Za-z_{(]|[0-9@*#?$!-])|`")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import posixpath
 import re
-import time
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -291,12 +290,18 @@ def plan(command: FoundCommand, fs: RootFS, sa_version: str | None = None, now: 
     # known here, so no proxy is assumed (the rule mentions it).
     proxies = {k.lower(): v for k, v in env.items()
                if k.lower() in ("http_proxy", "https_proxy", "no_proxy") and v.strip() and not unexpanded(v)}
-    # Everything but the ages of the mirror lists is a function of the command line, the few variables read here
-    # and the tree: made once per RootFS for a fleet's units running the same sa-update (issue 14).
+    # A function of the command line, the few variables read here and the tree, the ages of the mirror lists
+    # counted to when the run opened the tree (fs.opened): made once per RootFS for a fleet's units running the
+    # same sa-update, one plan they share (issue 14; the view and the JSON of it are then made once too).
     key = (command.argv, sa_version, env.get("PATH"), env.get("RES_NAMESERVERS"), env.get("RES_RETRANS"),
            env.get("RES_RETRY"))
     made = kept(fs, "plan", key, lambda: _plan(command, fs, sa_version))
-    reference = time.time() if now is None else now
+    if now is None:
+        return kept(fs, "plan_dated", (key, tuple(proxies.items())), lambda: _dated(made, fs.opened, proxies))
+    return _dated(made, now, proxies)
+
+
+def _dated(made: _Made, reference: float, proxies: dict[str, str]) -> SaUpdatePlan:
     states = tuple(ChannelState(state.channel, state.version_query, state.mirrors_query, state.directory,
                                 state.mirrored_by, state.mirrors,
                                 None if mtime is None else max(0.0, reference - mtime), state.installed_revision)

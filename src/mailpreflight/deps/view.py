@@ -10,9 +10,16 @@ from mailpreflight.deps.saupdate import SaUpdatePlan, Scenario
 from mailpreflight.model import CommandDepsView, SaChannelView, SaUpdateView, ScenarioView, UnitDepsView
 
 _SCENARIOS: dict[int, tuple[object, tuple[ScenarioView, ...]]] = {}  # a fleet's sa-updates have a few
+_PLANS: dict[int, tuple[object, SaUpdateView]] = {}
 
 
 def sa_update_view(plan: SaUpdatePlan) -> SaUpdateView:
+    """The view of a plan, made once for the plan a fleet's units share (saupdate.plan()): render/deps.py then
+    encodes it once too."""
+    return by_identity(_PLANS, plan, lambda: _sa_update_view(plan))
+
+
+def _sa_update_view(plan: SaUpdatePlan) -> SaUpdateView:
     return SaUpdateView(
         version=plan.sa_version, version_source=plan.version_source, updatedir=plan.updatedir,
         downloader=plan.downloader,

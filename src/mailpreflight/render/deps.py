@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from mailpreflight.model import Dependency, Finding, FoundCommand, ScenarioView, UnitDepsView
+from mailpreflight.model import Dependency, Finding, FoundCommand, SaUpdateView, ScenarioView, UnitDepsView
 
 SCHEMA_VERSION = 1
 _Item = TypeVar("_Item")
@@ -38,11 +38,11 @@ def _dependency_json(d: Dependency) -> dict[str, Any]:
             "confidence": d.confidence.value, "note": d.note}
 
 
-# unit_json() and json_unit() build the same document (_document): json_unit() with each list a fleet's units
-# share (the dependencies and the sa-update worst cases the analysis remembered, issue 14) left as a hole its text,
-# encoded once per list, is put into.
-def _document(result: UnitDepsView, shared: Callable[[tuple[Any, ...], Callable[[Any], dict[str, Any]]], Any]
-              ) -> dict[str, Any]:
+# unit_json() and json_unit() build the same document (_document): json_unit() with each part a fleet's units
+# share (the lists of dependencies the analysis remembered, and the sa-update plan: issue 14) left as a hole its
+# text, encoded once per part, is put into.
+def _document(result: UnitDepsView, shared: Callable[[tuple[Any, ...], Callable[[Any], dict[str, Any]]], Any],
+              shared_one: Callable[[Any, Callable[[Any], dict[str, Any]]], Any]) -> dict[str, Any]:
     commands = []
     for entry in result.commands:
         command = entry.command
@@ -56,19 +56,21 @@ def _document(result: UnitDepsView, shared: Callable[[tuple[Any, ...], Callable[
         }
         if command.ends:
             item["ends"] = command.ends
-        plan = entry.sa_update
-        if plan is not None:
-            item["sa_update"] = {
-                "version": plan.version, "version_source": plan.version_source, "updatedir": plan.updatedir,
-                "downloader": plan.downloader,
-                "channels": [{"channel": c.channel, "mirrored_by": c.mirrored_by, "mirrors": c.mirrors,
-                              "mirrored_by_age_s": c.mirrored_by_age_s, "installed_revision": c.installed_revision}
-                             for c in plan.channels],
-                "worst_cases": shared(plan.worst_cases, _scenario_json)}
+        if entry.sa_update is not None:
+            item["sa_update"] = shared_one(entry.sa_update, _sa_update_json)
         commands.append(item)
     return {"name": result.name, "fragment_path": result.fragment_path, "generated_by": result.generated_by,
             "start_timeout_s": result.start_timeout_s, "start_timeout_from": result.start_timeout_from,
             "commands": commands, "findings": [finding_json(f) for f in result.findings]}
+
+
+def _sa_update_json(plan: SaUpdateView) -> dict[str, Any]:
+    return {"version": plan.version, "version_source": plan.version_source, "updatedir": plan.updatedir,
+            "downloader": plan.downloader,
+            "channels": [{"channel": c.channel, "mirrored_by": c.mirrored_by, "mirrors": c.mirrors,
+                          "mirrored_by_age_s": c.mirrored_by_age_s, "installed_revision": c.installed_revision}
+                         for c in plan.channels],
+            "worst_cases": _listed(plan.worst_cases, _scenario_json)}
 
 
 def _scenario_json(s: ScenarioView) -> dict[str, Any]:
@@ -79,14 +81,18 @@ def _listed(items: tuple[_Item, ...], item_json: Callable[[_Item], dict[str, Any
     return [item_json(item) for item in items]
 
 
+def _alone(item: _Item, item_json: Callable[[_Item], dict[str, Any]]) -> dict[str, Any]:
+    return item_json(item)
+
+
 def unit_json(result: UnitDepsView) -> dict[str, Any]:
-    return _document(result, _listed)
+    return _document(result, _listed, _alone)
 
 
 _encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False), the encoder made once
-# The JSON text of tuples the units of a fleet share, by the identity of the tuple. Each entry holds its tuple, so
-# no other object can take its id meanwhile.
-_TEXTS: dict[int, tuple[tuple[Any, ...], str]] = {}
+# The JSON text of the parts the units of a fleet share (tuples, sa-update plans), by the identity of the part. Each
+# entry holds its part, so no other object can take its id meanwhile.
+_TEXTS: dict[int, tuple[object, str]] = {}
 _TEXTS_KEPT = 64
 _HOLE = "\x00"  # where a shared list's text goes; encoded, _HOLE_TEXT
 _HOLE_TEXT = _encode(_HOLE)
@@ -95,13 +101,18 @@ _HOLE_TEXT = _encode(_HOLE)
 def _shared_text(items: tuple[_Item, ...], item_json: Callable[[_Item], dict[str, Any]]) -> str:
     if not items:
         return "[]"
-    found = _TEXTS.get(id(items))
-    if found is not None and found[0] is items:
+    return _text_of(items, lambda: [item_json(item) for item in items])
+
+
+def _text_of(shared: object, document: Callable[[], Any]) -> str:
+    """The JSON text of `document()`, which is all of `shared`'s, encoded once for that object."""
+    found = _TEXTS.get(id(shared))
+    if found is not None and found[0] is shared:
         return found[1]
-    text = _encode([item_json(item) for item in items])
+    text = _encode(document())
     if len(_TEXTS) >= _TEXTS_KEPT:
         del _TEXTS[next(iter(_TEXTS))]
-    _TEXTS[id(items)] = (items, text)
+    _TEXTS[id(shared)] = (shared, text)
     return text
 
 
@@ -114,7 +125,11 @@ def json_unit(result: UnitDepsView) -> str:
         texts.append(_shared_text(items, item_json))
         return _HOLE
 
-    parts = _encode(_document(result, hole)).split(_HOLE_TEXT)
+    def hole_one(item: _Item, item_json: Callable[[_Item], dict[str, Any]]) -> str:
+        texts.append(_text_of(item, lambda: item_json(item)))
+        return _HOLE
+
+    parts = _encode(_document(result, hole, hole_one)).split(_HOLE_TEXT)
     if len(parts) != len(texts) + 1:  # a string of the unit's own is the hole's text: encoded the plain way
         return _encode(unit_json(result))
     return "".join([piece for pair in zip(parts, texts, strict=False) for piece in pair] + [parts[-1]])
