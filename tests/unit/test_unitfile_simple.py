@@ -1,5 +1,6 @@
 """The unit-file parser's way for the usual file (units/syntax.py `_parse_simple`: valid UTF-8, \\n line ends, no
-BOM) gives what the line-by-line parse gives (`_parse_bytes`, checked against systemd by the corpus), on files made
+BOM), and its short way for the usual line (`Key=value`, ASCII, in a section), give what the line-by-line parse
+gives (`_parse_bytes`, checked against systemd by the corpus), on files made
 to hit its edges: comments inside continuations, blank lines ending one, odd and even runs of backslashes, a
 continuation at the end of the file, bad sections, keys without `=`, noncharacters."""
 
@@ -10,7 +11,8 @@ import random
 from mailpreflight.units.syntax import SECTIONS_BY_TYPE, _parse_bytes, _parse_simple, parse_unit_file
 
 PIECES = ["[Service]", "[Unit]", "[X-Mine]", "[Bad", "[Se rvice]", "\n", "\n", "\n", " ", "\t", "#", ";", "\\", "\\\\",
-          "Key=v", "ExecStart=/bin/x", "=v", "Key", " = ", "é", "\ufffe", "a", "\\\n", "\n\n", "[Install]"]
+          "Key=v", "ExecStart=/bin/x", "=v", "Key", " = ", "é", "\ufffe", "a", "\\\n", "\n\n", "[Install]",
+          "\nA=b=c", "\nK \t=\t v \t", "\nKey=", "\n=", "\nX-Key=1", "\n[", "]"]
 
 
 def _same(text: str) -> None:
@@ -18,6 +20,8 @@ def _same(text: str) -> None:
     for sections in (SECTIONS_BY_TYPE["service"], None):
         assert _parse_simple(text, "/u", sections) == _parse_bytes(data, "/u", sections), (text, sections)
         assert parse_unit_file(data, "/u", sections) == _parse_bytes(data, "/u", sections)
+        # the usual `Key=value` line taken the short way: what _parse_line() makes of each line
+        assert _parse_simple(text, "/u", sections) == _parse_simple(text, "/u", sections, usual=False), text
 
 
 def test_usual_files_parse_the_same_both_ways() -> None:

@@ -158,20 +158,22 @@ def _decoded(lines: list[bytes]) -> Iterator[tuple[int, str | None]]:
         yield lineno, raw.decode("utf-8", "surrogateescape")
 
 
-def _parse_simple(text: str, path: str, sections: frozenset[str] | None) -> ParsedFile:
+def _parse_simple(text: str, path: str, sections: frozenset[str] | None, usual: bool = True) -> ParsedFile:
     """parse_unit_file() of the usual file (docs/design.md, "Performance"): valid UTF-8 as a whole, lines ending in
     \\n only, no BOM, smaller than a line may be: decoded at once, its comments dropped in one pass."""
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
     kept = [(n, line) for n, line in enumerate(lines, 1) if line.lstrip(WHITESPACE)[:1] not in ("#", ";")]
-    return _parse_lines(_State(path, sections), kept, len(lines))
+    return _parse_lines(_State(path, sections), kept, len(lines), usual)
 
 
-def _parse_lines(state: _State, lines: Iterable[tuple[int, str | None]], count: int) -> ParsedFile:
+def _parse_lines(state: _State, lines: Iterable[tuple[int, str | None]], count: int, usual: bool = True) -> ParsedFile:
     """The assignments of a file's lines that are not comments ((number, text); None: too long), `count` lines in
-    all. A trailing backslash joins the next line; a comment inside a continuation was dropped already."""
+    all. A trailing backslash joins the next line; a comment inside a continuation was dropped already. `usual`:
+    the usual line is taken the short way (False: every line through _parse_line(), what tests compare it with)."""
     path = state.path
+    assignments = state.assignments
     continuation: list[str] = []  # pieces of a continued line, each ending in the space that replaced "\\"
     continued_length = 0
     first_line = 0
@@ -179,9 +181,19 @@ def _parse_lines(state: _State, lines: Iterable[tuple[int, str | None]], count: 
         if text is None:
             return _fail(state, Source(path, lineno), "Line too long")
         if not continuation:
-            if not text.strip(WHITESPACE):
+            line = text.strip(WHITESPACE)
+            if not line:
                 continue  # a blank line, not ending a continuation: nothing to parse
             first_line = lineno
+            section = state.section
+            # The usual line: `Key=value` of one physical line, ASCII, in a section: what _parse_line() makes of
+            # it, without its other cases (tests/unit/test_unitfile_simple.py compares the two ways).
+            if usual and section is not None and line[0] != "[" and not text.endswith("\\") and line.isascii():
+                key, equals, value = line.partition("=")
+                if equals and key:
+                    assignments.append(Assignment(section, key.strip(WHITESPACE), value.strip(WHITESPACE),
+                                                  Source(path, lineno, lineno)))
+                    continue
         elif continued_length + len(text) > LONG_LINE_MAX:
             return _fail(state, Source(path, first_line, lineno), "Continuation line too long")
         # A piece ends in a space, so the escape state at each join is "not escaped": looking at the
