@@ -1,3 +1,3 @@
-from mailpreflight.cli import main
+from mailpreflight.cli import command
 
-raise SystemExit(main())
+command()
