@@ -58,7 +58,7 @@ class Reads:
 def recording() -> Iterator[Reads]:
     """Every guest file RootFS reads (or looks for and does not find) while the block runs."""
     reads = Reads()
-    original, original_head = RootFS.read_bytes, RootFS.read_head
+    original, original_head, original_optional = RootFS.read_bytes, RootFS.read_head, RootFS.read_optional
 
     def recorded(read: Callable[..., bytes]) -> Callable[..., bytes]:
         def read_recorded(self: RootFS, guest: str, *args: int) -> bytes:
@@ -71,13 +71,20 @@ def recording() -> Iterator[Reads]:
             return data
         return read_recorded
 
+    def read_optional_recorded(self: RootFS, guest: str, *args: int) -> bytes | None:
+        data = original_optional(self, guest, *args)
+        (reads.absent if data is None else reads.found).add(guest)
+        return data
+
     RootFS.read_bytes = recorded(original)  # type: ignore[method-assign]
     RootFS.read_head = recorded(original_head)  # type: ignore[method-assign]
+    RootFS.read_optional = read_optional_recorded  # type: ignore[method-assign]
     try:
         yield reads
     finally:
         RootFS.read_bytes = original  # type: ignore[method-assign]
         RootFS.read_head = original_head  # type: ignore[method-assign]
+        RootFS.read_optional = original_optional  # type: ignore[method-assign]
 
 
 def enabled_by(loader: UnitLoader) -> dict[str, list[str]]:

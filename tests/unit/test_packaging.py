@@ -35,7 +35,7 @@ def test_wheel_contents(wheel: Path) -> None:
     assert f"\nVersion: {__version__}\n" in zipfile.ZipFile(wheel).read(metadata).decode()
     assert "mailpreflight/units/keys-252.txt" in names  # read at run time by the loader
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "mailpreflight = mailpreflight.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "mailpreflight = mailpreflight.cli:command" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_installed_without_the_live_extra(wheel: Path, tmp_path: Path) -> None:
