@@ -103,6 +103,7 @@ class UnitLoader:
 
     def _build_name_map(self) -> _NameMap:
         result = _NameMap()
+        aliases: list[str] = []  # the entries that name another unit (the others map to their own file)
         for position, directory in enumerate(self.search_paths):
             prefix = directory.rstrip("/") + "/"  # posixpath.join(directory, entry), 10,000 times cheaper
             for entry in self.index.listdir(directory):
@@ -116,13 +117,17 @@ class UnitLoader:
                 target = self._classify_link(directory, entry, prefix + entry)
                 if target is not None:
                     result.ids[entry] = target
-        for name, target in result.ids.items():
-            fragment = target if target.startswith("/") else self._resolve(result.ids, name)
+                    if not target.startswith("/"):
+                        aliases.append(entry)
+        # An entry that maps to a path maps to its own (_classify_link: the file, a link to a file outside the search
+        # path, a mask): its name is the path's last part, and it is no alias. Only the others are looked at.
+        for name in aliases:
+            fragment = self._resolve(result.ids, name)
             if fragment is None:
                 continue
             destination = posixpath.basename(fragment)
             if destination == name:
-                continue  # a unit's own file (most entries): no alias to record
+                continue  # an alias of itself, through others: nothing to record
             dest_name, src_name = parse_unit_name(destination), parse_unit_name(name)
             if dest_name and dest_name.is_template and src_name and src_name.is_instance:
                 destination = dest_name.with_instance(src_name.instance or "")
