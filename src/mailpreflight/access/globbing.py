@@ -13,8 +13,11 @@ GLOB_STEPS = 20_000  # directory entries one pattern may look at: a directory of
 
 @dataclass(frozen=True)
 class GlobResult:
+    """What `RootFS.glob` makes of one pattern: the matching guest paths, or no paths and a `problem` when it was not
+    expanded (not an absolute path, or a cap reached)."""
+
     paths: tuple[str, ...]  # guest paths, sorted, as glob(3) would return them (links not resolved)
-    problem: str | None = None  # a cap was reached: the paths are incomplete
+    problem: str | None = None  # why it was not expanded (not absolute, a cap reached): no paths then
 
 
 def has_glob_magic(pattern: str) -> bool:

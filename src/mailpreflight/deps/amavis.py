@@ -49,6 +49,9 @@ MAX_FILES = 256  # a tree that lists more config files is not read past that (a 
 
 @dataclass(frozen=True)
 class Setting:
+    """One answer read from amavisd's configuration: true, false, or None when it cannot be read statically; where it
+    was decided, and for None what could not be read."""
+
     value: bool | None  # None: not known statically
     where: str  # "file:line", or "amavisd default"
     why: str = ""  # for None: what could not be read
@@ -56,6 +59,9 @@ class Setting:
 
 @dataclass(frozen=True)
 class AmavisConfig:
+    """What amavisd's configuration says about SpamAssassin: the files it reads, in order, whether amavisd loads
+    SpamAssassin, and whether $sa_local_tests_only is set."""
+
     files: tuple[str, ...]
     spam_checks: Setting  # does amavisd load SpamAssassin
     local_only: Setting  # $sa_local_tests_only

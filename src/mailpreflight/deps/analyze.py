@@ -26,6 +26,9 @@ INIT_SCRIPT_DIRS = ("/etc/init.d/", "/etc/rc.d/init.d/")
 @fast_init
 @dataclass(frozen=True)
 class UnitDeps:
+    """What analyze() works out for one unit: each command with its endpoints, the findings, the start timeout and, for
+    a loaded unit, the start-up facts."""
+
     unit: Unit
     commands: tuple[CommandDeps, ...]
     findings: tuple[Finding, ...]

@@ -45,6 +45,8 @@ _LONG_VALUE = frozenset({
 
 @dataclass(frozen=True)
 class Token:
+    """One token of a fetchmailrc: a word, `=`, or a quoted string without its quotes, and its line."""
+
     text: str
     line: int
     quoted: bool = False
@@ -87,6 +89,9 @@ def tokenize(text: str) -> list[Token]:
 
 @dataclass(frozen=True)
 class Server:
+    """One server entry of a fetchmailrc (`poll`, `server` or `skip` NAME; the `defaults` entry has no name): the
+    options that decide where fetchmail connects."""
+
     name: str
     line: int
     skip: bool = False
@@ -99,6 +104,9 @@ class Server:
 
 @dataclass
 class RcFile:
+    """What a fetchmailrc says about where fetchmail connects: its server entries in file order, `set daemon`, and the
+    `defaults` entry."""
+
     servers: list[Server]
     daemon: int | None = None  # `set daemon N`
     defaults: Server = Server("", 0)  # also applied to servers named only on the command line
@@ -171,6 +179,9 @@ def _server_option(server: Server, word: str, value: str) -> Server:
 
 @dataclass
 class CommandLine:
+    """The fetchmail command-line options read here (rc file, daemon interval, protocol, port, --ssl) and the server
+    names given as arguments."""
+
     rcfile: str | None = None
     daemon: int | None = None
     proto: str | None = None

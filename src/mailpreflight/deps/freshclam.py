@@ -45,6 +45,9 @@ DEFAULT = "freshclam default"
 
 @dataclass
 class FreshclamConfig:
+    """freshclam.conf as optparse() reads it: each option's values with their line numbers (a single-valued option keeps
+    its first), and why freshclam would refuse the file."""
+
     path: str
     values: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # name -> [(value, line)]
     broken: str | None = None  # why freshclam would refuse this file

@@ -40,6 +40,9 @@ class Signature:
 
 @dataclass(frozen=True)
 class SignatureFile:
+    """What read_signatures() finds in a detached signature: its signature packets, or none and why gpg would not find
+    one in it."""
+
     signatures: tuple[Signature, ...]
     problem: str | None = None  # why gpg will not find a signature in it (None: it parsed)
 

@@ -29,6 +29,9 @@ ADMIN_FILES = ("/etc/", "/usr/local/")
 @fast_init
 @dataclass(frozen=True)
 class CommandDeps:
+    """One command a unit may run and the endpoints it needs, with sa-update's plan when it is sa-update and what its
+    text only mentions."""
+
     command: FoundCommand
     dependencies: tuple[Dependency, ...]
     plan: SaUpdatePlan | None = None  # set for sa-update

@@ -42,6 +42,9 @@ _KEY_ID = re.compile(r"[0-9A-Fa-f]+")
 
 @dataclass(frozen=True)
 class TrustedId:
+    """A key id sa-update accepts as the signer of rules: 8 or 40 hex digits, and where it is listed (the program's
+    built-in list, --gpgkey or a line of --gpgkeyfile)."""
+
     key: str  # 8 or 40 upper-case hex digits
     source: str  # "/usr/bin/sa-update:162", "--gpgkey", "/etc/mail/spamassassin/keys:3"
 
@@ -81,6 +84,8 @@ class KeyringKey:
 
 @dataclass(frozen=True)
 class Keyring:
+    """The keys of sa-update's keyring as the host's gpg lists them (predict/keyring.py), or why it could not."""
+
     keys: tuple[KeyringKey, ...]
     problem: str | None = None  # it could not be listed
 
@@ -93,6 +98,9 @@ class Keyring:
 
 @dataclass(frozen=True)
 class GpgOutcome:
+    """What sa-update's GPG check makes of one signature file: trusted, untrusted or unknown, why, a warning for an
+    expired or revoked signer, and the signer's fingerprint when trusted."""
+
     result: str  # "trusted", "untrusted", "unknown"
     reason: str
     warning: str | None = None  # accepted, but by a key that is expired or revoked

@@ -134,6 +134,9 @@ def _last(values: Mapping[str, list[str]], name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Mirror:
+    """One mirror of a channel's MIRRORED.BY as sa-update reads it: its URL, weight (1 by default) and line in that file
+    (0 for --forcemirror)."""
+
     url: str  # trailing / removed, as sa-update keeps it
     weight: int
     line: int
@@ -161,6 +164,9 @@ class ChannelState:
 @fast_init
 @dataclass(frozen=True)
 class Resolver:
+    """sa-update's resolver as Net::DNS sets it up: the nameservers (resolv.conf or RES_NAMESERVERS), retrans and retry
+    (its `options`, or RES_RETRANS and RES_RETRY), and where the nameservers come from."""
+
     nameservers: tuple[str, ...]
     retrans: float
     retry: int
@@ -467,6 +473,8 @@ def _proxy_hostport(proxy: str) -> str:
 @fast_init
 @dataclass(frozen=True)
 class Scenario:
+    """One way an sa-update run can go (most are network failures): how long it takes, its exit status and why."""
+
     name: str
     seconds: float
     exit_status: int

@@ -79,6 +79,9 @@ class Skipped:
 @fast_init
 @dataclass(frozen=True)
 class StartupFacts:
+    """What in the root decides a unit's start besides the network: its sandbox, what each sa-update needs first,
+    spamd's rules, missing Exec programs and tools that stop on their config."""
+
     sandbox: Sandbox
     sa_update: tuple[tuple[int, SaUpdateLocal], ...] = ()  # (index in UnitDeps.commands, facts)
     spamd: SpamdRules | None = None  # set when the unit's ExecStart is spamd

@@ -183,6 +183,9 @@ _VALUE_OPTIONS = {"curl": _CURL_VALUE, "wget": _WGET_VALUE, "lwp-request": _LWP_
 
 @dataclass(frozen=True)
 class _Proxy:
+    """The proxy a download tool sends a URL's request through: host and port (the tool's default port when none is
+    given), and the option, variable or wgetrc line that set it."""
+
     host: str
     port: int
     origin: str  # "-x", "http_proxy", "/etc/wgetrc:12", ...

@@ -24,6 +24,9 @@ class ScenarioView:
 @fast_init
 @dataclass(frozen=True)
 class SaChannelView:
+    """One channel of an sa-update command as `deps` shows it: its MIRRORED.BY path, how many mirrors are known, the
+    list's age in seconds (None: no usable cached file) and the installed rule revision."""
+
     channel: str
     mirrored_by: str
     mirrors: int
@@ -34,6 +37,9 @@ class SaChannelView:
 @fast_init
 @dataclass(frozen=True)
 class SaUpdateView:
+    """What `deps` shows of an sa-update command's plan: the SpamAssassin version and where it was read, the update
+    directory, the downloader, each channel, and the worst cases of its run."""
+
     version: str | None
     version_source: str
     updatedir: str
@@ -45,6 +51,9 @@ class SaUpdateView:
 @fast_init
 @dataclass(frozen=True)
 class CommandDepsView:
+    """One command of a unit as `deps` shows it: the endpoints it needs, the sa-update plan when it is sa-update, and
+    the endpoints its text only mentions."""
+
     command: FoundCommand
     dependencies: tuple[Dependency, ...]
     sa_update: SaUpdateView | None = None

@@ -28,6 +28,9 @@ DEFAULT_NAMESERVER = "127.0.0.1"  # glibc's when resolv.conf names no usable ser
 
 @dataclass(frozen=True)
 class ResolvConf:
+    """/etc/resolv.conf as glibc reads it: where it was read, the nameservers it keeps (at most MAXNS) and the words of
+    its `options` lines."""
+
     source: str  # where it was read, for messages
     servers: tuple[str, ...]  # the usable nameservers glibc keeps, in order, at most MAXNS
     options: tuple[str, ...]  # the words of every `options` line, in order ("timeout:2", "attempts:3", "rotate")

@@ -68,6 +68,9 @@ _RUNS = {  # per state: characters it adds one by one without changing state (bl
 
 @dataclass(frozen=True)
 class EnvFileResult:
+    """An environment file as systemd reads it at start: its (name, value) assignments in order, warnings by line, and
+    the error when systemd refuses the file."""
+
     env: tuple[tuple[str, str], ...]
     warnings: tuple[tuple[int, str], ...]  # (line, message)
     error: tuple[int, str] | None = None  # systemd refuses the file: the unit fails to start

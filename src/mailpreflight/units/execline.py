@@ -95,6 +95,9 @@ def _cunescape_one(text: str, start: int) -> tuple[bytes, int] | None:
 
 @dataclass
 class Word:
+    """One word as extract_first_word() returns it: unquoted and unescaped, and whether an unknown escape was kept
+    verbatim in it (only with relax_escapes)."""
+
     text: str
     unknown_escapes: bool
 

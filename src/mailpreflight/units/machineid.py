@@ -24,6 +24,9 @@ _FIRST_BOOT = ("", "uninitialized", "uninitialized\n")
 
 @dataclass(frozen=True)
 class MachineId:
+    """The root's machine id as systemd would read it: 32 lowercase hex digits or None when unknown, and why a value
+    that is there was not used."""
+
     value: str | None  # 32 lowercase hex digits, or None: unknown
     problem: str | None = None  # why a value that is there is not used (one line, the raw value quoted short)
 

@@ -33,6 +33,9 @@ _DIRECTORIES = {"StateDirectory": "/var/lib", "CacheDirectory": "/var/cache", "L
 @fast_init
 @dataclass(frozen=True)
 class Sandbox:
+    """What a service's sandbox settings allow: path rules (read-only, writable or inaccessible, each with its setting),
+    why IP traffic cannot leave if it cannot, and the user it runs as."""
+
     rules: tuple[tuple[str, str, str], ...]  # (path prefix, "ro" | "rw" | "none", where it came from)
     network: str | None  # None: the host's network; else why IP traffic cannot leave (one line)
     user: str | None  # User=, None for root

@@ -79,6 +79,9 @@ class Diagnostic:
 @fast_init
 @dataclass(frozen=True)
 class Assignment:
+    """One `Key=value` line of a unit file: its section, the key and the value with outer blanks stripped, and where it
+    is (for a continued line, its first and last physical lines)."""
+
     section: str
     key: str
     value: str
@@ -98,6 +101,9 @@ class ParsedFile:
 
 @dataclass
 class _State:
+    """What parse_unit_file() keeps while it reads one file: the sections it accepts, the current section (None before
+    the first or in an ignored one), and the assignments and warnings so far."""
+
     path: str
     sections: frozenset[str] | None
     section: str | None = None

@@ -48,6 +48,8 @@ def parse_timespan(text: str) -> float | None:
 @fast_init
 @dataclass(frozen=True)
 class StartTimeout:
+    """How long systemd lets each start command of a unit take (inf: no timeout), and where that value comes from."""
+
     seconds: float  # inf: no timeout
     learned_from: str
 

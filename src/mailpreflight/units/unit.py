@@ -25,6 +25,9 @@ class LoadState(StrEnum):
 @fast_init
 @dataclass(frozen=True)
 class EnvironmentFileRef:
+    """One EnvironmentFile= entry as systemd keeps it at load time: the absolute path (specifiers expanded), whether a
+    `-` made it optional, and where it was set."""
+
     path: str
     optional: bool  # the `-` prefix: a missing file is fine
     source: Source

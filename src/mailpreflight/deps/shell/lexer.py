@@ -16,6 +16,8 @@ _UNTERMINATED = {"'": "quote", '"': "quote", "`": "backquote", "(": "parenthesis
 
 @dataclass(frozen=True)
 class Tok:
+    """One token of a script: a word as written, an operator, or a newline, with the line it starts on."""
+
     kind: str  # "word", "op" or "nl"
     text: str  # a word as written (quotes and all): expansion needs to know what was quoted
     line: int

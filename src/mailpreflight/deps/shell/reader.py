@@ -59,6 +59,9 @@ class Stop:
 @fast_init
 @dataclass(frozen=True)
 class ShellReading:
+    """What read_shell() makes of a script: the simple commands it may run, in order, what could not be read, and
+    whether an `exit` or a guard ends it early."""
+
     commands: tuple[ShellCommand, ...]
     warnings: tuple[str, ...]  # what could not be read or followed, "line N: …"
     exits_early: bool  # an unconditional `exit` (or `exec`) ends the script; nothing after it is reported

@@ -15,41 +15,57 @@ _CASE_ENDS = (";;", ";&", ";;&")
 
 @dataclass
 class Simple:
+    """A simple command: its words as the lexer gave them (assignments and the command name included, redirections
+    dropped) and the line of its first word."""
+
     words: list[Tok]  # redirections dropped
     line: int
 
 
 @dataclass
 class Pipe:
+    """A pipeline: the commands joined by `|` or `|&`, and whether an odd number of `!` comes before it."""
+
     cmds: list[Node]
     negated: bool
 
 
 @dataclass
 class AndOr:
+    """An and-or list: pipelines joined by `&&` or `||`, `ops[i]` standing between `pipes[i]` and `pipes[i + 1]`."""
+
     pipes: list[Pipe]
     ops: list[str]  # "&&" / "||" between pipes
 
 
 @dataclass
 class List:
+    """Statements separated by `;`, `&` or newlines, each with whether a `&` runs it in the background."""
+
     items: list[tuple[AndOr, bool]]  # (statement, run in the background)
 
 
 @dataclass
 class Group:
+    """A `{ ...; }` group, or a `( ... )` subshell when `subshell`: the statements it holds."""
+
     body: List
     subshell: bool
 
 
 @dataclass
 class If:
+    """An `if` command: the condition and body of the `if` and of each `elif`, in order, and the `else` body if any."""
+
     clauses: list[tuple[List, List]]  # (condition, body) for `if` and each `elif`
     orelse: List | None
 
 
 @dataclass
 class Loop:
+    """A `while`, `until` or `for` loop: the condition of while and until (None for for), the variable and the words
+    after `in` of for, and the body."""
+
     cond: List | None  # while / until
     var: str  # for
     words: list[Tok]  # for
@@ -58,6 +74,9 @@ class Loop:
 
 @dataclass
 class Case:
+    """A `case` command: the word it tests (None when missing), and each branch with its patterns as written and whether
+    it ends with `;&` or `;;&`."""
+
     subject: Tok | None
     branches: list[List]
     patterns: list[list[Tok]]  # each branch's patterns (`0|1)`: two words), as written
@@ -66,6 +85,8 @@ class Case:
 
 @dataclass
 class FuncDef:
+    """A function definition (`name() body` or `function name body`): its name and the command that is its body."""
+
     name: str
     body: Node
 
