@@ -354,8 +354,8 @@ def test_an_optional_file_that_is_not_there_is_none_and_anything_else_is_read_or
             fs.read_bytes(missing)
     assert fs.read_optional("/usr/lib/x.conf") == fs.read_bytes("/lib/x.conf") == b"x\n"
     assert fs.read_optional("/lib/x.conf") == b"x\n"
-    guest.path("/dev").mkdir()
-    assert fs.read_optional("/dev/null") == fs.read_bytes("/dev/null") == b""  # a mask: empty, never opened
+    assert not guest.path("/dev").exists()  # an offline root's /dev is usually empty or missing
+    assert fs.read_optional("/dev/null") == fs.read_bytes("/dev/null") == b""  # empty, never opened
     with pytest.raises(GuestFileRefused, match="FIFO"):
         fs.read_optional("/etc/fifo")
     with pytest.raises(GuestFileRefused, match="larger than"):

@@ -171,6 +171,18 @@ def test_proxy_from_environment_file(tmp_path: Path) -> None:
     assert "TXT 1.0.4.updates.spamassassin.org" in targets  # DNS is never proxied
 
 
+def test_an_environment_file_that_is_dev_null_reads_empty_without_the_guests_dev(tmp_path: Path) -> None:
+    """`EnvironmentFile=/dev/null` (a way to blank a packaged one): at boot /dev/null is there and reads empty,
+    whether or not the offline root holds a /dev; no "cannot be read: the start will fail"."""
+    from mailpreflight.units.loader import UnitLoader, exec_environment
+
+    unit = SPAMD.format(pre="EnvironmentFile=/dev/null\nExecStartPre=-/usr/bin/sa-update")
+    root = sa_root(tmp_path, unit)
+    assert not (root / "dev").exists()
+    loader = UnitLoader(RootFS(str(root)))
+    assert exec_environment(loader.load("spamd.service"), loader.fs).problems == ()
+
+
 @pytest.mark.parametrize(("programs", "expected", "per_url"), [
     (["/usr/bin/curl"], "curl", 30), (["/usr/bin/wget"], "wget", 90), ([], "lwp", 180)])
 def test_downloader_from_the_tree(tmp_path: Path, programs: list[str], expected: str, per_url: int) -> None:

@@ -145,6 +145,8 @@ class RootFS:
         yet a link to it is what masks a unit. Directories are resolved once and remembered (a loader
         reads thousands of files from the same few directories).
         """
+        if guest == DEV_NULL:
+            return DEV_NULL  # named itself, as through a link (_chase): whether or not the guest's /dev is there
         parent, _, base = guest.rpartition("/")
         if not base or base in (".", "..") or "/." in parent or "//" in guest:
             return self._chase(guest, follow_last)
