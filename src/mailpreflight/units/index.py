@@ -26,6 +26,7 @@ class SearchIndex:
         self.fs = fs
         self.search_paths = search_paths
         self._listings: dict[str, tuple[str, ...]] = {}  # guest dir as asked -> sorted entries
+        self._entries: dict[str, tuple[tuple[str, int], ...]] = {}  # the same, each with its file type
         self._resolved_dirs: dict[str, str | None] = {}
         self._lstat: dict[str, os.stat_result | None] = {}
         self._kinds: dict[str, int] = {}  # file type of the entries of listed directories (0: not known)
@@ -38,12 +39,25 @@ class SearchIndex:
         """RootFS.listdir(), once per directory and run; the type of every entry comes with it (RootFS.scan)."""
         found = self._listings.get(directory)
         if found is None:
-            scanned = self.fs.scan(directory)
-            found = self._listings[directory] = tuple(name for name, _ in scanned)
-            prefix = directory.rstrip("/") + "/"
-            for name, kind in scanned:
-                self._kinds[prefix + name] = kind
+            self._scan(directory)
+            found = self._listings[directory]
         return found
+
+    def entries(self, directory: str) -> tuple[tuple[str, int], ...]:
+        """listdir() with each entry's file type as the listing gave it (kind(): 0 when it did not say)."""
+        found = self._entries.get(directory)
+        if found is None:
+            self._scan(directory)
+            found = self._entries[directory]
+        return found
+
+    def _scan(self, directory: str) -> None:
+        scanned = tuple(self.fs.scan(directory))
+        self._entries[directory] = scanned
+        self._listings[directory] = tuple(name for name, _ in scanned)
+        prefix = directory.rstrip("/") + "/"
+        for name, kind in scanned:
+            self._kinds[prefix + name] = kind
 
     def conf_files(self, directory: str) -> tuple[tuple[str, str], ...]:
         """(name, path) of each `*.conf` of a drop-in directory that is a file or a link, not hidden, in name order

@@ -106,7 +106,7 @@ class UnitLoader:
         aliases: list[str] = []  # the entries that name another unit (the others map to their own file)
         for position, directory in enumerate(self.search_paths):
             prefix = directory.rstrip("/") + "/"  # posixpath.join(directory, entry), 10,000 times cheaper
-            for entry in self.index.listdir(directory):
+            for entry, kind in self.index.entries(directory):
                 if entry.endswith((".wants", ".requires", ".d")):  # never a unit name: no unit type ends so
                     result.entries.add(prefix + entry)
                     if entry.endswith(".d"):
@@ -114,7 +114,8 @@ class UnitLoader:
                     continue
                 if entry in result.ids or not is_unit_name(entry):
                     continue
-                target = self._classify_link(directory, entry, prefix + entry)
+                # a file or directory as the listing says (most entries): itself; anything else is looked at
+                target = prefix + entry if kind in _PLAIN else self._classify_link(directory, entry, prefix + entry)
                 if target is not None:
                     result.ids[entry] = target
                     if not target.startswith("/"):
@@ -395,6 +396,9 @@ class UnitLoader:
             systemd_version=self.version,
         )
 
+
+
+_PLAIN = (stat.S_IFREG, stat.S_IFDIR)  # entries _classify_link() maps to themselves without looking further
 
 
 def _mangle(name: str) -> str:
