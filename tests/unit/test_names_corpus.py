@@ -150,3 +150,19 @@ def test_is_unit_name_is_parse_unit_name_not_none(name: str) -> None:
                                   "x" * 251 + ".service", "x" * 252 + ".service", "a.service\n", "@.service"])
 def test_is_unit_name_on_the_corpus(name: str) -> None:
     assert un.is_unit_name(name) == (un.parse_unit_name(name) is not None)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="ab@.-_:\\\\é/ ", max_size=12),
+       st.sampled_from(["service", "socket", "target", "servic", "service.d", ""]))
+def test_a_plain_or_instance_service_is_what_parsing_the_name_says(stem: str, unit_type: str) -> None:
+    """The loader lists a tree's services without parsing each name (units/loader.py
+    is_plain_or_instance_service(), for names unitname.is_unit_name() took): the same answer as parse_unit_name()."""
+    from mailpreflight.units.loader import is_plain_or_instance_service
+
+    for name in (f"{stem}.{unit_type}", stem, f"{stem}@.{unit_type}", f"a@{stem}.{unit_type}"):
+        if not un.is_unit_name(name):
+            continue
+        parsed = un.parse_unit_name(name)
+        assert parsed is not None, name
+        assert is_plain_or_instance_service(name) == (parsed.type == "service" and not parsed.is_template), name

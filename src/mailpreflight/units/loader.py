@@ -191,8 +191,7 @@ class UnitLoader:
     def _find_service_names(self) -> list[str]:
         names = set()
         for name in self._name_map().ids:
-            parsed = parse_unit_name(name)
-            if parsed is not None and parsed.type == "service" and not parsed.is_template:
+            if is_plain_or_instance_service(name):
                 names.add(name)
         for entry in self._name_map().entries:
             if entry.endswith((".wants", ".requires")):
@@ -396,6 +395,13 @@ class UnitLoader:
             systemd_version=self.version,
         )
 
+
+
+def is_plain_or_instance_service(name: str) -> bool:
+    """For a name the name map took (unitname.is_unit_name: valid): is it a service and no template? What
+    parse_unit_name() says, without parsing (and remembering) each of a tree's 10,000 names before the workers
+    start: the type is what follows the last dot, a template's first `@` ends its stem (`getty@.service`)."""
+    return name.endswith(".service") and name.find("@") != len(name) - 9
 
 
 _PLAIN = (stat.S_IFREG, stat.S_IFDIR)  # entries _classify_link() maps to themselves without looking further
