@@ -361,3 +361,22 @@ def test_an_optional_file_that_is_not_there_is_none_and_anything_else_is_read_or
     with pytest.raises(GuestFileRefused, match="larger than"):
         fs.read_optional("/usr/lib/x.conf", 1)
     assert [r.path for r in fs.refusals] == ["/etc/fifo", "/usr/lib/x.conf"]
+
+
+def test_nothing_lies_below_dev_null(guest: Guest) -> None:
+    """/dev/null is no directory: a path below it, named or through a guest link to /dev/null, is not there. It is
+    never looked up on the host, where the guest's /dev may be a link out of the root (here to a host directory
+    holding a `null/x`): neither found, nor its type, nor a refusal that would say something is there."""
+    guest.link("/dev", str(guest.host_dir))
+    (guest.host_dir / "null").mkdir()
+    (guest.host_dir / "null" / "x").write_text(guest.secret)
+    guest.link("/etc/x", "/dev/null")
+    fs = RootFS(str(guest.root))
+    for path in ("/dev/null/x", "/etc/x/x", "/dev/null/x/y"):
+        assert fs.chase(path) is None and fs.lstat(path) is None and not fs.is_dir(path), path
+        assert fs.read_optional(path) is None, path
+        with pytest.raises(FileNotFoundError):
+            fs.read_bytes(path)
+    assert fs.chase("/dev/null") == fs.chase("/etc/x") == "/dev/null"
+    assert fs.read_bytes("/dev/null") == fs.read_bytes("/etc/x") == b""
+    assert fs.refusals == ()

@@ -170,6 +170,10 @@ class RootFS:
         if hit is not None:
             return hit
         resolved = self.chase(guest)
+        if resolved == DEV_NULL:
+            # /dev/null is no directory, whatever the guest's /dev is: nothing lies below it (a name under it looked
+            # up on the host would go through the guest's /dev, which can be a link to anywhere)
+            return None
         if resolved is not None and len(self._dirs) < 8192:
             self._dirs[guest] = resolved
         return resolved
