@@ -38,6 +38,22 @@ def test_the_exit_code_and_all_of_the_output(code: int) -> None:
     assert done.returncode == code and done.stdout == "x" * 100000 + "\n" and done.stderr == ""
 
 
+def test_the_interpreters_teardown_is_skipped_when_nothing_needs_it() -> None:
+    """What only the teardown would do (an object's __del__ when the modules are cleared) does not happen: the fast
+    way was taken. With an exit handler registered, it was not, and the teardown runs."""
+    canary = ("import os\nclass Canary:\n    def __del__(self):\n        os.write(2, b'teardown ran\\n')\n"
+              "cli.canary = Canary()")
+    assert _run(canary).stderr == ""
+    assert _run(canary + "\nimport atexit\natexit.register(lambda: None)").stderr == "teardown ran\n"
+
+
+def test_a_profiler_still_reports() -> None:
+    """`python -m cProfile -m mailpreflight ...` prints its figures after the program: not ended before that."""
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-m", "mailpreflight", "--version"], capture_output=True,
+                          text=True, timeout=60, env=BUFFERED)
+    assert done.returncode == 0 and "function calls" in done.stdout, done.stdout[-500:]
+
+
 def test_an_exit_handler_still_runs() -> None:
     done = _run("import atexit\natexit.register(lambda: print('handler ran', file=sys.stderr))")
     assert done.returncode == 2 and done.stderr == "handler ran\n" and len(done.stdout) == 100001

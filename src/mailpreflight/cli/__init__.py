@@ -32,7 +32,8 @@ def command() -> NoReturn:
     """`mailpreflight` as a program (the console script, `python -m mailpreflight`): main(), then the exit. When
     nothing is left for the interpreter's teardown to do — the output flushed, no exit handler registered, no thread
     but daemons — the process ends at once: freeing a run's objects one by one took `deps` over 10,000 units 28 ms
-    (issue 14). Otherwise (a handler, e.g. coverage's; a thread to join; output that cannot be flushed, as in
+    (issue 14). Otherwise (a handler, e.g. coverage's; a profiler, tracer or debugger, which reports after the
+    program, as `python -m cProfile -m mailpreflight`; a thread to join; output that cannot be flushed, as in
     `deps | head`) the interpreter ends it as it always did."""
     code = main()
     if _nothing_left(code):
@@ -46,9 +47,10 @@ def _nothing_left(code: int) -> bool:
     handlers = getattr(atexit, "_ncallbacks", None)  # CPython's; without it, the usual exit
     threading = sys.modules.get("threading")
     if not isinstance(code, int) or handlers is None or handlers() or sys.flags.inspect or (
+            sys.getprofile() is not None or sys.gettrace() is not None) or (
             threading is not None and any(not t.daemon for t in threading.enumerate()
                                           if t is not threading.main_thread())):
-        return False
+        return False  # an exit handler, a profiler or debugger that reports after main (python -m cProfile), a thread
     try:
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
