@@ -56,7 +56,7 @@ _SPENT = (f"not read: this run already read {size_text(READ_TOTAL_LIMIT)} from t
 
 
 class Absent(enum.Enum):
-    """_open_regular(absent_ok=True) and _pin_plain(): the file does not exist (a value, not an exception)."""
+    """_open_found() and _pin_plain(): the file does not exist (a value, not an exception: read_optional())."""
 
     ABSENT = "absent"
 

@@ -301,10 +301,12 @@ def plan(command: FoundCommand, fs: RootFS, sa_version: str | None = None, now: 
     # same sa-update, one plan they share (issue 14; the view and the JSON of it are then made once too).
     key = (command.argv, sa_version, env.get("PATH"), env.get("RES_NAMESERVERS"), env.get("RES_RETRANS"),
            env.get("RES_RETRY"))
-    made = kept(fs, "plan", key, lambda: _plan(command, fs, sa_version))
+    def made() -> _Made:
+        return kept(fs, "plan", key, lambda: _plan(command, fs, sa_version))
+
     if now is None:
-        return kept(fs, "plan_dated", (key, tuple(proxies.items())), lambda: _dated(made, fs.opened, proxies))
-    return _dated(made, now, proxies)
+        return kept(fs, "plan_dated", (key, tuple(proxies.items())), lambda: _dated(made(), fs.opened, proxies))
+    return _dated(made(), now, proxies)
 
 
 def _dated(made: _Made, reference: float, proxies: dict[str, str]) -> SaUpdatePlan:

@@ -458,8 +458,8 @@ def exec_environment(unit: Unit, fs: RootFS) -> ExecEnvironment:
             guest_paths = [ref.path]
         for guest in guest_paths:
             try:
-                found = fs.read_optional(guest, min(READ_LIMIT, budget)) if ref.optional else (
-                    fs.read_bytes(guest, min(READ_LIMIT, budget)))
+                read = fs.read_optional if ref.optional else fs.read_bytes  # optional: None when not there
+                data = read(guest, min(READ_LIMIT, budget))
             except OSError as exc:
                 if not ref.optional or isinstance(exc, GuestFileRefused):
                     why = exc.strerror or str(exc)
@@ -470,9 +470,8 @@ def exec_environment(unit: Unit, fs: RootFS) -> ExecEnvironment:
                         f"EnvironmentFile={guest} cannot be read ({why})"
                         + (": the start will fail" if not ref.optional else ""), ref.source))
                 continue
-            if found is None:
-                continue  # optional, and not there
-            data = found
+            if data is None:
+                continue
             budget -= len(data)
             parsed = environ.parse_env_file(data, unit.systemd_version)
             problems.extend(Diagnostic(LogLevel.WARNING, message, Source(guest, line))
